@@ -1,0 +1,137 @@
+"""Random projections and feature maps of FAVOR+ (Choromanski et al. 2020, arXiv:2009.14794).
+
+This module is the only place that computes a feature map phi(x) or draws a projection.
+
+Softmax kernel (positive random features, paper eq. 7 with h(x) = exp(-|x|^2 / 2))::
+
+    SM(x, y) = exp(x . y) = E_w[ phi(x) . phi(y) ],   phi(x) = exp(W x - |x|^2 / 2) / sqrt(m)
+
+with the rows w_i of W (m, d) drawn N(0, I_d), here as stacked orthogonal blocks (ORF) whose
+row norms are chi-distributed so each row is still marginally Gaussian. Attention uses
+x = q / d^(1/4), y = k / d^(1/4), so exp(x . y) = exp(q . k / sqrt(d)).
+
+Generalised ReLU kernel: phi(x) = relu(W x) / sqrt(m) + eps.
+
+Shapes: x is (..., L, d); the projection is (m, d); features are (..., L, m).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+Scaling = Literal["gaussian", "sqrt_d"]
+
+
+def gaussian_orthogonal_matrix(
+    nb_features: int,
+    dim: int,
+    *,
+    scaling: Scaling = "gaussian",
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> Tensor:
+    """Orthogonal random features: ``(nb_features, dim)`` rows, orthogonal within blocks of ``dim``.
+
+    Each block is Q^T from the QR decomposition of a ``dim x dim`` Gaussian matrix (sign-corrected
+    so Q is Haar-distributed); the last block is truncated. Row norms are then set to the norms of
+    independent Gaussian vectors (``scaling="gaussian"``, chi-distributed, so rows are marginally
+    N(0, I)) or all to ``sqrt(dim)`` (``scaling="sqrt_d"``, regularised).
+    """
+    if nb_features < 1 or dim < 1:
+        raise ValueError(f"nb_features and dim must be positive, got {nb_features}, {dim}")
+    if scaling not in ("gaussian", "sqrt_d"):
+        raise ValueError(f"scaling must be 'gaussian' or 'sqrt_d', got {scaling!r}")
+    nb_blocks = math.ceil(nb_features / dim)
+    # Draw on CPU in float64 so the result depends only on the generator's seed.
+    gauss = torch.randn(nb_blocks, dim, dim, generator=generator, dtype=torch.float64)
+    q, r = torch.linalg.qr(gauss)  # (nb, d, d) each
+    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)  # Haar measure
+    rows = q.transpose(-2, -1).reshape(nb_blocks * dim, dim)[:nb_features]  # (m, d)
+    if scaling == "gaussian":
+        norms = torch.randn(nb_features, dim, generator=generator, dtype=torch.float64).norm(dim=1)
+    else:
+        norms = torch.full((nb_features,), math.sqrt(dim), dtype=torch.float64)
+    out = rows * norms.unsqueeze(1)
+    return out.to(device=device, dtype=dtype or torch.get_default_dtype())
+
+
+def iid_gaussian_matrix(
+    nb_features: int,
+    dim: int,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> Tensor:
+    """Unstructured random features: ``(nb_features, dim)`` i.i.d. N(0, 1) entries (the paper's IID baseline)."""
+    out = torch.randn(nb_features, dim, generator=generator, dtype=torch.float64)
+    return out.to(device=device, dtype=dtype or torch.get_default_dtype())
+
+
+def _softmax_logits(x: Tensor, projection: Tensor) -> Tensor:
+    """``W x' - |x'|^2 / 2`` with ``x' = x / d^(1/4)``: (..., L, d) -> (..., L, m)."""
+    x = x * x.shape[-1] ** -0.25
+    proj = x @ projection.t().to(x.dtype)  # (..., L, m)
+    return proj - 0.5 * (x * x).sum(dim=-1, keepdim=True)
+
+
+def softmax_feature_logits(x: Tensor, projection: Tensor) -> tuple[Tensor, Tensor]:
+    """Log-domain softmax features, for attention that tracks its own stabiliser.
+
+    Returns ``(features, log_scale)``: ``features`` (..., L, m) are ``phi(x) * exp(-log_scale)``,
+    i.e. each position is divided by its own largest feature so every entry is in (0, 1/sqrt(m)];
+    ``log_scale`` (..., L) is that per-position maximum. The true ``phi(x)`` is
+    ``features * exp(log_scale)``: the scale depends on position ``x`` alone, so a causal
+    consumer can rescale without ever looking at later positions.
+    """
+    logits = _softmax_logits(x, projection)  # (..., L, m)
+    # A constant shift per position: detached, so gradients are those of exp(logits) itself.
+    log_scale = logits.detach().amax(dim=-1)  # (..., L)
+    features = torch.exp(logits - log_scale.unsqueeze(-1) - 0.5 * math.log(projection.shape[0]))
+    return features, log_scale
+
+
+def softmax_features(x: Tensor, projection: Tensor, *, is_query: bool) -> Tensor:
+    """Positive random features of the softmax kernel, ``exp(W x' - |x'|^2/2) / sqrt(m)``.
+
+    ``x`` is (..., L, d), queries or keys, *unscaled* (this divides by d^(1/4)); returns (..., L, m).
+
+    Stabiliser: queries are divided by their own per-row maximum, a factor that cancels exactly in
+    the attention ratio. Keys are divided by one maximum over all positions and features of the
+    sequence (per leading index), which also cancels. That shared key maximum looks at every
+    position, so causal attention must not use it: :func:`favor_attention` uses
+    :func:`softmax_feature_logits` and a running (prefix) maximum instead.
+    """
+    features, log_scale = softmax_feature_logits(x, projection)
+    if is_query:
+        return features
+    shift = log_scale - log_scale.amax(dim=-1, keepdim=True)  # (..., L), <= 0
+    return features * torch.exp(shift).unsqueeze(-1)
+
+
+def relu_features(x: Tensor, projection: Tensor, *, eps: float = 1e-3) -> Tensor:
+    """Generalised-kernel features ``relu(W x') / sqrt(m) + eps`` (Performer-ReLU): (..., L, d) -> (..., L, m).
+
+    ``x' = x / d^(1/4)`` as for softmax; ``eps`` keeps every feature vector strictly positive so
+    attention normalisers never vanish.
+    """
+    x = x * x.shape[-1] ** -0.25
+    proj = x @ projection.t().to(x.dtype)  # (..., L, m)
+    return torch.relu(proj) * projection.shape[0] ** -0.5 + eps
+
+
+def trig_features(x: Tensor, projection: Tensor) -> Tensor:
+    """Trigonometric features of the softmax kernel (the paper's SM-trig baseline, can be negative).
+
+    ``exp(|x'|^2/2) [sin(W x'), cos(W x')] / sqrt(m)``: (..., L, d) -> (..., L, 2m). Only for the
+    approximation-error study; attention with it is unstable, as the paper shows.
+    """
+    x = x * x.shape[-1] ** -0.25
+    proj = x @ projection.t().to(x.dtype)  # (..., L, m)
+    h = torch.exp(0.5 * (x * x).sum(dim=-1, keepdim=True)) * projection.shape[0] ** -0.5
+    return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1) * h

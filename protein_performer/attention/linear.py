@@ -1,0 +1,244 @@
+"""FAVOR+ attention algebra: bidirectional and causal linear attention, implicit weights, exact baseline.
+
+With features phi (see :mod:`.features`), FAVOR+ replaces softmax(Q K^T / sqrt(d)) V by::
+
+    out_t = phi(q_t) . sum_s phi(k_s) v_s^T  /  phi(q_t) . sum_s phi(k_s)
+
+where s runs over all unpadded keys (bidirectional) or over s <= t (causal). Cost is
+O(L m d) time and O(L m + m d) memory instead of O(L^2).
+
+Causal attention is computed chunk by chunk (chunk-parallel prefix sums): inside a chunk of C
+positions the masked C x C product is formed; across chunks a running state
+S = sum_s phi(k_s) [v_s, 1]^T of size (m, d + 1) is carried. Nothing of size L x m x d is ever
+materialised.
+
+Softmax keys carry a per-position log-scale (their largest logit). They are reweighted by
+exp(log_scale_s - M) with M a *running* maximum over positions <= t, never a maximum over the
+whole sequence, so an output at position t depends on positions <= t only, bit for bit.
+
+Shapes: q, k, v are (B, H, L, D); projection is (m, D); outputs are (B, H, L, D).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from protein_performer.attention.features import relu_features, softmax_feature_logits
+
+Kernel = Literal["softmax", "relu"]
+DEFAULT_CHUNK_SIZE = 128
+
+
+def _features(x: Tensor, projection: Tensor, kernel: str) -> tuple[Tensor, Tensor | None]:
+    """(B, H, L, D) -> features (B, H, L, m) and, for softmax, the per-position log-scale (B, H, L)."""
+    if kernel == "softmax":
+        return softmax_feature_logits(x, projection)
+    if kernel == "relu":
+        return relu_features(x, projection), None
+    raise ValueError(f"kernel must be 'softmax' or 'relu', got {kernel!r}")
+
+
+def _mask_keys(kf: Tensor, log_scale: Tensor | None, key_padding_mask: Tensor | None):
+    """Zero the features of padded keys (mask (B, L), True = real) and drop them from the scale."""
+    if key_padding_mask is None:
+        return kf, log_scale
+    keep = key_padding_mask[:, None, :]  # (B, 1, L)
+    kf = torch.where(keep.unsqueeze(-1), kf, torch.zeros((), dtype=kf.dtype, device=kf.device))
+    if log_scale is not None:
+        log_scale = log_scale.masked_fill(~keep, float("-inf"))
+    return kf, log_scale
+
+
+def _ratio(out: Tensor) -> Tensor:
+    """Split (..., D + 1) into numerator / denominator; the last channel is the normaliser."""
+    num, den = out[..., :-1], out[..., -1:]
+    return num / den.clamp_min(torch.finfo(den.dtype).tiny)
+
+
+def _bidirectional(qf: Tensor, kf: Tensor, v1: Tensor, log_scale: Tensor | None) -> Tensor:
+    """qf, kf: (B, H, L, m); v1: (B, H, L, D + 1) -> (B, H, L, D + 1) unnormalised."""
+    if log_scale is not None:
+        ref = log_scale.amax(dim=-1, keepdim=True).clamp_min(torch.finfo(log_scale.dtype).min)
+        kf = kf * torch.exp(log_scale - ref).unsqueeze(-1)  # padded keys: exp(-inf) = 0
+    kv = kf.transpose(-2, -1) @ v1  # (B, H, m, D + 1)
+    return qf @ kv  # (B, H, L, D + 1)
+
+
+def _causal_chunked(
+    qf: Tensor, kf: Tensor, v1: Tensor, log_scale: Tensor | None, chunk_size: int
+) -> Tensor:
+    """Causal linear attention by chunks. qf, kf: (B, H, L, m); v1: (B, H, L, E) -> (B, H, L, E)."""
+    B, H, L, m = qf.shape
+    E = v1.shape[-1]
+    C = min(chunk_size, L)
+    pad = (-L) % C
+    if pad:  # padded keys get zero features and -inf scale; padded queries are dropped
+        qf, kf, v1 = (F.pad(t, (0, 0, 0, pad)) for t in (qf, kf, v1))
+        if log_scale is not None:
+            log_scale = F.pad(log_scale, (0, pad), value=float("-inf"))
+    N = (L + pad) // C
+    qc = qf.view(B, H, N, C, m)
+    kc = kf.view(B, H, N, C, m)
+    vc = v1.view(B, H, N, C, E)
+    causal_mask = torch.ones(C, C, dtype=torch.bool, device=qf.device).tril()  # (C, C) s <= t
+    scores = qc @ kc.transpose(-2, -1)  # (B, H, N, C, C)
+
+    if log_scale is None:
+        states = (kc.transpose(-2, -1) @ vc).cumsum(dim=2)  # (B, H, N, m, E) inclusive
+        states = torch.cat([torch.zeros_like(states[:, :, :1]), states[:, :, :-1]], dim=2)  # exclusive
+        inter = qc @ states  # (B, H, N, C, E)
+        intra = scores.masked_fill(~causal_mask, 0.0) @ vc
+        return (inter + intra).reshape(B, H, N * C, E)[:, :, :L]
+
+    # Softmax keys: running maximum of the log-scales, never looking ahead.
+    ls = log_scale.view(B, H, N, C)
+    lowest = torch.finfo(ls.dtype).min  # finite floor: all-padded prefixes give 0, never nan
+    after = torch.cummax(ls.amax(dim=-1), dim=2).values.clamp_min(lowest)  # (B, H, N): chunks <= n
+    before = F.pad(after[..., :-1], (1, 0), value=float("-inf"))  # (B, H, N): chunks < n
+    ref_q = torch.maximum(before.unsqueeze(-1), torch.cummax(ls, dim=-1).values)
+    ref_q = ref_q.clamp_min(lowest)  # (B, H, N, C): running max over positions <= t
+    # A chunk's contribution, scaled to the reference after that chunk: (B, H, N, m, E)
+    contrib = (kc * torch.exp(ls - after.unsqueeze(-1)).unsqueeze(-1)).transpose(-2, -1) @ vc
+    decay = torch.exp(before - after)  # (B, H, N), 0 for the first chunk
+    state = torch.zeros(B, H, m, E, dtype=qf.dtype, device=qf.device)
+    states = []
+    for n in range(N):  # S_n = sum over chunks < n, referenced to `before[n]`
+        states.append(state)
+        state = state * decay[:, :, n, None, None] + contrib[:, :, n]
+    inter = (qc @ torch.stack(states, dim=2)) * torch.exp(before.unsqueeze(-1) - ref_q).unsqueeze(-1)
+    # exp(ls_s - ref_t) for s <= t; -inf above the diagonal so exp gives exact zeros.
+    expo = (ls.unsqueeze(-2) - ref_q.unsqueeze(-1)).masked_fill(~causal_mask, float("-inf"))
+    intra = (scores * torch.exp(expo)) @ vc  # (B, H, N, C, E)
+    return (inter + intra).reshape(B, H, N * C, E)[:, :, :L]
+
+
+def favor_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    projection: Tensor,
+    *,
+    kernel: Kernel = "softmax",
+    causal: bool = False,
+    key_padding_mask: Tensor | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> Tensor:
+    """FAVOR+ attention: approximates softmax(Q K^T / sqrt(D)) V for ``kernel="softmax"``.
+
+    Args:
+        q, k, v: (B, H, L, D).
+        projection: (m, D) random features (:func:`gaussian_orthogonal_matrix`).
+        kernel: ``"softmax"`` (positive random features) or ``"relu"`` (generalised kernel).
+        causal: position t attends to s <= t only (chunked prefix sums; exact causality).
+        key_padding_mask: (B, L) bool, True at real tokens. Padded keys contribute to neither
+            numerator nor denominator; outputs at padded queries are unspecified.
+        chunk_size: causal block length C (time O(L C (m + D)), state O(L/C m D)).
+
+    Returns:
+        (B, H, L, D) in the dtype of ``v``. Half-precision inputs are computed in float32
+        (features, normaliser and prefix sums), autocast disabled, and cast back.
+    """
+    out_dtype = v.dtype
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        if q.dtype in (torch.float16, torch.bfloat16):
+            q, k, v = q.float(), k.float(), v.float()
+        qf, _ = _features(q, projection, kernel)  # query scale cancels in the ratio
+        kf, log_scale = _features(k, projection, kernel)  # (B, H, L, m), (B, H, L) | None
+        kf, log_scale = _mask_keys(kf, log_scale, key_padding_mask)
+        v1 = F.pad(v, (0, 1), value=1.0)  # (B, H, L, D + 1): last channel sums the normaliser
+        if key_padding_mask is not None:
+            v1 = v1.masked_fill(~key_padding_mask[:, None, :, None], 0.0)
+        if causal:
+            out = _causal_chunked(qf, kf, v1, log_scale, chunk_size)
+        else:
+            out = _bidirectional(qf, kf, v1, log_scale)
+        return _ratio(out).to(out_dtype)
+
+
+def favor_attention_weights(
+    q: Tensor,
+    k: Tensor,
+    projection: Tensor,
+    *,
+    kernel: Kernel = "softmax",
+    causal: bool = False,
+    rows: Tensor | None = None,
+    key_padding_mask: Tensor | None = None,
+    block_size: int = 1024,
+) -> Tensor:
+    """The implicit, normalised FAVOR+ attention matrix for chosen query rows.
+
+    ``A[t, s] = phi(q_t) . phi(k_s) / sum_s' phi(q_t) . phi(k_s')`` (s, s' <= t when causal), the
+    matrix :func:`favor_attention` multiplies V by without forming it. Computed ``block_size``
+    rows at a time, so memory is O(block_size L) and only R x L is returned.
+
+    Args:
+        q, k: (B, H, L, D); projection: (m, D).
+        rows: (R,) query positions (default: all L).
+        key_padding_mask: (B, L) bool, True at real tokens (padded keys get weight 0).
+
+    Returns:
+        (B, H, R, L), each row summing to 1 over its allowed keys.
+    """
+    L = q.shape[-2]
+    rows = torch.arange(L, device=q.device) if rows is None else rows.to(q.device)
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        q, k = q.float() if q.dtype != torch.float64 else q, k.float() if k.dtype != torch.float64 else k
+        kf, log_scale = _features(k, projection, kernel)  # (B, H, L, m)
+        kf, log_scale = _mask_keys(kf, log_scale, key_padding_mask)
+        positions = torch.arange(L, device=q.device)
+        blocks = []
+        for start in range(0, rows.numel(), block_size):
+            r = rows[start : start + block_size]  # (R_b,)
+            qf, _ = _features(q[:, :, r], projection, kernel)  # (B, H, R_b, m)
+            raw = qf @ kf.transpose(-2, -1)  # (B, H, R_b, L)
+            allowed = positions[None, :] <= r[:, None] if causal else None  # (R_b, L)
+            if log_scale is not None:
+                expo = log_scale.unsqueeze(-2).expand(*raw.shape)  # (B, H, R_b, L)
+                if allowed is not None:
+                    expo = expo.masked_fill(~allowed, float("-inf"))
+                ref = expo.amax(dim=-1, keepdim=True).clamp_min(torch.finfo(expo.dtype).min)
+                raw = raw * torch.exp(expo - ref)
+            elif allowed is not None:
+                raw = raw.masked_fill(~allowed, 0.0)
+            blocks.append(raw / raw.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(raw.dtype).tiny))
+        return torch.cat(blocks, dim=-2)
+
+
+def exact_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    causal: bool = False,
+    key_padding_mask: Tensor | None = None,
+) -> Tensor:
+    """Exact softmax(Q K^T / sqrt(D)) V, the quadratic baseline (``F.scaled_dot_product_attention``).
+
+    q, k, v: (B, H, L, D); key_padding_mask: (B, L) bool, True at real tokens. Returns (B, H, L, D).
+    """
+    if key_padding_mask is None:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    mask = key_padding_mask[:, None, None, :]  # (B, 1, 1, L)
+    if causal:
+        L = q.shape[-2]
+        mask = mask & torch.ones(L, L, dtype=torch.bool, device=q.device).tril()  # (B, 1, L, L)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def exact_attention_weights(
+    q: Tensor, k: Tensor, *, causal: bool = False, key_padding_mask: Tensor | None = None
+) -> Tensor:
+    """softmax(Q K^T / sqrt(D)) as a (B, H, L, L) matrix; for analysis of exact baselines only."""
+    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, H, L, L)
+    if key_padding_mask is not None:
+        scores = scores.masked_fill(~key_padding_mask[:, None, None, :], float("-inf"))
+    if causal:
+        L = q.shape[-2]
+        upper = torch.ones(L, L, dtype=torch.bool, device=q.device).triu(1)
+        scores = scores.masked_fill(upper, float("-inf"))
+    return scores.softmax(dim=-1)

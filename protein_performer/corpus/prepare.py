@@ -1,0 +1,277 @@
+"""``protein-performer prepare``: tokenise FASTA / UniProt files into train/valid/test shards.
+
+Writes the layout of :mod:`protein_performer.corpus.shards`. Proteins are split by a hash of
+their id (UniProt accession), so a protein stays in the same split when the corpus grows and
+duplicates of an id never leak across splits::
+
+    u = int.from_bytes(blake2b(salt + id, digest_size=8), "little") / 2**64
+    test if u < test_fraction, valid if u < test_fraction + valid_fraction, else train
+
+The dataset is written into a hidden sibling directory and renamed into place at the end,
+so an interrupted run never leaves a directory that looks complete. Rerunning with inputs
+of identical checksums and identical options keeps the existing dataset (logged as up to
+date); anything else refuses to replace it unless ``overwrite=True`` (``--overwrite``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import BinaryIO, TextIO
+
+import numpy as np
+
+from protein_performer.alphabet import ALPHABET, ALPHABET_VERSION
+from protein_performer.corpus.fasta import CleaningPolicy, ReadCounts, read_records, sniff_format
+from protein_performer.corpus.shards import IDS_FILE, MANIFEST, OFFSETS_FILE, SPLITS, TOKENS_FILE, read_manifest
+
+log = logging.getLogger(__name__)
+
+FLUSH_BYTES = 4 << 20
+SPLIT_RULE = ("u = int.from_bytes(blake2b(salt + id, digest_size=8).digest(), 'little') / 2**64; "
+              "test if u < test_fraction, valid if u < test_fraction + valid_fraction, else train")
+
+
+@dataclass(frozen=True)
+class SplitFractions:
+    valid: float = 0.05
+    test: float = 0.05
+    salt: str = ""
+    """Mixed into the hash: a different salt draws a different (still deterministic) split."""
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.valid < 1 and 0 <= self.test < 1 and self.valid + self.test < 1):
+            raise ValueError(f"valid fraction {self.valid} and test fraction {self.test} must be in [0, 1) "
+                             "and sum to less than 1")
+
+    def split_of(self, protein_id: str) -> str:
+        digest = hashlib.blake2b((self.salt + protein_id).encode(), digest_size=8).digest()
+        u = int.from_bytes(digest, "little") / 2**64
+        if u < self.test:
+            return "test"
+        return "valid" if u < self.test + self.valid else "train"
+
+
+@dataclass
+class SplitWriter:
+    """Streams one split's ``tokens.u8`` / ``offsets.i64`` / ``ids.txt``; memory is one buffer."""
+
+    path: Path
+    proteins: int = 0
+    residues: int = 0
+    token_counts: np.ndarray = field(default_factory=lambda: np.zeros(len(ALPHABET), dtype=np.int64))
+    _tokens: list[bytes] = field(default_factory=list)
+    _ids: list[str] = field(default_factory=list)
+    _pending: int = 0
+
+    def __post_init__(self) -> None:
+        self.path.mkdir(parents=True)
+        self._tok_fh: BinaryIO = open(self.path / TOKENS_FILE, "wb")
+        self._off_fh: BinaryIO = open(self.path / OFFSETS_FILE, "wb")
+        self._ids_fh: TextIO = open(self.path / IDS_FILE, "w", encoding="utf-8", newline="\n")
+        np.zeros(1, dtype="<i8").tofile(self._off_fh)
+
+    def add(self, protein_id: str, tokens: bytes) -> None:
+        self._tokens.append(tokens)
+        self._ids.append(protein_id)
+        self._pending += len(tokens)
+        if self._pending >= FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._tokens:
+            return
+        lengths = np.fromiter(map(len, self._tokens), dtype=np.int64, count=len(self._tokens))
+        block = b"".join(self._tokens)
+        self.token_counts += np.bincount(np.frombuffer(block, dtype=np.uint8), minlength=len(ALPHABET))
+        self._tok_fh.write(block)
+        (self.residues + np.cumsum(lengths)).astype("<i8").tofile(self._off_fh)
+        self._ids_fh.write("\n".join(self._ids) + "\n")
+        self.proteins += len(self._tokens)
+        self.residues += len(block)
+        self._tokens, self._ids, self._pending = [], [], 0
+
+    def close(self) -> dict:
+        self.flush()
+        for fh in (self._tok_fh, self._off_fh, self._ids_fh):
+            fh.flush()
+            os.fsync(fh.fileno())
+            fh.close()
+        return {"proteins": self.proteins, "residues": self.residues, "token_counts": self.token_counts.tolist()}
+
+    def abort(self) -> None:
+        for fh in (self._tok_fh, self._off_fh, self._ids_fh):
+            fh.close()
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _existing_manifest(out: Path) -> dict | None:
+    try:
+        return read_manifest(out)
+    except (FileNotFoundError, ValueError, json.JSONDecodeError):
+        return None
+
+
+def prepare(inputs: list[Path], out: Path, *, policy: CleaningPolicy = CleaningPolicy(),
+            valid_fraction: float = 0.05, test_fraction: float = 0.05, salt: str = "",
+            format: str = "auto", overwrite: bool = False, progress: bool | None = False) -> dict:
+    """Tokenise ``inputs`` into a prepared dataset at ``out``; returns its manifest.
+
+    ``progress``: ``True`` draws a tqdm bar on stderr, ``None`` only when stderr is a terminal.
+    """
+    inputs = [Path(p) for p in inputs]
+    out = Path(out)
+    fractions = SplitFractions(valid=valid_fraction, test=test_fraction, salt=salt)
+    if not inputs:
+        raise ValueError("no input files; pass at least one FASTA or UniProt .dat file")
+    for path in inputs:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such input file")
+    formats = [sniff_format(p) if format == "auto" else format for p in inputs]
+    input_info = [{"path": str(p), "bytes": p.stat().st_size, "sha256": sha256_of(p), "format": f}
+                  for p, f in zip(inputs, formats)]
+    options = {**asdict(policy), "valid_fraction": valid_fraction, "test_fraction": test_fraction, "salt": salt}
+
+    existing = _existing_manifest(out)
+    if existing is not None and existing.get("options") == options and \
+            [i["sha256"] for i in existing.get("inputs", [])] == [i["sha256"] for i in input_info]:
+        log.info("%s is up to date (same input checksums and options); keeping it", out)
+        return existing
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        what = "a prepared dataset of other inputs or options" if existing else "files that are not a prepared dataset"
+        raise ValueError(f"{out} already holds {what}; use --overwrite to replace it or choose another --out")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    writers: dict[str, SplitWriter] = {}
+    try:
+        writers = {split: SplitWriter(tmp / split) for split in SPLITS}
+        counts = _tokenise(inputs, formats, policy, fractions, writers, progress)
+        splits = {split: writers[split].close() for split in SPLITS}
+        manifest = {
+            "alphabet_version": ALPHABET_VERSION,
+            "alphabet": list(ALPHABET.tokens),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "inputs": input_info,
+            "options": options,
+            "counts": counts.to_dict(),
+            "residues": counts.residues,
+            "splits": splits,
+            "split_fractions": {"train": 1 - valid_fraction - test_fraction, "valid": valid_fraction,
+                                "test": test_fraction},
+            "split_rule": SPLIT_RULE,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")  # last: marks it complete
+        _swap_into_place(tmp, out)
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("prepared %s: %d proteins, %d residues (train %d / valid %d / test %d)", out, counts.kept,
+             counts.residues, *(splits[s]["proteins"] for s in SPLITS))
+    return manifest
+
+
+def _tokenise(inputs: list[Path], formats: list[str], policy: CleaningPolicy, fractions: SplitFractions,
+              writers: dict[str, SplitWriter], progress: bool | None) -> ReadCounts:
+    from tqdm import tqdm
+
+    counts = ReadCounts()
+    split_of = fractions.split_of
+    start = time.perf_counter()
+    with tqdm(unit=" rec", unit_scale=True, file=sys.stderr, disable=None if progress is None else not progress,
+              desc="prepare") as bar:
+        for path, fmt in zip(inputs, formats):
+            n = 0
+            for record in read_records(path, policy, counts, format=fmt):  # type: ignore[arg-type]
+                writers[split_of(record.id)].add(record.id, record.tokens)
+                n += 1
+                if n == 2048:
+                    bar.update(n)
+                    n = 0
+                    bar.set_postfix_str(f"{counts.residues / (time.perf_counter() - start):.3g} res/s", refresh=False)
+            bar.update(n)
+    return counts
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename ``tmp`` to ``out``; an old ``out`` is moved aside first and removed after."""
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        out.rename(old)
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                        help="FASTA or UniProt .dat files (plain, .gz, .bz2 or .xz)")
+    parser.add_argument("--out", type=Path, required=True, help="output directory of the prepared dataset")
+    parser.add_argument("--format", choices=("auto", "fasta", "swiss"), default="auto",
+                        help="input format (auto: sniffed from the content)")
+    parser.add_argument("--unknown", choices=("error", "x", "skip"), default="error",
+                        help="characters that are not amino-acid codes: stop, map to X, or skip the record")
+    parser.add_argument("--min-length", type=int, default=1, help="skip proteins shorter than this")
+    parser.add_argument("--max-length", type=int, default=None, help="skip proteins longer than this")
+    parser.add_argument("--valid-fraction", type=float, default=0.05)
+    parser.add_argument("--test-fraction", type=float, default=0.05)
+    parser.add_argument("--split-salt", default="", help="salt of the id hash that assigns splits")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing, different dataset")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    policy = CleaningPolicy(unknown=args.unknown, min_length=args.min_length, max_length=args.max_length)
+    manifest = prepare(args.inputs, args.out, policy=policy, valid_fraction=args.valid_fraction,
+                       test_fraction=args.test_fraction, salt=args.split_salt, format=args.format,
+                       overwrite=args.overwrite, progress=False if args.no_progress else None)
+    print_summary(manifest)
+    return 0
+
+
+def print_summary(manifest: dict) -> None:
+    """The end-of-run table (rich, on stderr)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    counts = manifest["counts"]
+    table = Table(title="prepared dataset", show_header=True)
+    table.add_column("")
+    table.add_column("count", justify="right")
+    table.add_row("records read", f"{counts['records_read']:,}")
+    table.add_row("kept", f"{counts['kept']:,}")
+    for reason, n in counts["skipped"].items():
+        table.add_row(f"skipped: {reason}", f"{n:,}")
+    for reason, n in counts["oddities"].items():
+        table.add_row(f"fixed: {reason}", f"{n:,}")
+    table.add_row("duplicate ids (kept)", f"{counts['duplicate_ids']:,}")
+    table.add_row("residues", f"{manifest['residues']:,}")
+    for split in SPLITS:
+        info = manifest["splits"][split]
+        table.add_row(f"{split}", f"{info['proteins']:,} proteins / {info['residues']:,} residues")
+    Console(stderr=True).print(table)

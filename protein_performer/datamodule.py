@@ -1,0 +1,246 @@
+"""``ProteinDataModule``: train/valid/test dataloaders over a prepared dataset (see ``corpus/shards.py``).
+
+Every batch follows the contract of :mod:`protein_performer.datasets`: ``input_ids`` (B, L) long,
+``labels`` (B, L) long with -100 where there is no loss, ``attention_mask`` (B, L) bool.
+
+Training windows (``mode="concat"``) move each epoch: the train sampler is an
+:class:`~protein_performer.datasets.EpochSampler`, a ``DistributedSampler`` (so Lightning keeps
+it under DDP instead of injecting its own) whose ``set_epoch`` — called by Lightning before
+each epoch's workers start — also draws the dataset's new window offset. Validation and test use
+offset 0, ``crop="start"`` and deterministic masking with ``mask_token_prob=1.0`` (the
+definition of ``protein-performer score``), so their metrics compare across runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, SequentialSampler
+
+from protein_performer.alphabet import ALPHABET
+from protein_performer.corpus.shards import MANIFEST, SPLITS, open_split, read_manifest
+from protein_performer.datasets import (
+    CLMCollator,
+    ConcatWindowDataset,
+    EpochSampler,
+    MLMCollator,
+    ProteinDataset,
+    Sample,
+    TokenBudgetBatchSampler,
+)
+
+log = logging.getLogger(__name__)
+
+OBJECTIVES = ("mlm", "clm")
+MODES = ("concat", "protein")
+_STAGE_SPLITS = {"fit": ("train", "valid"), "validate": ("valid",), "test": ("test",), "predict": ("test",)}
+
+
+class _SeedWorker:
+    """``worker_init_fn``: seeds torch, numpy and ``random`` in a worker from (seed, rank, worker id)."""
+
+    def __init__(self, seed: int, rank: int) -> None:
+        self.seed, self.rank = seed, rank
+
+    def __call__(self, worker_id: int) -> None:
+        state = np.random.SeedSequence([self.seed, self.rank, worker_id]).generate_state(2)
+        torch.manual_seed(int(state[0]))
+        np.random.seed(int(state[1]))
+        random.seed(int(state[1]))
+
+
+class ProteinDataModule(pl.LightningDataModule):
+    """Serves a prepared dataset (``protein-performer prepare``) for masked or causal LM training.
+
+    Args:
+        data_dir: Directory written by ``protein-performer prepare`` (holds ``manifest.json`` and
+            the ``train``/``valid``/``test`` splits).
+        objective: ``"mlm"`` (masked LM) or ``"clm"`` (causal LM, shifted labels).
+        mode: ``"concat"``: proteins joined by ``<eos>`` and cut into windows of ``max_length``;
+            ``"protein"``: one ``<cls> protein <eos>`` per sample, cropped to ``max_length``.
+        max_length: Tokens per window (concat) or the longest sample (protein).
+        batch_size: Samples per batch (ignored when ``token_budget`` is set).
+        token_budget: Protein mode only: batch proteins sorted by length so that
+            ``longest * count <= token_budget`` (ESM-style); None uses ``batch_size``.
+        mask_prob: MLM: share of residues selected for the loss.
+        mask_token_prob: MLM training: share of selected residues replaced by ``<mask>``.
+        random_token_prob: MLM training: share of selected residues replaced by a random amino acid.
+        num_workers: DataLoader worker processes (0: load in the main process).
+        seed: Seed of window offsets, crops, masks, shuffling and workers.
+        limit_windows: Cap on training and validation samples per epoch (quick runs); None: all.
+            The test split is always served whole.
+    """
+
+    def __init__(
+        self,
+        data_dir: str,
+        objective: str = "mlm",
+        mode: str = "concat",
+        max_length: int = 8192,
+        batch_size: int = 1,
+        token_budget: int | None = None,
+        mask_prob: float = 0.15,
+        mask_token_prob: float = 0.8,
+        random_token_prob: float = 0.1,
+        num_workers: int = 0,
+        seed: int = 0,
+        limit_windows: int | None = None,
+    ) -> None:
+        super().__init__()
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if max_length < (3 if mode == "protein" else 2):
+            raise ValueError(f"max_length must be >= {3 if mode == 'protein' else 2}, got {max_length}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if token_budget is not None:
+            if mode != "protein":
+                raise ValueError("token_budget batches whole proteins: use it with mode='protein' "
+                                 "(concat windows all have max_length tokens; set batch_size instead)")
+            if token_budget < max_length:
+                raise ValueError(f"token_budget ({token_budget}) must be >= max_length ({max_length}) "
+                                 "so that the longest (cropped) protein fits in a batch")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        if limit_windows is not None and limit_windows < 1:
+            raise ValueError(f"limit_windows must be >= 1 or null, got {limit_windows}")
+        if objective == "mlm":  # checks the probabilities now rather than at the first batch
+            MLMCollator(mask_prob, mask_token_prob, random_token_prob, seed=seed)
+        self.save_hyperparameters()
+        self.data_dir = Path(data_dir)
+        self.objective, self.mode, self.max_length = objective, mode, max_length
+        self.batch_size, self.token_budget, self.num_workers = batch_size, token_budget, num_workers
+        self.mask_prob, self.mask_token_prob, self.random_token_prob = mask_prob, mask_token_prob, random_token_prob
+        self.seed, self.limit_windows = seed, limit_windows
+        self._datasets: dict[str, Dataset] = {}
+
+    # ------------------------------------------------------------------ data
+
+    def _check_data_dir(self) -> dict:
+        if not (self.data_dir / MANIFEST).is_file():
+            raise FileNotFoundError(
+                f"data_dir {self.data_dir}: no prepared dataset there ({MANIFEST} missing); "
+                f"run `protein-performer prepare FASTA --out {self.data_dir}` first, "
+                "or point data.data_dir at a prepared directory"
+            )
+        return read_manifest(self.data_dir)
+
+    def token_counts(self, split: str = "train") -> np.ndarray:
+        """Residue counts per token id, ``int64[len(ALPHABET)]``, from the manifest (unigram baseline)."""
+        manifest = self._check_data_dir()
+        try:
+            counts = manifest["splits"][split]["token_counts"]
+        except KeyError as err:
+            raise KeyError(f"{self.data_dir / MANIFEST}: no token_counts for split {split!r}; "
+                           "prepare the data again with this version") from err
+        out = np.zeros(len(ALPHABET), dtype=np.int64)
+        if isinstance(counts, dict):  # keyed by token ("A") or by id ("5")
+            for key, value in counts.items():
+                out[int(key) if str(key).isdigit() else ALPHABET.index(key)] = int(value)
+        else:
+            if len(counts) > len(ALPHABET):
+                raise ValueError(f"{self.data_dir / MANIFEST}: {len(counts)} token counts for an alphabet "
+                                 f"of {len(ALPHABET)}; prepare the data again with this version")
+            out[: len(counts)] = counts
+        return out
+
+    def _make_dataset(self, split: str) -> Dataset:
+        shard = open_split(self.data_dir, split)
+        train = split == "train"
+        limit = None if split == "test" else self.limit_windows
+        if self.mode == "concat":
+            return ConcatWindowDataset(shard, self.max_length, seed=self.seed, random_offset=train, limit=limit)
+        dataset: Dataset = ProteinDataset(shard, self.max_length, crop="random" if train else "start", seed=self.seed)
+        if limit is not None and limit < len(dataset):
+            dataset = _Head(dataset, limit)
+        return dataset
+
+    def setup(self, stage: str | None = None) -> None:
+        self._check_data_dir()
+        for split in _STAGE_SPLITS.get(stage or "", SPLITS):
+            dataset = self.dataset(split)
+            log.info("%s: %d samples (%s, max_length %d)", split, len(dataset), self.mode, self.max_length)  # type: ignore[arg-type]
+
+    def dataset(self, split: str) -> Dataset:
+        """The dataset of ``split`` (``train``/``valid``/``test``), opened on first use."""
+        if split not in self._datasets:
+            self._check_data_dir()
+            self._datasets[split] = self._make_dataset(split)
+        return self._datasets[split]
+
+    # ------------------------------------------------------------------ loaders
+
+    def _collator(self, train: bool) -> MLMCollator | CLMCollator:
+        if self.objective == "clm":
+            return CLMCollator()
+        if train:
+            return MLMCollator(self.mask_prob, self.mask_token_prob, self.random_token_prob, seed=self.seed)
+        return MLMCollator(self.mask_prob, 1.0, 0.0, seed=self.seed, deterministic=True)
+
+    def _layout(self) -> tuple[int, int]:
+        """(world size, global rank) of the attached trainer; (1, 0) without one."""
+        if self.trainer is None:
+            return 1, 0
+        return self.trainer.world_size, self.trainer.global_rank
+
+    def _loader(self, split: str) -> DataLoader:
+        dataset = self.dataset(split)
+        train = split == "train"
+        num_replicas, rank = self._layout()
+        common = dict(
+            collate_fn=self._collator(train),
+            num_workers=self.num_workers,
+            worker_init_fn=_SeedWorker(self.seed, rank),
+            # Not persistent: workers must be started after set_epoch to see the new epoch.
+            persistent_workers=False,
+        )
+        if self.token_budget is not None:
+            sampler = EpochSampler(dataset, num_replicas, rank, shuffle=True, seed=self.seed) if train else (
+                SequentialSampler(dataset))
+            lengths = _served_lengths(dataset)
+            batches = TokenBudgetBatchSampler(sampler, lengths, self.token_budget, shuffle=train, seed=self.seed)
+            return DataLoader(dataset, batch_sampler=batches, **common)
+        if train:
+            sampler = EpochSampler(dataset, num_replicas, rank, shuffle=True, seed=self.seed)
+            return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, **common)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, **common)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("valid")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+
+class _Head(Dataset):
+    """The first ``limit`` samples of a :class:`ProteinDataset` (``limit_windows`` in protein mode)."""
+
+    def __init__(self, dataset: ProteinDataset, limit: int) -> None:
+        self.dataset, self.limit = dataset, limit
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
+    @property
+    def served_lengths(self) -> np.ndarray:
+        return self.dataset.served_lengths[: self.limit]
+
+    def __len__(self) -> int:
+        return self.limit
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.dataset[index]
+
+
+def _served_lengths(dataset: Dataset) -> np.ndarray:
+    return dataset.served_lengths  # type: ignore[attr-defined]

@@ -1,0 +1,432 @@
+"""Datasets, samplers and collators that turn prepared shards into training batches (torch + numpy).
+
+Two ways to serve a split (:class:`~protein_performer.corpus.shards.Shard`):
+
+* :class:`ConcatWindowDataset` — the Performer paper's setting: proteins joined by ``<eos>`` into
+  one stream, cut into non-overlapping windows of ``max_length`` tokens. Each epoch starts the cut
+  at a fresh random offset, so window boundaries move between epochs.
+* :class:`ProteinDataset` — one protein per sample, ``<cls> seq <eos>``, long proteins cropped;
+  batch it with :class:`TokenBudgetBatchSampler` (ESM-style: sort by length, fill a token budget).
+
+Collators (:class:`MLMCollator`, :class:`CLMCollator`) pad samples and return the batch contract::
+
+    input_ids       LongTensor (B, L)
+    labels          LongTensor (B, L), -100 where there is no loss
+    attention_mask  BoolTensor (B, L), True at real (non-pad) tokens
+
+Randomness (window offsets, crops, masks) is drawn from ``np.random.SeedSequence([seed, epoch,
+index])``, so it depends on neither the number of workers nor the rank that serves a sample.
+The epoch reaches worker processes through :meth:`set_epoch`, which :class:`EpochSampler` calls
+when Lightning calls the sampler's ``set_epoch`` (before the epoch's workers start).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator, NamedTuple, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, Dataset, DistributedSampler, Sampler
+
+from protein_performer.alphabet import ALPHABET, SPECIAL_TOKENS
+from protein_performer.corpus.shards import Shard
+
+IGNORE_INDEX = -100
+FIRST_RESIDUE = len(SPECIAL_TOKENS)  # ids below this are special tokens, never masked
+STANDARD_LOW, STANDARD_HIGH = ALPHABET.standard_indices[0], ALPHABET.standard_indices[-1] + 1
+
+# Stream tags keep the random streams of different uses apart for the same (seed, epoch, index).
+_OFFSET_STREAM, _CROP_STREAM, _MASK_STREAM, _EVAL_MASK_STREAM = 1, 2, 3, 4
+
+
+class Sample(NamedTuple):
+    """One served sample: its tokens (1-D ``uint8``), its index in the dataset, and the epoch."""
+
+    tokens: np.ndarray
+    index: int
+    epoch: int = 0
+
+
+def _rng(seed: int, stream: int, *keys: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, stream, *keys]))
+
+
+# --------------------------------------------------------------------------- concatenated stream
+
+
+class _Stream:
+    """The virtual stream ``p0 <eos> p1 <eos> ... p(n-1) <eos>`` over residue tokens and offsets.
+
+    Nothing is copied: a slice is one contiguous read of ``tokens`` with ``<eos>`` inserted.
+    """
+
+    def __init__(self, tokens: np.ndarray, offsets: np.ndarray) -> None:
+        self.tokens = tokens
+        n = len(offsets) - 1
+        # stream position of the <eos> after protein i: its residues end at offsets[i + 1],
+        # shifted right by the i separators before it
+        self.eos_positions = offsets[1:] + np.arange(n, dtype=np.int64)  # (n,)
+        self.length = int(offsets[-1]) + n
+
+    def slice(self, start: int, stop: int) -> np.ndarray:
+        """Stream tokens ``[start, stop)`` as ``uint8``, ``0 <= start <= stop <= length``."""
+        lo = int(np.searchsorted(self.eos_positions, start, side="left"))  # separators before start
+        hi = int(np.searchsorted(self.eos_positions, stop, side="left"))  # separators before stop
+        out = np.empty(stop - start, dtype=np.uint8)
+        is_eos = np.zeros(stop - start, dtype=bool)
+        is_eos[self.eos_positions[lo:hi] - start] = True
+        out[is_eos] = ALPHABET.eos_idx
+        residue_start = start - lo  # residues before `start` = positions minus separators
+        out[~is_eos] = self.tokens[residue_start : residue_start + (stop - start) - (hi - lo)]
+        return out
+
+
+class ConcatWindowDataset(Dataset):
+    """Non-overlapping windows of ``max_length`` tokens over the ``<eos>``-joined stream of a shard.
+
+    The stream is read as a circle: an epoch's windows start at ``offset`` and wrap around the
+    end, so they cover the whole stream exactly once; every window is full except the last,
+    which is padded with ``<pad>``. ``offset`` is drawn from ``(seed, epoch)`` when
+    ``random_offset`` is True (training) and is 0 otherwise (evaluation, scoring).
+
+    Args:
+        shard: the split to serve.
+        max_length: tokens per window (8192 by default; 16384 .. 65536 work the same way).
+        seed: seed of the per-epoch offsets.
+        epoch: initial epoch; change it with :meth:`set_epoch`.
+        random_offset: draw a fresh start offset each epoch; False: offset 0.
+        limit: serve at most this many windows per epoch (quick runs); None: all.
+    """
+
+    def __init__(
+        self,
+        shard: Shard,
+        max_length: int = 8192,
+        *,
+        seed: int = 0,
+        epoch: int = 0,
+        random_offset: bool = True,
+        limit: int | None = None,
+    ) -> None:
+        if max_length < 1:
+            raise ValueError(f"max_length must be >= 1, got {max_length}")
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be >= 1 or None, got {limit}")
+        self.shard, self.max_length, self.seed = shard, max_length, seed
+        self.random_offset, self.limit = random_offset, limit
+        self._stream = _Stream(shard.tokens, shard.offsets)
+        if self._stream.length == 0:
+            raise ValueError(f"{shard.path}: split holds no proteins; prepare it again with more data")
+        self.num_windows = math.ceil(self._stream.length / max_length)
+        self.set_epoch(epoch)
+
+    @property
+    def stream_length(self) -> int:
+        """Tokens in the stream: residues plus one ``<eos>`` per protein."""
+        return self._stream.length
+
+    def set_epoch(self, epoch: int) -> None:
+        """Move window boundaries: the offset of ``epoch`` is a function of ``(seed, epoch)``."""
+        self.epoch = epoch
+        if self.random_offset:
+            self.offset = int(_rng(self.seed, _OFFSET_STREAM, epoch).integers(self._stream.length))
+        else:
+            self.offset = 0
+
+    def __len__(self) -> int:
+        return self.num_windows if self.limit is None else min(self.num_windows, self.limit)
+
+    def __getitem__(self, index: int) -> Sample:
+        if not 0 <= index < len(self):
+            raise IndexError(f"window {index} out of range for {len(self)} windows")
+        n, size = self._stream.length, self.max_length
+        start = index * size  # position in the rotated stream
+        stop = min(start + size, n)
+        a, b = (self.offset + start) % n, (self.offset + stop) % n  # positions in the stream
+        if a < b:
+            parts = [self._stream.slice(a, b)]
+        else:  # wraps past the end of the stream
+            parts = [self._stream.slice(a, n), self._stream.slice(0, b)]
+        window = np.full(size, ALPHABET.pad_idx, dtype=np.uint8)  # (max_length,)
+        filled = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        window[: len(filled)] = filled
+        return Sample(window, index, self.epoch)
+
+    def __getstate__(self) -> dict:
+        # Ship the shard's path to worker processes, not its memory map (reopened there).
+        state = self.__dict__.copy()
+        state["shard"] = Shard(self.shard.path)
+        state["_stream"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._stream = _Stream(self.shard.tokens, self.shard.offsets)
+
+
+def windows_from_sequences(token_arrays: Sequence[np.ndarray], max_length: int) -> list[np.ndarray]:
+    """Join proteins with ``<eos>`` (one after each) and cut non-overlapping windows from offset 0.
+
+    The windows equal those of ``ConcatWindowDataset(..., random_offset=False)`` over the same
+    proteins, except that the last one is returned unpadded (the collators pad).
+    """
+    if max_length < 1:
+        raise ValueError(f"max_length must be >= 1, got {max_length}")
+    if not token_arrays:
+        return []
+    lengths = np.array([len(a) for a in token_arrays], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])  # (n + 1,)
+    stream = _Stream(np.concatenate([np.asarray(a, dtype=np.uint8) for a in token_arrays]), offsets)
+    return [stream.slice(s, min(s + max_length, stream.length)) for s in range(0, stream.length, max_length)]
+
+
+# --------------------------------------------------------------------------- one protein per sample
+
+
+class ProteinDataset(Dataset):
+    """One protein per sample, served as ``<cls> seq <eos>`` (at most ``max_length`` tokens).
+
+    Proteins longer than ``max_length - 2`` residues are cropped: a random window drawn from
+    ``(seed, epoch, index)`` with ``crop="random"`` (training), the first residues with
+    ``crop="start"`` (evaluation). ``<cls>`` and ``<eos>`` are always added. Padding is the
+    collator's job.
+    """
+
+    def __init__(
+        self, shard: Shard, max_length: int = 1024, *, crop: str = "random", seed: int = 0, epoch: int = 0
+    ) -> None:
+        if crop not in ("random", "start"):
+            raise ValueError(f"crop must be 'random' or 'start', got {crop!r}")
+        if max_length < 3:
+            raise ValueError(f"max_length must be >= 3 (<cls>, a residue, <eos>), got {max_length}")
+        self.shard, self.max_length, self.crop, self.seed, self.epoch = shard, max_length, crop, seed, epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Random crops of ``epoch`` are a function of ``(seed, epoch, index)``."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.shard)
+
+    @property
+    def served_lengths(self) -> np.ndarray:
+        """Tokens served per protein (residues + 2, capped at ``max_length``): for token budgets."""
+        return np.minimum(self.shard.lengths + 2, self.max_length)
+
+    def __getitem__(self, index: int) -> Sample:
+        residues = self.shard.protein(index)
+        keep = self.max_length - 2
+        if len(residues) > keep:
+            start = 0
+            if self.crop == "random":
+                start = int(_rng(self.seed, _CROP_STREAM, self.epoch, index).integers(len(residues) - keep + 1))
+            residues = residues[start : start + keep]
+        tokens = np.empty(len(residues) + 2, dtype=np.uint8)  # (<cls> + n + <eos>,)
+        tokens[0], tokens[-1] = ALPHABET.cls_idx, ALPHABET.eos_idx
+        tokens[1:-1] = residues
+        return Sample(tokens, index, self.epoch)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["shard"] = Shard(self.shard.path)
+        return state
+
+
+# --------------------------------------------------------------------------- samplers
+
+
+class EpochSampler(DistributedSampler):
+    """A :class:`DistributedSampler` whose ``set_epoch`` also moves the dataset to that epoch.
+
+    Lightning calls ``set_epoch`` on the train sampler before each epoch's workers start, and
+    leaves a ``DistributedSampler`` in place instead of injecting its own; so one class serves
+    one process (``num_replicas=1, rank=0``) and DDP alike. Ranks get disjoint index sets.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        num_replicas: int = 1,
+        rank: int = 0,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        set_dataset_epoch = getattr(self.dataset, "set_epoch", None)
+        if callable(set_dataset_epoch):
+            set_dataset_epoch(epoch)
+
+
+def token_budget_batches(lengths: np.ndarray, max_tokens: int) -> list[list[int]]:
+    """Sort indices by length and fill batches while ``longest * count <= max_tokens`` (padded size).
+
+    Returns batches of indices, shortest proteins first. Raises if one sample alone is over budget.
+    """
+    lengths = np.asarray(lengths)
+    if lengths.size and int(lengths.max()) > max_tokens:
+        raise ValueError(
+            f"a sample of {int(lengths.max())} tokens exceeds the token budget {max_tokens}; "
+            "raise the budget (token_budget) or lower max_length"
+        )
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    for i in np.argsort(lengths, kind="stable"):
+        if batch and int(lengths[i]) * (len(batch) + 1) > max_tokens:  # lengths[i] is the longest so far
+            batches.append(batch)
+            batch = []
+        batch.append(int(i))
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+class TokenBudgetBatchSampler(BatchSampler):
+    """Batches from :func:`token_budget_batches`, order shuffled per epoch, split across ranks.
+
+    The batches are built over the whole dataset; ``sampler`` is only read for the rank layout
+    (``num_replicas``/``rank`` of a :class:`DistributedSampler`, else one process) and receives
+    ``set_epoch`` from Lightning (an :class:`EpochSampler` forwards it to the dataset). Lightning
+    re-creates this sampler with its own ``DistributedSampler`` under DDP; that one is wrapped in
+    an :class:`EpochSampler` with the same layout. Every rank gets the same number of batches
+    (the first batches repeat to even out).
+    """
+
+    def __init__(
+        self, sampler: Sampler, lengths: np.ndarray, max_tokens: int, *, shuffle: bool = True, seed: int = 0
+    ) -> None:
+        if isinstance(sampler, DistributedSampler) and not isinstance(sampler, EpochSampler):
+            sampler = EpochSampler(
+                sampler.dataset, sampler.num_replicas, sampler.rank, shuffle=sampler.shuffle, seed=sampler.seed
+            )
+        self.sampler = sampler
+        self.num_replicas = sampler.num_replicas if isinstance(sampler, DistributedSampler) else 1
+        self.rank = sampler.rank if isinstance(sampler, DistributedSampler) else 0
+        self.lengths, self.max_tokens, self.shuffle, self.seed = lengths, max_tokens, shuffle, seed
+        self.batch_size, self.drop_last = None, False  # BatchSampler attributes; batches vary in size
+        self.batches = token_budget_batches(lengths, max_tokens)
+
+    @property
+    def epoch(self) -> int:
+        return int(getattr(self.sampler, "epoch", 0))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.batches) / self.num_replicas)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = np.arange(len(self.batches))
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.batches))
+        total = len(self) * self.num_replicas
+        order = np.resize(order, total)  # repeats the first batches so all ranks get len(self)
+        for i in order[self.rank :: self.num_replicas]:
+            yield self.batches[i]
+
+
+# --------------------------------------------------------------------------- collators
+
+
+def _unpack(samples: Sequence[Sample | np.ndarray]) -> list[Sample]:
+    """Plain arrays become samples indexed by their position in ``samples``."""
+    return [s if isinstance(s, Sample) else Sample(np.asarray(s), i, 0) for i, s in enumerate(samples)]
+
+
+def _pad(samples: Sequence[Sample]) -> np.ndarray:
+    """Right-pad token arrays with ``<pad>`` to the longest: ``(B, L)`` int64."""
+    width = max(len(s.tokens) for s in samples)
+    out = np.full((len(samples), width), ALPHABET.pad_idx, dtype=np.int64)  # (B, L)
+    for row, s in zip(out, samples):
+        row[: len(s.tokens)] = s.tokens
+    return out
+
+
+class MLMCollator:
+    """Masked-language-model batches (BERT/ESM recipe).
+
+    Selects each residue (never ``<pad> <mask> <cls> <eos> <unk>``) with probability
+    ``mask_prob`` (at least one per sample that has residues); of those, ``mask_token_prob`` become
+    ``<mask>``, ``random_token_prob`` a uniformly random standard amino acid, the rest stay.
+    ``labels`` hold the original token at selected positions, -100 elsewhere.
+
+    Randomness per sample: ``deterministic=True`` (validation, test, scoring) draws from
+    ``(seed, index)`` only, so a sample gets the same mask in every run and epoch; otherwise from
+    ``(seed, epoch, index)``, or fresh entropy when ``seed`` is None. The scoring setting is
+    ``mask_token_prob=1.0, random_token_prob=0.0, deterministic=True``.
+    """
+
+    def __init__(
+        self,
+        mask_prob: float = 0.15,
+        mask_token_prob: float = 0.8,
+        random_token_prob: float = 0.1,
+        seed: int | None = None,
+        deterministic: bool = False,
+    ) -> None:
+        for name, p in (("mask_prob", mask_prob), ("mask_token_prob", mask_token_prob),
+                        ("random_token_prob", random_token_prob)):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {p}")
+        if mask_token_prob + random_token_prob > 1.0 + 1e-9:
+            raise ValueError(
+                f"mask_token_prob + random_token_prob = {mask_token_prob + random_token_prob} > 1; "
+                "they are shares of the selected positions"
+            )
+        if deterministic and seed is None:
+            raise ValueError("deterministic masking needs a seed (MLMCollator(seed=..., deterministic=True))")
+        self.mask_prob, self.mask_token_prob, self.random_token_prob = mask_prob, mask_token_prob, random_token_prob
+        self.seed, self.deterministic = seed, deterministic
+
+    def _generator(self, sample: Sample) -> np.random.Generator:
+        if self.seed is None:
+            return np.random.default_rng()
+        if self.deterministic:
+            return _rng(self.seed, _EVAL_MASK_STREAM, sample.index)
+        return _rng(self.seed, _MASK_STREAM, sample.epoch, sample.index)
+
+    def __call__(self, samples: Sequence[Sample | np.ndarray]) -> dict[str, torch.Tensor]:
+        samples = _unpack(samples)
+        input_ids = _pad(samples)  # (B, L)
+        attention_mask = input_ids != ALPHABET.pad_idx  # (B, L); masking never touches padding
+        labels = np.full_like(input_ids, IGNORE_INDEX)  # (B, L)
+        for b, sample in enumerate(samples):
+            n = len(sample.tokens)
+            row = input_ids[b, :n]  # a view: edits land in input_ids
+            rng = self._generator(sample)
+            eligible = row >= FIRST_RESIDUE  # (n,)
+            selected = eligible & (rng.random(n) < self.mask_prob)
+            if not selected.any() and eligible.any():
+                selected[rng.choice(np.flatnonzero(eligible))] = True
+            labels[b, :n][selected] = row[selected]
+            action = rng.random(n)
+            to_mask = selected & (action < self.mask_token_prob)
+            to_random = selected & ~to_mask & (action < self.mask_token_prob + self.random_token_prob)
+            row[to_mask] = ALPHABET.mask_idx
+            row[to_random] = rng.integers(STANDARD_LOW, STANDARD_HIGH, size=int(to_random.sum()))
+        return {
+            "input_ids": torch.from_numpy(input_ids),
+            "labels": torch.from_numpy(labels),
+            "attention_mask": torch.from_numpy(attention_mask),
+        }
+
+
+class CLMCollator:
+    """Causal-language-model batches: ``labels[:, t] = input_ids[:, t + 1]``, already shifted.
+
+    ``labels`` is -100 at the last position and wherever the target (or the input) is padding.
+    """
+
+    def __call__(self, samples: Sequence[Sample | np.ndarray]) -> dict[str, torch.Tensor]:
+        input_ids = _pad(_unpack(samples))  # (B, L)
+        attention_mask = input_ids != ALPHABET.pad_idx  # (B, L)
+        labels = np.full_like(input_ids, IGNORE_INDEX)  # (B, L)
+        labels[:, :-1] = input_ids[:, 1:]
+        labels[:, :-1][~attention_mask[:, 1:] | ~attention_mask[:, :-1]] = IGNORE_INDEX
+        return {
+            "input_ids": torch.from_numpy(input_ids),
+            "labels": torch.from_numpy(labels),
+            "attention_mask": torch.from_numpy(attention_mask),
+        }

@@ -1,0 +1,26 @@
+"""Shared fixtures: the real E. coli proteome from ../shared/data (never copied into the repo)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ECOLI_NAME = "UP000000625_83333.fasta.gz"
+
+
+def ecoli_path() -> Path:
+    """The shared E. coli K-12 proteome: $PROTEIN_PERFORMER_ECOLI, else ../shared/data/."""
+    env = os.environ.get("PROTEIN_PERFORMER_ECOLI")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data" / ECOLI_NAME
+
+
+@pytest.fixture(scope="session")
+def ecoli_fasta() -> Path:
+    path = ecoli_path()
+    if not path.is_file():
+        pytest.fail(f"{path} not found: tests read the shared E. coli proteome from ../shared/data "
+                    "(or set PROTEIN_PERFORMER_ECOLI to its path)")
+    return path
