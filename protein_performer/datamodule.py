@@ -165,8 +165,8 @@ class ProteinDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         self._check_data_dir()
         for split in _STAGE_SPLITS.get(stage or "", SPLITS):
-            dataset = self.dataset(split)
-            log.info("%s: %d samples (%s, max_length %d)", split, len(dataset), self.mode, self.max_length)  # type: ignore[arg-type]
+            size = len(self.dataset(split))  # type: ignore[arg-type]
+            log.info("%s: %d samples (%s, max_length %d)", split, size, self.mode, self.max_length)
 
     def dataset(self, split: str) -> Dataset:
         """The dataset of ``split`` (``train``/``valid``/``test``), opened on first use."""

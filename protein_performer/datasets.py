@@ -48,6 +48,11 @@ class Sample(NamedTuple):
     epoch: int = 0
 
 
+def residue_targets_only(labels: torch.Tensor) -> torch.Tensor:
+    """Scoring targets: drop special-token targets (the ``<eos>`` after a protein), keep residues."""
+    return labels.masked_fill((labels != IGNORE_INDEX) & (labels < FIRST_RESIDUE), IGNORE_INDEX)
+
+
 def _rng(seed: int, stream: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, stream, *keys]))
 

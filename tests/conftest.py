@@ -24,3 +24,13 @@ def ecoli_fasta() -> Path:
         pytest.fail(f"{path} not found: tests read the shared E. coli proteome from ../shared/data "
                     "(or set PROTEIN_PERFORMER_ECOLI to its path)")
     return path
+
+
+@pytest.fixture(scope="session")
+def prepared_ecoli(ecoli_fasta, tmp_path_factory) -> Path:
+    """The E. coli proteome prepared into shards (train/valid/test) once per test session."""
+    from protein_performer.corpus.prepare import prepare
+
+    out = tmp_path_factory.mktemp("prepared") / "ecoli"
+    prepare([ecoli_fasta], out)
+    return out

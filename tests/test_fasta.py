@@ -181,3 +181,10 @@ def test_swiss_fields():
     assert (first.id, first.name) == ("P99999", "TSTA_ECOLI")
     assert (first.os, first.ox, first.gn, first.pe, first.sv) == ("Escherichia coli (strain K12)", 83333, "tstA", 1, 2)
     assert records[1].pe == 3 and records[1].sv == 1
+
+
+def test_forced_format_mismatch_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"lengths\.fasta: .*not a valid UniProt flat file.*--format fasta"):
+        list(read_records(MALFORMED / "lengths.fasta", format="swiss"))
+    with pytest.raises(ValueError, match=r"tiny\.dat: not a FASTA file.*--format swiss"):
+        list(read_records(MALFORMED / "tiny.dat", format="fasta"))

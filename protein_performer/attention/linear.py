@@ -106,9 +106,11 @@ def _causal_chunked(
     decay = torch.exp(before - after)  # (B, H, N), 0 for the first chunk
     state = torch.zeros(B, H, m, E, dtype=qf.dtype, device=qf.device)
     states = []
-    for n in range(N):  # S_n = sum over chunks < n, referenced to `before[n]`
+    # S_n = sum over chunks < n, referenced to `before[n]`. unbind, not indexing: indexing's
+    # backward would write a full-size gradient per step (quadratic in N).
+    for c_n, d_n in zip(contrib.unbind(dim=2), decay.unbind(dim=2)):
         states.append(state)
-        state = state * decay[:, :, n, None, None] + contrib[:, :, n]
+        state = torch.addcmul(c_n, state, d_n[:, :, None, None])
     inter = (qc @ torch.stack(states, dim=2)) * torch.exp(before.unsqueeze(-1) - ref_q).unsqueeze(-1)
     # exp(ls_s - ref_t) for s <= t; -inf above the diagonal so exp gives exact zeros.
     expo = (ls.unsqueeze(-2) - ref_q.unsqueeze(-1)).masked_fill(~causal_mask, float("-inf"))

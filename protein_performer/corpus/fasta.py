@@ -22,6 +22,7 @@ import gzip
 import io
 import lzma
 import re
+import sys
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -114,7 +115,7 @@ def parse_uniprot_fields(description: str) -> UniProtFields:
     return UniProtFields(os=values.get("OS"), ox=as_int("OX"), gn=values.get("GN"), pe=as_int("PE"), sv=as_int("SV"))
 
 
-@dataclass
+@dataclass(slots=True)
 class ProteinRecord:
     """One cleaned protein. ``id`` is the UniProt accession for ``>sp|ACC|NAME`` / ``>tr|…``
     headers, otherwise the first word of the header."""
@@ -270,7 +271,8 @@ def _clean(seq: bytes, policy: CleaningPolicy, counts: ReadCounts, where: tuple[
             char = chr(seq[bad]) if seq[bad] < 128 else f"\\x{seq[bad]:02x}"
             file, number, rid = where
             raise ValueError(f"{file}: record {number} ({rid!r}): character {char!r} at position {bad + 1} "
-                             "is not an amino-acid code; use --unknown=x to map it to X or --unknown=skip to skip the record")
+                             "is not an amino-acid code; use --unknown=x to map it to X "
+                             "or --unknown=skip to skip the record")
         if policy.unknown == "skip":
             raise _Skip("unknown_char")
         ids = np.frombuffer(tokens, dtype=np.uint8).copy()
@@ -304,8 +306,9 @@ def _accept(record: ProteinRecord, policy: CleaningPolicy, counts: ReadCounts) -
 # FASTA
 
 
-def _raw_fasta(path: Path, counts: ReadCounts) -> Iterator[bytes]:
-    """Yield each record's bytes (header line, newline, sequence lines) without the leading ``>``."""
+def _raw_fasta(path: Path, counts: ReadCounts) -> Iterator[list[bytes]]:
+    """Yield lists of records (header line, newline, sequence lines; no leading ``>``), one list
+    per chunk of the decompressed file."""
     try:
         with open_binary(path) as fh:
             carry = b""
@@ -332,13 +335,13 @@ def _raw_fasta(path: Path, counts: ReadCounts) -> Iterator[bytes]:
                     buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
                 if eof:
                     if buf:
-                        yield from _split_records(buf)
+                        yield buf[1:].split(b"\n>")
                     break
                 cut = buf.rfind(b"\n>")
                 if cut < 0:
                     carry = buf + chunk_tail
                     continue
-                yield from _split_records(buf[:cut])
+                yield buf[1:cut].split(b"\n>")
                 carry = buf[cut + 1 :] + chunk_tail
             if saw_cr:
                 counts.oddities["files_with_cr_line_endings"] += 1
@@ -346,45 +349,63 @@ def _raw_fasta(path: Path, counts: ReadCounts) -> Iterator[bytes]:
         raise _corrupt(path, err) from err
 
 
-def _split_records(block: bytes) -> list[bytes]:
-    """``block`` starts with ``>``; split it into records without their ``>``."""
-    return block[1:].split(b"\n>")
-
-
 def _parse_header(header: str) -> tuple[str, str, str]:
     """``(id, entry name, description)`` of a header (without ``>``)."""
-    first, _, description = header.partition(" ")
+    words = header.split(None, 1)
+    if not words:
+        return "", "", ""
+    first, description = words[0], (words[1] if len(words) > 1 else "")
     if first.startswith(("sp|", "tr|")):
         parts = first.split("|")
         if len(parts) >= 3 and parts[1]:
-            return parts[1], parts[2], description.strip()
-    return first, first, description.strip()
+            return parts[1], parts[2], description
+    return first, first, description
 
 
 def read_fasta(path: Path, policy: CleaningPolicy = CleaningPolicy(), counts: ReadCounts | None = None
                ) -> Iterator[ProteinRecord]:
-    """Stream cleaned records of a (compressed) FASTA file; oddities go to ``counts``."""
+    """Stream cleaned records of a (compressed) FASTA file; oddities go to ``counts``.
+
+    The loop is the hot path of ``prepare``: the common case (an upper-case record of valid
+    codes) costs a few bytes methods and no per-residue Python work.
+    """
     path = Path(path)
     counts = ReadCounts() if counts is None else counts
+    seen, skipped = counts.seen_ids, counts.skipped
+    min_length, max_length = policy.min_length, policy.max_length or sys.maxsize
     number = 0
-    for raw in _raw_fasta(path, counts):
-        number += 1
-        counts.records_read += 1
-        head, _, body = raw.partition(b"\n")
-        header = head.decode("utf-8", "replace").strip()
-        rid, name, description = _parse_header(header)
-        if not rid:
-            counts.skipped["no_id"] += 1
-            continue
-        try:
-            residues, tokens = _clean(body.translate(None, _WHITESPACE), policy, counts,
-                                      (path, number, rid))
-        except _Skip as skip:
-            counts.skipped[skip.reason] += 1
-            continue
-        record = ProteinRecord(rid, name, description, header, residues, tokens, number, path)
-        if _accept(record, policy, counts):
-            yield record
+    for block in _raw_fasta(path, counts):
+        for raw in block:
+            number += 1
+            counts.records_read += 1
+            head, _, body = raw.partition(b"\n")
+            header = head.decode("utf-8", "replace").strip()
+            rid, name, description = _parse_header(header)
+            if not rid:
+                skipped["no_id"] += 1
+                continue
+            seq = body.translate(None, _WHITESPACE)
+            tokens = seq.translate(_TOKEN_TABLE)
+            if not (seq.isupper() and _INVALID not in tokens):
+                try:
+                    seq, tokens = _clean(seq, policy, counts, (path, number, rid))
+                except _Skip as skip:
+                    skipped[skip.reason] += 1
+                    continue
+            n = len(tokens)
+            if n < min_length:
+                skipped["too_short"] += 1
+                continue
+            if n > max_length:
+                skipped["too_long"] += 1
+                continue
+            if rid in seen:
+                counts.duplicate_ids += 1
+            else:
+                seen.add(rid)
+            counts.kept += 1
+            counts.residues += n
+            yield ProteinRecord(rid, name, description, header, seq, tokens, number, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,4 +472,4 @@ def read_records(path: Path, policy: CleaningPolicy = CleaningPolicy(), counts: 
 
 def count_fasta_records(path: Path) -> int:
     """Number of records of a (compressed) FASTA file, without cleaning (for download checks)."""
-    return sum(1 for _ in _raw_fasta(Path(path), ReadCounts()))
+    return sum(len(block) for block in _raw_fasta(Path(path), ReadCounts()))

@@ -1,0 +1,134 @@
+"""``protein-performer attention``: one protein's attention map for one head (or the head average).
+
+    protein-performer attention --checkpoint CKPT --fasta IN --id P0A7Z4 --layer 2 --head 1 --out map.png
+
+The map is ``<cls> sequence <eos>`` x the same (query rows x keys), computed ``--row-block``
+query rows at a time; it is saved as CSV (``map.csv``, labelled ``position:token``) beside the PNG.
+FAVOR+ models show their implicit attention ``phi(q) . phi(k)`` normalised per row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from protein_performer.alphabet import ALPHABET
+from protein_performer.model import PerformerLM
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AttentionMap:
+    """One protein's attention at one block: (L, L) weights of a head or the head average."""
+
+    protein_id: str
+    layer: int
+    head: int | None
+    """1-based head, ``None`` for the average over heads."""
+    tokens: list[str]
+    """``<cls>``, the residues, ``<eos>``."""
+    weights: np.ndarray
+    """(L, L), rows are queries; each row sums to 1."""
+
+    @property
+    def labels(self) -> list[str]:
+        return [f"{i}:{t}" for i, t in enumerate(self.tokens)]
+
+    def save_csv(self, path: str | Path) -> Path:
+        import pandas as pd
+
+        pd.DataFrame(self.weights, index=self.labels, columns=self.labels).to_csv(path, float_format="%.6g")
+        return Path(path)
+
+
+@torch.no_grad()
+def attention_map(model: PerformerLM, protein_id: str, sequence: str, layer: int, head: int | None,
+                  row_block: int = 256) -> AttentionMap:
+    """Attention of block ``layer`` (1-based; negatives from the end) for ``head`` (1-based, None = mean)."""
+    from protein_performer.analysis.similarity import block_indices
+
+    model.eval()
+    (block,) = block_indices(model, [layer])
+    if head is not None and not 1 <= head <= model.config.heads:
+        raise ValueError(f"--head {head} out of range: this model has heads 1..{model.config.heads} (or 'all')")
+    device = next(model.parameters()).device
+    tokens = np.concatenate([[ALPHABET.cls_idx], ALPHABET.encode(sequence), [ALPHABET.eos_idx]])
+    ids = torch.from_numpy(tokens.astype(np.int64))[None].to(device)  # (1, L)
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    L = ids.shape[1]
+    rows_out = []
+    for start in range(0, L, row_block):
+        rows = torch.arange(start, min(start + row_block, L), device=device)
+        w = model(ids, mask, return_attention=[block], attention_rows=rows).attentions[block][0]  # (H, R, L)
+        rows_out.append((w.mean(dim=0) if head is None else w[head - 1]).float().cpu().numpy())
+    names = [ALPHABET.tokens[int(t)] for t in tokens]
+    return AttentionMap(protein_id, block, head, names, np.concatenate(rows_out, axis=0))
+
+
+def find_sequence(path: Path, protein_id: str, unknown: str = "x") -> tuple[str, str]:
+    """``(header, sequence)`` of the record whose id (or entry name) is ``protein_id``."""
+    from protein_performer.corpus.fasta import CleaningPolicy, read_records
+
+    for rec in read_records(path, CleaningPolicy(unknown=unknown)):
+        if protein_id in (rec.id, rec.name):
+            return rec.header, rec.sequence
+    raise ValueError(f"{path}: no record with id or entry name {protein_id!r}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, type=Path, help="ProteinLM checkpoint (.ckpt)")
+    parser.add_argument("--fasta", required=True, type=Path, help="FASTA / UniProt file holding the protein")
+    parser.add_argument("--id", required=True, help="protein id (accession) or entry name")
+    parser.add_argument("--layer", type=int, default=-1, help="attention block, 1-based; negatives from the end (default -1)")
+    parser.add_argument("--head", default="all", help="head, 1-based, or 'all' for the head average (default all)")
+    parser.add_argument("--out", required=True, type=Path, help="output PNG (a CSV of the weights is written beside it)")
+    parser.add_argument("--row-block", type=int, default=256, help="query rows per block (default 256)")
+    parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import matplotlib.pyplot as plt
+
+    from protein_performer.analysis.plots import attention_heatmap, save_figure
+    from protein_performer.checkpoint import load_checkpoint
+
+    if args.head != "all" and not str(args.head).isdigit():
+        raise ValueError(f"--head {args.head!r}: expected a 1-based head number or 'all'")
+    head = None if args.head == "all" else int(args.head)
+    loaded = load_checkpoint(args.checkpoint)
+    model = loaded.model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    _, sequence = find_sequence(args.fasta, args.id)
+    amap = attention_map(model, args.id, sequence, args.layer, head, args.row_block)
+    csv = amap.save_csv(args.out.with_suffix(".csv"))
+    who = "mean of heads" if head is None else f"head {head}"
+    kind = "FAVOR+ implicit" if loaded.config.attention != "exact" else "exact"
+    fig = attention_heatmap(amap.weights, amap.tokens,
+                            title=f"{args.id}: block {amap.layer}, {who} ({kind} attention, L={len(amap.tokens)})")
+    fmt = args.out.suffix.lstrip(".").lower() or "png"
+    (png,) = save_figure(fig, args.out, formats=(fmt,))
+    plt.close(fig)
+    log.info("wrote %s and %s", png, csv)
+    return 0
+
+
+def create_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="protein-performer attention", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run(create_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""Amino-acid similarity learned by a model, compared with BLOSUM62 (no plotting here).
+
+Attention (Vig et al. 2020, "BERTology meets biology", section 4.3): for every head ``h`` of the
+analysed layers, the share of attention that residue queries send to residues of type ``a``,
+
+    p_h(a) = sum_{i, j: x_j = a} alpha^h_ij / sum_{i, j} alpha^h_ij     (i, j residues, not specials)
+
+divided by the background frequency ``f(a)`` of ``a`` among the keys, gives an enrichment
+``p_h(a) / f(a)``. Each amino acid's profile is its enrichment across all (layer, head) pairs;
+two amino acids are as similar as their profiles are correlated (Pearson, or cosine).
+Only column sums of the attention are needed, accumulated over query rows in blocks (the
+model's ``attention_rows``), so no L x L matrix of a long protein is ever held at once.
+
+Embedding: cosine similarity of the learned token embeddings of the 20 standard amino acids.
+
+Both are compared with BLOSUM62 over the 190 off-diagonal pairs (Pearson and Spearman).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Literal, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+from scipy.cluster.hierarchy import leaves_list, linkage
+from scipy.spatial.distance import squareform
+
+from protein_performer.alphabet import ALPHABET, STANDARD_AMINO_ACIDS
+from protein_performer.model import PerformerLM
+
+log = logging.getLogger(__name__)
+
+AMINO_ACIDS = tuple(STANDARD_AMINO_ACIDS)
+LANDMARK_PAIRS = (("D", "E"), ("F", "Y"), ("I", "V"), ("K", "R"))
+"""Pairs every substitution matrix calls similar: acids, aromatics, aliphatics, bases."""
+Method = Literal["pearson", "cosine"]
+
+
+@dataclass
+class AttentionProfiles:
+    """Attention mass by (layer, head) and target amino acid, summed over proteins."""
+
+    layers: tuple[int, ...]
+    """1-based blocks analysed."""
+    heads: int
+    mass: np.ndarray
+    """(n_layers * heads, 20): attention from residue queries to each standard amino acid."""
+    total: np.ndarray
+    """(n_layers * heads,): attention from residue queries to any residue."""
+    counts: np.ndarray
+    """(20,): how often each amino acid occurs (as a key) in the analysed proteins."""
+    proteins: int = 0
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f"L{layer}H{h + 1}" for layer in self.layers for h in range(self.heads)]
+
+    def enrichment(self) -> np.ndarray:
+        """(n_layers * heads, 20): attention share to each amino acid / its background frequency."""
+        share = self.mass / np.maximum(self.total, 1e-30)[:, None]
+        background = self.counts / max(self.counts.sum(), 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(background > 0, share / background, np.nan)
+
+
+def block_indices(model: PerformerLM, layers: Sequence[int] | None) -> tuple[int, ...]:
+    """1-based attention blocks; negatives count from the end (-1 = last block)."""
+    depth = model.config.depth
+    if not layers:
+        return tuple(range(1, depth + 1))
+    out = []
+    for i in layers:
+        j = depth + 1 + i if i < 0 else i
+        if not 1 <= j <= depth:
+            raise ValueError(f"attention layer {i} out of range: blocks are 1..{depth} (or -{depth}..-1)")
+        out.append(j)
+    return tuple(dict.fromkeys(out))
+
+
+@torch.no_grad()
+def attention_profiles(
+    model: PerformerLM,
+    sequences: Iterable[str],
+    *,
+    layers: Sequence[int] | None = None,
+    row_block: int = 256,
+) -> AttentionProfiles:
+    """Accumulate :class:`AttentionProfiles` over ``sequences`` (each framed ``<cls> s <eos>``).
+
+    Query rows are processed ``row_block`` at a time (one forward pass per block).
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    blocks = block_indices(model, layers)
+    H = model.config.heads
+    n_feat = len(blocks) * H
+    mass = torch.zeros(n_feat, len(AMINO_ACIDS), dtype=torch.float64)
+    total = torch.zeros(n_feat, dtype=torch.float64)
+    counts = np.zeros(len(AMINO_ACIDS), dtype=np.int64)
+    first = ALPHABET.standard_indices[0]
+    n_proteins = 0
+    for seq in sequences:
+        residues = torch.from_numpy(ALPHABET.encode(seq).astype(np.int64))
+        n = residues.numel()
+        ids = torch.cat([torch.tensor([ALPHABET.cls_idx]), residues, torch.tensor([ALPHABET.eos_idx])])[None]  # (1, L)
+        ids = ids.to(device)
+        mask = torch.ones_like(ids, dtype=torch.bool)
+        standard = (residues >= first) & (residues < first + len(AMINO_ACIDS))
+        onehot = torch.zeros(n, len(AMINO_ACIDS), dtype=torch.float64)  # (n, 20); X, B, … rows stay 0
+        onehot[standard.nonzero()[:, 0], residues[standard] - first] = 1.0
+        column_mass = torch.zeros(n_feat, n, dtype=torch.float64)  # (layers*H, n) attention received
+        for start in range(1, n + 1, row_block):
+            rows = torch.arange(start, min(start + row_block, n + 1), device=device)  # residue queries
+            out = model(ids, mask, return_attention=list(blocks), attention_rows=rows)
+            for k, b in enumerate(blocks):
+                w = out.attentions[b][0, :, :, 1 : n + 1]  # (H, R, n): residue keys only
+                column_mass[k * H : (k + 1) * H] += w.sum(dim=1).double().cpu()
+        mass += column_mass @ onehot
+        total += column_mass.sum(dim=1)
+        counts += onehot.sum(dim=0).numpy().astype(np.int64)
+        n_proteins += 1
+    if n_proteins == 0:
+        raise ValueError("no proteins to analyse")
+    return AttentionProfiles(blocks, H, mass.numpy(), total.numpy(), counts, n_proteins)
+
+
+def profile_similarity(profiles: np.ndarray, method: Method = "pearson") -> np.ndarray:
+    """(20, 20) similarity of the columns of ``profiles`` (features, 20)."""
+    x = np.asarray(profiles, dtype=np.float64)
+    if np.isnan(x).any():
+        missing = [AMINO_ACIDS[i] for i in np.flatnonzero(np.isnan(x).any(axis=0))]
+        raise ValueError(f"amino acids {missing} never occur in the analysed proteins; "
+                         "analyse more proteins (--max-proteins)")
+    if method == "pearson":
+        x = x - x.mean(axis=0, keepdims=True)
+    elif method != "cosine":
+        raise ValueError(f"method must be 'pearson' or 'cosine', got {method!r}")
+    x = x / np.maximum(np.linalg.norm(x, axis=0, keepdims=True), 1e-30)
+    sim = x.T @ x
+    return (sim + sim.T) / 2
+
+
+def embedding_similarity(model: PerformerLM) -> np.ndarray:
+    """(20, 20) cosine similarity of the token embeddings of the standard amino acids."""
+    weight = model.embed.weight.detach()[list(ALPHABET.standard_indices)].double()  # (20, dim)
+    weight = weight / weight.norm(dim=1, keepdim=True).clamp_min(1e-30)
+    sim = (weight @ weight.T).cpu().numpy()
+    return (sim + sim.T) / 2
+
+
+def blosum62() -> np.ndarray:
+    """(20, 20) BLOSUM62 scores in ``STANDARD_AMINO_ACIDS`` order (Biopython's copy, no download)."""
+    from Bio.Align import substitution_matrices
+
+    m = substitution_matrices.load("BLOSUM62")
+    return np.array([[m[a][b] for b in AMINO_ACIDS] for a in AMINO_ACIDS], dtype=np.float64)
+
+
+def off_diagonal(matrix: np.ndarray) -> np.ndarray:
+    """The 190 values above the diagonal, row by row."""
+    return np.asarray(matrix)[np.triu_indices(len(AMINO_ACIDS), k=1)]
+
+
+@dataclass
+class BlosumComparison:
+    """How one 20 x 20 similarity matrix agrees with BLOSUM62 over the 190 off-diagonal pairs."""
+
+    pearson: float
+    pearson_p: float
+    spearman: float
+    spearman_p: float
+    n_pairs: int
+    top_pairs: list[tuple[str, float, int]]
+    """The most similar pairs: ("D-E", similarity, BLOSUM62 score), best first."""
+    landmark_ranks: dict[str, int]
+    """Rank (1 = most similar of 190) of each of D-E, F-Y, I-V, K-R."""
+    landmarks_in_top: list[str] = field(default_factory=list)
+    """Landmark pairs that are among ``top_pairs``."""
+
+
+def compare_with_blosum(matrix: np.ndarray, top: int = 10) -> BlosumComparison:
+    """Correlations with BLOSUM62 and the top pairs of ``matrix`` (20 x 20, standard order)."""
+    blosum = blosum62()
+    x, y = off_diagonal(matrix), off_diagonal(blosum)
+    pearson = stats.pearsonr(x, y)
+    spearman = stats.spearmanr(x, y)
+    iu = np.triu_indices(len(AMINO_ACIDS), k=1)
+    names = [f"{AMINO_ACIDS[i]}-{AMINO_ACIDS[j]}" for i, j in zip(*iu)]
+    order = np.argsort(-x, kind="stable")
+    rank = {names[k]: r + 1 for r, k in enumerate(order)}
+    top_pairs = [(names[k], float(x[k]), int(y[k])) for k in order[:top]]
+    landmarks = {f"{a}-{b}": rank[f"{a}-{b}"] for a, b in LANDMARK_PAIRS}
+    return BlosumComparison(
+        pearson=float(pearson[0]), pearson_p=float(pearson[1]),
+        spearman=float(spearman[0]), spearman_p=float(spearman[1]), n_pairs=len(x),
+        top_pairs=top_pairs, landmark_ranks=landmarks,
+        landmarks_in_top=[k for k, r in landmarks.items() if r <= top],
+    )
+
+
+def cluster_order(matrix: np.ndarray) -> list[int]:
+    """Leaf order of average-linkage clustering on distance ``1 - similarity`` (similarity rescaled
+    to [-1, 1] when it is not already a correlation-like matrix)."""
+    sim = np.asarray(matrix, dtype=np.float64)
+    scale = np.abs(sim).max()
+    if scale > 1.0:
+        sim = sim / scale
+    dist = np.clip(1.0 - sim, 0.0, None)
+    np.fill_diagonal(dist, 0.0)
+    return [int(i) for i in leaves_list(linkage(squareform((dist + dist.T) / 2, checks=False), "average"))]
+
+
+@dataclass
+class SimilarityResult:
+    """Everything ``protein-performer similarity`` computes; :meth:`save` writes it to a folder."""
+
+    attention: np.ndarray
+    """(20, 20) attention-profile similarity."""
+    embedding: np.ndarray
+    """(20, 20) embedding cosine similarity."""
+    profiles: AttentionProfiles
+    attention_vs_blosum: BlosumComparison
+    embedding_vs_blosum: BlosumComparison
+    method: str = "pearson"
+
+    def frame(self, which: Literal["attention", "embedding"]) -> pd.DataFrame:
+        matrix = self.attention if which == "attention" else self.embedding
+        return pd.DataFrame(matrix, index=list(AMINO_ACIDS), columns=list(AMINO_ACIDS))
+
+    def save(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write ``similarity.csv``, ``embedding_similarity.csv``, ``attention_profiles.csv`` and
+        ``blosum_comparison.json`` into ``out_dir``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {name: out / name for name in ("similarity.csv", "embedding_similarity.csv",
+                                               "attention_profiles.csv", "blosum_comparison.json")}
+        self.frame("attention").to_csv(paths["similarity.csv"], float_format="%.6f")
+        self.frame("embedding").to_csv(paths["embedding_similarity.csv"], float_format="%.6f")
+        pd.DataFrame(self.profiles.enrichment(), index=self.profiles.feature_names,
+                     columns=list(AMINO_ACIDS)).to_csv(paths["attention_profiles.csv"], float_format="%.6f")
+        summary = {
+            "method": self.method,
+            "proteins": self.profiles.proteins,
+            "layers": list(self.profiles.layers),
+            "heads": self.profiles.heads,
+            "residue_counts": dict(zip(AMINO_ACIDS, self.profiles.counts.tolist())),
+            "attention": asdict(self.attention_vs_blosum),
+            "embedding": asdict(self.embedding_vs_blosum),
+        }
+        paths["blosum_comparison.json"].write_text(json.dumps(summary, indent=2) + "\n")
+        return paths
+
+
+def analyse(model: PerformerLM, sequences: Iterable[str], *, layers: Sequence[int] | None = None,
+            method: Method = "pearson", row_block: int = 256, top: int = 10) -> SimilarityResult:
+    """Attention and embedding similarity of ``model`` on ``sequences``, compared with BLOSUM62."""
+    profiles = attention_profiles(model, sequences, layers=layers, row_block=row_block)
+    attention = profile_similarity(profiles.enrichment(), method)
+    embedding = embedding_similarity(model)
+    return SimilarityResult(attention, embedding, profiles, compare_with_blosum(attention, top),
+                            compare_with_blosum(embedding, top), method)

@@ -1,0 +1,229 @@
+"""The protein language model: a pre-norm Transformer whose attention is FAVOR+ (or exact).
+
+Plain ``nn.Module``; imports only torch and the attention core. Training lives in ``lit.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from protein_performer.alphabet import ALPHABET
+from protein_performer.attention import FavorAttention, RotaryEmbedding
+
+
+@dataclass
+class PerformerConfig:
+    """Shape of a :class:`PerformerLM`. The defaults are the mission models' shape."""
+
+    vocab_size: int = len(ALPHABET)
+    """Number of token ids (the alphabet's size)."""
+    dim: int = 512
+    """Width of the residual stream."""
+    depth: int = 6
+    """Number of Transformer blocks."""
+    heads: int = 8
+    """Attention heads per block (dim must be divisible by heads)."""
+    ff_mult: int = 4
+    """Feed-forward hidden width = ff_mult * dim."""
+    attention: Literal["softmax", "relu", "exact"] = "softmax"
+    """Performer-Softmax (FAVOR+), Performer-ReLU, or exact softmax attention (the baseline)."""
+    nb_features: int = 256
+    """Random features m per head (FAVOR+ only)."""
+    feature_scaling: Literal["gaussian", "sqrt_d"] = "gaussian"
+    """Row norms of the orthogonal projection: chi-distributed or all sqrt(head_dim)."""
+    causal: bool = False
+    """Unidirectional attention (causal language modelling)."""
+    position: Literal["rotary", "learned"] = "rotary"
+    """Rotary embeddings work at any length; learned absolute ones up to max_position."""
+    max_position: int = 8192
+    """Longest sequence for learned absolute positions (unused with rotary)."""
+    dropout: float = 0.1
+    """Dropout on the residual branches and embeddings."""
+    checkpointing: bool = False
+    """Recompute each block in the backward pass (activation checkpointing) to save memory."""
+    chunk_size: int = 128
+    """Block length of causal FAVOR+ prefix sums."""
+    feature_seed: int = 0
+    """Seed of the initial random projections (redraws are seeded by the trainer)."""
+    tie_embeddings: bool = True
+    """Share the input embedding and the output projection."""
+
+    def __post_init__(self) -> None:
+        if self.dim % self.heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
+        if self.attention not in ("softmax", "relu", "exact"):
+            raise ValueError(f"attention must be 'softmax', 'relu' or 'exact', got {self.attention!r}")
+        if self.position not in ("rotary", "learned"):
+            raise ValueError(f"position must be 'rotary' or 'learned', got {self.position!r}")
+        if self.position == "rotary" and (self.dim // self.heads) % 2:
+            raise ValueError("rotary positions need an even head dimension (dim / heads)")
+        for name in ("depth", "heads", "ff_mult", "nb_features", "chunk_size", "max_position"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PerformerOutput:
+    """What :meth:`PerformerLM.forward` returns."""
+
+    logits: Tensor
+    """(B, L, vocab_size)."""
+    hidden_states: dict[int, Tensor] = field(default_factory=dict)
+    """Layer index -> (B, L, dim): 0 is the embedding output, ``depth`` the final (normed) output."""
+    attentions: dict[int, Tensor] = field(default_factory=dict)
+    """Block index (1-based) -> (B, H, R, L) attention weights, only when requested."""
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.fc = nn.Linear(dim, hidden)
+        self.proj = nn.Linear(hidden, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dropout(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-norm block: x + attn(norm(x)), then x + ff(norm(x))."""
+
+    def __init__(self, config: PerformerConfig, generator: torch.Generator) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(config.dim)
+        self.attn = FavorAttention(
+            config.dim, config.heads, kernel=config.attention, nb_features=config.nb_features,
+            causal=config.causal, feature_scaling=config.feature_scaling,
+            chunk_size=config.chunk_size, dropout=config.dropout, generator=generator,
+        )
+        self.norm2 = nn.LayerNorm(config.dim)
+        self.ff = FeedForward(config.dim, config.ff_mult * config.dim, config.dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        key_padding_mask: Tensor | None,
+        rotary: tuple[Tensor, Tensor] | None,
+        weight_rows: Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        h, weights = self.attn(self.norm1(x), key_padding_mask=key_padding_mask, rotary=rotary,
+                               weight_rows=weight_rows, need_weights=need_weights)
+        x = x + h
+        return x + self.ff(self.norm2(x)), weights
+
+
+class PerformerLM(nn.Module):
+    """Token ids (B, L) -> logits (B, L, vocab); masked or causal by ``config.causal``."""
+
+    def __init__(self, config: PerformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.dim, padding_idx=ALPHABET.pad_idx)
+        self.rotary = RotaryEmbedding(config.dim // config.heads) if config.position == "rotary" else None
+        self.pos_embed = nn.Embedding(config.max_position, config.dim) if config.position == "learned" else None
+        self.dropout = nn.Dropout(config.dropout)
+        generator = torch.Generator().manual_seed(config.feature_seed)
+        self.blocks = nn.ModuleList(Block(config, generator) for _ in range(config.depth))
+        self.norm = nn.LayerNorm(config.dim)
+        self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=True)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2 style scaled init of residual projections
+            if name.endswith(("attn.out.weight", "ff.proj.weight")):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * config.depth))
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    @property
+    def num_layers(self) -> int:
+        return self.config.depth
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @torch.no_grad()
+    def redraw_features(self, generator: torch.Generator) -> None:
+        """Draw new random projections for every attention layer (no effect for exact attention)."""
+        for block in self.blocks:
+            block.attn.redraw_features(generator)
+
+    def _layer_index(self, i: int) -> int:
+        j = i + self.config.depth + 1 if i < 0 else i
+        if not 0 <= j <= self.config.depth:
+            raise ValueError(f"layer {i} out of range for a model with {self.config.depth} layers "
+                             f"(valid: {-self.config.depth - 1}..{self.config.depth})")
+        return j
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        *,
+        return_layers: Sequence[int] = (),
+        return_attention: bool | Sequence[int] = False,
+        attention_rows: Tensor | None = None,
+    ) -> PerformerOutput:
+        """Run the model.
+
+        Args:
+            input_ids: (B, L) token ids.
+            attention_mask: (B, L) bool, True at real tokens (padding is ignored as a key).
+            return_layers: hidden states to return (0 = embeddings, ``depth`` = final; negatives
+                count from the end, as ESM's ``repr_layers``).
+            return_attention: True for every block, or a list of 1-based block indices; returns
+                (B, H, R, L) weights (implicit FAVOR+ weights; never used by training).
+            attention_rows: (R,) query positions for the returned weights (default all).
+        """
+        B, L = input_ids.shape
+        want = {self._layer_index(i) for i in return_layers}
+        if return_attention is True:
+            want_attn = set(range(1, self.config.depth + 1))
+        else:
+            want_attn = set(return_attention or ())
+        x = self.embed(input_ids)  # (B, L, dim)
+        rotary = None
+        if self.rotary is not None:
+            rotary = self.rotary(L, device=x.device, dtype=x.dtype)  # (L, head_dim) x 2
+        else:
+            if L > self.config.max_position:
+                raise ValueError(f"sequence length {L} exceeds max_position {self.config.max_position} "
+                                 "of this learned-position model")
+            x = x + self.pos_embed(torch.arange(L, device=x.device))
+        x = self.dropout(x)
+        hidden: dict[int, Tensor] = {0: x} if 0 in want else {}
+        attentions: dict[int, Tensor] = {}
+        for i, block in enumerate(self.blocks, start=1):
+            need = i in want_attn
+            if self.config.checkpointing and self.training and torch.is_grad_enabled():
+                x, w = checkpoint(block, x, attention_mask, rotary, use_reentrant=False)
+            else:
+                x, w = block(x, attention_mask, rotary, attention_rows, need)
+            if need:
+                attentions[i] = w
+            if i in want and i != self.config.depth:
+                hidden[i] = x
+        x = self.norm(x)
+        if self.config.depth in want:
+            hidden[self.config.depth] = x
+        return PerformerOutput(logits=self.lm_head(x), hidden_states=hidden, attentions=attentions)

@@ -1,0 +1,477 @@
+"""Training-step benchmark: tokens/s and peak memory of the full protein LM, Performer vs exact.
+
+One training step = forward + cross-entropy + backward + AdamW step, fp32, batch 1, random token
+ids in 5..24 (amino acids). Masked models get MLM labels on 15% of the positions (those inputs
+replaced by <mask>); causal models get next-token labels. Models are the default
+:class:`PerformerConfig` (dim 512, depth 6, heads 8, ff_mult 4, m=256, rotary) with
+``attention`` = softmax / relu / exact.
+
+Every (model, L) cell runs in a fresh subprocess of this script (``--case``) whose address space
+is capped (``RLIMIT_AS`` = ``--mem-cap-gib``): an allocation failure there is reported as OOM.
+Peak memory is the step's own: the kernel's peak-RSS counter is reset (``/proc/self/clear_refs``)
+after the model, optimizer and inputs exist, and ``VmHWM - VmRSS(before)`` is reported; the whole
+process's ``VmHWM`` is reported too. Each cell first runs without activation checkpointing; when
+extrapolation from the shorter lengths predicts more than the cap, or the run hits OOM, it is
+(re)run with ``checkpointing=True``. Cells predicted to take longer than ``--time-cap-s`` per
+step are skipped. Models are interleaved: the order rotates from one length to the next.
+
+Afterwards the longest power-of-two length whose single forward + backward fits the memory cap
+within ``--probe-cap-s`` is searched for Performer-Softmax (checkpointing) and the exact baseline.
+
+    python scripts/bench_train.py [--lengths 1024,8192,32768] [--repeats 2] [--threads 2]
+        [--out-md docs/benchmarks/train.md] [--out-json FILE] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import logging
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TARGET_L = 8192
+MARK_BEGIN, MARK_END = "<!-- bench_train:begin -->", "<!-- bench_train:end -->"
+MLM_FRACTION = 0.15
+GIB = 2**30
+WARMUP_LENGTH = 1024
+
+log = logging.getLogger("bench_train")
+
+# name -> (label, PerformerConfig overrides); the order is the table's row order.
+CASES: dict[str, tuple[str, dict]] = {
+    "softmax": ("Performer-Softmax (masked)", {"attention": "softmax", "causal": False}),
+    "relu": ("Performer-ReLU (masked)", {"attention": "relu", "causal": False}),
+    "softmax_causal": ("Performer-Softmax causal", {"attention": "softmax", "causal": True}),
+    "exact": ("Exact (masked)", {"attention": "exact", "causal": False}),
+    "exact_causal": ("Exact causal", {"attention": "exact", "causal": True}),
+}
+QUICK_CONFIG = {"dim": 32, "depth": 2, "heads": 4, "ff_mult": 2, "nb_features": 16}
+
+
+# ----------------------------------------------------------------------------- worker side
+
+
+def _status_kib(key: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {key}")
+
+
+def _reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False where not permitted."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def make_batch(length: int, causal: bool, generator):
+    """input_ids (1, L), attention_mask (1, L) all True, labels (1, L) with -100 where no loss."""
+    import torch
+
+    from protein_performer.alphabet import ALPHABET
+    from protein_performer.lit import IGNORE_INDEX
+
+    ids = torch.randint(5, 25, (1, length), generator=generator)  # amino-acid ids
+    mask = torch.ones(1, length, dtype=torch.bool)
+    if causal:
+        labels = torch.full_like(ids, IGNORE_INDEX)
+        labels[:, :-1] = ids[:, 1:]  # next token
+        return ids, mask, labels
+    chosen = torch.rand(1, length, generator=generator) < MLM_FRACTION
+    labels = torch.where(chosen, ids, torch.full_like(ids, IGNORE_INDEX))
+    return ids.masked_fill(chosen, ALPHABET.mask_idx), mask, labels
+
+
+def run_case(case: str, length: int, *, checkpointing: bool, timed: int, probe: bool, quick: bool,
+             threads: int) -> dict:
+    """A warm-up step at ``min(L, WARMUP_LENGTH)``, then ``timed`` training steps at L (or one forward + backward with ``probe``) in this process."""
+    import torch
+
+    from protein_performer.lit import lm_metrics
+    from protein_performer.model import PerformerConfig, PerformerLM
+
+    torch.set_num_threads(threads)
+    overrides = {**CASES[case][1], **(QUICK_CONFIG if quick else {}), "checkpointing": checkpointing}
+    config = PerformerConfig(**overrides)
+    model = PerformerLM(config).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+    ids, mask, labels = make_batch(length, config.causal, torch.Generator().manual_seed(0))
+
+    def run_step(ids, mask, labels) -> float:
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss_sum, _, count = lm_metrics(model(ids, mask).logits, labels)
+        (loss_sum / count.clamp_min(1)).backward()
+        if not probe:
+            optimizer.step()
+        return time.perf_counter() - start
+
+    if not probe:  # warm-up (thread pool, AdamW state) at a short length: same code path, cheap
+        warm = make_batch(min(length, WARMUP_LENGTH), config.causal, torch.Generator().manual_seed(1))
+        run_step(*warm)
+    rss_before = _status_kib("VmRSS") * 1024
+    exact_peak = _reset_peak_rss()
+    seconds = [run_step(ids, mask, labels) for _ in range(1 if probe else timed)]
+    hwm = _status_kib("VmHWM") * 1024
+    return {"seconds": seconds, "step_peak_bytes": max(0, hwm - rss_before) if exact_peak else None,
+            "process_peak_bytes": hwm, "rss_before_bytes": rss_before}
+
+
+def run_worker(args: argparse.Namespace) -> None:
+    """``--case``: measure one cell under the address-space cap; last stdout line is JSON."""
+    cap = int(args.mem_cap_gib * GIB)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    try:
+        result = run_case(args.case, args.case_length, checkpointing=args.case_ckpt, timed=args.timed,
+                          probe=args.probe, quick=args.quick, threads=args.threads)
+    except MemoryError:
+        result = {"oom": True}
+    except RuntimeError as exc:  # torch reports a failed allocation as RuntimeError
+        if "alloc" not in str(exc).lower() and "memory" not in str(exc).lower():
+            raise
+        result = {"oom": True}
+    print(json.dumps(result))
+
+
+# ----------------------------------------------------------------------------- driver side
+
+
+@dataclass
+class Cell:
+    """One (model, L) measurement, or why it was not run."""
+
+    case: str
+    length: int
+    checkpointing: bool = False
+    seconds: list[float] = field(default_factory=list)
+    step_peak_bytes: int | None = None
+    process_peak_bytes: int | None = None
+    skipped: str = ""
+    note: str = ""
+
+    @property
+    def time(self) -> float | None:
+        return min(self.seconds) if self.seconds else None
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return self.length / self.time if self.time else None
+
+
+def spawn(args: argparse.Namespace, case: str, length: int, *, ckpt: bool, timed: int, probe: bool,
+          timeout_s: float) -> dict:
+    """Run ``--case`` in a fresh interpreter; returns its JSON, ``{"oom": True}`` or ``{"error": ...}``."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--case", case, "--case-length", str(length),
+           "--threads", str(args.threads), "--timed", str(timed), "--mem-cap-gib", str(args.mem_cap_gib)]
+    cmd += ["--case-ckpt"] * ckpt + ["--probe"] * probe + ["--quick"] * args.quick
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=REPO_ROOT)
+    except subprocess.TimeoutExpired:
+        return {"error": f"> {timeout_s:.0f} s (killed)"}
+    if proc.returncode in (-9, 137):
+        return {"oom": True, "note": "killed by the kernel"}
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
+        return {"error": tail[0]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def extrapolate(points: list[tuple[int, float]], length: int, default_exponent: float) -> float:
+    """Value at ``length`` from the last two (L, value) points on a log-log line (exponent in [1, 2.2])."""
+    l1, y1 = points[-1]
+    exponent = default_exponent
+    if len(points) >= 2:
+        l0, y0 = points[-2]
+        if y0 > 0 and y1 > 0 and l1 != l0:
+            exponent = min(2.2, max(1.0, math.log(y1 / y0) / math.log(l1 / l0)))
+    return y1 * (length / l1) ** exponent
+
+
+def _points(cells: list[Cell], case: str, length: int, what: str, ckpt: bool | None = None):
+    """Measured (L, value) of ``case`` below ``length``: what = "time" or "mem" (process peak)."""
+    out = []
+    for c in sorted(cells, key=lambda c: c.length):
+        if c.case != case or c.length >= length or c.time is None or (ckpt is not None and c.checkpointing != ckpt):
+            continue
+        value = c.time if what == "time" else c.process_peak_bytes
+        if value:
+            out.append((c.length, float(value)))
+    return out
+
+
+def estimate(cells: list[Cell], case: str, length: int, what: str, ckpt: bool | None = None) -> float | None:
+    pts = _points(cells, case, length, what, ckpt)
+    if not pts:
+        return None
+    return extrapolate(pts, length, 1.0)  # from one point: linear (optimistic; the timeout guards)
+
+
+def measure(args: argparse.Namespace, cells: list[Cell], case: str, length: int, *, timed: int, probe: bool,
+            force_ckpt: bool, time_cap_s: float) -> Cell:
+    """One cell: skip on predicted time, pick checkpointing on predicted memory, retry it on OOM."""
+    cell = Cell(case, length)
+    cap = args.mem_cap_gib * GIB
+    est_t = estimate(cells, case, length, "time")
+    est_mem = estimate(cells, case, length, "mem", ckpt=False)
+    mem_text = f", mem est. {est_mem / GIB:.1f} GiB without ckpt" if est_mem else ""
+    if est_t is not None and est_t > time_cap_s:
+        cell.skipped = f"> {time_cap_s:g} s time cap (est. {est_t:.0f} s{mem_text})"
+        return cell
+    steps = 1 if probe else timed
+    remaining = args.deadline - time.monotonic()
+    if est_t is not None and 30 + steps * est_t > remaining:
+        cell.skipped = f"> run budget (est. {est_t:.0f} s/step{mem_text})"
+        return cell
+    tries = [True] if force_ckpt else [False, True]
+    if not force_ckpt and est_mem is not None and est_mem > 0.9 * cap:
+        tries, cell.note = [True], f"no-ckpt est. {est_mem / GIB:.1f} GiB"
+    timeout = 90 + steps * 1.5 * (est_t or time_cap_s) if not probe else 60 + time_cap_s * 1.2
+    timeout = max(60.0, min(timeout, remaining))
+    for ckpt in tries:
+        res = spawn(args, case, length, ckpt=ckpt, timed=timed, probe=probe, timeout_s=timeout)
+        if res.get("oom"):
+            cell.note = "; ".join(filter(None, [cell.note, f"OOM without ckpt{' (' + res['note'] + ')' if 'note' in res else ''}"]))
+            log.warning("L=%d %s ckpt=%s: OOM", length, case, ckpt)
+            continue
+        if "error" in res:
+            cell.skipped = res["error"]
+            log.warning("L=%d %s ckpt=%s: %s", length, case, ckpt, res["error"])
+            return cell
+        cell.checkpointing, cell.seconds = ckpt, res["seconds"]
+        cell.step_peak_bytes, cell.process_peak_bytes = res["step_peak_bytes"], res["process_peak_bytes"]
+        log.info("L=%d %s ckpt=%s: %s s, step peak %.2f GiB, process %.2f GiB", length, case, ckpt,
+                 ", ".join(f"{s:.2f}" for s in cell.seconds), (cell.step_peak_bytes or 0) / GIB,
+                 cell.process_peak_bytes / GIB)
+        return cell
+    cell.skipped = f"OOM (> {args.mem_cap_gib:g} GiB" + (f", est. {est_mem / GIB:.1f} GiB)" if est_mem else ")")
+    return cell
+
+
+def sweep(args: argparse.Namespace) -> list[Cell]:
+    """Every (model, L) training-step cell; the model order rotates from one length to the next."""
+    names = list(CASES)
+    cells: list[Cell] = []
+    for i, length in enumerate(args.lengths):
+        timed = 1 if length >= args.single_step_length else args.repeats
+        for case in names[i % len(names):] + names[: i % len(names)]:
+            cells.append(measure(args, cells, case, length, timed=timed, probe=False, force_ckpt=False,
+                                 time_cap_s=args.time_cap_s))
+    return cells
+
+
+def probe(args: argparse.Namespace, cells: list[Cell], case: str, force_ckpt: bool) -> list[Cell]:
+    """Forward + backward at powers of two above the sweep, until one fails or exceeds the time cap."""
+    done = [c for c in cells if c.case == case and c.time is not None]
+    start = max((c.length for c in done), default=args.lengths[0] // 2) * 2
+    history = list(done)
+    out = []
+    length = start
+    while length <= args.probe_max:
+        cell = measure(args, history, case, length, timed=0, probe=True, force_ckpt=force_ckpt,
+                       time_cap_s=args.probe_cap_s)
+        if cell.time is not None and cell.time > args.probe_cap_s:
+            cell.skipped = f"> {args.probe_cap_s:g} s ({cell.time:.0f} s)"
+        out.append(cell)
+        if cell.skipped:
+            break
+        history.append(cell)
+        length *= 2
+    return out
+
+
+# ----------------------------------------------------------------------------- reporting
+
+
+def _gib(n: int | None) -> str:
+    return "n/a" if n is None else f"{n / GIB:.2f}"
+
+
+def results_table(cells: list[Cell], lengths: list[int]) -> str:
+    lines = ["| model | L | ckpt | tokens/s | step s (min / median) | step peak GiB | process peak GiB | note |",
+             "|---|---:|---|---:|---:|---:|---:|---|"]
+    for length in lengths:
+        for case in CASES:
+            c = next((c for c in cells if c.case == case and c.length == length), None)
+            if c is None:
+                continue
+            if c.time is None:
+                lines.append(f"| {CASES[case][0]} | {length} | | {c.skipped} | | | | {c.note} |")
+                continue
+            times = f"{c.time:.2f} / {statistics.median(c.seconds):.2f} (n={len(c.seconds)})"
+            lines.append(f"| {CASES[case][0]} | {length} | {'yes' if c.checkpointing else 'no'} | "
+                         f"{c.tokens_per_s:,.0f} | {times} | {_gib(c.step_peak_bytes)} | "
+                         f"{_gib(c.process_peak_bytes)} | {c.note} |")
+    return "\n".join(lines)
+
+
+def targets_table(cells: list[Cell], target: int) -> str:
+    def tps(case: str) -> float | None:
+        c = next((c for c in cells if c.case == case and c.length == target), None)
+        return c.tokens_per_s if c else None
+
+    rows = [
+        (f"Performer-Softmax / exact tokens/s @{target}", tps("softmax"), tps("exact"), 2.0),
+        (f"Performer-ReLU / exact tokens/s @{target}", tps("relu"), tps("exact"), 2.0),
+        (f"Performer-Softmax causal / masked tokens/s @{target}", tps("softmax_causal"), tps("softmax"), 0.7),
+        (f"(info) Performer-Softmax causal / exact causal @{target}", tps("softmax_causal"), tps("exact_causal"), None),
+    ]
+    lines = ["| criterion | measured | target | status |", "|---|---:|---:|---|"]
+    for name, a, b, goal in rows:
+        if a is None or not b:
+            lines.append(f"| {name} | n/a | {'>= %gx' % goal if goal else ''} | n/a |")
+            continue
+        r = a / b
+        status = "" if goal is None else ("PASS" if r >= goal else "MISS")
+        lines.append(f"| {name} | {r:.2f}x | {'>= %gx' % goal if goal else ''} | {status} |")
+    return "\n".join(lines)
+
+
+def probe_table(probes: dict[str, list[Cell]], args: argparse.Namespace) -> str:
+    lines = ["| model | L | ckpt | fwd+bwd s | step peak GiB | process peak GiB | result |",
+             "|---|---:|---|---:|---:|---:|---|"]
+    for case, cells in probes.items():
+        for c in cells:
+            if c.time is None:
+                lines.append(f"| {CASES[case][0]} | {c.length} | | | | | {c.skipped} {c.note} |")
+            else:
+                result = "fits" if not c.skipped else c.skipped
+                lines.append(f"| {CASES[case][0]} | {c.length} | {'yes' if c.checkpointing else 'no'} | "
+                             f"{c.time:.1f} | {_gib(c.step_peak_bytes)} | {_gib(c.process_peak_bytes)} | "
+                             f"{result} {c.note} |")
+    return "\n".join(lines)
+
+
+def longest_fit(cells: list[Cell], probes: list[Cell], case: str, cap_s: float) -> str:
+    ok = [c.length for c in [*cells, *probes] if c.case == case and c.time is not None and c.time <= cap_s]
+    first_fail = next((c for c in probes if c.skipped), None)
+    text = f"{max(ok)}" if ok else "none"
+    return text + (f" (next, {first_fail.length}: {first_fail.skipped})" if first_fail else "")
+
+
+def machine_description() -> str:
+    import torch
+
+    cpu = platform.processor() or "unknown"
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    return f"{os.cpu_count()} CPUs (nproc), {cpu}; torch {torch.__version__}; Python {platform.python_version()}"
+
+
+def report(cells: list[Cell], probes: dict[str, list[Cell]], args: argparse.Namespace, command: str) -> str:
+    target = TARGET_L if TARGET_L in args.lengths else max(args.lengths)
+    model = "tiny config " + str(QUICK_CONFIG) if args.quick else "default PerformerConfig (dim 512, depth 6, heads 8, ff_mult 4, m=256, rotary)"
+    lines = [
+        f"Measured {datetime.date.today().isoformat()} on {machine_description()}; {args.threads} threads, fp32, "
+        f"batch 1, {model}, AdamW. Fresh process per cell, address space capped at {args.mem_cap_gib:g} GiB; "
+        f"min (and median) of {args.repeats} timed steps (1 at L >= {args.single_step_length}) after one "
+        f"warm-up step at L = min(L, {WARMUP_LENGTH}). Step peak = VmHWM - VmRSS before the timed steps "
+        "(peak counter reset after the warm-up), so it covers activations, gradients and transients; "
+        "process peak = whole-process VmHWM (includes the model, AdamW state and the interpreter). "
+        f"Cells are skipped when predicted past the {args.budget_s:g} s run budget.",
+        "",
+        f"Command: `{command}`",
+        "",
+        results_table(cells, args.lengths),
+        "",
+        "Targets:",
+        "",
+        targets_table(cells, target),
+    ]
+    if probes:
+        lines += ["", f"Longest length (powers of two up to {args.probe_max}) whose forward + backward fits "
+                  f"{args.mem_cap_gib:g} GiB within {args.probe_cap_s:g} s:", "",
+                  probe_table(probes, args), ""]
+        lines += [f"- {CASES[case][0]}{' (checkpointing)' if case != 'exact' else ''}: "
+                  f"{longest_fit(cells, p, case, args.probe_cap_s)}" for case, p in probes.items()]
+    return "\n".join(lines)
+
+
+def write_markdown(path: Path, block: str) -> None:
+    """Replace the marked block in ``path`` (or create the file with it)."""
+    marked = f"{MARK_BEGIN}\n{block}\n{MARK_END}"
+    if path.exists():
+        text = path.read_text()
+        if MARK_BEGIN in text and MARK_END in text:
+            head, rest = text.split(MARK_BEGIN, 1)
+            text = head + marked + rest.split(MARK_END, 1)[1]
+        else:
+            text = text.rstrip("\n") + "\n\n" + marked + "\n"
+    else:
+        text = "# Training-step benchmark\n\n" + marked + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    log.info("wrote %s", path)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",")]
+
+
+def create_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lengths", type=_ints, default=[1024, 8192, 32768], help="comma-separated L")
+    parser.add_argument("--repeats", type=int, default=2, help="timed steps per cell after one warm-up")
+    parser.add_argument("--single-step-length", type=int, default=32768, help="from this L on, 1 timed step")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument("--mem-cap-gib", type=float, default=14.0, help="address-space cap of each case process")
+    parser.add_argument("--budget-s", type=float, default=1500.0, help="skip cells predicted to end after this")
+    parser.add_argument("--time-cap-s", type=float, default=600.0, help="skip a cell predicted slower per step")
+    parser.add_argument("--probe-cap-s", type=float, default=120.0, help="time cap of one longest-length probe")
+    parser.add_argument("--probe-max", type=int, default=131072, help="longest length to probe")
+    parser.add_argument("--no-probe", action="store_true", help="skip the longest-length search")
+    parser.add_argument("--out-md", type=Path, default=None, help="write the results block into this markdown file")
+    parser.add_argument("--out-json", type=Path, default=None, help="raw cells")
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny config, L=128,256, probes to 1024")
+    parser.add_argument("--case", default=None, choices=list(CASES), help=argparse.SUPPRESS)  # worker mode
+    parser.add_argument("--case-length", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--case-ckpt", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--timed", type=int, default=2, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = create_parser().parse_args(argv)
+    if args.case is not None:
+        run_worker(args)
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.quick:
+        args.lengths, args.probe_max, args.repeats = [128, 256], 1024, 1
+    args.deadline = time.monotonic() + args.budget_s
+    command = "python scripts/bench_train.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cells = sweep(args)
+    probes: dict[str, list[Cell]] = {}
+    if not args.no_probe:
+        probes["softmax"] = probe(args, cells, "softmax", force_ckpt=True)
+        probes["exact"] = probe(args, cells, "exact", force_ckpt=False)
+    if args.out_json:
+        args.out_json.write_text(json.dumps({
+            "command": command, "cells": [asdict(c) for c in cells],
+            "probes": {k: [asdict(c) for c in v] for k, v in probes.items()},
+        }, indent=1))
+    block = report(cells, probes, args, command)
+    if args.out_md:
+        write_markdown(args.out_md, block)
+    print(block)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""PerformerLM: shapes, exact causality end to end, padding, layer selection, checkpointing, config."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from protein_performer.model import PerformerConfig, PerformerLM
+
+TINY = dict(dim=16, depth=2, heads=2, nb_features=8, dropout=0.0)
+
+
+def _model(**kw) -> PerformerLM:
+    torch.manual_seed(0)
+    return PerformerLM(PerformerConfig(**{**TINY, **kw})).eval()
+
+
+def _ids(B=2, L=40, seed=0):
+    return torch.randint(5, 25, (B, L), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("attention", ["softmax", "relu", "exact"])
+def test_causal_model_ignores_the_future_bit_for_bit(attention):
+    model = _model(attention=attention, causal=True, chunk_size=8)
+    ids = _ids()
+    base = model(ids).logits
+    for t in (0, 7, 8, 25):
+        ids2 = ids.clone()
+        ids2[:, t + 1 :] = torch.randint(5, 25, ids2[:, t + 1 :].shape)
+        out = model(ids2).logits
+        assert torch.equal(out[:, : t + 1], base[:, : t + 1]), (attention, t)
+
+
+@pytest.mark.parametrize("attention", ["softmax", "relu", "exact"])
+def test_padding_leaves_real_positions_unchanged(attention):
+    model = _model(attention=attention).double()
+    ids = _ids(B=1, L=30)
+    ref = model(ids).logits
+    padded = torch.cat([ids, torch.zeros(1, 10, dtype=torch.long)], dim=1)
+    mask = padded != 0
+    out = model(padded, mask).logits
+    torch.testing.assert_close(out[:, :30], ref, rtol=1e-10, atol=1e-10)
+
+
+def test_bidirectional_model_sees_the_future():
+    model = _model()
+    ids = _ids()
+    ids2 = ids.clone()
+    ids2[:, -1] = 5 if ids[0, -1] != 5 else 6
+    assert not torch.equal(model(ids).logits[:, 0], model(ids2).logits[:, 0])
+
+
+def test_hidden_states_and_attention_on_request():
+    model = _model(depth=3)
+    out = model(_ids(), return_layers=[0, 2, -1], return_attention=[1, 3], attention_rows=torch.tensor([0, 5]))
+    assert out.logits.shape == (2, 40, model.config.vocab_size)
+    assert sorted(out.hidden_states) == [0, 2, 3]
+    assert out.hidden_states[3].shape == (2, 40, 16)
+    assert sorted(out.attentions) == [1, 3] and out.attentions[1].shape == (2, 2, 2, 40)
+    torch.testing.assert_close(out.attentions[1].sum(-1), torch.ones(2, 2, 2))
+    plain = model(_ids())
+    assert plain.hidden_states == {} and plain.attentions == {}
+    with pytest.raises(ValueError, match="out of range"):
+        model(_ids(), return_layers=[4])
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    ids = _ids()
+    grads = []
+    for ckpt in (False, True):
+        model = _model(checkpointing=ckpt).train()
+        model(ids).logits.square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_learned_positions_and_length_limit():
+    model = _model(position="learned", max_position=32)
+    assert model(_ids(L=32)).logits.shape[1] == 32
+    with pytest.raises(ValueError, match="max_position"):
+        model(_ids(L=33))
+
+
+def test_redraw_changes_every_projection():
+    model = _model(depth=2)
+    before = [b.attn.projection.clone() for b in model.blocks]
+    model.redraw_features(torch.Generator().manual_seed(5))
+    assert all(not torch.equal(b.attn.projection, p) for b, p in zip(model.blocks, before))
+
+
+def test_exact_weights_load_into_a_performer_of_the_same_shape():
+    exact = _model(attention="exact")
+    perf = _model(attention="softmax")
+    perf.load_state_dict(exact.state_dict())
+    ids = _ids()
+    # Same weights, different attention: outputs close but not equal (random-feature approximation).
+    assert not torch.equal(exact(ids).logits, perf(ids).logits)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(dim=10, heads=3), "divisible"),
+    (dict(attention="linear"), "attention"),
+    (dict(position="alibi"), "position"),
+    (dict(dropout=1.5), "dropout"),
+    (dict(depth=0), "depth"),
+])
+def test_config_validation(bad, match):
+    with pytest.raises(ValueError, match=match):
+        PerformerConfig(**{**TINY, **bad})

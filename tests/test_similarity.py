@@ -1,0 +1,197 @@
+"""Amino-acid similarity (attention profiles, embeddings) vs BLOSUM62; figures; analysis CLIs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from Bio.Align import substitution_matrices
+from scipy import stats
+
+from model_utils import random_sequences, tiny_checkpoint, write_fasta
+from protein_performer.alphabet import ALPHABET, STANDARD_AMINO_ACIDS
+from protein_performer.analysis.attention_map import attention_map
+from protein_performer.analysis.embedding_views import header_field, nearest_neighbours
+from protein_performer.analysis.similarity import (
+    attention_profiles,
+    blosum62,
+    cluster_order,
+    compare_with_blosum,
+    embedding_similarity,
+    profile_similarity,
+)
+from protein_performer.checkpoint import load_checkpoint
+from protein_performer.cli import main as cli_main
+
+AA = STANDARD_AMINO_ACIDS
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.ckpt")
+
+
+@pytest.fixture(scope="module")
+def model(ckpt):
+    return load_checkpoint(ckpt).model
+
+
+@pytest.fixture(scope="module")
+def ecoli_head(ecoli_fasta, tmp_path_factory) -> Path:
+    """The first 40 E. coli proteins as a plain FASTA (small enough for the analyses)."""
+    from protein_performer.corpus.fasta import read_records
+
+    records = [r for _, r in zip(range(40), read_records(ecoli_fasta))]
+    return write_fasta(tmp_path_factory.mktemp("ecoli") / "head.fasta", ((r.header, r.sequence) for r in records))
+
+
+def _check_png(path: Path, min_kb: float = 20) -> None:
+    assert path.is_file() and path.stat().st_size > min_kb * 1024, path
+    image = mpimg.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 300
+    assert image[..., :3].std() > 0.05  # not a blank canvas
+
+
+def test_profile_similarity_properties():
+    rng = np.random.default_rng(0)
+    profiles = rng.random((12, 20))
+    for method in ("pearson", "cosine"):
+        sim = profile_similarity(profiles, method)
+        assert sim.shape == (20, 20)
+        np.testing.assert_array_equal(sim, sim.T)
+        np.testing.assert_allclose(np.diag(sim), 1.0, atol=1e-12)
+        assert np.all(np.abs(sim) <= 1 + 1e-12)
+    np.testing.assert_allclose(profile_similarity(profiles, "pearson"), np.corrcoef(profiles.T), atol=1e-12)
+
+
+def test_attention_profiles_match_full_attention(model):
+    seqs = random_sequences(3, 20, 45, seed=1)
+    blocked = attention_profiles(model, seqs, row_block=7)
+    H = model.config.heads
+    mass = np.zeros((2 * H, 20))
+    for seq in seqs:
+        ids = torch.tensor([[ALPHABET.cls_idx, *ALPHABET.encode(seq).tolist(), ALPHABET.eos_idx]])
+        with torch.no_grad():
+            out = model(ids, torch.ones_like(ids, dtype=torch.bool), return_attention=True)
+        for b in (1, 2):
+            w = out.attentions[b][0, :, 1:-1, 1:-1].double().numpy()  # (H, n, n): residues only
+            for a, letter in enumerate(AA):
+                cols = [j for j, c in enumerate(seq) if c == letter]
+                mass[(b - 1) * H : b * H, a] += w[:, :, cols].sum(axis=(1, 2))
+    np.testing.assert_allclose(blocked.mass, mass, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(blocked.total, mass.sum(1), rtol=1e-6)
+    counts = np.array([sum(s.count(a) for s in seqs) for a in AA])
+    np.testing.assert_array_equal(blocked.counts, counts)
+    share = mass / mass.sum(1, keepdims=True)
+    np.testing.assert_allclose(blocked.enrichment(), share / (counts / counts.sum()), rtol=1e-6)
+
+
+def test_embedding_similarity_is_cosine(model):
+    sim = embedding_similarity(model)
+    w = model.embed.weight.detach().double().numpy()[list(ALPHABET.standard_indices)]
+    manual = np.array([[u @ v / np.linalg.norm(u) / np.linalg.norm(v) for v in w] for u in w])
+    np.testing.assert_allclose(sim, manual, atol=1e-12)
+    np.testing.assert_allclose(np.diag(sim), 1.0)
+
+
+def test_blosum_comparison_against_direct_scipy():
+    rng = np.random.default_rng(3)
+    m = rng.normal(size=(20, 20))
+    m = (m + m.T) / 2
+    bl = substitution_matrices.load("BLOSUM62")
+    pairs = [(i, j) for i in range(20) for j in range(i + 1, 20)]
+    x = [m[i, j] for i, j in pairs]
+    y = [bl[AA[i]][AA[j]] for i, j in pairs]
+    c = compare_with_blosum(m, top=10)
+    assert c.n_pairs == 190
+    assert c.pearson == pytest.approx(stats.pearsonr(x, y)[0], abs=1e-12)
+    assert c.spearman == pytest.approx(stats.spearmanr(x, y)[0], abs=1e-12)
+    best = sorted(range(190), key=lambda k: -x[k])
+    assert [p for p, _, _ in c.top_pairs] == [f"{AA[pairs[k][0]]}-{AA[pairs[k][1]]}" for k in best[:10]]
+    rank_de = best.index(pairs.index((AA.index("D"), AA.index("E")))) + 1
+    assert c.landmark_ranks["D-E"] == rank_de
+    # BLOSUM62 against itself: perfect, and its own top pairs hold the classic substitutions.
+    own = compare_with_blosum(blosum62(), top=10)
+    assert own.pearson == pytest.approx(1.0) and own.spearman == pytest.approx(1.0)
+    assert set(own.landmarks_in_top) == {"D-E", "F-Y", "I-V", "K-R"}
+
+
+def test_cluster_order_is_a_permutation():
+    order = cluster_order(blosum62())
+    assert sorted(order) == list(range(20))
+    pos = {AA[i]: k for k, i in enumerate(order)}
+    assert abs(pos["I"] - pos["V"]) <= 3 and abs(pos["F"] - pos["Y"]) <= 3  # similar acids sit together
+
+
+def test_cli_similarity_writes_results_and_figures(ckpt, ecoli_head, tmp_path):
+    out = tmp_path / "sim"
+    assert cli_main(["similarity", "--checkpoint", str(ckpt), "--fasta", str(ecoli_head), "--out", str(out),
+                     "--max-proteins", "25", "--row-block", "128"]) == 0
+    sim = pd.read_csv(out / "similarity.csv", index_col=0)
+    assert list(sim.index) == list(AA) and list(sim.columns) == list(AA)
+    np.testing.assert_allclose(sim.values, sim.values.T, atol=1e-6)
+    np.testing.assert_allclose(np.diag(sim.values), 1.0, atol=1e-6)
+    summary = json.loads((out / "blosum_comparison.json").read_text())
+    assert summary["proteins"] == 25 and summary["layers"] == [1, 2]
+    iu = np.triu_indices(20, 1)
+    for name, csv in (("attention", "similarity.csv"), ("embedding", "embedding_similarity.csv")):
+        m = pd.read_csv(out / csv, index_col=0).values
+        assert summary[name]["pearson"] == pytest.approx(stats.pearsonr(m[iu], blosum62()[iu])[0], abs=1e-4)
+        assert summary[name]["spearman"] == pytest.approx(stats.spearmanr(m[iu], blosum62()[iu])[0], abs=1e-4)
+        assert set(summary[name]["landmark_ranks"]) == {"D-E", "F-Y", "I-V", "K-R"}
+    profiles = pd.read_csv(out / "attention_profiles.csv", index_col=0)
+    assert profiles.shape == (4, 20) and profiles.index[0] == "L1H1"
+    for stem in ("similarity", "embedding_similarity"):
+        _check_png(out / f"{stem}.png")
+        assert (out / f"{stem}.svg").stat().st_size > 10_000
+
+
+def test_cli_attention_map(ckpt, ecoli_head, model, tmp_path):
+    png = tmp_path / "map.png"
+    from protein_performer.corpus.fasta import read_records
+
+    rec = next(r for r in read_records(ecoli_head) if len(r) < 60)
+    assert cli_main(["attention", "--checkpoint", str(ckpt), "--fasta", str(ecoli_head), "--id", rec.id,
+                     "--layer", "2", "--head", "1", "--out", str(png), "--row-block", "16"]) == 0
+    _check_png(png, min_kb=15)
+    weights = pd.read_csv(png.with_suffix(".csv"), index_col=0).values
+    assert weights.shape == (len(rec) + 2, len(rec) + 2)
+    np.testing.assert_allclose(weights.sum(1), 1.0, atol=1e-4)
+    mean = attention_map(model, rec.id, rec.sequence, -1, None, row_block=1000).weights
+    per_head = [attention_map(model, rec.id, rec.sequence, 2, h, row_block=5).weights for h in (1, 2)]
+    np.testing.assert_allclose(mean, (per_head[0] + per_head[1]) / 2, atol=1e-6)
+    assert cli_main(["attention", "--checkpoint", str(ckpt), "--fasta", str(ecoli_head), "--id", "NOPE",
+                     "--out", str(png)]) == 1
+
+
+def test_cli_plot_embeddings_and_neighbours(ckpt, ecoli_head, tmp_path):
+    emb = tmp_path / "emb.npz"
+    assert cli_main(["embed", "--checkpoint", str(ckpt), "--fasta", str(ecoli_head), "--out", str(emb)]) == 0
+    from protein_performer.embed import read_embeddings
+
+    stored = read_embeddings(emb)
+    query = next(iter(stored))
+    png = tmp_path / "views.png"
+    assert cli_main(["plot-embeddings", "--embeddings", str(emb), "--out", str(png), "--color-by", "pe",
+                     "--neighbours", query, "-k", "5"]) == 0
+    _check_png(png)
+    coords = pd.read_csv(png.with_suffix(".csv"))
+    assert len(coords) == 40 and {"pca1", "pca2", "tsne1", "tsne2", "group"} <= set(coords.columns)
+    neighbours = pd.read_csv(tmp_path / "views.neighbours.csv")
+    assert len(neighbours) == 5 and query not in set(neighbours["id"])
+    assert neighbours["cosine"].is_monotonic_decreasing
+    direct = nearest_neighbours(stored.matrix(), list(stored), query, 5)
+    assert list(direct["id"]) == list(neighbours["id"])
+
+
+def test_header_fields():
+    header = "sp|P0A7Z4|RPOA_ECOLI DNA-directed RNA polymerase subunit alpha OS=Escherichia coli (strain K12) OX=83333 GN=rpoA PE=1 SV=1"
+    assert header_field(header, "gn3") == "rpo"
+    assert header_field(header, "pe") == "PE 1"
+    assert header_field(header, "os") == "Escherichia coli (strain K12)"
+    assert header_field("seq1", "gn") == "unknown"

@@ -1,0 +1,198 @@
+"""Lightning training end to end: every shipped config, resume after SIGKILL, DDP, init-from, score."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from protein_performer.checkpoint import load_checkpoint
+from protein_performer.cli import main as cli_main
+from protein_performer.lit import ProteinLM, redraw_generator
+from protein_performer.model import PerformerConfig
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+TINY = ["--model.config.dim", "16", "--model.config.depth", "1", "--model.config.heads", "2",
+        "--model.config.nb_features", "8", "--data.max_length", "64", "--data.batch_size", "2",
+        "--data.num_workers", "0"]
+
+
+def _fit_args(config: Path, data_dir: Path, root: Path, *extra: str) -> list[str]:
+    return ["fit", "--config", str(config), "--data.data_dir", str(data_dir), *TINY,
+            "--trainer.default_root_dir", str(root), "--trainer.logger", "false",
+            "--trainer.enable_progress_bar", "false", *extra]
+
+
+def test_mission_configs_are_shipped():
+    names = {c.stem for c in CONFIGS}
+    assert {"performer_relu_mlm", "performer_softmax_mlm", "performer_relu_clm", "performer_softmax_clm",
+            "transformer_mlm", "transformer_clm", "demo"} <= names
+    for c in CONFIGS:
+        cfg = yaml.safe_load(c.read_text())
+        if c.stem != "demo":
+            assert cfg["data"]["max_length"] >= 8192, c
+        config = PerformerConfig(**cfg["model"]["config"])  # full size, validated
+        assert config.causal == (cfg["model"]["objective"] == "clm")
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_every_config_instantiates_and_runs_fast_dev_run(config, prepared_ecoli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # configs write under runs/ relative to the working directory
+    from pytorch_lightning.cli import LightningCLI
+
+    from protein_performer.datamodule import ProteinDataModule
+
+    class _CLI(LightningCLI):
+        def add_arguments_to_parser(self, parser):
+            parser.link_arguments("model.objective", "data.objective")
+
+    args = _fit_args(config, prepared_ecoli, tmp_path, "--trainer.fast_dev_run", "2")[1:]
+    cli = _CLI(ProteinLM, ProteinDataModule, args=args, run=False, save_config_kwargs={"overwrite": True})
+    cli.trainer.fit(cli.model, cli.datamodule)
+    assert cli.trainer.global_step == 2
+    assert cli.model.config.attention in ("softmax", "relu", "exact")
+    assert cli.datamodule.objective == cli.model.objective
+    assert int(cli.model.train_token_counts.sum()) > 1_000_000  # E. coli train split residues
+
+
+def _ckpt_args(every: str) -> list[str]:
+    return ["--trainer.callbacks+=ModelCheckpoint", f"--trainer.callbacks.dirpath={every}",
+            "--trainer.callbacks.save_top_k=-1", "--trainer.callbacks.every_n_epochs=1",
+            "--trainer.callbacks.save_last=true", "--trainer.callbacks.filename={epoch}-{step}"]
+
+
+def _run_cli(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONHASHSEED": "0"}
+    return subprocess.Popen([sys.executable, "-m", "protein_performer.cli", *args], cwd=cwd,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_resume_after_sigkill_continues_exactly(prepared_ecoli, tmp_path):
+    demo = REPO / "configs" / "demo.yaml"
+    common = ["--data.limit_windows", "8", "--model.schedule", "constant", "--model.redraw_interval", "3",
+              "--model.warmup_steps", "2", "--trainer.limit_val_batches", "1", "--trainer.val_check_interval", "null",
+              "--trainer.check_val_every_n_epoch", "1", "--trainer.max_time", "null"]
+    # Uninterrupted reference: 3 epochs of 4 steps.
+    ref_dir = tmp_path / "ref"
+    ref = _run_cli(_fit_args(demo, prepared_ecoli, ref_dir, *common, "--trainer.max_steps", "12",
+                             *_ckpt_args(str(ref_dir / "ckpt"))), cwd=tmp_path)
+    out, _ = ref.communicate(timeout=300)
+    assert ref.returncode == 0, out[-3000:]
+    # Interrupted run: SIGKILL as soon as the epoch-1 checkpoint exists, then resume from epoch 0's.
+    run_dir = tmp_path / "run"
+    proc = _run_cli(_fit_args(demo, prepared_ecoli, run_dir, *common, "--trainer.max_steps", "12",
+                              *_ckpt_args(str(run_dir / "ckpt"))), cwd=tmp_path)
+    deadline = time.time() + 300
+    while not (run_dir / "ckpt" / "epoch=1-step=8.ckpt").exists():
+        assert proc.poll() is None and time.time() < deadline, "training ended before it could be killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run_dir / "ckpt" / "epoch=2-step=12.ckpt").exists()
+    resumed = _run_cli(_fit_args(demo, prepared_ecoli, run_dir, *common, "--trainer.max_steps", "12",
+                                 *_ckpt_args(str(run_dir / "ckpt2")),
+                                 "--ckpt_path", str(run_dir / "ckpt" / "epoch=0-step=4.ckpt")), cwd=tmp_path)
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out[-3000:]
+    a = torch.load(ref_dir / "ckpt" / "epoch=2-step=12.ckpt", weights_only=True)
+    b = torch.load(run_dir / "ckpt2" / "epoch=2-step=12.ckpt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 12
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), f"{key} differs after resume"
+    # The projection in force at step 12 is the one redrawn at step 12 (interval 3).
+    config = PerformerConfig(**a["performer_config"])
+    from protein_performer.model import PerformerLM
+    fresh = PerformerLM(config)
+    fresh.redraw_features(redraw_generator(config.feature_seed, 12))
+    assert torch.equal(fresh.blocks[0].attn.projection, b["state_dict"]["model.blocks.0.attn.projection"])
+    # Optimizer state came back too (AdamW step counts continue).
+    assert b["optimizer_states"][0]["state"][0]["step"].item() == 12
+
+
+def test_ddp_two_cpu_processes(prepared_ecoli, tmp_path):
+    proc = _run_cli(_fit_args(REPO / "configs" / "demo.yaml", prepared_ecoli, tmp_path, "--trainer.max_steps", "3",
+                              "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+                              "--trainer.limit_val_batches", "1", "--trainer.val_check_interval", "null",
+                              "--trainer.max_time", "null", "--data.limit_windows", "12",
+                              "--trainer.enable_checkpointing", "false"), cwd=tmp_path)
+    out, _ = proc.communicate(timeout=400)
+    assert proc.returncode == 0, out[-4000:]
+    assert "max_steps=3" in out and "gloo" in out.lower()
+
+
+def _tiny_checkpoint(tmp_path: Path, prepared: Path, attention: str, name: str, *extra: str) -> Path:
+    ckpt_dir = tmp_path / name
+    code = cli_main(_fit_args(REPO / "configs" / "demo.yaml", prepared, tmp_path / f"root_{name}",
+                              "--trainer.max_steps", "4", "--trainer.limit_val_batches", "1",
+                              "--trainer.val_check_interval", "null", "--trainer.max_time", "null",
+                              "--data.limit_windows", "8", "--model.config.attention", attention,
+                              *_ckpt_args(str(ckpt_dir)), *extra))
+    assert code == 0
+    return ckpt_dir / "last.ckpt"
+
+
+def test_init_from_exact_checkpoint_and_score(prepared_ecoli, ecoli_fasta, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exact = _tiny_checkpoint(tmp_path, prepared_ecoli, "exact", "exact")
+    loaded = load_checkpoint(exact)
+    assert loaded.config.attention == "exact" and loaded.objective == "mlm"
+    perf = ProteinLM(config={**loaded.config.to_dict(), "attention": "softmax"}, init_from=str(exact))
+    for key, value in loaded.model.state_dict().items():
+        assert torch.equal(perf.model.state_dict()[key], value), key
+    with pytest.raises(ValueError, match="same"):
+        ProteinLM(config={**loaded.config.to_dict(), "dim": 32}, init_from=str(exact))
+
+    # score: JSON with accuracy, perplexity, tokens and the unigram baseline; deterministic.
+    fasta = tmp_path / "new.fasta"
+    fasta.write_text(">seq1 unseen\nMKVLAAGIVGLLLAAPAHAETKLRELLE\n>seq2\nmsdefyrrwlkkqhppgsw*\n")
+    runs = []
+    for _ in range(2):
+        assert cli_main(["score", "--checkpoint", str(exact), "--fasta", str(fasta), "--max-length", "32"]) == 0
+        runs.append(json.loads(capsys.readouterr().out))
+    assert runs[0] == runs[1]
+    r = runs[0]
+    assert r["objective"] == "mlm" and r["proteins"] == 2 and r["tokens"] >= 2
+    assert 0 <= r["accuracy"] <= 1 and r["perplexity"] > 1 and 0 < r["unigram_accuracy"] < 1
+
+
+def test_causal_score_counts_every_residue(prepared_ecoli, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ckpt = _tiny_checkpoint(tmp_path, prepared_ecoli, "relu", "clm", "--model.objective", "clm",
+                            "--model.config.causal", "true")
+    fasta = tmp_path / "x.fasta"
+    fasta.write_text(">a\nACDEFGHIK\n>b\nLMNPQ\n")
+    assert cli_main(["score", "--checkpoint", str(ckpt), "--fasta", str(fasta), "--max-length", "64"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    # Stream "ACDEFGHIK<eos>LMNPQ<eos>": 14 residues, the first has no prefix -> 13 targets.
+    assert r["objective"] == "clm" and r["tokens"] == 13
+
+
+def test_bad_inputs_give_clear_errors(tmp_path, capsys):
+    assert cli_main(["score", "--checkpoint", str(tmp_path / "nope.ckpt"), "--fasta", "x"]) == 1
+    assert "nope.ckpt" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="causal"):
+        ProteinLM(config=PerformerConfig(dim=16, depth=1, heads=2), objective="clm")
+
+
+def test_fit_with_the_shipped_loggers_writes_wandb_offline_and_csv(prepared_ecoli, tmp_path):
+    args = ["fit", "--config", str(REPO / "configs" / "demo.yaml"), "--data.data_dir", str(prepared_ecoli), *TINY,
+            "--trainer.max_steps", "3", "--trainer.limit_val_batches", "1", "--trainer.val_check_interval", "null",
+            "--trainer.max_time", "null", "--data.limit_windows", "6", "--trainer.log_every_n_steps", "1"]
+    proc = _run_cli(args, cwd=tmp_path)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-3000:]
+    metrics = next((tmp_path / "runs" / "demo" / "csv").glob("version_*/metrics.csv")).read_text()
+    header = metrics.splitlines()[0].split(",")
+    assert {"train/loss", "train/acc", "train/tokens_per_s", "val/acc", "val/ppl"} <= set(header)
+    assert list((tmp_path / "runs" / "demo" / "wandb").glob("offline-run-*"))
+    assert (tmp_path / "runs" / "demo" / "checkpoints" / "last.ckpt").is_file()
