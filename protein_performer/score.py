@@ -112,7 +112,11 @@ def score_windows(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, type=Path, help="a ProteinLM checkpoint (.ckpt)")
-    parser.add_argument("--fasta", required=True, type=Path, help="FASTA (plain/gz/bz2/xz) or UniProt .dat")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--fasta", type=Path, help="FASTA (plain/gz/bz2/xz) or UniProt .dat")
+    source.add_argument("--data-dir", type=Path, help="a prepared dataset (protein-performer prepare)")
+    parser.add_argument("--split", default="test", choices=("train", "valid", "test"),
+                        help="split of --data-dir to score (default: test, the held-out proteins)")
     parser.add_argument("--max-length", type=int, default=8192, help="window length in tokens (default 8192)")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0, help="seed of the hidden positions (mlm)")
@@ -128,13 +132,21 @@ def run(args: argparse.Namespace) -> int:
 
     loaded = load_checkpoint(args.checkpoint)
     model = loaded.model.to(args.device)
-    proteins = [r.token_array() for r in read_records(args.fasta, CleaningPolicy(unknown=args.unknown))]
-    log.info("scoring %d proteins from %s (%s, windows of %d)", len(proteins), args.fasta, loaded.objective,
+    if args.fasta is not None:
+        source = str(args.fasta)
+        proteins = [r.token_array() for r in read_records(args.fasta, CleaningPolicy(unknown=args.unknown))]
+    else:
+        from protein_performer.corpus.shards import open_split
+
+        source = f"{args.data_dir}:{args.split}"
+        shard = open_split(args.data_dir, args.split)
+        proteins = [np.asarray(shard.protein(i)) for i in range(len(shard))]
+    log.info("scoring %d proteins from %s (%s, windows of %d)", len(proteins), source, loaded.objective,
              args.max_length)
     result = score_windows(model, loaded.objective, proteins, max_length=args.max_length,
                            batch_size=args.batch_size, seed=args.seed,
                            unigram=unigram_probabilities(loaded.train_token_counts))
-    payload = {"checkpoint": str(args.checkpoint), "fasta": str(args.fasta), **asdict(result)}
+    payload = {"checkpoint": str(args.checkpoint), "input": source, **asdict(result)}
     text = json.dumps(payload, indent=2)
     if args.out:
         args.out.write_text(text + "\n")

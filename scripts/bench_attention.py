@@ -51,7 +51,8 @@ IMPLS: dict[str, str] = {
     "performer": "performer-pytorch",
     "performer_causal": "performer-pytorch causal",
 }
-# Exponent of L assumed for the first extrapolation (time, memory), before two points exist.
+# Time complexity exponent in L: used for the time extrapolation (measured slopes are too noisy on a
+# shared machine) and as the first memory exponent, before two points exist.
 DEFAULT_EXPONENT = {name: (2.0 if name.startswith("sdpa") else 1.0) for name in IMPLS}
 
 
@@ -190,11 +191,12 @@ def spawn(args: argparse.Namespace, case: str, length: int, timeout_s: float) ->
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def extrapolate(points: list[tuple[int, float]], length: int, default_exponent: float) -> float:
-    """Value at ``length`` from the last two (L, value) points on a log-log line (exponent in [1, 2.2])."""
+def extrapolate(points: list[tuple[int, float]], length: int, default_exponent: float, *, fit: bool) -> float:
+    """Value at ``length`` from the last (L, value) point with ``default_exponent``, or with ``fit`` the
+    log-log slope of the last two points (clipped to [1, 2.2])."""
     (l1, y1) = points[-1]
     exponent = default_exponent
-    if len(points) >= 2:
+    if fit and len(points) >= 2:
         l0, y0 = points[-2]
         if y0 > 0 and y1 > 0:
             exponent = min(2.2, max(1.0, math.log(y1 / y0) / math.log(l1 / l0)))
@@ -209,8 +211,8 @@ def skip_reason(impl: str, length: int, cells: dict[tuple[str, int], Cell], args
     measured = [(L, c) for L, c in done if c.time is not None]
     if not measured:
         return ""
-    t = extrapolate([(L, c.time) for L, c in measured], length, DEFAULT_EXPONENT[impl])
-    mem = extrapolate([(L, max(c.peak, 1)) for L, c in measured], length, DEFAULT_EXPONENT[impl])
+    t = extrapolate([(L, c.time) for L, c in measured], length, DEFAULT_EXPONENT[impl], fit=False)
+    mem = extrapolate([(L, max(c.peak, 1)) for L, c in measured], length, DEFAULT_EXPONENT[impl], fit=True)
     if mem > args.mem_cap_gib * 2**30:
         return f"OOM/skipped (est. {mem / 2**30:.0f} GiB)"
     if t > args.time_cap_s:
@@ -363,17 +365,22 @@ def plot(cells: dict[tuple[str, int], Cell], impls: list[str], path: Path, *, me
                      if name == impl and c.time is not None)
         if not pts:
             continue
+        family = impl.removesuffix("_causal")
+        color, marker = {"favor": ("C0", "o"), "favor_relu": ("C2", "s"), "sdpa": ("C3", "^"),
+                         "performer": ("C7", "D")}[family]
         style = "--" if impl.endswith("causal") else "-"
-        marker = {"favor": "o", "favor_relu": "s", "sdpa": "^", "performer": "D"}[impl.removesuffix("_causal")]
-        ax.plot(*zip(*pts), style, marker=marker, label=IMPLS[impl])
+        ax.plot(*zip(*pts), style, color=color, marker=marker, label=IMPLS[impl])
     ax.set_xscale("log", base=2)
+    lengths = sorted({L for (_, L) in cells})
+    ax.set_xticks(lengths, [f"{L // 1024}k" if L >= 1024 else str(L) for L in lengths])
+
     ax.set_yscale("log")
     ax.set_xlabel("sequence length L")
     ax.set_ylabel("peak memory above inputs (MiB)" if memory else "forward + backward time (s)")
     what = "Peak memory" if memory else "Time"
     ax.set_title(f"{what}: attention fwd+bwd, B={B} H={H} D={D} m={M} ({device})")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -454,11 +461,29 @@ def create_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out-png", type=Path, default=None, help="log-log time-vs-length plot")
     parser.add_argument("--out-mem-png", type=Path, default=None, help="log-log peak-memory-vs-length plot")
     parser.add_argument("--out-json", type=Path, default=None, help="raw cells, for --from-json")
-    parser.add_argument("--from-json", type=Path, default=None, help="re-render from an earlier --out-json")
+    parser.add_argument("--from-json", type=Path, nargs="+", default=None,
+                        help="re-render from earlier --out-json files (later files fill or replace cells)")
     parser.add_argument("--quick", action="store_true", help="smoke run: L=256,512, 1 repeat")
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)  # worker mode
     parser.add_argument("--case-length", type=int, default=0, help=argparse.SUPPRESS)
     return parser
+
+
+def load_json(paths: list[Path]) -> tuple[dict[tuple[str, int], Cell], list[float], list[str]]:
+    """Cells, matmul GFLOP/s and commands of ``--out-json`` files; a measured cell replaces a skipped one."""
+    cells: dict[tuple[str, int], Cell] = {}
+    matmul: list[float] = []
+    commands: list[str] = []
+    for path in paths:
+        raw = json.loads(path.read_text())
+        commands.append(raw["command"])
+        matmul += raw["matmul"]
+        for c in raw["cells"]:
+            cell = Cell(c["seconds"], c["peak_bytes"], c["skipped"], c["note"])
+            key = (c["impl"], c["length"])
+            if key not in cells or cell.time is not None:
+                cells[key] = cell
+    return cells, matmul, commands
 
 
 def run_worker(args: argparse.Namespace) -> None:
@@ -483,11 +508,9 @@ def main(argv: list[str] | None = None) -> None:
     impls = [i for i in IMPLS if i in args.impls]
     command = "python scripts/bench_attention.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.from_json:
-        raw = json.loads(args.from_json.read_text())
-        cells = {(c["impl"], c["length"]): Cell(c["seconds"], c["peak_bytes"], c["skipped"], c["note"])
-                 for c in raw["cells"]}
-        matmul, command, args.lengths = raw["matmul"], raw["command"], raw["lengths"]
-        args.repeats, args.threads = raw.get("repeats", args.repeats), raw.get("threads", args.threads)
+        cells, matmul, commands = load_json(args.from_json)
+        command = " && ".join(commands)
+        args.lengths = sorted({L for _, L in cells})
     else:
         cells, matmul = sweep(args, impls)
     if args.out_json:

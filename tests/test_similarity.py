@@ -131,13 +131,13 @@ def test_cluster_order_is_a_permutation():
 def test_cli_similarity_writes_results_and_figures(ckpt, ecoli_head, tmp_path):
     out = tmp_path / "sim"
     assert cli_main(["similarity", "--checkpoint", str(ckpt), "--fasta", str(ecoli_head), "--out", str(out),
-                     "--max-proteins", "25", "--row-block", "128"]) == 0
+                     "--max-proteins", "15", "--row-block", "128"]) == 0
     sim = pd.read_csv(out / "similarity.csv", index_col=0)
     assert list(sim.index) == list(AA) and list(sim.columns) == list(AA)
     np.testing.assert_allclose(sim.values, sim.values.T, atol=1e-6)
     np.testing.assert_allclose(np.diag(sim.values), 1.0, atol=1e-6)
     summary = json.loads((out / "blosum_comparison.json").read_text())
-    assert summary["proteins"] == 25 and summary["layers"] == [1, 2]
+    assert summary["proteins"] == 15 and summary["layers"] == [1, 2]
     iu = np.triu_indices(20, 1)
     for name, csv in (("attention", "similarity.csv"), ("embedding", "embedding_similarity.csv")):
         m = pd.read_csv(out / csv, index_col=0).values

@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     model = loaded.model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     _, sequence = find_sequence(args.fasta, args.id)
     amap = attention_map(model, args.id, sequence, args.layer, head, args.row_block)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     csv = amap.save_csv(args.out.with_suffix(".csv"))
     who = "mean of heads" if head is None else f"head {head}"
     kind = "FAVOR+ implicit" if loaded.config.attention != "exact" else "exact"

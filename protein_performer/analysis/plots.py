@@ -89,8 +89,9 @@ def embedding_scatter(coords: dict[str, np.ndarray], groups: Sequence[str], *, t
             ax.scatter(xy[sel, 0], xy[sel, 1], s=14, alpha=0.75, color=palette[kind],
                        label=f"{kind} ({int(sel.sum())})", edgecolors="none")
         ax.set_title(name)
-        ax.set_xlabel(f"{name} 1")
-        ax.set_ylabel(f"{name} 2")
+        short = name.split(" (")[0]
+        ax.set_xlabel(f"{short} 1")
+        ax.set_ylabel(f"{short} 2")
     axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=9, markerscale=1.5, frameon=False)
     fig.suptitle(title)
     return fig

@@ -102,7 +102,8 @@ def _causal_chunked(
     ref_q = torch.maximum(before.unsqueeze(-1), torch.cummax(ls, dim=-1).values)
     ref_q = ref_q.clamp_min(lowest)  # (B, H, N, C): running max over positions <= t
     # A chunk's contribution, scaled to the reference after that chunk: (B, H, N, m, E)
-    contrib = (kc * torch.exp(ls - after.unsqueeze(-1)).unsqueeze(-1)).transpose(-2, -1) @ vc
+    # (the weights go on the (C, D + 1) values, not the (C, m) features: same sum, less memory)
+    contrib = kc.transpose(-2, -1) @ (vc * torch.exp(ls - after.unsqueeze(-1)).unsqueeze(-1))
     decay = torch.exp(before - after)  # (B, H, N), 0 for the first chunk
     state = torch.zeros(B, H, m, E, dtype=qf.dtype, device=qf.device)
     states = []
