@@ -50,6 +50,9 @@ def test_reproduce_tiny_writes_results_and_figures(tmp_path):
     assert {"results_training_curves.png", "results_long_windows.png", "results_transfer.png",
             "results_approximation_error.png", "results_similarity_trained_attention.png",
             "results_similarity_untrained_embedding.png"} <= names
+    (out / "RESULTS.md").unlink()
+    assert reproduce.main(["--report-only", "--out", str(out)]) == 0  # redraws everything from results_all.json
+    assert (out / "RESULTS.md").read_text() == text
     for png in figures:
         assert f"figures/{png.name}" in text, f"{png.name} is not linked from RESULTS.md"
         with Image.open(png) as image:

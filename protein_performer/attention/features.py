@@ -73,26 +73,22 @@ def iid_gaussian_matrix(
     return out.to(device=device, dtype=dtype or torch.get_default_dtype())
 
 
-def _softmax_logits(x: Tensor, projection: Tensor) -> Tensor:
-    """``W x' - |x'|^2 / 2`` with ``x' = x / d^(1/4)``: (..., L, d) -> (..., L, m)."""
-    x = x * x.shape[-1] ** -0.25
-    proj = x @ projection.t().to(x.dtype)  # (..., L, m)
-    return proj - 0.5 * (x * x).sum(dim=-1, keepdim=True)
-
-
 def softmax_feature_logits(x: Tensor, projection: Tensor) -> tuple[Tensor, Tensor]:
     """Log-domain softmax features, for attention that tracks its own stabiliser.
 
-    Returns ``(features, log_scale)``: ``features`` (..., L, m) are ``phi(x) * exp(-log_scale)``,
-    i.e. each position is divided by its own largest feature so every entry is in (0, 1/sqrt(m)];
-    ``log_scale`` (..., L) is that per-position maximum. The true ``phi(x)`` is
-    ``features * exp(log_scale)``: the scale depends on position ``x`` alone, so a causal
-    consumer can rescale without ever looking at later positions.
+    Returns ``(features, log_scale)``: ``features`` (..., L, m) are ``exp(W x' - p) / sqrt(m)`` with
+    ``p`` the position's largest projection, so every entry is in (0, 1/sqrt(m)]; ``log_scale``
+    (..., L) is ``p - |x'|^2 / 2``. The true feature vector is ``features * exp(log_scale)``:
+    the scale depends on position ``x`` alone, so a causal consumer can rescale without looking
+    at later positions. ``p`` is a detached constant (gradients are those of the true features);
+    ``|x'|^2`` keeps its gradient inside ``log_scale``.
     """
-    logits = _softmax_logits(x, projection)  # (..., L, m)
-    # A constant shift per position: detached, so gradients are those of exp(logits) itself.
-    log_scale = logits.detach().amax(dim=-1)  # (..., L)
-    features = torch.exp(logits - log_scale.unsqueeze(-1) - 0.5 * math.log(projection.shape[0]))
+    x = x * x.shape[-1] ** -0.25  # (..., L, d)
+    proj = x @ projection.t().to(x.dtype)  # (..., L, m)
+    peak = proj.detach().amax(dim=-1, keepdim=True)  # (..., L, 1)
+    # One subtraction and an in-place exp over the (L, m) block: this is the hot loop.
+    features = torch.exp_(proj - (peak + 0.5 * math.log(projection.shape[0])))
+    log_scale = peak.squeeze(-1) - 0.5 * (x * x).sum(dim=-1)  # (..., L)
     return features, log_scale
 
 
@@ -101,16 +97,16 @@ def softmax_features(x: Tensor, projection: Tensor, *, is_query: bool) -> Tensor
 
     ``x`` is (..., L, d), queries or keys, *unscaled* (this divides by d^(1/4)); returns (..., L, m).
 
-    Stabiliser: queries are divided by their own per-row maximum, a factor that cancels exactly in
-    the attention ratio. Keys are divided by one maximum over all positions and features of the
-    sequence (per leading index), which also cancels. That shared key maximum looks at every
-    position, so causal attention must not use it: :func:`favor_attention` uses
-    :func:`softmax_feature_logits` and a running (prefix) maximum instead.
+    Stabiliser: queries are divided by their own per-row factor, which cancels exactly in the
+    attention ratio. Keys are divided by one maximum over all positions of the sequence (per
+    leading index), which also cancels. That shared key maximum looks at every position, so
+    causal attention must not use it: :func:`~protein_performer.attention.linear.favor_attention`
+    uses :func:`softmax_feature_logits` and a running (prefix) maximum instead.
     """
     features, log_scale = softmax_feature_logits(x, projection)
     if is_query:
         return features
-    shift = log_scale - log_scale.amax(dim=-1, keepdim=True)  # (..., L), <= 0
+    shift = log_scale - log_scale.detach().amax(dim=-1, keepdim=True)  # (..., L), <= 0
     return features * torch.exp(shift).unsqueeze(-1)
 
 

@@ -42,15 +42,16 @@ def _features(x: Tensor, projection: Tensor, kernel: str) -> tuple[Tensor, Tenso
     raise ValueError(f"kernel must be 'softmax' or 'relu', got {kernel!r}")
 
 
-def _mask_keys(kf: Tensor, log_scale: Tensor | None, key_padding_mask: Tensor | None):
-    """Zero the features of padded keys (mask (B, L), True = real) and drop them from the scale."""
+def _mask_keys(v1: Tensor, log_scale: Tensor | None, key_padding_mask: Tensor | None):
+    """Padded keys (mask (B, L), True = real) get zero values *and* a zero normaliser channel, and
+    a -inf log-scale, so they add exactly nothing; their (finite) features need no masking."""
     if key_padding_mask is None:
-        return kf, log_scale
+        return v1, log_scale
     keep = key_padding_mask[:, None, :]  # (B, 1, L)
-    kf = torch.where(keep.unsqueeze(-1), kf, torch.zeros((), dtype=kf.dtype, device=kf.device))
+    v1 = v1.masked_fill(~keep.unsqueeze(-1), 0.0)
     if log_scale is not None:
         log_scale = log_scale.masked_fill(~keep, float("-inf"))
-    return kf, log_scale
+    return v1, log_scale
 
 
 def _ratio(out: Tensor) -> Tensor:
@@ -61,9 +62,9 @@ def _ratio(out: Tensor) -> Tensor:
 
 def _bidirectional(qf: Tensor, kf: Tensor, v1: Tensor, log_scale: Tensor | None) -> Tensor:
     """qf, kf: (B, H, L, m); v1: (B, H, L, D + 1) -> (B, H, L, D + 1) unnormalised."""
-    if log_scale is not None:
-        ref = log_scale.amax(dim=-1, keepdim=True).clamp_min(torch.finfo(log_scale.dtype).min)
-        kf = kf * torch.exp(log_scale - ref).unsqueeze(-1)  # padded keys: exp(-inf) = 0
+    if log_scale is not None:  # key weights exp(ls - max ls) go on the (L, D + 1) values
+        ref = log_scale.detach().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(log_scale.dtype).min)
+        v1 = v1 * torch.exp(log_scale - ref).unsqueeze(-1)  # padded keys: exp(-inf) = 0
     kv = kf.transpose(-2, -1) @ v1  # (B, H, m, D + 1)
     return qf @ kv  # (B, H, L, D + 1)
 
@@ -94,12 +95,14 @@ def _causal_chunked(
         intra = scores.masked_fill(~causal_mask, 0.0) @ vc
         return (inter + intra).reshape(B, H, N * C, E)[:, :, :L]
 
-    # Softmax keys: running maximum of the log-scales, never looking ahead.
+    # Softmax keys: running maximum of the log-scales, never looking ahead. The references are
+    # stabilisers (the result does not depend on them), so they carry no gradient.
     ls = log_scale.view(B, H, N, C)
+    ls_ref = ls.detach()
     lowest = torch.finfo(ls.dtype).min  # finite floor: all-padded prefixes give 0, never nan
-    after = torch.cummax(ls.amax(dim=-1), dim=2).values.clamp_min(lowest)  # (B, H, N): chunks <= n
+    after = torch.cummax(ls_ref.amax(dim=-1), dim=2).values.clamp_min(lowest)  # (B, H, N): chunks <= n
     before = F.pad(after[..., :-1], (1, 0), value=float("-inf"))  # (B, H, N): chunks < n
-    ref_q = torch.maximum(before.unsqueeze(-1), torch.cummax(ls, dim=-1).values)
+    ref_q = torch.maximum(before.unsqueeze(-1), torch.cummax(ls_ref, dim=-1).values)
     ref_q = ref_q.clamp_min(lowest)  # (B, H, N, C): running max over positions <= t
     # A chunk's contribution, scaled to the reference after that chunk: (B, H, N, m, E)
     # (the weights go on the (C, D + 1) values, not the (C, m) features: same sum, less memory)
@@ -151,10 +154,8 @@ def favor_attention(
             q, k, v = q.float(), k.float(), v.float()
         qf, _ = _features(q, projection, kernel)  # query scale cancels in the ratio
         kf, log_scale = _features(k, projection, kernel)  # (B, H, L, m), (B, H, L) | None
-        kf, log_scale = _mask_keys(kf, log_scale, key_padding_mask)
         v1 = F.pad(v, (0, 1), value=1.0)  # (B, H, L, D + 1): last channel sums the normaliser
-        if key_padding_mask is not None:
-            v1 = v1.masked_fill(~key_padding_mask[:, None, :, None], 0.0)
+        v1, log_scale = _mask_keys(v1, log_scale, key_padding_mask)
         if causal:
             out = _causal_chunked(qf, kf, v1, log_scale, chunk_size)
         else:
@@ -192,7 +193,10 @@ def favor_attention_weights(
     with torch.autocast(device_type=q.device.type, enabled=False):
         q, k = q.float() if q.dtype != torch.float64 else q, k.float() if k.dtype != torch.float64 else k
         kf, log_scale = _features(k, projection, kernel)  # (B, H, L, m)
-        kf, log_scale = _mask_keys(kf, log_scale, key_padding_mask)
+        if key_padding_mask is not None:  # padded keys: weight exactly 0
+            kf = kf.masked_fill(~key_padding_mask[:, None, :, None], 0.0)
+            if log_scale is not None:
+                log_scale = log_scale.masked_fill(~key_padding_mask[:, None, :], float("-inf"))
         positions = torch.arange(L, device=q.device)
         blocks = []
         for start in range(0, rows.numel(), block_size):
