@@ -477,7 +477,8 @@ def load_json(paths: list[Path]) -> tuple[dict[tuple[str, int], Cell], list[floa
     for path in paths:
         raw = json.loads(path.read_text())
         commands.append(raw["command"])
-        matmul += raw["matmul"]
+        if TARGET_L in raw["lengths"]:  # matmul runs beside the TARGET_L round: same machine load
+            matmul += raw["matmul"]
         for c in raw["cells"]:
             cell = Cell(c["seconds"], c["peak_bytes"], c["skipped"], c["note"])
             key = (c["impl"], c["length"])

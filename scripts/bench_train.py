@@ -101,7 +101,10 @@ def make_batch(length: int, causal: bool, generator):
 
 def run_case(case: str, length: int, *, checkpointing: bool, timed: int, probe: bool, quick: bool,
              threads: int) -> dict:
-    """A warm-up step at ``min(L, WARMUP_LENGTH)``, then ``timed`` training steps at L (or one forward + backward with ``probe``) in this process."""
+    """A warm-up step at ``min(L, WARMUP_LENGTH)``, then ``timed`` training steps at L.
+
+    With ``probe``: no warm-up and one forward + backward (no optimizer step).
+    """
     import torch
 
     from protein_performer.lit import lm_metrics
@@ -247,7 +250,8 @@ def measure(args: argparse.Namespace, cells: list[Cell], case: str, length: int,
     for ckpt in tries:
         res = spawn(args, case, length, ckpt=ckpt, timed=timed, probe=probe, timeout_s=timeout)
         if res.get("oom"):
-            cell.note = "; ".join(filter(None, [cell.note, f"OOM without ckpt{' (' + res['note'] + ')' if 'note' in res else ''}"]))
+            why = f"OOM without ckpt ({res['note']})" if "note" in res else "OOM without ckpt"
+            cell.note = "; ".join(filter(None, [cell.note, why]))
             log.warning("L=%d %s ckpt=%s: OOM", length, case, ckpt)
             continue
         if "error" in res:
@@ -376,7 +380,8 @@ def machine_description() -> str:
 
 def report(cells: list[Cell], probes: dict[str, list[Cell]], args: argparse.Namespace, command: str) -> str:
     target = TARGET_L if TARGET_L in args.lengths else max(args.lengths)
-    model = "tiny config " + str(QUICK_CONFIG) if args.quick else "default PerformerConfig (dim 512, depth 6, heads 8, ff_mult 4, m=256, rotary)"
+    model = (f"tiny config {QUICK_CONFIG}" if args.quick
+             else "default PerformerConfig (dim 512, depth 6, heads 8, ff_mult 4, m=256, rotary)")
     lines = [
         f"Measured {datetime.date.today().isoformat()} on {machine_description()}; {args.threads} threads, fp32, "
         f"batch 1, {model}, AdamW. Fresh process per cell, address space capped at {args.mem_cap_gib:g} GiB; "

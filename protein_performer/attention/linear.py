@@ -21,6 +21,7 @@ Shapes: q, k, v are (B, H, L, D); projection is (m, D); outputs are (B, H, L, D)
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -101,25 +102,54 @@ def _causal_chunked(
     ls_ref = ls.detach()
     lowest = torch.finfo(ls.dtype).min  # finite floor: all-padded prefixes give 0, never nan
     after = torch.cummax(ls_ref.amax(dim=-1), dim=2).values.clamp_min(lowest)  # (B, H, N): chunks <= n
-    before = F.pad(after[..., :-1], (1, 0), value=float("-inf"))  # (B, H, N): chunks < n
+    before = F.pad(after[..., :-1], (1, 0), value=lowest)  # (B, H, N): chunks < n
     ref_q = torch.maximum(before.unsqueeze(-1), torch.cummax(ls_ref, dim=-1).values)
     ref_q = ref_q.clamp_min(lowest)  # (B, H, N, C): running max over positions <= t
     # A chunk's contribution, scaled to the reference after that chunk: (B, H, N, m, E)
     # (the weights go on the (C, D + 1) values, not the (C, m) features: same sum, less memory)
     contrib = kc.transpose(-2, -1) @ (vc * torch.exp(ls - after.unsqueeze(-1)).unsqueeze(-1))
-    decay = torch.exp(before - after)  # (B, H, N), 0 for the first chunk
-    state = torch.zeros(B, H, m, E, dtype=qf.dtype, device=qf.device)
-    states = []
-    # S_n = sum over chunks < n, referenced to `before[n]`. unbind, not indexing: indexing's
-    # backward would write a full-size gradient per step (quadratic in N).
-    for c_n, d_n in zip(contrib.unbind(dim=2), decay.unbind(dim=2)):
-        states.append(state)
-        state = torch.addcmul(c_n, state, d_n[:, :, None, None])
-    inter = (qc @ torch.stack(states, dim=2)) * torch.exp(before.unsqueeze(-1) - ref_q).unsqueeze(-1)
+    states = _rescaled_exclusive_prefix(contrib, after, before)  # (B, H, N, m, E)
+    inter = (qc @ states) * torch.exp(before.unsqueeze(-1) - ref_q).unsqueeze(-1)
     # exp(ls_s - ref_t) for s <= t; -inf above the diagonal so exp gives exact zeros.
-    expo = (ls.unsqueeze(-2) - ref_q.unsqueeze(-1)).masked_fill(~causal_mask, float("-inf"))
-    intra = (scores * torch.exp(expo)) @ vc  # (B, H, N, C, E)
+    # In place: one (C, C) block per chunk is allocated, not three.
+    weights = (ls.unsqueeze(-2) - ref_q.unsqueeze(-1)).masked_fill_(~causal_mask, float("-inf")).exp_()
+    intra = (scores * weights) @ vc  # (B, H, N, C, E)
     return (inter + intra).reshape(B, H, N * C, E)[:, :, :L]
+
+
+def _rescaled_exclusive_prefix(contrib: Tensor, after: Tensor, before: Tensor) -> Tensor:
+    """``S_n = sum_{j < n} contrib_j * exp(after_j - before_n)`` for all chunks n at once.
+
+    contrib: (B, H, N, m, E), chunk j referenced to ``after_j``; after, before: (B, H, N), both
+    non-decreasing with ``after_j <= before_n`` for j < n, so every factor is in (0, 1]. Two levels
+    of masked (lower-triangular) matrix products over groups of g ~ sqrt(N) chunks replace a
+    sequential scan: O(N^1.5 m E) work in a handful of large matmuls. Sums run over j < n only
+    (exact zeros elsewhere), so S_n never depends on later chunks.
+    """
+    B, H, N, m, E = contrib.shape
+    g = max(1, math.isqrt(N - 1) + 1) if N > 1 else 1
+    G = -(-N // g)
+    extra = G * g - N
+    if extra:  # padding chunks contribute nothing and their states are dropped
+        contrib = F.pad(contrib, (0, 0, 0, 0, 0, extra))
+        after = torch.cat([after, after[..., -1:].expand(B, H, extra)], dim=-1)
+        before = torch.cat([before, after[..., N - 1 : N].expand(B, H, extra)], dim=-1)
+    flat = contrib.reshape(B, H, G, g, m * E)  # (B, H, G, g, mE)
+    aft, bef = after.view(B, H, G, g), before.view(B, H, G, g)
+    strict = torch.ones(g, g, dtype=torch.bool, device=contrib.device).tril(-1)  # j < n within a group
+    # Within a group: T[n, j] = exp(after_j - before_n), j < n.
+    t_in = torch.exp((aft.unsqueeze(-2) - bef.unsqueeze(-1)).masked_fill(~strict, float("-inf")))
+    inside = t_in @ flat  # (B, H, G, g, mE)
+    # Each group's total, referenced to the start of the next group (= after its last chunk).
+    end = aft[..., -1]  # (B, H, G)
+    totals = (torch.exp(aft - end.unsqueeze(-1)).unsqueeze(-2) @ flat).squeeze(-2)  # (B, H, G, mE)
+    # Across groups: state at the start of group a, referenced to before[start of a].
+    start = bef[..., 0]  # (B, H, G)
+    strict_g = torch.ones(G, G, dtype=torch.bool, device=contrib.device).tril(-1)
+    t_across = torch.exp((end.unsqueeze(-2) - start.unsqueeze(-1)).masked_fill(~strict_g, float("-inf")))
+    carried = t_across @ totals  # (B, H, G, mE)
+    states = inside + carried.unsqueeze(-2) * torch.exp(start.unsqueeze(-1) - bef).unsqueeze(-1)
+    return states.reshape(B, H, G * g, m, E)[:, :, :N]
 
 
 def favor_attention(
@@ -149,6 +179,8 @@ def favor_attention(
         (features, normaliser and prefix sums), autocast disabled, and cast back.
     """
     out_dtype = v.dtype
+    if key_padding_mask is not None and bool(key_padding_mask.all()):
+        key_padding_mask = None  # nothing padded: skip the masking passes
     with torch.autocast(device_type=q.device.type, enabled=False):
         if q.dtype in (torch.float16, torch.bfloat16):
             q, k, v = q.float(), k.float(), v.float()
@@ -227,7 +259,10 @@ def exact_attention(
     """Exact softmax(Q K^T / sqrt(D)) V, the quadratic baseline (``F.scaled_dot_product_attention``).
 
     q, k, v: (B, H, L, D); key_padding_mask: (B, L) bool, True at real tokens. Returns (B, H, L, D).
+    Without padding no mask is built, so SDPA can use its fused (causal) kernels.
     """
+    if key_padding_mask is not None and bool(key_padding_mask.all()):
+        key_padding_mask = None
     if key_padding_mask is None:
         return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
     mask = key_padding_mask[:, None, None, :]  # (B, 1, 1, L)
