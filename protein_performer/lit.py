@@ -11,6 +11,7 @@ import hashlib
 import logging
 import math
 import random
+import sys
 import time
 from typing import Any, Literal
 
@@ -227,8 +228,13 @@ class ProteinLM(pl.LightningModule):
             lr=self.hparams.lr, betas=tuple(self.hparams.betas),
         )
         warmup = max(0, int(self.hparams.warmup_steps))
-        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer else 1
+        estimated = float(self.trainer.estimated_stepping_batches) if self._trainer else 1.0
         cosine = self.hparams.schedule == "cosine"
+        if cosine and not math.isfinite(estimated):
+            log.warning("cosine schedule needs a finite run length (set trainer.max_steps or max_epochs); "
+                        "using a constant learning rate after warm-up")
+            cosine = False
+        total = max(1, int(estimated)) if math.isfinite(estimated) else 1
         floor = self.hparams.min_lr_ratio
 
         def factor(step: int) -> float:
@@ -267,10 +273,18 @@ def run_lightning_cli(args: list[str]) -> None:
         def add_arguments_to_parser(self, parser) -> None:
             parser.link_arguments("model.objective", "data.objective")
 
+        def _prepare_subcommand_kwargs(self, subcommand: str) -> dict:
+            kwargs = super()._prepare_subcommand_kwargs(subcommand)
+            # Resuming / evaluating from --ckpt_path unpickles only tensors and plain types,
+            # unless the user says --weights_only false.
+            if "weights_only" in kwargs and kwargs["weights_only"] is None:
+                kwargs["weights_only"] = True
+            return kwargs
+
     _CLI(
         ProteinLM,
         ProteinDataModule,
-        args=args,
+        args=None if args == sys.argv[1:] else args,
         save_config_kwargs={"overwrite": True},
         seed_everything_default=0,
         auto_configure_optimizers=False,

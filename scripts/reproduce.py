@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -619,9 +620,18 @@ def similarity_section(res: Results) -> tuple[str, str]:
     notes = []
     for which in ("attention", "embedding"):
         tr, un = get[("trained", which)], get[("untrained", which)]
+        learned = max(r["accuracy"] for r in res.table if r["objective"] == "mlm") > _baseline(res) + 0.01
+        verdict = ("agrees" if tr > un + 0.1 else "disagrees") if learned else \
+            "inconclusive (the analysed model did not leave the unigram baseline)"
         notes.append(f"- {which}: Pearson with BLOSUM62 {tr:.3f} trained vs {un:.3f} untrained control. Paper: "
-                     f"the learned matrix resembles BLOSUM — {'agrees' if tr > un + 0.1 else 'disagrees'} here.")
+                     f"the learned matrix resembles BLOSUM — {verdict} here.")
     return table, "\n".join(notes)
+
+
+def _portable(text: str) -> str:
+    """Commands as they would be typed in the repository: no absolute or temporary paths."""
+    text = re.sub(r"/tmp/\S+/attention\.md", "TMP/attention.md", text)
+    return text.replace(str(REPO) + "/", "").replace(sys.executable, "python")
 
 
 def write_report(res: Results, out: Path) -> Path:
@@ -652,7 +662,7 @@ def write_report(res: Results, out: Path) -> Path:
         "`protein_performer.score.score_windows` (masked: 15% of residues hidden, all by `<mask>`, seed 0; "
         "causal: every residue from its prefix), windows of concatenated proteins.",
         f"- Shape (all models): {shape}; FAVOR+ projections redrawn every 100 steps.",
-        f"- Training: AdamW lr {plan['lr']:g}, {plan['warmup_steps']} warm-up steps, cosine schedule, "
+        f"- Training: AdamW lr {plan['lr']:g}, {plan['warmup_steps']} warm-up steps, then constant lr (runs end by wall clock; ProteinLM's cosine schedule needs max_steps), "
         f"windows of {plan['window']}, batch {plan['batch_size']}, gradient clip 1.0.",
         f"- Budget: {env['budget_minutes']:g} training minutes: {plan['table_minutes']:.2f} per Table 2 run "
         f"× {6 * len(plan['seeds'])} runs (seeds {plan['seeds']}), {plan['long_minutes']:.2f} per long-window "
@@ -715,12 +725,14 @@ def write_report(res: Results, out: Path) -> Path:
     ]
     bench = res.benchmark
     if bench.get("existing_md"):
-        lines += [f"Full benchmark table: [{bench['existing_md']}](../{bench['existing_md']}).", ""]
+        target = os.path.relpath(REPO / bench["existing_md"], out.resolve())
+        lines += [f"Full benchmark table: [{bench['existing_md']}]({target}).", ""]
     if bench.get("commands"):
-        lines += ["Commands: " + "; ".join(f"`{c}`" for c in bench["commands"]), ""]
+        lines += ["Commands: " + "; ".join(f"`{_portable(c)}`" for c in bench["commands"]), ""]
     if bench.get("block"):
-        lines += [bench["block"].replace("<!-- bench_attention:begin -->", "").replace("<!-- bench_attention:end -->", "").strip(),
-                  "", "![attention time](figures/results_attention_time.png)", ""]
+        block = bench["block"].split("<!-- bench_attention:begin -->")[-1].split("<!-- bench_attention:end -->")[0]
+        lines += ["`scripts/bench_attention.py --quick` (this run):", "", _portable(block.strip()), "",
+                  "![attention time](figures/results_attention_time.png)", ""]
     if (figures / "results_approximation_error.png").is_file() and bench.get("commands"):
         lines += ["![approximation error](figures/results_approximation_error.png)", ""]
     if not bench.get("commands"):
