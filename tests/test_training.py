@@ -123,8 +123,7 @@ def test_ddp_two_cpu_processes(prepared_ecoli, tmp_path):
     proc = _run_cli(_fit_args(REPO / "configs" / "demo.yaml", prepared_ecoli, tmp_path, "--trainer.max_steps", "3",
                               "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
                               "--trainer.limit_val_batches", "1", "--trainer.val_check_interval", "null",
-                              "--trainer.max_time", "null", "--data.limit_windows", "12",
-                              "--trainer.enable_checkpointing", "false"), cwd=tmp_path)
+                              "--trainer.max_time", "null", "--data.limit_windows", "12"), cwd=tmp_path)
     out, _ = proc.communicate(timeout=400)
     assert proc.returncode == 0, out[-4000:]
     assert "max_steps=3" in out and "gloo" in out.lower()
@@ -155,6 +154,7 @@ def test_init_from_exact_checkpoint_and_score(prepared_ecoli, ecoli_fasta, tmp_p
     # score: JSON with accuracy, perplexity, tokens and the unigram baseline; deterministic.
     fasta = tmp_path / "new.fasta"
     fasta.write_text(">seq1 unseen\nMKVLAAGIVGLLLAAPAHAETKLRELLE\n>seq2\nmsdefyrrwlkkqhppgsw*\n")
+    capsys.readouterr()  # drop the training output
     runs = []
     for _ in range(2):
         assert cli_main(["score", "--checkpoint", str(exact), "--fasta", str(fasta), "--max-length", "32"]) == 0
@@ -171,6 +171,7 @@ def test_causal_score_counts_every_residue(prepared_ecoli, tmp_path, capsys, mon
                             "--model.config.causal", "true")
     fasta = tmp_path / "x.fasta"
     fasta.write_text(">a\nACDEFGHIK\n>b\nLMNPQ\n")
+    capsys.readouterr()  # drop the training output
     assert cli_main(["score", "--checkpoint", str(ckpt), "--fasta", str(fasta), "--max-length", "64"]) == 0
     r = json.loads(capsys.readouterr().out)
     # Stream "ACDEFGHIK<eos>LMNPQ<eos>": 14 residues, the first has no prefix -> 13 targets.
