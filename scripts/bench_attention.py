@@ -24,7 +24,6 @@ import io
 import json
 import logging
 import math
-import platform
 import subprocess
 import sys
 import time
@@ -36,7 +35,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 B, H, D, M = 1, 8, 64, 256
 MATMUL_N = 4096
 TARGET_L, LONG_L = 8192, 65536
-MARK_BEGIN, MARK_END = "<!-- bench_attention:begin -->", "<!-- bench_attention:end -->"
+
+from bench_common import machine_description, write_marked_block  # noqa: E402  (scripts/)
 
 log = logging.getLogger("bench_attention")
 
@@ -388,20 +388,6 @@ def plot(cells: dict[tuple[str, int], Cell], impls: list[str], path: Path, *, me
     log.info("wrote %s", path)
 
 
-def machine_description(device: str) -> str:
-    import torch
-
-    cpu = platform.processor() or "unknown"
-    with contextlib.suppress(OSError):
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    import os
-
-    text = f"{os.cpu_count()} CPUs (nproc), {cpu}; torch {torch.__version__}; Python {platform.python_version()}"
-    if device == "cuda":
-        text += f"; GPU {torch.cuda.get_device_name()}"
-    return text
-
-
 def report(cells: dict[tuple[str, int], Cell], matmul: list[float], impls: list[str],
            args: argparse.Namespace, command: str) -> str:
     """The markdown block: date, machine, command, results table, targets, notes."""
@@ -425,23 +411,6 @@ def report(cells: dict[tuple[str, int], Cell], matmul: list[float], impls: list[
     if extra:
         lines += ["", "Notes:", "", *extra]
     return "\n".join(lines)
-
-
-def write_markdown(path: Path, block: str) -> None:
-    """Replace the marked block in ``path`` (or create the file with it)."""
-    marked = f"{MARK_BEGIN}\n{block}\n{MARK_END}"
-    if path.exists():
-        text = path.read_text()
-        if MARK_BEGIN in text and MARK_END in text:
-            head, rest = text.split(MARK_BEGIN, 1)
-            text = head + marked + rest.split(MARK_END, 1)[1]
-        else:
-            text = text.rstrip("\n") + "\n\n" + marked + "\n"
-    else:
-        text = "# Attention benchmarks\n\n" + marked + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    log.info("wrote %s", path)
 
 
 def create_parser() -> argparse.ArgumentParser:
@@ -526,7 +495,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.out_mem_png:
         plot(cells, impls, args.out_mem_png, memory=True, device=args.device)
     if args.out_md:
-        write_markdown(args.out_md, block)
+        write_marked_block(args.out_md, block, "bench_attention", "Attention benchmarks")
     print(block)
 
 

@@ -25,13 +25,10 @@ within ``--probe-cap-s`` is searched for Performer-Softmax (checkpointing) and t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import logging
 import math
-import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -42,10 +39,11 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TARGET_L = 8192
-MARK_BEGIN, MARK_END = "<!-- bench_train:begin -->", "<!-- bench_train:end -->"
 MLM_FRACTION = 0.15
 GIB = 2**30
 WARMUP_LENGTH = 1024
+
+from bench_common import machine_description, write_marked_block  # noqa: E402  (scripts/)
 
 log = logging.getLogger("bench_train")
 
@@ -369,15 +367,6 @@ def longest_fit(cells: list[Cell], probes: list[Cell], case: str, cap_s: float) 
     return text + (f" (next, {first_fail.length}: {first_fail.skipped})" if first_fail else "")
 
 
-def machine_description() -> str:
-    import torch
-
-    cpu = platform.processor() or "unknown"
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    return f"{os.cpu_count()} CPUs (nproc), {cpu}; torch {torch.__version__}; Python {platform.python_version()}"
-
-
 def report(cells: list[Cell], probes: dict[str, list[Cell]], args: argparse.Namespace, command: str) -> str:
     target = TARGET_L if TARGET_L in args.lengths else max(args.lengths)
     model = (f"tiny config {QUICK_CONFIG}" if args.quick
@@ -406,23 +395,6 @@ def report(cells: list[Cell], probes: dict[str, list[Cell]], args: argparse.Name
         lines += [f"- {CASES[case][0]}{' (checkpointing)' if case != 'exact' else ''}: "
                   f"{longest_fit(cells, p, case, args.probe_cap_s)}" for case, p in probes.items()]
     return "\n".join(lines)
-
-
-def write_markdown(path: Path, block: str) -> None:
-    """Replace the marked block in ``path`` (or create the file with it)."""
-    marked = f"{MARK_BEGIN}\n{block}\n{MARK_END}"
-    if path.exists():
-        text = path.read_text()
-        if MARK_BEGIN in text and MARK_END in text:
-            head, rest = text.split(MARK_BEGIN, 1)
-            text = head + marked + rest.split(MARK_END, 1)[1]
-        else:
-            text = text.rstrip("\n") + "\n\n" + marked + "\n"
-    else:
-        text = "# Training-step benchmark\n\n" + marked + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    log.info("wrote %s", path)
 
 
 def _ints(text: str) -> list[int]:
@@ -474,7 +446,7 @@ def main(argv: list[str] | None = None) -> None:
         }, indent=1))
     block = report(cells, probes, args, command)
     if args.out_md:
-        write_markdown(args.out_md, block)
+        write_marked_block(args.out_md, block, "bench_train", "Training-step benchmark")
     print(block)
 
 
