@@ -34,3 +34,20 @@ def prepared_ecoli(ecoli_fasta, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("prepared") / "ecoli"
     prepare([ecoli_fasta], out)
     return out
+
+
+@pytest.fixture(scope="session")
+def ckpt(tmp_path_factory) -> Path:
+    """A tiny trained ProteinLM checkpoint (a few real Lightning steps), shared by the
+    embedding and similarity tests; they only read it."""
+    from model_utils import tiny_checkpoint
+
+    return tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.ckpt")
+
+
+@pytest.fixture(scope="session")
+def model(ckpt):
+    """The tiny checkpoint's PerformerLM in eval mode (read-only in the tests that use it)."""
+    from protein_performer.checkpoint import load_checkpoint
+
+    return load_checkpoint(ckpt).model

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from model_utils import random_sequences, tiny_checkpoint, write_fasta
+from model_utils import random_sequences, write_fasta
 from protein_performer.alphabet import ALPHABET
-from protein_performer.checkpoint import load_checkpoint
 from protein_performer.cli import main as cli_main
 from protein_performer.embed import (
     Embedder,
@@ -27,16 +26,6 @@ from protein_performer.embed import (
 )
 
 UNSAFE_IDS = ["sp|P1/2|X", "../evil", "id with spaces", "..", "a/b/c", "P12345"]
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    return tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.ckpt")
-
-
-@pytest.fixture(scope="module")
-def model(ckpt):
-    return load_checkpoint(ckpt).model
 
 
 @pytest.fixture(scope="module")

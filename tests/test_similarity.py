@@ -13,7 +13,7 @@ import torch
 from Bio.Align import substitution_matrices
 from scipy import stats
 
-from model_utils import random_sequences, tiny_checkpoint, write_fasta
+from model_utils import random_sequences, write_fasta
 from protein_performer.alphabet import ALPHABET, STANDARD_AMINO_ACIDS
 from protein_performer.analysis.attention_map import attention_map
 from protein_performer.analysis.embedding_views import header_field, nearest_neighbours
@@ -25,20 +25,9 @@ from protein_performer.analysis.similarity import (
     embedding_similarity,
     profile_similarity,
 )
-from protein_performer.checkpoint import load_checkpoint
 from protein_performer.cli import main as cli_main
 
 AA = STANDARD_AMINO_ACIDS
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    return tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.ckpt")
-
-
-@pytest.fixture(scope="module")
-def model(ckpt):
-    return load_checkpoint(ckpt).model
 
 
 @pytest.fixture(scope="module")
