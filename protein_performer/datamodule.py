@@ -29,6 +29,7 @@ from protein_performer.datasets import (
     ConcatWindowDataset,
     EpochSampler,
     MLMCollator,
+    SCORE_MASK_PROB,
     ProteinDataset,
     Sample,
     TokenBudgetBatchSampler,
@@ -67,7 +68,8 @@ class ProteinDataModule(pl.LightningDataModule):
         batch_size: Samples per batch (ignored when ``token_budget`` is set).
         token_budget: Protein mode only: batch proteins sorted by length so that
             ``longest * count <= token_budget`` (ESM-style); None uses ``batch_size``.
-        mask_prob: MLM: share of residues selected for the loss.
+        mask_prob: MLM training: share of residues selected for the loss (validation and test
+            always hide ``SCORE_MASK_PROB`` = 15%, the scoring definition).
         mask_token_prob: MLM training: share of selected residues replaced by ``<mask>``.
         random_token_prob: MLM training: share of selected residues replaced by a random amino acid.
         num_workers: DataLoader worker processes (0: load in the main process).
@@ -182,7 +184,7 @@ class ProteinDataModule(pl.LightningDataModule):
             return CLMCollator()
         if train:
             return MLMCollator(self.mask_prob, self.mask_token_prob, self.random_token_prob, seed=self.seed)
-        return MLMCollator(self.mask_prob, 1.0, 0.0, seed=self.seed, deterministic=True)
+        return MLMCollator(SCORE_MASK_PROB, 1.0, 0.0, seed=self.seed, deterministic=True)
 
     def _layout(self) -> tuple[int, int]:
         """(world size, global rank) of the attached trainer; (1, 0) without one."""

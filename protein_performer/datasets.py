@@ -33,6 +33,8 @@ from protein_performer.alphabet import ALPHABET, SPECIAL_TOKENS
 from protein_performer.corpus.shards import Shard
 
 IGNORE_INDEX = -100
+SCORE_MASK_PROB = 0.15
+"""Share of residues hidden when masked models are validated or scored (whatever the training share)."""
 FIRST_RESIDUE = len(SPECIAL_TOKENS)  # ids below this are special tokens, never masked
 STANDARD_LOW, STANDARD_HIGH = ALPHABET.standard_indices[0], ALPHABET.standard_indices[-1] + 1
 

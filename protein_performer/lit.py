@@ -99,6 +99,8 @@ class ProteinLM(pl.LightningModule):
         })
         self.config = config
         self.objective = objective
+        self.schedule_steps: int | None = None
+        """Optimizer steps the cosine schedule spans (default: the trainer's estimated run length)."""
         self.model = PerformerLM(config)
         if init_from:
             self.load_model_weights(init_from)
@@ -234,7 +236,8 @@ class ProteinLM(pl.LightningModule):
             log.warning("cosine schedule needs a finite run length (set trainer.max_steps or max_epochs); "
                         "using a constant learning rate after warm-up")
             cosine = False
-        total = max(1, int(estimated)) if math.isfinite(estimated) else 1
+        if self.schedule_steps is None:
+            self.schedule_steps = max(1, int(estimated)) if math.isfinite(estimated) else 1
         floor = self.hparams.min_lr_ratio
 
         def factor(step: int) -> float:
@@ -242,6 +245,7 @@ class ProteinLM(pl.LightningModule):
                 return (step + 1) / (warmup + 1)
             if not cosine:
                 return 1.0
+            total = self.schedule_steps  # read every step: a callback may shorten the run
             progress = min(1.0, (step - warmup) / max(1, total - warmup))
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 

@@ -9,7 +9,11 @@ Definitions (shared with validation in :mod:`protein_performer.lit`):
 * causal (``clm``): every residue is predicted from its prefix within the window.
 
 Both are compared with the unigram baseline of the training split: always predict its most
-frequent amino acid (accuracy), or its residue frequencies (perplexity).
+frequent amino acid (accuracy), or its residue frequencies (perplexity). ``--passes K`` scores K
+independent masks per window (seeds ``seed .. seed+K-1``) for a tighter estimate. The comparison
+with the baseline is paired (same hidden residues) and comes with a 95% bootstrap interval over
+windows: ``beats_unigram`` is true only when the whole interval of the accuracy gain is above zero
+and the whole interval of the perplexity ratio is below one.
 """
 
 from __future__ import annotations
@@ -26,10 +30,9 @@ import numpy as np
 import torch
 
 from protein_performer.alphabet import ALPHABET
+from protein_performer.baselines import ContextBaseline, scoring_collator, unigram_probabilities
 from protein_performer.datasets import (
     IGNORE_INDEX,
-    CLMCollator,
-    MLMCollator,
     Sample,
     residue_targets_only,
     windows_from_sequences,
@@ -51,17 +54,20 @@ class ScoreResult:
     loss: float
     unigram_accuracy: float | None = None
     unigram_perplexity: float | None = None
+    passes: int = 1
+    accuracy_gain: float | None = None
+    """Accuracy minus the unigram baseline's, in percentage points, on the same residues."""
+    accuracy_gain_ci95: tuple[float, float] | None = None
+    perplexity_ratio: float | None = None
+    """Perplexity over the unigram baseline's (below 1 is better)."""
+    perplexity_ratio_ci95: tuple[float, float] | None = None
+    beats_unigram: bool | None = None
+    context_accuracy: float | None = None
+    """The neighbour-context n-gram baseline (:class:`ContextBaseline`) on the same residues."""
+    context_perplexity: float | None = None
 
 
-def unigram_probabilities(train_token_counts: Sequence[int] | torch.Tensor) -> np.ndarray | None:
-    """Residue frequencies of the training split (add-one smoothed over the 25 codes), by token id."""
-    counts = np.asarray(train_token_counts, dtype=np.float64)
-    if counts.sum() == 0:
-        return None
-    probs = np.zeros(len(ALPHABET))
-    aa = list(ALPHABET.amino_acid_indices)
-    probs[aa] = counts[aa] + 1.0
-    return probs / probs.sum()
+__all__ = ["ScoreResult", "score_windows", "unigram_probabilities", "ContextBaseline"]
 
 
 @torch.no_grad()
@@ -73,41 +79,92 @@ def score_windows(
     max_length: int = 8192,
     batch_size: int = 1,
     seed: int = 0,
-    mask_prob: float = 0.15,
     unigram: np.ndarray | None = None,
+    passes: int = 1,
+    bootstrap: int = 2000,
+    context: ContextBaseline | None = None,
 ) -> ScoreResult:
     """Score proteins (uint8 residue-id arrays) under the definitions above."""
     if objective not in ("mlm", "clm"):
         raise ValueError(f"objective must be 'mlm' or 'clm', got {objective!r}")
+    if passes < 1:
+        raise ValueError(f"passes must be >= 1, got {passes}")
+    if objective == "clm":
+        passes = 1  # every residue is already scored once; more passes would repeat it
     model.eval()
     device = next(model.parameters()).device
     windows = windows_from_sequences(list(token_arrays), max_length)
-    collate = (MLMCollator(mask_prob, 1.0, 0.0, seed=seed, deterministic=True)
-               if objective == "mlm" else CLMCollator())
-    loss_sum, correct, count, base_correct, base_nll = 0.0, 0, 0, 0, 0.0
-    for start in range(0, len(windows), batch_size):
-        batch = collate([Sample(w, start + i) for i, w in enumerate(windows[start : start + batch_size])])
-        labels = residue_targets_only(batch["labels"]).to(device)
-        out = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-        keep = labels != IGNORE_INDEX
-        logits = out.logits[keep].float()  # (N, V)
-        target = labels[keep]  # (N,)
-        loss_sum += torch.nn.functional.cross_entropy(logits, target, reduction="sum").item()
-        correct += int((logits.argmax(-1) == target).sum())
-        count += int(target.numel())
-        if unigram is not None:
-            t = target.cpu().numpy()
-            base_correct += int((t == int(np.argmax(unigram))).sum())
-            base_nll += float(-np.log(unigram[t]).sum())
+    if context is not None and context.objective != objective:
+        raise ValueError(f"the context baseline was fitted for {context.objective!r}, not {objective!r}")
+    # Per-window tallies, summed over passes: count, correct, nll, unigram correct, unigram nll,
+    # context correct, context nll.
+    tally = np.zeros((len(windows), 7))
+    for k in range(passes):
+        collate = scoring_collator(objective, seed + k)
+        for start in range(0, len(windows), batch_size):
+            chunk = windows[start : start + batch_size]
+            batch = collate([Sample(w, start + i) for i, w in enumerate(chunk)])
+            labels = residue_targets_only(batch["labels"]).to(device)  # (B, L)
+            out = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+            keep = labels != IGNORE_INDEX  # (B, L)
+            safe = labels.clamp(min=0)
+            logits = out.logits.float()  # (B, L, V)
+            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), safe, reduction="none")  # (B, L)
+            hit = (logits.argmax(-1) == labels) & keep  # (B, L)
+            rows = tally[start : start + len(chunk)]
+            rows[:, 0] += keep.sum(1).cpu().numpy()
+            rows[:, 1] += hit.sum(1).cpu().numpy()
+            rows[:, 2] += (nll * keep).sum(1).double().cpu().numpy()
+            if unigram is not None:
+                t = safe.cpu().numpy()
+                k_np = keep.cpu().numpy()
+                rows[:, 3] += ((t == int(np.argmax(unigram))) & k_np).sum(1)
+                rows[:, 4] += np.where(k_np, -np.log(np.maximum(unigram[t], 1e-300)), 0.0).sum(1)
+            if context is not None:
+                lp = context.log_probs(batch["input_ids"].numpy())  # (B, L, V)
+                t, k_np = safe.cpu().numpy(), keep.cpu().numpy()
+                rows[:, 5] += ((lp.argmax(-1) == t) & k_np).sum(1)
+                rows[:, 6] += np.where(k_np, -np.take_along_axis(lp, t[..., None], -1)[..., 0], 0.0).sum(1)
+    count = int(tally[:, 0].sum())
     if count == 0:
         raise ValueError("nothing to score: the input has no residues")
-    loss = loss_sum / count
+    loss = tally[:, 2].sum() / count
     result = ScoreResult(objective=objective, proteins=len(token_arrays), windows=len(windows), tokens=count,
-                         accuracy=correct / count, perplexity=math.exp(loss), loss=loss)
+                         accuracy=tally[:, 1].sum() / count, perplexity=math.exp(loss), loss=loss, passes=passes)
     if unigram is not None:
-        result.unigram_accuracy = base_correct / count
-        result.unigram_perplexity = math.exp(base_nll / count)
+        result.unigram_accuracy = tally[:, 3].sum() / count
+        result.unigram_perplexity = math.exp(tally[:, 4].sum() / count)
+        _compare_with_unigram(result, tally[:, :5], bootstrap, seed)
+    if context is not None:
+        result.context_accuracy = tally[:, 5].sum() / count
+        result.context_perplexity = math.exp(tally[:, 6].sum() / count)
     return result
+
+
+def _compare_with_unigram(result: ScoreResult, tally: np.ndarray, bootstrap: int, seed: int) -> None:
+    """Paired gain over the unigram baseline, with a percentile bootstrap over windows."""
+
+    def stats(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # t: (..., W, 5)
+        n = t[..., 0].sum(-1)
+        gain = 100.0 * (t[..., 1].sum(-1) - t[..., 3].sum(-1)) / n
+        ratio = np.exp((t[..., 2].sum(-1) - t[..., 4].sum(-1)) / n)
+        return gain, ratio
+
+    gain, ratio = stats(tally)
+    result.accuracy_gain, result.perplexity_ratio = float(gain), float(ratio)
+    if bootstrap <= 0 or len(tally) < 2:
+        return
+    rng = np.random.default_rng(seed)
+    gains, ratios = [], []
+    for lo in range(0, bootstrap, 250):  # resample windows in blocks to bound memory
+        idx = rng.integers(0, len(tally), size=(min(250, bootstrap - lo), len(tally)))  # (R, W)
+        g, r = stats(tally[idx])
+        gains.append(g)
+        ratios.append(r)
+    gains, ratios = np.concatenate(gains), np.concatenate(ratios)
+    result.accuracy_gain_ci95 = (float(np.percentile(gains, 2.5)), float(np.percentile(gains, 97.5)))
+    result.perplexity_ratio_ci95 = (float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5)))
+    result.beats_unigram = bool(result.accuracy_gain_ci95[0] > 0 and result.perplexity_ratio_ci95[1] < 1)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -120,6 +177,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, default=8192, help="window length in tokens (default 8192)")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0, help="seed of the hidden positions (mlm)")
+    parser.add_argument("--passes", type=int, default=1,
+                        help="mlm: independent masks per window (seeds SEED..SEED+K-1), for a tighter estimate")
+    parser.add_argument("--bootstrap", type=int, default=2000,
+                        help="bootstrap resamples of windows for the 95%% intervals of the gain (0: none)")
+    parser.add_argument("--context-from", type=Path, default=None,
+                        help="prepared dataset whose train split fits the neighbour-context n-gram baseline "
+                             "(default: --data-dir; none for --fasta unless given)")
     parser.add_argument("--unknown", choices=("error", "x", "skip"), default="x",
                         help="non amino-acid characters: error, map to X (default), or skip the record")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
@@ -141,11 +205,23 @@ def run(args: argparse.Namespace) -> int:
         source = f"{args.data_dir}:{args.split}"
         shard = open_split(args.data_dir, args.split)
         proteins = [np.asarray(shard.protein(i)) for i in range(len(shard))]
+    unigram = unigram_probabilities(loaded.train_token_counts)
+    context = None
+    context_dir = args.context_from or args.data_dir
+    if context_dir is not None:
+        from protein_performer.corpus.shards import open_split
+
+        train = open_split(context_dir, "train")
+        if unigram is None:  # a checkpoint saved before training started: count the split itself
+            unigram = unigram_probabilities(np.bincount(np.asarray(train.tokens), minlength=len(ALPHABET)))
+        context = ContextBaseline.fit(loaded.objective, [np.asarray(train.protein(i)) for i in range(len(train))],
+                                      unigram, max_length=min(args.max_length, 512))
+        log.info("context baseline fitted on %s:train (%d proteins)", context_dir, len(train))
     log.info("scoring %d proteins from %s (%s, windows of %d)", len(proteins), source, loaded.objective,
              args.max_length)
     result = score_windows(model, loaded.objective, proteins, max_length=args.max_length,
-                           batch_size=args.batch_size, seed=args.seed,
-                           unigram=unigram_probabilities(loaded.train_token_counts))
+                           batch_size=args.batch_size, seed=args.seed, passes=args.passes,
+                           bootstrap=args.bootstrap, unigram=unigram, context=context)
     payload = {"checkpoint": str(args.checkpoint), "input": source, **asdict(result)}
     text = json.dumps(payload, indent=2)
     if args.out:

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = best[-1] if best else run_dir / "checkpoints" / "last.ckpt"
 
     _run("score", "--checkpoint", str(checkpoint), "--data-dir", str(data_dir), "--split", "test",
-         "--max-length", "512", "--out", str(out / "score_test.json"))
+         "--max-length", "512", "--batch-size", "8", "--passes", "5", "--out", str(out / "score_test.json"))
     score = json.loads((out / "score_test.json").read_text())
 
     _run("embed", "--checkpoint", str(checkpoint), "--fasta", str(fasta), "--out", str(out / "embeddings.h5"))
@@ -90,9 +90,16 @@ def main(argv: list[str] | None = None) -> int:
         f"  data            {fasta} -> {data_dir}",
         f"  checkpoint      {checkpoint}",
         f"  training logs   {run_dir}/csv (CSV), {run_dir}/wandb (offline; `wandb sync` to upload)",
-        f"  held-out score  {out / 'score_test.json'}: masked accuracy {score['accuracy']:.3f} "
-        f"(unigram baseline {score['unigram_accuracy']:.3f}), perplexity {score['perplexity']:.2f} "
-        f"(baseline {score['unigram_perplexity']:.2f})",
+        f"  held-out score  {out / 'score_test.json'} ({score['tokens']:,} hidden residues, {score['passes']} masks):",
+        f"    masked accuracy {score['accuracy']:.2%}  unigram {score['unigram_accuracy']:.2%}  "
+        f"neighbour n-gram {score['context_accuracy']:.2%}",
+        f"    perplexity      {score['perplexity']:.3f}  unigram {score['unigram_perplexity']:.3f}  "
+        f"neighbour n-gram {score['context_perplexity']:.3f}",
+        f"    vs unigram: accuracy {score['accuracy_gain']:+.2f} points (95% CI "
+        f"{score['accuracy_gain_ci95'][0]:+.2f} to {score['accuracy_gain_ci95'][1]:+.2f}), perplexity x"
+        f"{score['perplexity_ratio']:.4f} (95% CI {score['perplexity_ratio_ci95'][0]:.4f} to "
+        f"{score['perplexity_ratio_ci95'][1]:.4f}): {'beats' if score['beats_unigram'] else 'does not clearly beat'} "
+        "the unigram baseline",
         f"  embeddings      {out / 'embeddings.h5'}",
         f"  similarity      {out / 'similarity'} (heatmaps PNG/SVG, similarity.csv, blosum_comparison.json)",
     ]

@@ -107,3 +107,22 @@ def test_exact_weights_load_into_a_performer_of_the_same_shape():
 def test_config_validation(bad, match):
     with pytest.raises(ValueError, match=match):
         PerformerConfig(**{**TINY, **bad})
+
+
+def test_rotary_scores_depend_only_on_relative_position():
+    """q_i . k_j after rotary is a function of j - i (float64), and rotation keeps norms."""
+    from protein_performer.attention.rotary import RotaryEmbedding, apply_rotary
+
+    D, L = 16, 40
+    rot = RotaryEmbedding(D)
+    cos, sin = rot(L, device=torch.device("cpu"), dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(D, dtype=torch.float64, generator=g), torch.randn(D, dtype=torch.float64, generator=g)
+    qs = apply_rotary(q.expand(1, 1, L, D), cos, sin)[0, 0]  # the same query at every position
+    ks = apply_rotary(k.expand(1, 1, L, D), cos, sin)[0, 0]
+    scores = qs @ ks.T  # (L, L)
+    for offset in (-7, -1, 0, 1, 5):
+        diagonal = torch.diagonal(scores, offset)
+        assert torch.allclose(diagonal, diagonal[0].expand_as(diagonal), atol=1e-12), offset
+    assert not torch.allclose(torch.diagonal(scores, 1)[0], torch.diagonal(scores, 2)[0])
+    assert torch.allclose(qs.norm(dim=-1), q.norm().expand(L), atol=1e-12)
