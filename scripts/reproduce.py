@@ -87,7 +87,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     min_run = 3.0  # minutes: below this a run on 2 shared cores does not leave the unigram baseline
     seeds = args.seeds or max(1, min(3, int(budget * SHARES[0] / (len(ATTENTIONS) * len(OBJECTIVES) * min_run))))
     lengths = [8192] + ([16384] if budget >= 120 else [])
-    return Plan(shape, window=512, batch_size=8, lr=2e-3, warmup_steps=30, seeds=list(range(seeds)),
+    return Plan(shape, window=512, batch_size=8, lr=1e-3, warmup_steps=30, seeds=list(range(seeds)),
                 table_minutes=budget * SHARES[0] / (len(ATTENTIONS) * len(OBJECTIVES) * seeds),
                 long_lengths=lengths, long_minutes=budget * SHARES[1] / (2 * len(lengths)),
                 transfer_minutes=budget * SHARES[2], max_steps=None, val_batches=4,
@@ -159,11 +159,13 @@ class Run:
 
 def train(name: str, out: Path, data_dir: Path, plan: Plan, config: dict, objective: str, *, minutes: float,
           seed: int, window: int, batch_size: int, val_every: int, lr: float | None = None,
-          warmup_steps: int | None = None, init_from: str | None = None, probe_steps: int = 50) -> Run:
+          warmup_steps: int | None = None, init_from: str | None = None, probe_steps: int = 50,
+          cap_factor: float = 1.1) -> Run:
     """Train one model for ``minutes`` of wall clock (or ``plan.max_steps``) and save its checkpoint.
 
     The learning rate warms up, then follows a cosine to 10% that ends with the budget: the run
-    length is fixed after ``probe_steps`` steps from the measured rate (see ``_deadline_callback``).
+    length is fixed after ``probe_steps`` steps from the measured rate (see ``_deadline_callback``);
+    ``cap_factor`` times the budget is a hard wall-clock cap in case the machine slows down later.
     """
     import pytorch_lightning as pl
     from pytorch_lightning.loggers import CSVLogger
@@ -182,7 +184,7 @@ def train(name: str, out: Path, data_dir: Path, plan: Plan, config: dict, object
     if plan.max_steps is None:
         callbacks.append(_deadline_callback(minutes * 60, probe_steps))
     trainer = pl.Trainer(  # max_time is only a safety cap: the deadline callback ends the run by steps
-        accelerator="cpu", devices=1, max_time=datetime.timedelta(seconds=max(1, round(minutes * 66))),
+        accelerator="cpu", devices=1, max_time=datetime.timedelta(seconds=max(1, round(minutes * 60 * cap_factor))),
         max_steps=plan.max_steps or 10**6, logger=CSVLogger(str(out), name=name, version="csv"),
         callbacks=callbacks, val_check_interval=max(1, val_every), check_val_every_n_epoch=None,
         limit_val_batches=plan.val_batches, num_sanity_val_steps=0, gradient_clip_val=1.0,
@@ -760,18 +762,23 @@ def write_report(res: Results, out: Path) -> Path:
         "",
         f"- Data: `{env['fasta']}` prepared with `protein_performer.corpus.prepare` (train/valid/test split by "
         f"accession hash); every score is on the held-out test split ({env['test_proteins']} proteins) with "
-        "`protein_performer.score.score_windows` (masked: 15% of residues hidden, all by `<mask>`, seed 0; "
-        "causal: every residue from its prefix), windows of concatenated proteins.",
+        f"`protein_performer.score.score_windows` (masked: 15% of residues hidden, all by `<mask>`, "
+        f"{plan['score_passes']} independent masks per window from seed 0; causal: every residue from its prefix), "
+        "windows of concatenated proteins; intervals are 95% paired bootstrap intervals over test windows. "
+        "The neighbour-context n-gram (`protein_performer.baselines.ContextBaseline`) is fitted on the train "
+        "split under the same masking: the most a model gets from the two adjacent tokens alone.",
         f"- Shape (all models): {shape}; FAVOR+ projections redrawn every 100 steps.",
-        f"- Training: AdamW lr {plan['lr']:g}, {plan['warmup_steps']} warm-up steps, then constant lr (runs end by wall clock; ProteinLM's cosine schedule needs max_steps), "
-        f"windows of {plan['window']}, batch {plan['batch_size']}, gradient clip 1.0.",
+        f"- Training: AdamW lr {plan['lr']:g}, {plan['warmup_steps']} warm-up steps, then a cosine to 10% that "
+        "ends with each run's wall-clock budget (after 50 steps, or fewer for long windows, the measured rate "
+        f"fixes the run's step count); masked models hide {plan['mask_prob']:.0%} of residues in training "
+        f"(80/10/10); windows of {plan['window']}, batch {plan['batch_size']}, gradient clip 1.0.",
         f"- Budget: {env['budget_minutes']:g} training minutes: {plan['table_minutes']:.2f} per Table 2 run "
         f"× {6 * len(plan['seeds'])} runs (seeds {plan['seeds']}), {plan['long_minutes']:.2f} per long-window "
         f"model, {plan['transfer_minutes']:.2f} of fine-tuning"
         + (f"; at most {plan['max_steps']} steps per run (--tiny)" if plan["max_steps"] else "") + ".",
         f"- Versions: Python {env['python']}, torch {env['torch']}, pytorch-lightning {env['lightning']}.",
-        f"- Machine: {env['machine']}; shared with other jobs (load average {env['load_average_end']} at the end), "
-        "so equal wall clock does not mean equal compute: the steps column says how much each run got.",
+        f"- Machine: {env['machine']}; load average {env['load_average_end']} at the end (on a shared machine "
+        "equal wall clock does not mean equal compute: the steps column says how much each run got).",
         "",
         "## 1. Table 2: accuracy and perplexity (test split)",
         "",
@@ -801,7 +808,7 @@ def write_report(res: Results, out: Path) -> Path:
         "## 3. Transfer: exact Transformer → Performer",
         "",
         f"Source: the exact BID model of Table 2 (seed 0). Its weights load unchanged into a Performer of the "
-        f"same shape; fine-tuned with constant lr {res.transfer['lr']:g}. The curve's step 0 is the zero-shot "
+        f"same shape; fine-tuned from lr {res.transfer['lr']:g} (no warm-up, cosine over the budget). The curve's step 0 is the zero-shot "
         "model on the validation batches.",
         "",
         tr,

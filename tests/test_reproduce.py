@@ -70,3 +70,21 @@ def test_exact_candidates_shrink_depth_then_heads():
 @pytest.mark.parametrize("values,expected", [([0.1], "10.00"), ([0.1, 0.3], "20.00 ± 14.14")])
 def test_mean_spread_format(values, expected):
     assert _load_script()._fmt(values, 100) == expected
+
+
+def test_wall_clock_runs_end_their_cosine_with_the_budget(prepared_ecoli, tmp_path):
+    """A budgeted run fixes its step count after a probe, so the learning rate reaches its floor."""
+    import dataclasses
+
+    import torch
+
+    reproduce = _load_script()
+    args = reproduce.create_parser().parse_args(["--tiny", "--budget-minutes", "1"])
+    plan = dataclasses.replace(reproduce.make_plan(args), max_steps=None)  # budgeted, not step-capped
+    run = reproduce.train("deadline", tmp_path, prepared_ecoli, plan, dict(plan.shape, attention="softmax"), "mlm",
+                          minutes=0.1, seed=0, window=64, batch_size=4, val_every=10**6, probe_steps=3,
+                          cap_factor=20.0)  # no wall-clock cut on a loaded machine: steps end the run
+    state = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
+    final_lr = state["lr_schedulers"][0]["_last_lr"][0]
+    assert run.steps > 3
+    assert final_lr == pytest.approx(0.1 * plan.lr, rel=0.05), "the cosine did not end with the run"
