@@ -37,18 +37,19 @@ BINS = ((1, 256), (257, 512), (513, 1024), (1025, 100_000))
 NOTES = """
 ## Reading the numbers
 
-- The target (Performer not slower) is **not met** at protein lengths on this CPU: at L <= 2,048
-  the exact model is ~1.5-1.9x faster; the Performer wins only for very long single proteins
-  (L = 8,192 here), where exact attention's L^2 cost dominates.
-- A profile of one forward pass (B=4, L=512, same models, `torch.profiler`) puts the dense
-  layers (`addmm`) at ~35 % of the Performer's time and FAVOR+'s element-wise work on the
-  (B, H, L, m) feature tensors (`copy_`, `mul`, `sub`, `exp`, `cat`, `where`, partly rotary) at ~35 %: memory-bound
-  passes over (B, H, L, m=256) tensors, while SDPA's fused kernel is cheap at these lengths. Fusing the feature map (one `exp` of `x W^T - |x|^2/2 - max`
-  without intermediate copies) or m = 128 for inference would be the fixes, in
-  `protein_performer/attention/` (not part of `embed`). `embed` itself adds no per-residue Python
-  work: both models get identical batches.
-- The first records of the UniProt E. coli file are short (median 57 residues); `--limit 0`
-  runs the whole proteome (median ~280) but takes hours on 2 shared cores at dim 512.
+- The target (Performer not slower) is **not met** at the lengths of most proteins on this CPU.
+  Up to 1,024 residues the exact model is faster (ratios about 0.75-0.9 in two runs of
+  2026-11-29, rising with length). The Performer is faster from L = 2,048 (about 1.3x) and about
+  2.4x faster at L = 8,192, where exact attention's L^2 cost dominates.
+- The gap at short lengths is FAVOR+'s element-wise work on the (B, H, L, m=256) feature tensors.
+  SDPA's fused kernel is cheap at these lengths. The feature map is already a single fused `exp`
+  pass (`softmax_feature_logits`). Fewer features at inference (m = 128), or a fused
+  feature-and-contraction kernel, would be the next steps, in `protein_performer/attention/`.
+  `embed` itself adds no per-residue Python work: both models get identical batches.
+- The earlier table in this file (0.55, 155 vs 283 residues/s) was measured on a heavily loaded
+  machine before the feature map was fused; this one was measured with nothing else running.
+- The first records of the UniProt E. coli file are short (median 57 residues). `--limit 0` runs
+  the whole proteome (median ~280); at the rates above that is an estimated 10-12 minutes per model.
 """
 
 log = logging.getLogger("bench_embed")
@@ -148,7 +149,8 @@ def write_markdown(args, proteins, timings: dict[str, Timing], long_rows: list[d
     lines = [
         "# Embedding throughput: Performer vs exact attention",
         "",
-        f"`python scripts/bench_embed.py --limit {args.limit} --threads {args.threads}` "
+        f"`python scripts/bench_embed.py --limit {args.limit} --threads {args.threads} "
+        f"--long-lengths {args.long_lengths}` "
         f"({datetime.date.today().isoformat()}). Random-init `PerformerLM` of shape dim {args.dim}, depth "
         f"{args.depth}, heads {args.heads} (m={args.nb_features} random features for FAVOR+), identical but for "
         f"`attention`; `Embedder` with token budget {args.token_budget} (proteins sorted by length, "
