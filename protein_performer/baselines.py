@@ -11,23 +11,22 @@ immediate neighbours; a model that beats it has learned more than local amino-ac
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from protein_performer.alphabet import ALPHABET
+from protein_performer.corpus.shards import open_split
 from protein_performer.datasets import (
     IGNORE_INDEX,
-    SCORE_MASK_PROB,
-    CLMCollator,
-    MLMCollator,
+    OBJECTIVES,
     Sample,
     residue_targets_only,
+    scoring_collator,
     windows_from_sequences,
 )
-
-OBJECTIVES = ("mlm", "clm")
 
 
 def unigram_probabilities(train_token_counts: Sequence[int] | torch.Tensor) -> np.ndarray | None:
@@ -39,15 +38,6 @@ def unigram_probabilities(train_token_counts: Sequence[int] | torch.Tensor) -> n
     aa = list(ALPHABET.amino_acid_indices)
     probs[aa] = counts[aa] + 1.0
     return probs / probs.sum()
-
-
-def scoring_collator(objective: str, seed: int) -> MLMCollator | CLMCollator:
-    """The collator of the scoring definition: 15% hidden, every one by ``<mask>``; or causal."""
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
-    if objective == "mlm":
-        return MLMCollator(SCORE_MASK_PROB, 1.0, 0.0, seed=seed, deterministic=True)
-    return CLMCollator()
 
 
 def _contexts(objective: str, input_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -101,6 +91,16 @@ class ContextBaseline:
                 before, after = _contexts(objective, ids)
                 np.add.at(counts, (before[keep], after[keep], labels[keep]), 1.0)
         return cls(objective, counts, unigram, alpha)
+
+    @classmethod
+    def from_split(cls, objective: str, data_dir: str | Path, unigram: np.ndarray | None = None, *,
+                   max_length: int = 512) -> "ContextBaseline":
+        """Fit on the train split of a prepared dataset; ``unigram`` defaults to that split's counts."""
+        train = open_split(data_dir, "train")
+        if unigram is None:
+            unigram = unigram_probabilities(np.bincount(np.asarray(train.tokens), minlength=len(ALPHABET)))
+        proteins = [np.asarray(train.protein(i)) for i in range(len(train))]
+        return cls.fit(objective, proteins, unigram, max_length=max_length)
 
     def log_probs(self, input_ids: np.ndarray) -> np.ndarray:
         """(B, L) input ids as the model sees them -> (B, L, V) log-probabilities of the target."""

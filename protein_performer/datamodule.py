@@ -25,19 +25,19 @@ from torch.utils.data import DataLoader, Dataset, SequentialSampler
 from protein_performer.alphabet import ALPHABET
 from protein_performer.corpus.shards import MANIFEST, SPLITS, open_split, read_manifest
 from protein_performer.datasets import (
+    OBJECTIVES,
     CLMCollator,
     ConcatWindowDataset,
     EpochSampler,
     MLMCollator,
-    SCORE_MASK_PROB,
     ProteinDataset,
     Sample,
     TokenBudgetBatchSampler,
+    scoring_collator,
 )
 
 log = logging.getLogger(__name__)
 
-OBJECTIVES = ("mlm", "clm")
 MODES = ("concat", "protein")
 _STAGE_SPLITS = {"fit": ("train", "valid"), "validate": ("valid",), "test": ("test",), "predict": ("test",)}
 
@@ -180,11 +180,9 @@ class ProteinDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------ loaders
 
     def _collator(self, train: bool) -> MLMCollator | CLMCollator:
-        if self.objective == "clm":
-            return CLMCollator()
-        if train:
+        if train and self.objective == "mlm":
             return MLMCollator(self.mask_prob, self.mask_token_prob, self.random_token_prob, seed=self.seed)
-        return MLMCollator(SCORE_MASK_PROB, 1.0, 0.0, seed=self.seed, deterministic=True)
+        return scoring_collator(self.objective, self.seed)
 
     def _layout(self) -> tuple[int, int]:
         """(world size, global rank) of the attached trainer; (1, 0) without one."""

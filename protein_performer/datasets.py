@@ -35,6 +35,7 @@ from protein_performer.corpus.shards import Shard
 IGNORE_INDEX = -100
 SCORE_MASK_PROB = 0.15
 """Share of residues hidden when masked models are validated or scored (whatever the training share)."""
+OBJECTIVES = ("mlm", "clm")
 FIRST_RESIDUE = len(SPECIAL_TOKENS)  # ids below this are special tokens, never masked
 STANDARD_LOW, STANDARD_HIGH = ALPHABET.standard_indices[0], ALPHABET.standard_indices[-1] + 1
 
@@ -437,3 +438,13 @@ class CLMCollator:
             "labels": torch.from_numpy(labels),
             "attention_mask": torch.from_numpy(attention_mask),
         }
+
+
+def scoring_collator(objective: str, seed: int) -> MLMCollator | CLMCollator:
+    """The collator of validation and ``score``: 15% hidden, every one by ``<mask>``, from a fixed
+    seed per sample (masked); or causal batches."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    if objective == "mlm":
+        return MLMCollator(SCORE_MASK_PROB, 1.0, 0.0, seed=seed, deterministic=True)
+    return CLMCollator()

@@ -29,12 +29,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from protein_performer.alphabet import ALPHABET
-from protein_performer.baselines import ContextBaseline, scoring_collator, unigram_probabilities
+from protein_performer.baselines import ContextBaseline, unigram_probabilities
 from protein_performer.datasets import (
     IGNORE_INDEX,
     Sample,
     residue_targets_only,
+    scoring_collator,
     windows_from_sequences,
 )
 from protein_performer.model import PerformerLM
@@ -65,9 +65,6 @@ class ScoreResult:
     context_accuracy: float | None = None
     """The neighbour-context n-gram baseline (:class:`ContextBaseline`) on the same residues."""
     context_perplexity: float | None = None
-
-
-__all__ = ["ScoreResult", "score_windows", "unigram_probabilities", "ContextBaseline"]
 
 
 @torch.no_grad()
@@ -115,14 +112,12 @@ def score_windows(
             rows[:, 0] += keep.sum(1).cpu().numpy()
             rows[:, 1] += hit.sum(1).cpu().numpy()
             rows[:, 2] += (nll * keep).sum(1).double().cpu().numpy()
+            t, k_np = safe.cpu().numpy(), keep.cpu().numpy()  # (B, L) targets and scored positions
             if unigram is not None:
-                t = safe.cpu().numpy()
-                k_np = keep.cpu().numpy()
                 rows[:, 3] += ((t == int(np.argmax(unigram))) & k_np).sum(1)
                 rows[:, 4] += np.where(k_np, -np.log(np.maximum(unigram[t], 1e-300)), 0.0).sum(1)
             if context is not None:
                 lp = context.log_probs(batch["input_ids"].numpy())  # (B, L, V)
-                t, k_np = safe.cpu().numpy(), keep.cpu().numpy()
                 rows[:, 5] += ((lp.argmax(-1) == t) & k_np).sum(1)
                 rows[:, 6] += np.where(k_np, -np.take_along_axis(lp, t[..., None], -1)[..., 0], 0.0).sum(1)
     count = int(tally[:, 0].sum())
@@ -209,14 +204,10 @@ def run(args: argparse.Namespace) -> int:
     context = None
     context_dir = args.context_from or args.data_dir
     if context_dir is not None:
-        from protein_performer.corpus.shards import open_split
-
-        train = open_split(context_dir, "train")
-        if unigram is None:  # a checkpoint saved before training started: count the split itself
-            unigram = unigram_probabilities(np.bincount(np.asarray(train.tokens), minlength=len(ALPHABET)))
-        context = ContextBaseline.fit(loaded.objective, [np.asarray(train.protein(i)) for i in range(len(train))],
-                                      unigram, max_length=min(args.max_length, 512))
-        log.info("context baseline fitted on %s:train (%d proteins)", context_dir, len(train))
+        # unigram None (a checkpoint saved before training started): from_split counts the split itself
+        context = ContextBaseline.from_split(loaded.objective, context_dir, unigram,
+                                             max_length=min(args.max_length, 512))
+        log.info("context baseline fitted on %s:train", context_dir)
     log.info("scoring %d proteins from %s (%s, windows of %d)", len(proteins), source, loaded.objective,
              args.max_length)
     result = score_windows(model, loaded.objective, proteins, max_length=args.max_length,

@@ -228,8 +228,8 @@ def score(model, objective: str, proteins: list[np.ndarray], unigram, window: in
 
 def score_checkpoint(path: str, proteins: list[np.ndarray], window: int, batch_size: int, passes: int = 1,
                      context=None) -> dict:
+    from protein_performer.baselines import unigram_probabilities
     from protein_performer.checkpoint import load_checkpoint
-    from protein_performer.score import unigram_probabilities
 
     loaded = load_checkpoint(path)
     return score(loaded.model, loaded.objective, proteins, unigram_probabilities(loaded.train_token_counts),
@@ -238,14 +238,9 @@ def score_checkpoint(path: str, proteins: list[np.ndarray], window: int, batch_s
 
 def context_baselines(data_dir: Path, window: int) -> dict:
     """The neighbour-context n-gram baseline of each objective, fitted on the train split."""
-    from protein_performer.alphabet import ALPHABET
-    from protein_performer.baselines import ContextBaseline, unigram_probabilities
-    from protein_performer.corpus.shards import open_split
+    from protein_performer.baselines import ContextBaseline
 
-    train = open_split(data_dir, "train")
-    proteins = [np.asarray(train.protein(i)) for i in range(len(train))]
-    unigram = unigram_probabilities(np.bincount(np.asarray(train.tokens), minlength=len(ALPHABET)))
-    return {o: ContextBaseline.fit(o, proteins, unigram, max_length=window) for o in OBJECTIVES}
+    return {o: ContextBaseline.from_split(o, data_dir, max_length=window) for o in OBJECTIVES}
 
 
 def val_curve(metrics_csv: str) -> pd.DataFrame:
@@ -382,8 +377,8 @@ def long_windows(res: Results, plan: Plan, data_dir: Path, work: Path, test: lis
 
 
 def transfer(res: Results, plan: Plan, data_dir: Path, work: Path, test: list[np.ndarray], runs: dict) -> None:
+    from protein_performer.baselines import unigram_probabilities
     from protein_performer.lit import ProteinLM
-    from protein_performer.score import unigram_probabilities
 
     source = runs[("exact", "mlm", 0)]
     before = {}
@@ -418,7 +413,6 @@ def similarity(res: Results, plan: Plan, runs: dict, test: list[np.ndarray], fig
     from protein_performer.model import PerformerConfig, PerformerLM
 
     import matplotlib.pyplot as plt
-
     mlm = [r for r in res.table if r["objective"] == "mlm"]
     best = min(mlm, key=lambda r: r["perplexity"])
     loaded = load_checkpoint(runs[(best["attention"], "mlm", best["seed"])].checkpoint)

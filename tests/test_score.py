@@ -9,10 +9,11 @@ import pytest
 import torch
 from torch import nn
 
+from protein_performer.baselines import unigram_probabilities
 from protein_performer.corpus.shards import open_split
 from protein_performer.datamodule import ProteinDataModule
 from protein_performer.datasets import IGNORE_INDEX
-from protein_performer.score import score_windows, unigram_probabilities
+from protein_performer.score import score_windows
 
 
 class UnigramModel(nn.Module):
