@@ -35,6 +35,8 @@ from protein_performer.alphabet import ALPHABET
 
 CHUNK_SIZE = 1 << 20
 UnknownPolicy = Literal["error", "x", "skip"]
+DEFAULT_UNKNOWN: UnknownPolicy = "error"
+"""The ``--unknown`` default of every command that reads sequences (prepare, embed, score, similarity)."""
 Format = Literal["auto", "fasta", "swiss"]
 
 _MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\xfd7zXZ\x00": "xz"}
@@ -43,6 +45,8 @@ _GAPS = b"-."
 _INVALID = 255
 _TOKEN_TABLE = bytes(ALPHABET.lookup_table)  # byte -> token id, 255 for anything else
 _X_ID = ALPHABET.index("X")
+_FOREIGN_CHAR = "\x80"  # stands for one non-ASCII character while cleaning (never a valid code)
+_FOREIGN = _FOREIGN_CHAR.encode("latin-1")
 _UNIPROT_FIELD = re.compile(r"\s(OS|OX|GN|PE|SV)=")
 _DECOMPRESS_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError, OSError)
 
@@ -52,7 +56,7 @@ class CleaningPolicy:
     """How raw sequences are cleaned. Lowercase is upper-cased, a trailing ``*`` and the gap
     characters ``-`` / ``.`` are removed (each counted as an oddity)."""
 
-    unknown: UnknownPolicy = "error"
+    unknown: UnknownPolicy = DEFAULT_UNKNOWN
     """A character that is no amino-acid code: ``error`` (stop, naming file, record and
     position), ``x`` (map it to ``X``) or ``skip`` (skip the record)."""
     min_length: int = 1
@@ -75,6 +79,8 @@ class ReadCounts:
     records_read: int = 0
     kept: int = 0
     residues: int = 0
+    unknown_to_x: int = 0
+    """Characters mapped to ``X`` by ``unknown="x"`` (one per character, not per record)."""
     duplicate_ids: int = 0
     skipped: Counter = field(default_factory=Counter)
     oddities: Counter = field(default_factory=Counter)
@@ -86,6 +92,7 @@ class ReadCounts:
             "records_read": self.records_read,
             "kept": self.kept,
             "residues": self.residues,
+            "unknown_to_x": self.unknown_to_x,
             "skipped": dict(sorted(self.skipped.items())),
             "oddities": dict(sorted(self.oddities.items())),
             "duplicate_ids": self.duplicate_ids,
@@ -101,6 +108,13 @@ class UniProtFields:
     gn: str | None = None
     pe: int | None = None
     sv: int | None = None
+
+
+def add_unknown_argument(parser) -> None:
+    """``--unknown``, with the same choices, default and help in every command that reads sequences."""
+    parser.add_argument("--unknown", choices=("error", "x", "skip"), default=DEFAULT_UNKNOWN,
+                        help="characters that are not amino-acid codes: stop with an error (default), "
+                             "map each one to X (counted in the log), or skip the record")
 
 
 def parse_uniprot_fields(description: str) -> UniProtFields:
@@ -252,6 +266,7 @@ def _clean(seq: bytes, policy: CleaningPolicy, counts: ReadCounts, where: tuple[
         return seq, tokens
     if not seq:
         raise _Skip("empty")
+    seq, foreign = _one_byte_per_character(seq)
     if seq != seq.upper():
         seq = seq.upper()
         counts.oddities["lowercase"] += 1
@@ -268,7 +283,7 @@ def _clean(seq: bytes, policy: CleaningPolicy, counts: ReadCounts, where: tuple[
     bad = tokens.find(_INVALID)
     if bad >= 0:
         if policy.unknown == "error":
-            char = chr(seq[bad]) if seq[bad] < 128 else f"\\x{seq[bad]:02x}"
+            char = foreign[seq[:bad].count(_FOREIGN)] if seq[bad] == _FOREIGN[0] else chr(seq[bad])
             file, number, rid = where
             raise ValueError(f"{file}: record {number} ({rid!r}): character {char!r} at position {bad + 1} "
                              "is not an amino-acid code; use --unknown=x to map it to X "
@@ -281,7 +296,19 @@ def _clean(seq: bytes, policy: CleaningPolicy, counts: ReadCounts, where: tuple[
         ids[mask], res[mask] = _X_ID, ord("X")
         tokens, seq = ids.tobytes(), res.tobytes()
         counts.oddities["unknown_char_to_X"] += 1
+        counts.unknown_to_x += int(mask.sum())
     return seq, tokens
+
+
+def _one_byte_per_character(seq: bytes) -> tuple[bytes, list[str]]:
+    """``seq`` with every non-ASCII character (a UTF-8 sequence of 2-4 bytes, or an undecodable
+    byte) replaced by the single invalid byte ``_FOREIGN``, so one character becomes one ``X``;
+    also the replaced characters, in order (for error messages)."""
+    if seq.isascii():
+        return seq, []
+    text = seq.decode("utf-8", "replace")
+    foreign = [c for c in text if not c.isascii()]
+    return "".join(c if c.isascii() else _FOREIGN_CHAR for c in text).encode("latin-1"), foreign
 
 
 def _accept(record: ProteinRecord, policy: CleaningPolicy, counts: ReadCounts) -> bool:
@@ -435,7 +462,7 @@ def read_swiss(path: Path, policy: CleaningPolicy = CleaningPolicy(), counts: Re
             number += 1
             counts.records_read += 1
             try:
-                residues, tokens = _clean(str(rec.seq).encode("ascii", "replace").translate(None, _WHITESPACE),
+                residues, tokens = _clean(str(rec.seq).encode("utf-8").translate(None, _WHITESPACE),
                                           policy, counts, (path, number, rec.id))
             except _Skip as skip:
                 counts.skipped[skip.reason] += 1

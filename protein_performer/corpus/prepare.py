@@ -8,9 +8,11 @@ duplicates of an id never leak across splits::
     test if u < test_fraction, valid if u < test_fraction + valid_fraction, else train
 
 The dataset is written into a hidden sibling directory and renamed into place at the end,
-so an interrupted run never leaves a directory that looks complete. Rerunning with inputs
-of identical checksums and identical options keeps the existing dataset (logged as up to
-date); anything else refuses to replace it unless ``overwrite=True`` (``--overwrite``).
+so an interrupted run never leaves a directory that looks complete (and a later run removes
+what a killed one left). Rerunning with inputs of identical checksums and identical options
+keeps the existing dataset (logged as up to date) once its shard checksums match the
+manifest; anything else, a damaged dataset included, refuses to replace it unless
+``overwrite=True`` (``--overwrite``). ``--out`` is checked before any work.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import time
@@ -28,13 +31,30 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import BinaryIO
 
 import numpy as np
 
 from protein_performer.alphabet import ALPHABET, ALPHABET_VERSION
-from protein_performer.corpus.fasta import CleaningPolicy, ReadCounts, read_records, sniff_format
-from protein_performer.corpus.shards import IDS_FILE, MANIFEST, OFFSETS_FILE, SPLITS, TOKENS_FILE, read_manifest
+from protein_performer.corpus.fasta import (
+    CleaningPolicy,
+    ReadCounts,
+    add_unknown_argument,
+    read_records,
+    sniff_format,
+)
+from protein_performer.corpus.shards import (
+    IDS_FILE,
+    MANIFEST,
+    OFFSETS_FILE,
+    SPLIT_FILES,
+    SPLITS,
+    TOKENS_FILE,
+    DamagedDataset,
+    read_manifest,
+    sha256_of,
+    verify_checksums,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +94,8 @@ class SplitFractions:
 
 @dataclass
 class SplitWriter:
-    """Streams one split's ``tokens.u8`` / ``offsets.i64`` / ``ids.txt``; memory is one buffer."""
+    """Streams one split's ``tokens.u8`` / ``offsets.i64`` / ``ids.txt``; memory is one buffer.
+    Each file's sha256 is computed as it is written (for the manifest)."""
 
     path: Path
     proteins: int = 0
@@ -86,10 +107,14 @@ class SplitWriter:
 
     def __post_init__(self) -> None:
         self.path.mkdir(parents=True)
-        self._tok_fh: BinaryIO = open(self.path / TOKENS_FILE, "wb")
-        self._off_fh: BinaryIO = open(self.path / OFFSETS_FILE, "wb")
-        self._ids_fh: TextIO = open(self.path / IDS_FILE, "w", encoding="utf-8", newline="\n")
-        np.zeros(1, dtype="<i8").tofile(self._off_fh)
+        self._files: dict[str, tuple[BinaryIO, "hashlib._Hash"]] = {
+            name: (open(self.path / name, "wb"), hashlib.sha256()) for name in SPLIT_FILES}
+        self._write(OFFSETS_FILE, np.zeros(1, dtype="<i8").tobytes())
+
+    def _write(self, name: str, data: bytes) -> None:
+        fh, digest = self._files[name]
+        fh.write(data)
+        digest.update(data)
 
     def add(self, protein_id: str, tokens: bytes) -> None:
         self._tokens.append(tokens)
@@ -104,55 +129,107 @@ class SplitWriter:
         lengths = np.fromiter(map(len, self._tokens), dtype=np.int64, count=len(self._tokens))
         block = b"".join(self._tokens)
         self.token_counts += np.bincount(np.frombuffer(block, dtype=np.uint8), minlength=len(ALPHABET))
-        self._tok_fh.write(block)
-        (self.residues + np.cumsum(lengths)).astype("<i8").tofile(self._off_fh)
-        self._ids_fh.write("\n".join(self._ids) + "\n")
+        self._write(TOKENS_FILE, block)
+        self._write(OFFSETS_FILE, (self.residues + np.cumsum(lengths)).astype("<i8").tobytes())
+        self._write(IDS_FILE, ("\n".join(self._ids) + "\n").encode("utf-8"))
         self.proteins += len(self._tokens)
         self.residues += len(block)
         self._tokens, self._ids, self._pending = [], [], 0
 
     def close(self) -> dict:
         self.flush()
-        for fh in (self._tok_fh, self._off_fh, self._ids_fh):
+        for fh, _ in self._files.values():
             fh.flush()
             os.fsync(fh.fileno())
             fh.close()
-        return {"proteins": self.proteins, "residues": self.residues, "token_counts": self.token_counts.tolist()}
+        files = {name: {"bytes": (self.path / name).stat().st_size, "sha256": digest.hexdigest()}
+                 for name, (_, digest) in self._files.items()}
+        return {"proteins": self.proteins, "residues": self.residues, "token_counts": self.token_counts.tolist(),
+                "files": files}
 
     def abort(self) -> None:
-        for fh in (self._tok_fh, self._off_fh, self._ids_fh):
+        for fh, _ in self._files.values():
             fh.close()
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _existing_manifest(out: Path) -> dict | None:
     try:
         return read_manifest(out)
-    except (FileNotFoundError, ValueError, json.JSONDecodeError):
+    except (FileNotFoundError, ValueError):
         return None
 
 
 def _reusable(out: Path, input_info: list[dict], options: dict, overwrite: bool) -> dict | None:
-    """The manifest at ``out`` if it was made from the same inputs (sha256, format) and options;
-    raises if ``out`` holds anything else and ``overwrite`` is false."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out} is a file; --out must be a directory (new or a prepared dataset)")
+    """The manifest at ``out`` if it was made from the same inputs (sha256, format) and options
+    and its files still match their checksums; raises if ``out`` holds anything else (or a
+    damaged dataset) and ``overwrite`` is false."""
     existing = _existing_manifest(out)
     key = [(i["sha256"], i["format"]) for i in input_info]
     if existing is not None and existing.get("options") == options and \
             [(i.get("sha256"), i.get("format")) for i in existing.get("inputs", [])] == key:
-        return existing
+        try:
+            verify_checksums(out, existing)
+            return existing
+        except DamagedDataset:
+            if not overwrite:
+                raise
+            log.warning("%s is damaged; rebuilding it (--overwrite)", out)
+            return None
     if out.exists() and any(out.iterdir()) and not overwrite:
         what = "a prepared dataset of other inputs or options" if existing else "files that are not a prepared dataset"
         raise ValueError(f"{out} already holds {what}; use --overwrite to replace it or choose another --out")
     return None
+
+
+def check_out_dir(out: Path, inputs: list[Path], overwrite: bool) -> None:
+    """Refuse, before any work, an ``--out`` that cannot become the dataset directory."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file; --out must be a directory (new or a prepared dataset)")
+    resolved = out.resolve()
+    if resolved == Path.cwd().resolve() or resolved in Path.cwd().resolve().parents:
+        raise ValueError(f"--out {out} is the current directory or holds it; the dataset is written beside "
+                         "--out and renamed into place, so choose a new folder, e.g. --out data/prepared/NAME")
+    if overwrite and any(resolved in p.resolve().parents for p in inputs):
+        raise ValueError(f"--out {out} holds an input file; --overwrite would delete it. Choose another --out")
+    # The dataset is built in a sibling of --out: the nearest existing folder above it must be writable.
+    ancestor = next(p for p in out.parents if p.exists())
+    if not ancestor.is_dir():
+        raise ValueError(f"--out {out}: {ancestor} is a file, not a folder; choose an --out under a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: cannot write in {ancestor} (permission denied or read-only file "
+                         "system); choose a writable --out")
+
+
+def remove_dead_partials(out: Path) -> None:
+    """Remove ``.NAME.partial-PID-*`` / ``.NAME.old-PID-*`` folders beside ``out`` whose process is
+    gone (left by a killed run). Folders of older versions (no PID) go when over an hour old."""
+    pattern = re.compile(re.escape(f".{out.name}.") + r"(?:partial|old)-(?:(\d+)-)?[0-9a-f]{8}")
+    if not out.parent.is_dir():
+        return
+    for path in out.parent.iterdir():
+        match = pattern.fullmatch(path.name)
+        if not match or not path.is_dir():
+            continue
+        pid = match.group(1)
+        dead = not _alive(int(pid)) if pid else time.time() - path.stat().st_mtime > 3600
+        if dead:
+            log.warning("removing %s, left by an interrupted prepare", path)
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _scratch_name(out: Path, kind: str) -> Path:
+    """A hidden sibling of ``out`` named after this process (see :func:`remove_dead_partials`)."""
+    return out.parent / f".{out.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def prepare(inputs: list[Path], out: Path, *, policy: CleaningPolicy = CleaningPolicy(),
@@ -170,6 +247,7 @@ def prepare(inputs: list[Path], out: Path, *, policy: CleaningPolicy = CleaningP
     for path in inputs:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such input file")
+    check_out_dir(out, inputs, overwrite)
     formats = [sniff_format(p) if format == "auto" else format for p in inputs]
     input_info = [{"path": str(p), "bytes": p.stat().st_size, "sha256": sha256_of(p), "format": f}
                   for p, f in zip(inputs, formats)]
@@ -177,16 +255,21 @@ def prepare(inputs: list[Path], out: Path, *, policy: CleaningPolicy = CleaningP
 
     existing = _reusable(out, input_info, options, overwrite)
     if existing is not None:
-        log.info("%s is up to date (same input checksums and options); keeping it", out)
+        log.info("%s is up to date (same input checksums and options, shard checksums verified); keeping it",
+                 out)
         return existing
 
+    remove_dead_partials(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    tmp = _scratch_name(out, "partial")
     tmp.mkdir()
     writers: dict[str, SplitWriter] = {}
     try:
         writers = {split: SplitWriter(tmp / split) for split in SPLITS}
         counts = _tokenise(inputs, formats, policy, fractions, writers, progress)
+        if counts.kept == 0:
+            raise ValueError(f"no sequences in {', '.join(map(str, inputs))} ({counts.records_read} records read, "
+                             f"skipped: {dict(counts.skipped) or 'none'}); check the input file and the filters")
         splits = {split: writers[split].close() for split in SPLITS}
         manifest = {
             "alphabet_version": ALPHABET_VERSION,
@@ -240,7 +323,7 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
     """Rename ``tmp`` to ``out``; an old ``out`` is moved aside first and removed after."""
     old = None
     if out.exists():
-        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        old = _scratch_name(out, "old")
         out.rename(old)
     tmp.rename(out)
     if old is not None:
@@ -257,8 +340,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output directory of the prepared dataset")
     parser.add_argument("--format", choices=("auto", "fasta", "swiss"), default="auto",
                         help="input format (auto: sniffed from the content)")
-    parser.add_argument("--unknown", choices=("error", "x", "skip"), default="error",
-                        help="characters that are not amino-acid codes: stop, map to X, or skip the record")
+    add_unknown_argument(parser)
     parser.add_argument("--min-length", type=int, default=1, help="skip proteins shorter than this")
     parser.add_argument("--max-length", type=int, default=None, help="skip proteins longer than this")
     parser.add_argument("--valid-fraction", type=float, default=0.05)

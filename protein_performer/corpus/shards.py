@@ -8,11 +8,16 @@ A prepared dataset is a directory::
     DIR/<split>/ids.txt          one protein id per line, in the same order
 
 Splits are ``train``, ``valid`` and ``test``. Tokens hold residues only (no special tokens):
-datasets add separators, ``<cls>`` and padding when they serve batches.
+datasets add separators, ``<cls>`` and padding when they serve batches. The manifest records
+each split file's size and sha256 (``splits.<split>.files``). :func:`open_split` checks the
+sizes and the offsets against the token file (cheap, every time); :func:`verify_checksums`
+reads every byte (``prepare`` does, before it calls a dataset up to date). A damaged dataset
+raises :class:`DamagedDataset`, naming the file; ``prepare --overwrite`` rebuilds it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from functools import cached_property
@@ -27,6 +32,25 @@ MANIFEST = "manifest.json"
 TOKENS_FILE = "tokens.u8"
 OFFSETS_FILE = "offsets.i64"
 IDS_FILE = "ids.txt"
+SPLIT_FILES = (TOKENS_FILE, OFFSETS_FILE, IDS_FILE)
+
+
+class DamagedDataset(ValueError):
+    """A prepared dataset whose files do not match each other or its manifest."""
+
+    def __init__(self, file: Path, problem: str) -> None:
+        data_dir = file.parent.parent if file.parent.name in SPLITS else file.parent
+        super().__init__(f"{file}: damaged prepared dataset ({problem}); rebuild it with "
+                         f"`protein-performer prepare INPUT... --out {data_dir} --overwrite`")
+        self.file = file
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 @dataclass
@@ -48,7 +72,33 @@ class Shard:
 
     @cached_property
     def ids(self) -> list[str]:
-        return (self.path / IDS_FILE).read_text().splitlines()
+        ids = (self.path / IDS_FILE).read_text().splitlines()
+        if len(ids) != len(self):
+            raise DamagedDataset(self.path / IDS_FILE, f"{len(ids)} ids for {len(self)} proteins")
+        return ids
+
+    def check(self, manifest_split: dict | None = None) -> None:
+        """Raise :class:`DamagedDataset` unless the files agree with each other and ``manifest_split``
+        (the manifest's entry for this split): sizes and offsets only, no checksums."""
+        for name, info in (manifest_split or {}).get("files", {}).items():
+            file = self.path / name
+            size = file.stat().st_size if file.is_file() else None
+            if size != info["bytes"]:
+                raise DamagedDataset(file, "missing" if size is None else
+                                     f"{size:,} bytes, the manifest says {info['bytes']:,}")
+        offsets_file = self.path / OFFSETS_FILE
+        if offsets_file.stat().st_size % 8 or offsets_file.stat().st_size < 8:
+            raise DamagedDataset(offsets_file, f"{offsets_file.stat().st_size} bytes, not a whole int64 array")
+        offsets, tokens_file = self.offsets, self.path / TOKENS_FILE
+        if offsets[0] != 0 or (len(offsets) > 1 and np.any(np.diff(offsets) < 0)):
+            raise DamagedDataset(offsets_file, "offsets do not start at 0 and increase")
+        size = tokens_file.stat().st_size if tokens_file.is_file() else 0
+        if size != offsets[-1]:
+            raise DamagedDataset(tokens_file, f"{size:,} bytes, the offsets end at {offsets[-1]:,}")
+        for key, have in (("proteins", len(self)), ("residues", int(offsets[-1]))):
+            want = (manifest_split or {}).get(key)
+            if want is not None and want != have:
+                raise DamagedDataset(offsets_file, f"{have:,} {key}, the manifest says {want:,}")
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -70,7 +120,10 @@ def read_manifest(data_dir: str | Path) -> dict:
             f"{data_dir}: no {MANIFEST}; this is not a prepared dataset "
             f"(run `protein-performer prepare FASTA --out {data_dir}`)"
         )
-    manifest = json.loads(file.read_text())
+    try:
+        manifest = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DamagedDataset(file, f"not valid JSON: {err}") from err
     version = manifest.get("alphabet_version")
     if version != ALPHABET_VERSION:
         raise ValueError(
@@ -84,8 +137,23 @@ def open_split(data_dir: str | Path, split: str) -> Shard:
     """Open one split (``train`` / ``valid`` / ``test``) of a prepared dataset."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-    read_manifest(data_dir)
+    manifest = read_manifest(data_dir)
     path = Path(data_dir) / split
     if not (path / OFFSETS_FILE).is_file():
-        raise FileNotFoundError(f"{path}: split missing from the prepared dataset")
-    return Shard(path)
+        raise DamagedDataset(path / OFFSETS_FILE, f"split {split!r} is missing")
+    shard = Shard(path)
+    shard.check(manifest.get("splits", {}).get(split))
+    return shard
+
+
+def verify_checksums(data_dir: str | Path, manifest: dict) -> None:
+    """Check every split's files against each other and the manifest's sizes and sha256
+    (reads all the data); raises :class:`DamagedDataset`."""
+    for split in SPLITS:
+        path, info = Path(data_dir) / split, manifest.get("splits", {}).get(split, {})
+        if not (path / OFFSETS_FILE).is_file():
+            raise DamagedDataset(path / OFFSETS_FILE, f"split {split!r} is missing")
+        Shard(path).check(info)
+        for name, record in info.get("files", {}).items():
+            if sha256_of(path / name) != record["sha256"]:
+                raise DamagedDataset(path / name, "its sha256 differs from the manifest's")
