@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,20 +27,70 @@ class LoadedModel:
     path: Path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedModel:
-    """Read a ``ProteinLM`` checkpoint into an eval-mode :class:`PerformerLM`.
+def default_device() -> str:
+    """The ``--device`` default of every command: ``cuda`` when available, else ``cpu``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
-    Raises ``FileNotFoundError`` / ``ValueError`` naming the file when it is missing, not a
-    protein_performer checkpoint, or made with another alphabet version.
+
+def add_device_argument(parser) -> None:
+    """``--device``, with the same default and help in every command that runs a model."""
+    parser.add_argument("--device", default=None,
+                        help="torch device: cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
+
+
+def read_checkpoint_file(path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict:
+    """The checkpoint dictionary at ``path``, unpickling only tensors and plain types.
+
+    Raises ``FileNotFoundError`` / ``ValueError`` naming the file and what to do; never advises
+    unsafe loading (``weights_only=False`` can run code hidden in a checkpoint).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file (0 bytes), not a checkpoint; its writing was interrupted: "
+                         "use another checkpoint (e.g. last.ckpt of the run) or train again")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a PyTorch checkpoint (truncated, or another kind of file); "
+                         "copy it again or use another checkpoint")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # unpickling errors come in many types
-        raise ValueError(f"{path}: not a loadable checkpoint ({type(err).__name__}: {err})") from err
-    if not isinstance(ckpt, dict) or "performer_config" not in ckpt or "state_dict" not in ckpt:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"{path}: holds Python objects other than tensors and plain types; protein_performer "
+                         "loads only checkpoints without them (other objects could run code). Use a checkpoint "
+                         "written by `protein-performer fit`") from err
+    except Exception as err:  # torch reports damaged archives in many types
+        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise ValueError(f"{path}: damaged checkpoint ({type(err).__name__}: {reason}); "
+                         "copy it again or use another checkpoint") from err
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ValueError(f"{path}: not a Lightning checkpoint (no state_dict); use one written by "
+                         "`protein-performer fit`")
+    return ckpt
+
+
+def check_finite(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Raise ``ValueError`` when any floating-point tensor of ``state`` holds NaN or inf."""
+    bad = total = 0
+    for value in state.values():
+        if torch.is_tensor(value) and value.is_floating_point():
+            bad += int((~torch.isfinite(value)).sum())
+            total += value.numel()
+    if bad:
+        raise ValueError(f"{path}: {bad:,} of {total:,} weights are NaN or infinite; the run that wrote it "
+                         "diverged. Train again with a lower --model.lr (or more --model.warmup_steps)")
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedModel:
+    """Read a ``ProteinLM`` checkpoint into an eval-mode :class:`PerformerLM`.
+
+    Raises ``FileNotFoundError`` / ``ValueError`` naming the file when it is missing, damaged,
+    not a protein_performer checkpoint, made with another alphabet version, or holds
+    non-finite weights.
+    """
+    path = Path(path)
+    ckpt = read_checkpoint_file(path, map_location)
+    if "performer_config" not in ckpt:
         raise ValueError(f"{path}: not a protein_performer checkpoint (no performer_config/state_dict)")
     version = ckpt.get("alphabet_version")
     if version != ALPHABET_VERSION:
@@ -46,6 +98,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     config = PerformerConfig(**ckpt["performer_config"])
     model = PerformerLM(config)
     state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    check_finite(state, path)
     model.load_state_dict(state)
     model.eval()
     counts = ckpt["state_dict"].get("train_token_counts", torch.zeros(config.vocab_size, dtype=torch.long))

@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -47,7 +48,10 @@ import numpy as np
 import torch
 
 from protein_performer.alphabet import ALPHABET
+from protein_performer.checkpoint import add_device_argument
+from protein_performer.corpus.fasta import add_unknown_argument
 from protein_performer.model import PerformerLM
+from protein_performer.outputs import check_output
 
 log = logging.getLogger(__name__)
 
@@ -373,7 +377,12 @@ class H5Writer:
 
         self.path, self.meta = path, meta
         path.parent.mkdir(parents=True, exist_ok=True)
-        with h5py.File(path, "a") as f:
+        try:
+            f = h5py.File(path, "a")
+        except OSError as err:
+            raise ValueError(f"{path}: exists and is not an HDF5 file of embeddings ({err}); "
+                             "choose another --out") from err
+        with f:
             if "meta" in f.attrs:
                 _check_meta(path, json.loads(f.attrs["meta"]), meta)
             else:
@@ -513,12 +522,26 @@ def open_writer(path: str | Path, fmt: str | None, meta: dict) -> H5Writer | Npz
     return {"h5": H5Writer, "npz": NpzWriter, "pt": PtDirWriter}[kind](path, meta)
 
 
+def _stored_format(path: Path, fmt: str | None) -> str:
+    """``h5`` / ``npz`` / ``pt`` of an existing output, from its content (``fmt`` if given)."""
+    if fmt or path.is_dir():
+        return output_format(path, fmt)
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head == b"\x89HDF\r\n\x1a\n":
+        return "h5"
+    if head.startswith(b"PK"):
+        return "npz"
+    raise ValueError(f"{path}: not an output of `protein-performer embed` (neither HDF5 nor npz, nor a folder "
+                     "of .pt files); pass the file or folder that embed wrote")
+
+
 def read_embeddings(path: str | Path, *, per_residue: bool = False, fmt: str | None = None) -> EmbeddingResult:
     """Read an ``embed`` output (HDF5, npz or .pt directory) back into an :class:`EmbeddingResult`."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no embeddings there (write them with `protein-performer embed`)")
-    kind = output_format(path, fmt)
+    kind = _stored_format(path, fmt)
     proteins: dict[str, ProteinEmbedding] = {}
     layers: tuple[int, ...] = ()
 
@@ -536,7 +559,7 @@ def read_embeddings(path: str | Path, *, per_residue: bool = False, fmt: str | N
         try:
             f = h5py.File(path, "r")
         except OSError as err:
-            raise ValueError(f"{path}: not a readable HDF5 file ({err}); pass --format if it is npz/pt") from err
+            raise ValueError(f"{path}: a damaged HDF5 file ({err}); run `protein-performer embed` again") from err
         with f:
             for key, g in f.items():
                 if g.attrs.get("complete", False):
@@ -582,9 +605,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window-overlap", type=int, default=None,
                         help=f"residues shared by consecutive windows (default min({DEFAULT_WINDOW_OVERLAP}, "
                              "max length / 4))")
-    parser.add_argument("--unknown", choices=("x", "skip", "error"), default="error",
-                        help="non-amino-acid characters: map to X, skip the record, or stop (default)")
-    parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
+    add_unknown_argument(parser)
+    add_device_argument(parser)
 
 
 def create_parser() -> argparse.ArgumentParser:
@@ -648,10 +670,14 @@ def run(args: argparse.Namespace) -> int:
     from protein_performer.checkpoint import load_checkpoint
     from protein_performer.corpus.fasta import CleaningPolicy, ReadCounts, read_records
 
+    if not args.fasta.is_file():
+        raise FileNotFoundError(f"{args.fasta}: no such input file")
+    check_output(args.out, "dir" if output_format(args.out, args.format) == "pt" else "file", inputs=[args.fasta])
     loaded = load_checkpoint(args.checkpoint)
     embedder = Embedder(loaded.model, layers=args.layers, per_residue=args.per_residue,
                         token_budget=args.token_budget, max_length=args.max_length,
                         window_overlap=args.window_overlap, device=args.device)
+    created = not args.out.exists()
     writer = open_writer(args.out, args.format, meta={
         "checkpoint": str(args.checkpoint), "layers": list(embedder.layers),
         "per_residue": embedder.per_residue, "max_length": embedder.max_length,
@@ -660,12 +686,29 @@ def run(args: argparse.Namespace) -> int:
     counts = ReadCounts()
     inputs = (ProteinInput(r.id, r.sequence, r.header)
               for r in read_records(args.fasta, CleaningPolicy(unknown=args.unknown), counts))
-    stats = embed_to_file(embedder, inputs, writer)
+    try:
+        stats = embed_to_file(embedder, inputs, writer)
+        if counts.kept == 0:
+            raise ValueError(f"no sequences in {args.fasta} ({counts.records_read} records read, skipped: "
+                             f"{dict(counts.skipped) or 'none'}); check the input file")
+    except BaseException:
+        if created and not writer.keys:  # leave no empty output behind
+            _remove_output(args.out)
+        raise
     log.info("embedded %d proteins (%d residues, %d windowed) in %.1f s: %.1f proteins/s, %.0f residues/s; "
              "%d skipped (already in %s or repeated ids); input: %s", stats.proteins, stats.residues,
              stats.windowed, stats.seconds, stats.to_dict()["proteins_per_s"], stats.to_dict()["residues_per_s"],
              stats.skipped_existing, args.out, counts.to_dict())
     return 0
+
+
+def _remove_output(path: Path) -> None:
+    """Remove an output this run created and left empty (a file, or a folder of .pt files)."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    log.debug("removed the empty output %s", path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 
 from protein_performer.baselines import ContextBaseline, unigram_probabilities
+from protein_performer.checkpoint import add_device_argument
+from protein_performer.corpus.fasta import add_unknown_argument
 from protein_performer.datasets import (
     IGNORE_INDEX,
     Sample,
@@ -179,27 +181,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--context-from", type=Path, default=None,
                         help="prepared dataset whose train split fits the neighbour-context n-gram baseline "
                              "(default: --data-dir; none for --fasta unless given)")
-    parser.add_argument("--unknown", choices=("error", "x", "skip"), default="x",
-                        help="non amino-acid characters: error, map to X (default), or skip the record")
-    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    add_unknown_argument(parser)
+    add_device_argument(parser)
     parser.add_argument("--out", type=Path, help="also write the JSON here")
 
 
 def run(args: argparse.Namespace) -> int:
-    from protein_performer.checkpoint import load_checkpoint
-    from protein_performer.corpus.fasta import CleaningPolicy, read_records
+    from protein_performer.checkpoint import default_device, load_checkpoint
 
     loaded = load_checkpoint(args.checkpoint)
-    model = loaded.model.to(args.device)
-    if args.fasta is not None:
-        source = str(args.fasta)
-        proteins = [r.token_array() for r in read_records(args.fasta, CleaningPolicy(unknown=args.unknown))]
-    else:
-        from protein_performer.corpus.shards import open_split
-
-        source = f"{args.data_dir}:{args.split}"
-        shard = open_split(args.data_dir, args.split)
-        proteins = [np.asarray(shard.protein(i)) for i in range(len(shard))]
+    model = loaded.model.to(args.device or default_device())
+    source, proteins, unknown_to_x = _read_proteins(args)
     unigram = unigram_probabilities(loaded.train_token_counts)
     context = None
     context_dir = args.context_from or args.data_dir
@@ -213,9 +205,33 @@ def run(args: argparse.Namespace) -> int:
     result = score_windows(model, loaded.objective, proteins, max_length=args.max_length,
                            batch_size=args.batch_size, seed=args.seed, passes=args.passes,
                            bootstrap=args.bootstrap, unigram=unigram, context=context)
-    payload = {"checkpoint": str(args.checkpoint), "input": source, **asdict(result)}
-    text = json.dumps(payload, indent=2)
+    if not math.isfinite(result.loss):
+        raise ValueError(f"{args.checkpoint}: the model's loss on {source} is {result.loss} (not finite); the "
+                         "checkpoint is broken, e.g. from a diverged run: train again with a lower --model.lr")
+    payload = {"checkpoint": str(args.checkpoint), "input": source, "unknown_to_x": unknown_to_x, **asdict(result)}
+    text = json.dumps(payload, indent=2, allow_nan=False)
     if args.out:
         args.out.write_text(text + "\n")
     print(text)
     return 0
+
+
+def _read_proteins(args: argparse.Namespace) -> tuple[str, list[np.ndarray], int]:
+    """(source name, proteins as residue ids, letters mapped to X) of ``--fasta`` or ``--data-dir``."""
+    from protein_performer.corpus.fasta import CleaningPolicy, ReadCounts, read_records
+
+    if args.fasta is not None:
+        counts = ReadCounts()
+        proteins = [r.token_array() for r in read_records(args.fasta, CleaningPolicy(unknown=args.unknown), counts)]
+        source = str(args.fasta)
+    else:
+        from protein_performer.corpus.shards import open_split, read_manifest
+
+        source = f"{args.data_dir}:{args.split}"
+        shard = open_split(args.data_dir, args.split)
+        proteins = [np.asarray(shard.protein(i)) for i in range(len(shard))]
+        counts = ReadCounts(unknown_to_x=read_manifest(args.data_dir).get("counts", {}).get("unknown_to_x", 0))
+    if counts.unknown_to_x:
+        log.warning("%s: %d characters that are not amino-acid codes were scored as X (--unknown x)%s", source,
+                    counts.unknown_to_x, " in the whole prepared dataset" if args.fasta is None else "")
+    return source, proteins, counts.unknown_to_x

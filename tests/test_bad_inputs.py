@@ -155,3 +155,123 @@ def test_partials_of_dead_processes_are_removed(small_fasta, tmp_path):
     assert not left.exists() and live.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".ds.partial-" + live.name.split("-", 1)[1],
                                                                  "ds", "small.fasta"])
+
+
+def test_non_ascii_letter_is_one_x_in_embed_score_and_similarity(tmp_path, ckpt, capsys, caplog, monkeypatch):
+    fasta = tmp_path / "u.fasta"
+    fasta.write_text(NON_ASCII + ">y\nACDEFGHIKLMNPQRSTVWY\n", encoding="utf-8")
+    code, _ = _cli(capsys, "embed", "--checkpoint", str(ckpt), "--fasta", str(fasta), "--out",
+                   str(tmp_path / "e.npz"), "--unknown", "x", "--device", "cpu")
+    assert code == 0
+    from protein_performer.embed import read_embeddings
+
+    assert read_embeddings(tmp_path / "e.npz")["x"].sequence == "MKVXLA"
+    assert cli.main(["score", "--checkpoint", str(ckpt), "--fasta", str(fasta), "--unknown", "x",
+                     "--bootstrap", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["unknown_to_x"] == 1
+    assert "1 characters that are not amino-acid codes were scored as X" in caplog.text
+    from protein_performer.analysis import similarity
+
+    seen = []
+    original = similarity.analyse
+
+    def spy(model, sequences, **kwargs):
+        seen.extend(sequences := list(sequences))
+        return original(model, sequences, **kwargs)
+
+    monkeypatch.setattr(similarity, "analyse", spy)
+    assert cli.main(["similarity", "--checkpoint", str(ckpt), "--fasta", str(fasta), "--out",
+                     str(tmp_path / "sim"), "--unknown", "x", "--device", "cpu"]) == 0
+    assert seen == ["MKVXLA", "ACDEFGHIKLMNPQRSTVWY"]
+
+
+# ------------------------------------------------------------------ 6-8. embed and similarity outputs
+
+
+def test_embed_and_similarity_check_out_before_the_work(tmp_path, ckpt, capsys):
+    fasta = write_fasta(tmp_path / "in.fasta", [("a", "MKVLA")])
+    before = fasta.read_bytes()
+    code, err = _cli(capsys, "embed", "--checkpoint", str(ckpt), "--fasta", str(fasta), "--out", str(fasta))
+    assert code == 1 and "is the input file" in err and fasta.read_bytes() == before
+    other = tmp_path / "notes.txt"
+    other.write_text("keep")
+    code, err = _cli(capsys, "embed", "--checkpoint", str(ckpt), "--fasta", str(fasta), "--out", str(other))
+    assert code == 1 and "not an HDF5 file" in err and other.read_text() == "keep"
+    code, err = _cli(capsys, "similarity", "--checkpoint", str(ckpt), "--fasta", str(fasta), "--out", str(other))
+    assert code == 1 and "is a file" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".npz", "_pt"])
+def test_embed_of_headers_only_fails_and_leaves_nothing(tmp_path, ckpt, capsys, suffix):
+    fasta = tmp_path / "headers.fasta"
+    fasta.write_text(">a\n>b\n")
+    out = tmp_path / f"e{suffix}"
+    fmt = ["--format", "pt"] if suffix == "_pt" else []
+    code, err = _cli(capsys, "embed", "--checkpoint", str(ckpt), "--fasta", str(fasta), "--out", str(out), *fmt)
+    assert code == 1 and f"no sequences in {fasta}" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["headers.fasta"]
+
+
+def test_failed_embed_leaves_no_empty_h5(tmp_path, ckpt, capsys):
+    fasta = tmp_path / "bad.fasta"
+    fasta.write_text(">a\nMKJLA\n")
+    code, err = _cli(capsys, "embed", "--checkpoint", str(ckpt), "--fasta", str(fasta), "--out",
+                     str(tmp_path / "e.h5"))
+    assert code == 1 and "'J'" in err and "--unknown=x" in err
+    assert not (tmp_path / "e.h5").exists()
+
+
+# ------------------------------------------------------------------ 1 (score) and 10. checkpoints, messages
+
+
+@pytest.fixture
+def nan_ckpt(ckpt, tmp_path) -> Path:
+    import torch
+
+    state = torch.load(ckpt, weights_only=True)
+    name = next(k for k, v in state["state_dict"].items() if k.startswith("model.") and v.is_floating_point())
+    state["state_dict"][name] = torch.full_like(state["state_dict"][name], float("nan"))
+    torch.save(state, tmp_path / "nan.ckpt")
+    return tmp_path / "nan.ckpt"
+
+
+def test_score_on_a_nan_model_fails(nan_ckpt, tmp_path, capsys):
+    fasta = write_fasta(tmp_path / "in.fasta", [("a", "MKVLAGAGALLA")])
+    code = cli.main(["score", "--checkpoint", str(nan_ckpt), "--fasta", str(fasta), "--bootstrap", "0"])
+    out, err = capsys.readouterr()
+    assert code == 1 and "NaN" not in out and "are NaN or infinite" in err and "lower --model.lr" in err
+
+
+def test_checkpoint_errors_never_advise_unsafe_loading(tmp_path, capsys):
+    import argparse
+
+    import torch
+
+    torch.save({"state_dict": {}, "x": argparse.Namespace(a=1)}, tmp_path / "pickled.ckpt")
+    (tmp_path / "empty.ckpt").write_bytes(b"")
+    fasta = write_fasta(tmp_path / "in.fasta", [("a", "MKVLA")])
+    for name, expected in (("pickled.ckpt", "other than tensors"), ("empty.ckpt", "empty file (0 bytes)")):
+        code, err = _cli(capsys, "score", "--checkpoint", str(tmp_path / name), "--fasta", str(fasta))
+        assert code == 1 and name in err and expected in err
+        assert "weights_only=False" not in err and "weights_only` set to `False" not in err
+
+
+def test_unknown_and_device_have_one_default_everywhere():
+    import argparse
+    import importlib
+
+    defaults = {}
+    for name in ("prepare", "embed", "score", "similarity", "attention"):
+        parser = argparse.ArgumentParser()
+        importlib.import_module(cli.COMMANDS[name][0]).add_arguments(parser)
+        options = {a.dest: a.default for a in parser._actions}
+        defaults[name] = (options.get("unknown", "n/a"), options.get("device", "n/a"))
+    assert {d[0] for n, d in defaults.items() if n != "attention"} == {"error"}, defaults
+    assert {d[1] for n, d in defaults.items() if n != "prepare"} == {None}, defaults
+
+
+def test_plot_embeddings_does_not_advise_a_missing_flag(tmp_path, capsys):
+    bogus = tmp_path / "emb.h5"
+    bogus.write_text("not embeddings")
+    code, err = _cli(capsys, "plot-embeddings", "--embeddings", str(bogus), "--out", str(tmp_path / "v.png"))
+    assert code == 1 and "emb.h5" in err and "--format" not in err

@@ -17,6 +17,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from protein_performer.checkpoint import add_device_argument
+from protein_performer.corpus.fasta import add_unknown_argument
+
 log = logging.getLogger(__name__)
 
 
@@ -32,9 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="similarity of amino-acid attention profiles (default pearson)")
     parser.add_argument("--row-block", type=int, default=256, help="query rows per attention block (default 256)")
     parser.add_argument("--top", type=int, default=10, help="top similar pairs to report (default 10)")
-    parser.add_argument("--unknown", choices=("x", "skip", "error"), default="x",
-                        help="non-amino-acid characters: map to X (default), skip the record, or stop")
-    parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
+    add_unknown_argument(parser)
+    add_device_argument(parser)
 
 
 def create_parser() -> argparse.ArgumentParser:
@@ -80,17 +82,18 @@ def report(result) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from protein_performer.analysis.similarity import analyse
-    from protein_performer.checkpoint import load_checkpoint
-    from protein_performer.corpus.fasta import CleaningPolicy, read_records
+    from protein_performer.checkpoint import default_device, load_checkpoint
+    from protein_performer.corpus.fasta import CleaningPolicy, ReadCounts, read_records
+    from protein_performer.outputs import check_output
 
     if args.max_proteins < 0 or args.row_block < 1:
         raise ValueError("--max-proteins must be >= 0 and --row-block >= 1")
+    check_output(args.out, "dir", inputs=[args.fasta])
     loaded = load_checkpoint(args.checkpoint)
-    model = loaded.model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    records = read_records(args.fasta, CleaningPolicy(unknown=args.unknown))
+    model = loaded.model.to(args.device or default_device())
+    counts = ReadCounts()
+    records = read_records(args.fasta, CleaningPolicy(unknown=args.unknown), counts)
     if args.max_proteins:
         records = itertools.islice(records, args.max_proteins)
     result = analyse(model, (r.sequence for r in records), layers=args.layers, method=args.method,
@@ -101,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
              list(result.profiles.layers), result.attention_vs_blosum.pearson, result.attention_vs_blosum.spearman,
              result.embedding_vs_blosum.pearson, result.embedding_vs_blosum.spearman,
              ", ".join(str(p) for p in paths))
+    if counts.unknown_to_x:
+        log.warning("%s: %d characters that are not amino-acid codes were read as X (--unknown x)", args.fasta,
+                    counts.unknown_to_x)
     report(result)
     return 0
 

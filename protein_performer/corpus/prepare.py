@@ -55,6 +55,7 @@ from protein_performer.corpus.shards import (
     sha256_of,
     verify_checksums,
 )
+from protein_performer.outputs import check_output
 
 log = logging.getLogger(__name__)
 
@@ -182,22 +183,18 @@ def _reusable(out: Path, input_info: list[dict], options: dict, overwrite: bool)
 
 
 def check_out_dir(out: Path, inputs: list[Path], overwrite: bool) -> None:
-    """Refuse, before any work, an ``--out`` that cannot become the dataset directory."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out} is a file; --out must be a directory (new or a prepared dataset)")
-    resolved = out.resolve()
-    if resolved == Path.cwd().resolve() or resolved in Path.cwd().resolve().parents:
+    """Refuse, before any work, an ``--out`` that cannot become the dataset directory (it is
+    built in a hidden sibling and renamed into place, so the folder above must be writable)."""
+    check_output(out, "dir")
+    if out.exists() and not os.access(out.parent.resolve(), os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: cannot write in {out.parent} (permission denied or read-only file system), "
+                         "where the new dataset is built; choose a writable --out")
+    resolved, cwd = out.resolve(), Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
         raise ValueError(f"--out {out} is the current directory or holds it; the dataset is written beside "
                          "--out and renamed into place, so choose a new folder, e.g. --out data/prepared/NAME")
     if overwrite and any(resolved in p.resolve().parents for p in inputs):
         raise ValueError(f"--out {out} holds an input file; --overwrite would delete it. Choose another --out")
-    # The dataset is built in a sibling of --out: the nearest existing folder above it must be writable.
-    ancestor = next(p for p in out.parents if p.exists())
-    if not ancestor.is_dir():
-        raise ValueError(f"--out {out}: {ancestor} is a file, not a folder; choose an --out under a folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {out}: cannot write in {ancestor} (permission denied or read-only file "
-                         "system); choose a writable --out")
 
 
 def remove_dead_partials(out: Path) -> None:
