@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import socket
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,7 +24,9 @@ from protein_performer.corpus.fetch import fetch, stream_url
 class Behaviour:
     data: bytes
     failures: list[str] = field(default_factory=list)
-    """What the next requests do, one entry each: "500", "drop" (half the body, then close), "html"."""
+    """What the next requests do, one entry each: "500", "drop" (half the body, then close), "html",
+    "endless" (no Content-Length, bytes until the client hangs up), "drip" (100 bytes every 0.05 s),
+    "stall" (1000 bytes, then silence until the client gives up)."""
     ranges: bool = True
     requests: list[dict] = field(default_factory=list)
 
@@ -47,6 +50,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._reply(500, b"internal error")
         if failure == "html":
             return self._reply(200, b"<html>maintenance</html>")
+        if failure in ("endless", "drip", "stall"):
+            return self._trickle(failure, behaviour.data)
         data, start = behaviour.data, 0
         match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
         if match and behaviour.ranges:
@@ -65,6 +70,29 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self.wfile.write(data[start:])
+
+    def _trickle(self, failure: str, data: bytes) -> None:
+        """Bounded loops: every mode stops after a few seconds at most, or when the client leaves."""
+        self.send_response(200)
+        if failure != "endless":
+            self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        try:
+            if failure == "endless":
+                for _ in range(10_000):  # up to 640 MB, far past any limit a test sets
+                    self.wfile.write(b"\0" * 65536)
+            elif failure == "drip":
+                for i in range(100):
+                    self.wfile.write(data[i * 100 : (i + 1) * 100])
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            else:
+                self.wfile.write(data[:1000])
+                self.wfile.flush()
+                time.sleep(2.0)
+        except OSError:
+            pass  # the client hung up, as it should
+        self.close_connection = True
 
     def _reply(self, status: int, body: bytes) -> None:
         self.send_response(status)
@@ -163,3 +191,39 @@ def test_cli(server, tmp_path, ecoli_fasta, capsys):
     assert server.behaviour.requests[-1]["params"]["query"] == ["organism_id:83333 AND reviewed:true"]
     assert cli.main(["fetch", "--proteome", "E_COLI", "--out", str(out)]) == 1
     assert "not a UniProt proteome id" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ limits (issue 13, item 9)
+
+
+def test_endless_body_stops_at_max_bytes(server, tmp_path):
+    server.behaviour.failures = ["endless"]
+    with pytest.raises(RuntimeError, match=r"over the limit of 1,000,000 bytes.*--max-bytes"):
+        fetch(url_for(server), tmp_path / "x.fasta.gz", retries=0, max_bytes=1_000_000)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_drip_feed_trips_the_overall_deadline(server, tmp_path):
+    server.behaviour.failures = ["drip"]
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"deadline of 0.5 s .*bytes kept.*--deadline"):
+        fetch(url_for(server), tmp_path / "x.fasta.gz", retries=3, backoff=0, timeout=2, deadline=0.5)
+    assert time.monotonic() - start < 2.5
+    assert (tmp_path / "x.fasta.gz.part").stat().st_size >= 100  # kept for the resume
+
+
+def test_bytes_before_a_stall_are_kept_and_resumed(server, tmp_path, ecoli_fasta):
+    server.behaviour.failures = ["stall"]
+    out = tmp_path / "x.fasta.gz"
+    with pytest.raises(RuntimeError, match="failed after 1 attempts"):
+        fetch(url_for(server), out, retries=0, timeout=0.3)
+    assert (tmp_path / "x.fasta.gz.part").stat().st_size == 1000
+    fetch(url_for(server), out, backoff=0)
+    assert server.behaviour.requests[-1]["range"] == "bytes=1000-" and out.read_bytes() == ecoli_fasta.read_bytes()
+
+
+@pytest.mark.parametrize("base", ["file:///etc", "ftp://example.org", "rest.uniprot.org"])
+def test_only_http_base_urls(base, tmp_path, capsys):
+    assert cli.main(["fetch", "--proteome", "UP000000625", "--out", str(tmp_path / "x.gz"), "--base-url", base]) == 1
+    assert "not an http(s) URL" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
