@@ -206,6 +206,7 @@ class ProteinLM(pl.LightningModule):
         elapsed = time.perf_counter() - self._batch_start
         self.log("train/tokens_per_s", self._batch_tokens * self.trainer.world_size / max(elapsed, 1e-9),
                  prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
+        self.model.commit_feature_statistics()
         self._maybe_redraw()
 
     def _maybe_redraw(self) -> None:

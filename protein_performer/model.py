@@ -54,6 +54,17 @@ class PerformerConfig:
     """Seed of the initial random projections (redraws are seeded by the trainer)."""
     tie_embeddings: bool = True
     """Share the input embedding and the output projection."""
+    local_heads: int = 0
+    """Hybrid attention: this many heads per block use exact softmax attention inside a sliding
+    window of ``local_window`` residues (linear in L, causal-safe); the others use ``attention``."""
+    local_window: int = 16
+    """Largest |t - s| a local head attends to."""
+    conv_width: int = 0
+    """Width of a depthwise convolution over q, k and v along the sequence (0: none; causal
+    padding for causal models)."""
+    feature_map: Literal["favor+", "favor++"] = "favor+"
+    """Softmax random features: FAVOR+, or FAVOR++ (optimal positive features, A from a running
+    statistic of training batches)."""
 
     def __post_init__(self) -> None:
         if self.dim % self.heads:
@@ -64,7 +75,15 @@ class PerformerConfig:
             raise ValueError(f"position must be 'rotary' or 'learned', got {self.position!r}")
         if self.position == "rotary" and (self.dim // self.heads) % 2:
             raise ValueError("rotary positions need an even head dimension (dim / heads)")
-        for name in ("depth", "heads", "ff_mult", "nb_features", "chunk_size", "max_position"):
+        if self.feature_map not in ("favor+", "favor++"):
+            raise ValueError(f"feature_map must be 'favor+' or 'favor++', got {self.feature_map!r}")
+        if self.feature_map == "favor++" and self.attention != "softmax":
+            raise ValueError(f"feature_map 'favor++' needs attention 'softmax', not {self.attention!r}")
+        if not 0 <= self.local_heads <= self.heads:
+            raise ValueError(f"local_heads must be in [0, heads={self.heads}], got {self.local_heads}")
+        if self.conv_width < 0 or self.conv_width == 1:
+            raise ValueError(f"conv_width must be 0 (off) or >= 2, got {self.conv_width}")
+        for name in ("depth", "heads", "ff_mult", "nb_features", "chunk_size", "max_position", "local_window"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
@@ -106,7 +125,9 @@ class Block(nn.Module):
         self.attn = FavorAttention(
             config.dim, config.heads, kernel=config.attention, nb_features=config.nb_features,
             causal=config.causal, feature_scaling=config.feature_scaling,
-            chunk_size=config.chunk_size, dropout=config.dropout, generator=generator,
+            chunk_size=config.chunk_size, dropout=config.dropout, local_heads=config.local_heads,
+            local_window=config.local_window, conv_width=config.conv_width,
+            feature_map=config.feature_map, generator=generator,
         )
         self.norm2 = nn.LayerNorm(config.dim)
         self.ff = FeedForward(config.dim, config.ff_mult * config.dim, config.dropout)
@@ -167,6 +188,12 @@ class PerformerLM(nn.Module):
         """Draw new random projections for every attention layer (no effect for exact attention)."""
         for block in self.blocks:
             block.attn.redraw_features(generator)
+
+    @torch.no_grad()
+    def commit_feature_statistics(self) -> None:
+        """After an optimizer step: fold the last batch's FAVOR++ statistics into the running ones."""
+        for block in self.blocks:
+            block.attn.commit_feature_statistics()
 
     def _layer_index(self, i: int) -> int:
         j = i + self.config.depth + 1 if i < 0 else i

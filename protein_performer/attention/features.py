@@ -10,6 +10,15 @@ with the rows w_i of W (m, d) drawn N(0, I_d), here as stacked orthogonal blocks
 row norms are chi-distributed so each row is still marginally Gaussian. Attention uses
 x = q / d^(1/4), y = k / d^(1/4), so exp(x . y) = exp(q . k / sqrt(d)).
 
+FAVOR++ (Likhosherstov et al. 2022, arXiv:2205.15317, "optimal positive random features") adds a
+free parameter A < 1/4 and stays unbiased for every such A::
+
+    phi_A(x) = (1 - 4A)^(d/4) exp(A |w|^2 + sqrt(1 - 4A) w . x - |x|^2 / 2) / sqrt(m)
+
+A = 0 is FAVOR+. The variance of the estimate is smallest at
+A* = (1 - 2 rho - sqrt((2 rho + 1)^2 + 8 rho)) / 16 <= 0, with rho = mean |x + y|^2 / d over the
+query/key pairs (:func:`favorpp_coefficient`).
+
 Generalised ReLU kernel: phi(x) = relu(W x) / sqrt(m) + eps.
 
 Shapes: x is (..., L, d); the projection is (m, d); features are (..., L, m).
@@ -73,26 +82,55 @@ def iid_gaussian_matrix(
     return out.to(device=device, dtype=dtype or torch.get_default_dtype())
 
 
-def softmax_feature_logits(x: Tensor, projection: Tensor) -> tuple[Tensor, Tensor]:
+def favorpp_coefficient(rho: Tensor) -> Tensor:
+    """The variance-optimal FAVOR++ parameter ``A*`` for ``rho = mean |x + y|^2 / d`` (any shape).
+
+    ``A* = (1 - 2 rho - sqrt((2 rho + 1)^2 + 8 rho)) / 16``: 0 at rho = 0, negative above, always
+    below 1/8 (where the estimator's variance is finite).
+    """
+    rho = rho.clamp_min(0)
+    return (1 - 2 * rho - torch.sqrt((2 * rho + 1) ** 2 + 8 * rho)) / 16
+
+
+def softmax_log_terms(x: Tensor, projection: Tensor, a: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The two parts of log phi(x): ``(proj, half_sq)`` with ``log(sqrt(m) phi(x)) = proj - half_sq``.
+
+    ``proj`` (..., L, m) is ``W x'`` (FAVOR+), or ``sqrt(1 - 4A) W x' + A |w|^2`` (FAVOR++ with
+    ``a`` = A broadcastable to (..., 1, 1), e.g. one value per head (H, 1, 1)); ``half_sq`` (..., L)
+    is ``|x'|^2 / 2`` (minus ``log D = d/4 log(1 - 4A)`` for FAVOR++). ``x' = x / d^(1/4)``.
+    """
+    d = x.shape[-1]
+    x = x * d**-0.25  # (..., L, d)
+    proj = x @ projection.t().to(x.dtype)  # (..., L, m)
+    half_sq = 0.5 * (x * x).sum(dim=-1)  # (..., L)
+    if a is not None:
+        a = a.to(x.dtype)
+        b = torch.sqrt(1 - 4 * a)  # (..., 1, 1)
+        norms = (projection.to(x.dtype) ** 2).sum(dim=-1)  # (m,)
+        proj = proj * b + a * norms
+        half_sq = half_sq - (0.25 * d * torch.log(1 - 4 * a)).squeeze(-1)
+    return proj, half_sq
+
+
+def softmax_feature_logits(x: Tensor, projection: Tensor, a: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Log-domain softmax features, for attention that tracks its own stabiliser.
 
-    Returns ``(features, log_scale)``: ``features`` (..., L, m) are ``exp(W x' - p) / sqrt(m)`` with
+    Returns ``(features, log_scale)``: ``features`` (..., L, m) are ``exp(proj - p) / sqrt(m)`` with
     ``p`` the position's largest projection, so every entry is in (0, 1/sqrt(m)]; ``log_scale``
     (..., L) is ``p - |x'|^2 / 2``. The true feature vector is ``features * exp(log_scale)``:
     the scale depends on position ``x`` alone, so a causal consumer can rescale without looking
     at later positions. ``p`` is a detached constant (gradients are those of the true features);
-    ``|x'|^2`` keeps its gradient inside ``log_scale``.
+    ``|x'|^2`` keeps its gradient inside ``log_scale``. ``a``: FAVOR++ (:func:`softmax_log_terms`).
     """
-    x = x * x.shape[-1] ** -0.25  # (..., L, d)
-    proj = x @ projection.t().to(x.dtype)  # (..., L, m)
+    proj, half_sq = softmax_log_terms(x, projection, a)
     peak = proj.detach().amax(dim=-1, keepdim=True)  # (..., L, 1)
     # One subtraction and an in-place exp over the (L, m) block: this is the hot loop.
     features = torch.exp_(proj - (peak + 0.5 * math.log(projection.shape[0])))
-    log_scale = peak.squeeze(-1) - 0.5 * (x * x).sum(dim=-1)  # (..., L)
+    log_scale = peak.squeeze(-1) - half_sq  # (..., L)
     return features, log_scale
 
 
-def softmax_features(x: Tensor, projection: Tensor, *, is_query: bool) -> Tensor:
+def softmax_features(x: Tensor, projection: Tensor, *, is_query: bool, a: Tensor | None = None) -> Tensor:
     """Positive random features of the softmax kernel, ``exp(W x' - |x'|^2/2) / sqrt(m)``.
 
     ``x`` is (..., L, d), queries or keys, *unscaled* (this divides by d^(1/4)); returns (..., L, m).
@@ -103,7 +141,7 @@ def softmax_features(x: Tensor, projection: Tensor, *, is_query: bool) -> Tensor
     causal attention must not use it: :func:`~protein_performer.attention.linear.favor_attention`
     uses :func:`softmax_feature_logits` and a running (prefix) maximum instead.
     """
-    features, log_scale = softmax_feature_logits(x, projection)
+    features, log_scale = softmax_feature_logits(x, projection, a)
     if is_query:
         return features
     shift = log_scale - log_scale.detach().amax(dim=-1, keepdim=True)  # (..., L), <= 0

@@ -12,9 +12,13 @@ positions the masked C x C product is formed; across chunks a running state
 S = sum_s phi(k_s) [v_s, 1]^T of size (m, d + 1) is carried. Nothing of size L x m x d is ever
 materialised.
 
-Softmax keys carry a per-position log-scale (their largest logit). They are reweighted by
-exp(log_scale_s - M) with M a *running* maximum over positions <= t, never a maximum over the
-whole sequence, so an output at position t depends on positions <= t only, bit for bit.
+Stabilisers (softmax kernel). Bidirectional attention references every feature to its own largest
+key logit, c_i = max_s log phi_i(k_s), and every query to max_i (log phi_i(q_t) + c_i): the
+feature that dominates a query's normaliser then contributes exactly its largest term, so no
+normaliser underflows at any query/key norm. Causal keys carry a per-position log-scale (their
+largest logit) and are reweighted by exp(log_scale_s - M) with M a *running* maximum over
+positions <= t, never a maximum over the whole sequence, so an output at position t depends on
+positions <= t only, bit for bit.
 
 Shapes: q, k, v are (B, H, L, D); projection is (m, D); outputs are (B, H, L, D).
 """
@@ -28,16 +32,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from protein_performer.attention.features import relu_features, softmax_feature_logits
+from protein_performer.attention.features import relu_features, softmax_feature_logits, softmax_log_terms
 
 Kernel = Literal["softmax", "relu"]
 DEFAULT_CHUNK_SIZE = 128
 
 
-def _features(x: Tensor, projection: Tensor, kernel: str) -> tuple[Tensor, Tensor | None]:
+def _head_coefficient(a: Tensor | None) -> Tensor | None:
+    """FAVOR++'s A per head, (H,) -> (H, 1, 1), broadcast over (B, H, L, m)."""
+    return None if a is None else a.view(-1, 1, 1)
+
+
+def _features(x: Tensor, projection: Tensor, kernel: str, a: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
     """(B, H, L, D) -> features (B, H, L, m) and, for softmax, the per-position log-scale (B, H, L)."""
     if kernel == "softmax":
-        return softmax_feature_logits(x, projection)
+        return softmax_feature_logits(x, projection, _head_coefficient(a))
     if kernel == "relu":
         return relu_features(x, projection), None
     raise ValueError(f"kernel must be 'softmax' or 'relu', got {kernel!r}")
@@ -59,6 +68,25 @@ def _ratio(out: Tensor) -> Tensor:
     """Split (..., D + 1) into numerator / denominator; the last channel is the normaliser."""
     num, den = out[..., :-1], out[..., -1:]
     return num / den.clamp_min(torch.finfo(den.dtype).tiny)
+
+
+def _softmax_bidirectional_features(
+    q: Tensor, k: Tensor, projection: Tensor, a: Tensor | None, key_padding_mask: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """Softmax features of queries and keys (B, H, L, m), stabilised per feature (see the module
+    docstring): every key feature is at most 1 and reaches 1 at its best key; every query's
+    largest feature, weighted by that key reference, is exactly 1. Padded keys are exact zeros."""
+    a = _head_coefficient(a)
+    kp, k_sq = softmax_log_terms(k, projection, a)
+    logk = kp.sub_(k_sq.unsqueeze(-1))  # (B, H, L, m): log phi(k) up to a constant
+    if key_padding_mask is not None:
+        logk = logk.masked_fill(~key_padding_mask[:, None, :, None], float("-inf"))
+    ref = logk.detach().amax(dim=-2, keepdim=True).clamp_min(torch.finfo(logk.dtype).min)  # (B, H, 1, m)
+    kf = logk.sub_(ref).exp_()
+    qp, _ = softmax_log_terms(q, projection, a)  # |q'|^2 is one factor per row: it cancels
+    logq = qp.add_(ref)  # (B, H, L, m)
+    qf = logq.sub_(logq.detach().amax(dim=-1, keepdim=True)).exp_()
+    return qf, kf
 
 
 def _bidirectional(qf: Tensor, kf: Tensor, v1: Tensor, log_scale: Tensor | None) -> Tensor:
@@ -162,6 +190,7 @@ def favor_attention(
     causal: bool = False,
     key_padding_mask: Tensor | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    feature_a: Tensor | None = None,
 ) -> Tensor:
     """FAVOR+ attention: approximates softmax(Q K^T / sqrt(D)) V for ``kernel="softmax"``.
 
@@ -173,6 +202,7 @@ def favor_attention(
         key_padding_mask: (B, L) bool, True at real tokens. Padded keys contribute to neither
             numerator nor denominator; outputs at padded queries are unspecified.
         chunk_size: causal block length C (time O(L C (m + D)), state O(L/C m D)).
+        feature_a: (H,) FAVOR++ parameter A per head (softmax only; None: FAVOR+, A = 0).
 
     Returns:
         (B, H, L, D) in the dtype of ``v``. Half-precision inputs are computed in float32
@@ -184,9 +214,15 @@ def favor_attention(
     with torch.autocast(device_type=q.device.type, enabled=False):
         if q.dtype in (torch.float16, torch.bfloat16):
             q, k, v = q.float(), k.float(), v.float()
-        qf, _ = _features(q, projection, kernel)  # query scale cancels in the ratio
-        kf, log_scale = _features(k, projection, kernel)  # (B, H, L, m), (B, H, L) | None
+        if feature_a is not None and kernel != "softmax":
+            raise ValueError("feature_a (FAVOR++) applies to the softmax kernel only")
         v1 = F.pad(v, (0, 1), value=1.0)  # (B, H, L, D + 1): last channel sums the normaliser
+        if kernel == "softmax" and not causal:  # per-feature stabilisers; padded keys are zeros
+            qf, kf = _softmax_bidirectional_features(q, k, projection, feature_a, key_padding_mask)
+            v1, _ = _mask_keys(v1, None, key_padding_mask)  # no 0 * nan from padded values
+            return _ratio(_bidirectional(qf, kf, v1, None)).to(out_dtype)
+        qf, _ = _features(q, projection, kernel, feature_a)  # query scale cancels in the ratio
+        kf, log_scale = _features(k, projection, kernel, feature_a)  # (B, H, L, m), (B, H, L) | None
         v1, log_scale = _mask_keys(v1, log_scale, key_padding_mask)
         if causal:
             out = _causal_chunked(qf, kf, v1, log_scale, chunk_size)
@@ -205,6 +241,7 @@ def favor_attention_weights(
     rows: Tensor | None = None,
     key_padding_mask: Tensor | None = None,
     block_size: int = 1024,
+    feature_a: Tensor | None = None,
 ) -> Tensor:
     """The implicit, normalised FAVOR+ attention matrix for chosen query rows.
 
@@ -224,7 +261,11 @@ def favor_attention_weights(
     rows = torch.arange(L, device=q.device) if rows is None else rows.to(q.device)
     with torch.autocast(device_type=q.device.type, enabled=False):
         q, k = q.float() if q.dtype != torch.float64 else q, k.float() if k.dtype != torch.float64 else k
-        kf, log_scale = _features(k, projection, kernel)  # (B, H, L, m)
+        if kernel == "softmax" and not causal:  # the stabilisers of favor_attention
+            qf_all, kf = _softmax_bidirectional_features(q, k, projection, feature_a, key_padding_mask)
+            raw = qf_all[:, :, rows] @ kf.transpose(-2, -1)  # (B, H, R, L)
+            return raw / raw.sum(dim=-1, keepdim=True)
+        kf, log_scale = _features(k, projection, kernel, feature_a)  # (B, H, L, m)
         if key_padding_mask is not None:  # padded keys: weight exactly 0
             kf = kf.masked_fill(~key_padding_mask[:, None, :, None], 0.0)
             if log_scale is not None:
@@ -233,7 +274,7 @@ def favor_attention_weights(
         blocks = []
         for start in range(0, rows.numel(), block_size):
             r = rows[start : start + block_size]  # (R_b,)
-            qf, _ = _features(q[:, :, r], projection, kernel)  # (B, H, R_b, m)
+            qf, _ = _features(q[:, :, r], projection, kernel, feature_a)  # (B, H, R_b, m)
             raw = qf @ kf.transpose(-2, -1)  # (B, H, R_b, L)
             allowed = positions[None, :] <= r[:, None] if causal else None  # (R_b, L)
             if log_scale is not None:

@@ -1,0 +1,242 @@
+"""The learning options of FavorAttention: hybrid local + global heads, the q/k/v convolution,
+FAVOR++, and the per-feature stabiliser at large norms. Float64 equivalence, exact causality,
+padding, gradients."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from protein_performer.attention import FavorAttention, exact_attention, favor_attention, gaussian_orthogonal_matrix
+from protein_performer.attention.features import favorpp_coefficient, softmax_log_terms
+from protein_performer.attention.local import local_attention, local_attention_weights
+from protein_performer.model import PerformerConfig, PerformerLM
+
+
+def _qkv(B=2, H=3, L=37, D=8, dtype=torch.float64, seed=0, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(B, H, L, D, generator=g, dtype=dtype) * scale for _ in range(3)]
+
+
+def _banded_reference(q, k, v, window, causal, mask):
+    """softmax over |t - s| <= window (s <= t when causal) with the L x L matrix formed."""
+    L = q.shape[-2]
+    pos = torch.arange(L)
+    rel = pos[None, :] - pos[:, None]  # (L, L): s - t
+    allowed = (rel.abs() <= window) & mask[:, None, None, :]
+    if causal:
+        allowed &= rel <= 0
+    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
+    return scores.masked_fill(~allowed, float("-inf")).softmax(-1) @ v
+
+
+# --------------------------------------------------------------------------- local attention
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("window", [1, 4, 5, 36, 100])
+def test_local_attention_equals_banded_softmax_in_float64(causal, window):
+    q, k, v = _qkv()
+    mask = torch.ones(2, 37, dtype=torch.bool)
+    mask[1, 30:] = False  # the second sequence is padded
+    got = local_attention(q, k, v, window, causal=causal, key_padding_mask=mask)
+    want = _banded_reference(q, k, v, window, causal, mask)
+    torch.testing.assert_close(got[0], want[0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got[1, :, :30], want[1, :, :30], rtol=1e-12, atol=1e-12)
+    weights = local_attention_weights(q, k, window, causal=causal, key_padding_mask=mask)
+    torch.testing.assert_close((weights @ v)[1, :, :30], got[1, :, :30], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1], dtype=weights.dtype))
+
+
+def test_local_attention_with_a_window_over_the_length_is_exact_attention():
+    q, k, v = _qkv(L=20)
+    for causal in (False, True):
+        torch.testing.assert_close(local_attention(q, k, v, 64, causal=causal),
+                                   exact_attention(q, k, v, causal=causal), rtol=1e-12, atol=1e-12)
+
+
+def test_local_attention_gradcheck():
+    q, k, v = (t.requires_grad_() for t in _qkv(B=1, H=1, L=11, D=4))
+    for causal in (False, True):
+        assert torch.autograd.gradcheck(lambda a, b, c: local_attention(a, b, c, 3, causal=causal), (q, k, v))
+
+
+# --------------------------------------------------------------------------- the layer options
+
+
+def _layer(**kw) -> FavorAttention:
+    torch.manual_seed(0)
+    return FavorAttention(16, 4, nb_features=32, generator=torch.Generator().manual_seed(0), **kw).double()
+
+
+def test_hybrid_heads_are_local_exact_then_favor():
+    layer = _layer(local_heads=2, local_window=3)
+    x = torch.randn(2, 25, 16, dtype=torch.float64)
+    B, L = x.shape[:2]
+    q, k, v = layer.qkv(x).view(B, L, 3, 4, 4).permute(2, 0, 3, 1, 4)
+    rot = None
+    want = torch.cat([local_attention(q[:, :2], k[:, :2], v[:, :2], 3),
+                      favor_attention(q[:, 2:], k[:, 2:], v[:, 2:], layer.projection)], dim=1)
+    want = layer.out(want.transpose(1, 2).reshape(B, L, 16))
+    got, weights = layer(x, rotary=rot, need_weights=True)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert weights.shape == (2, 4, 25, 25)
+    assert torch.all(weights[:, :2].triu(4) == 0) and torch.all(weights[:, :2].tril(-4) == 0)  # the window
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4, 25, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("width", [3, 4])
+def test_qkv_convolution_is_a_depthwise_conv1d(causal, width):
+    layer = _layer(conv_width=width, causal=causal)
+    with torch.no_grad():
+        layer.conv_weight.normal_()
+    qkv = torch.randn(2, 13, 48, dtype=torch.float64)
+    left = width - 1 if causal else (width - 1) // 2
+    want = F.conv1d(F.pad(qkv.transpose(1, 2), (left, width - 1 - left)), layer.conv_weight.unsqueeze(1),
+                    groups=48).transpose(1, 2)
+    torch.testing.assert_close(layer._convolve(qkv, None), want, rtol=1e-12, atol=1e-12)
+
+
+def test_convolution_starts_as_the_identity():
+    plain, conv = _layer(), _layer(conv_width=3)
+    conv.load_state_dict({**plain.state_dict(), "conv_weight": conv.conv_weight}, strict=True)
+    x = torch.randn(1, 20, 16, dtype=torch.float64)
+    torch.testing.assert_close(conv(x)[0], plain(x)[0], rtol=0, atol=0)
+
+
+OPTIONS = [dict(local_heads=1, local_window=5), dict(conv_width=4), dict(feature_map="favor++"),
+           dict(local_heads=1, local_window=3, conv_width=3, feature_map="favor++")]
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+@pytest.mark.parametrize("attention", ["softmax", "relu", "exact"])
+def test_causal_model_with_options_ignores_the_future_bit_for_bit(options, attention):
+    if attention != "softmax" and "feature_map" in options:
+        pytest.skip("FAVOR++ is a softmax feature map")
+    torch.manual_seed(0)
+    model = PerformerLM(PerformerConfig(dim=16, depth=2, heads=2, nb_features=8, dropout=0.0, causal=True,
+                                        chunk_size=8, attention=attention, **options))
+    if "feature_map" in options:  # a measured rho, so that A != 0
+        model.train()
+        model(torch.randint(5, 25, (2, 30)))
+        model.commit_feature_statistics()
+    model.eval()
+    ids = torch.randint(5, 25, (2, 40), generator=torch.Generator().manual_seed(0))
+    base = model(ids).logits
+    for t in (0, 7, 8, 25):
+        ids2 = ids.clone()
+        ids2[:, t + 1:] = torch.randint(5, 25, ids2[:, t + 1:].shape)
+        assert torch.equal(model(ids2).logits[:, : t + 1], base[:, : t + 1]), (options, t)
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+@pytest.mark.parametrize("causal", [False, True])
+def test_padding_leaves_real_positions_unchanged_with_options(options, causal):
+    torch.manual_seed(0)
+    model = PerformerLM(PerformerConfig(dim=16, depth=2, heads=2, nb_features=8, dropout=0.0, causal=causal,
+                                        **options)).double().eval()
+    ids = torch.randint(5, 25, (1, 30), generator=torch.Generator().manual_seed(1))
+    padded = torch.cat([ids, torch.zeros(1, 10, dtype=torch.long)], dim=1)
+    torch.testing.assert_close(model(padded, padded != 0).logits[:, :30], model(ids).logits,
+                               rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_gradients_reach_every_parameter(options):
+    torch.manual_seed(0)
+    model = PerformerLM(PerformerConfig(dim=16, depth=1, heads=2, nb_features=8, dropout=0.0, **options))
+    model(torch.randint(5, 25, (2, 24))).logits.logsumexp(-1).mean().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+def test_layer_gradcheck_with_options():
+    layer = _layer(local_heads=2, local_window=2, conv_width=3, causal=True)
+    with torch.no_grad():
+        layer.conv_weight.normal_()
+    x = torch.randn(1, 9, 16, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: layer(t)[0], (x,))
+
+
+def test_option_validation():
+    for bad, match in ((dict(local_heads=3), "local_heads"), (dict(conv_width=1), "conv_width"),
+                       (dict(local_window=0), "local_window"), (dict(feature_map="favor#"), "feature_map"),
+                       (dict(feature_map="favor++", attention="relu"), "softmax")):
+        with pytest.raises(ValueError, match=match):
+            PerformerConfig(dim=16, depth=1, heads=2, **bad)
+
+
+# --------------------------------------------------------------------------- FAVOR++
+
+
+def _estimates(x, y, a, draws, m=1, seed=0):
+    """Single-feature-sample estimates of exp(x . y / sqrt(d)) (float64): (draws, n) for n pairs."""
+    d = x.shape[-1]
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(draws * m, d, generator=g, dtype=torch.float64)
+    at = None if a is None else torch.tensor(a, dtype=torch.float64)
+    px, hx = softmax_log_terms(x, w, at)  # (n, draws * m), (n,)
+    py, hy = softmax_log_terms(y, w, at)
+    return torch.exp(px - hx[:, None] + py - hy[:, None]).t().reshape(draws, m, -1).mean(1)
+
+
+@pytest.mark.parametrize("a", [None, 0.05, -0.3])  # finite variance needs A < 1/8
+def test_favorpp_is_unbiased_for_any_a_below_a_quarter(a):
+    g = torch.Generator().manual_seed(3)
+    d = 4
+    x = torch.randn(6, d, generator=g, dtype=torch.float64) * 0.5
+    y = torch.randn(6, d, generator=g, dtype=torch.float64) * 0.5
+    target = torch.exp((x * y).sum(-1) / math.sqrt(d))
+    est = _estimates(x, y, a, 400_000).mean(0)
+    torch.testing.assert_close(est, target, rtol=0.02, atol=0)
+
+
+def test_favorpp_optimal_a_has_lower_variance_than_favor_plus():
+    g = torch.Generator().manual_seed(4)
+    d = 8
+    x = torch.randn(1, d, generator=g, dtype=torch.float64) * 1.5
+    y = x + 0.3 * torch.randn(1, d, generator=g, dtype=torch.float64)  # a strong pair, where it matters
+    rho = ((x + y) / d**0.25).pow(2).sum() / d
+    a_star = float(favorpp_coefficient(rho))
+    assert a_star < 0
+    var = {a: _estimates(x, y, a, 200_000, seed=5).var(0).item() for a in (0.0, a_star, a_star / 2, 2 * a_star)}
+    assert var[a_star] < var[0.0] * 0.8
+    assert var[a_star] <= min(var[a_star / 2], var[2 * a_star]) * 1.05  # the optimum (up to MC noise)
+
+
+def test_favorpp_statistic_updates_only_when_training_and_committed():
+    torch.manual_seed(0)
+    model = PerformerLM(PerformerConfig(dim=16, depth=1, heads=2, nb_features=8, dropout=0.0,
+                                        feature_map="favor++"))
+    rho = model.blocks[0].attn.favorpp_rho
+    assert torch.all(rho == -1)
+    ids = torch.randint(5, 25, (2, 24))
+    model.eval()
+    model(ids)
+    model.commit_feature_statistics()
+    assert torch.all(rho == -1)  # inference never changes it
+    model.train()
+    before = model(ids).logits
+    assert torch.all(rho == -1)  # measured, not yet committed: a recomputed forward matches
+    torch.testing.assert_close(model(ids).logits, before, rtol=0, atol=0)
+    model.commit_feature_statistics()
+    assert torch.all(rho > 0)
+    assert "blocks.0.attn.favorpp_rho" in model.state_dict()
+
+
+# --------------------------------------------------------------------------- large norms
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bidirectional_rows_stay_finite_and_nonzero_at_large_norms(dtype):
+    q, k, v = _qkv(B=1, H=2, L=2048, D=64, dtype=dtype, scale=100.0)
+    w = gaussian_orthogonal_matrix(256, 64, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    out = favor_attention(q, k, v, w)
+    assert torch.isfinite(out).all()
+    assert not (out == 0).all(-1).any()
+    # Every output is a convex combination of the values.
+    assert torch.all(out <= v.amax(-2, keepdim=True) + 1e-4) and torch.all(out >= v.amin(-2, keepdim=True) - 1e-4)
