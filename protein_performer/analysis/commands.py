@@ -2,9 +2,10 @@
 
     protein-performer similarity --checkpoint CKPT --fasta IN --out DIR [--max-proteins N] [--layers ...]
 
-Writes into DIR: ``similarity.csv`` (attention, 20 x 20), ``embedding_similarity.csv``,
-``attention_profiles.csv`` (enrichment per layer/head and amino acid), ``blosum_comparison.json``,
-and ``similarity.{png,svg}`` / ``embedding_similarity.{png,svg}`` (heatmap in hierarchical-clustering
+Writes into DIR: ``similarity.csv`` (attention profiles, 20 x 20), ``pair_similarity.csv``
+(attention-pair log-odds), ``embedding_similarity.csv``, ``attention_profiles.csv`` (enrichment per
+layer/head and amino acid), ``blosum_comparison.json``, and ``similarity.{png,svg}`` /
+``pair_similarity.{png,svg}`` / ``embedding_similarity.{png,svg}`` (heatmap in hierarchical-clustering
 order beside BLOSUM62 in the same order). See :mod:`protein_performer.analysis.similarity`.
 """
 
@@ -46,7 +47,7 @@ def create_parser() -> argparse.ArgumentParser:
 
 
 def draw(result, out_dir: Path) -> list[Path]:
-    """The two heatmap figures (PNG + SVG) of a :class:`SimilarityResult`."""
+    """The three heatmap figures (PNG + SVG) of a :class:`SimilarityResult`."""
     import matplotlib.pyplot as plt
 
     from protein_performer.analysis.plots import save_figure, similarity_heatmaps
@@ -56,6 +57,8 @@ def draw(result, out_dir: Path) -> list[Path]:
     for stem, matrix, comparison, title in (
         ("similarity", result.attention, result.attention_vs_blosum,
          f"attention profiles ({result.method}, {result.profiles.proteins} proteins)"),
+        ("pair_similarity", result.pairs, result.pairs_vs_blosum,
+         f"attention pairs, log(observed / expected) ({result.profiles.proteins} proteins)"),
         ("embedding_similarity", result.embedding, result.embedding_vs_blosum, "token embeddings (cosine)"),
     ):
         fig = similarity_heatmaps(
@@ -75,7 +78,8 @@ def report(result) -> None:
     table = Table(title="amino-acid similarity vs BLOSUM62 (190 off-diagonal pairs)")
     for col in ("source", "Pearson", "Spearman", "top pairs", "ranks D-E F-Y I-V K-R"):
         table.add_column(col)
-    for name, c in (("attention", result.attention_vs_blosum), ("embedding", result.embedding_vs_blosum)):
+    for name, c in (("attention profiles", result.attention_vs_blosum), ("attention pairs", result.pairs_vs_blosum),
+                    ("embedding", result.embedding_vs_blosum)):
         table.add_row(name, f"{c.pearson:.3f}", f"{c.spearman:.3f}", " ".join(p for p, _, _ in c.top_pairs),
                       " ".join(str(r) for r in c.landmark_ranks.values()))
     Console(stderr=False).print(table)
@@ -99,9 +103,10 @@ def run(args: argparse.Namespace) -> int:
     result = analyse(model, (r.sequence for r in records), layers=args.layers, method=args.method,
                      row_block=args.row_block, top=args.top)
     paths = list(result.save(args.out).values()) + draw(result, args.out)
-    log.info("%d proteins, blocks %s: attention vs BLOSUM62 Pearson %.3f Spearman %.3f; "
-             "embedding vs BLOSUM62 Pearson %.3f Spearman %.3f; wrote %s", result.profiles.proteins,
-             list(result.profiles.layers), result.attention_vs_blosum.pearson, result.attention_vs_blosum.spearman,
+    log.info("%d proteins, blocks %s: attention profiles vs BLOSUM62 Pearson %.3f Spearman %.3f; "
+             "attention pairs Pearson %.3f; embedding vs BLOSUM62 Pearson %.3f Spearman %.3f; wrote %s",
+             result.profiles.proteins, list(result.profiles.layers), result.attention_vs_blosum.pearson,
+             result.attention_vs_blosum.spearman, result.pairs_vs_blosum.pearson,
              result.embedding_vs_blosum.pearson, result.embedding_vs_blosum.spearman,
              ", ".join(str(p) for p in paths))
     if counts.unknown_to_x:

@@ -11,6 +11,16 @@ two amino acids are as similar as their profiles are correlated (Pearson, or cos
 Only column sums of the attention are needed, accumulated over query rows in blocks (the
 model's ``attention_rows``), so no L x L matrix of a long protein is ever held at once.
 
+Attention pairs (log-odds, the form of BLOSUM itself): the attention mass that residues of type
+``a`` send to residues of type ``b`` (self-attention excluded), pooled over the analysed heads,
+over the mass expected if attention ignored residue types (each query's mass spread by the
+composition of its own protein)::
+
+    S(a, b) = log( sum_{i: x_i = a} sum_{j != i: x_j = b} alpha_ij / sum_{i: x_i = a} m_i f_p(b) )
+
+with ``m_i`` the mass row ``i`` sends to other residues and ``f_p(b)`` the frequency of ``b`` in
+the protein; symmetrised, as BLOSUM is.
+
 Embedding: cosine similarity of the learned token embeddings of the 20 standard amino acids.
 
 Both are compared with BLOSUM62 over the 190 off-diagonal pairs (Pearson and Spearman).
@@ -56,6 +66,10 @@ class AttentionProfiles:
     counts: np.ndarray
     """(20,): how often each amino acid occurs (as a key) in the analysed proteins."""
     proteins: int = 0
+    pair_mass: np.ndarray | None = None
+    """(n_layers * heads, 20, 20): attention from residues of type a to other residues of type b."""
+    pair_expected: np.ndarray | None = None
+    """(n_layers * heads, 20, 20): the same mass spread by each protein's composition."""
 
     @property
     def feature_names(self) -> list[str]:
@@ -67,6 +81,20 @@ class AttentionProfiles:
         background = self.counts / max(self.counts.sum(), 1)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(background > 0, share / background, np.nan)
+
+
+    def pair_log_odds(self) -> np.ndarray:
+        """(20, 20) symmetric log(observed / expected) attention between amino-acid types, pooled
+        over the analysed heads (see the module docstring)."""
+        if self.pair_mass is None or self.pair_expected is None:
+            raise ValueError("these profiles hold no pair masses")
+        observed, expected = self.pair_mass.sum(0), self.pair_expected.sum(0)
+        observed, expected = observed + observed.T, expected + expected.T
+        if (expected <= 0).any():
+            missing = [AMINO_ACIDS[i] for i in np.flatnonzero((expected <= 0).all(axis=1))]
+            raise ValueError(f"amino acids {missing} never occur in the analysed proteins; "
+                             "analyse more proteins (--max-proteins)")
+        return np.log(np.maximum(observed, 1e-300) / expected)
 
 
 def block_indices(model: PerformerLM, layers: Sequence[int] | None) -> tuple[int, ...]:
@@ -102,6 +130,8 @@ def attention_profiles(
     n_feat = len(blocks) * H
     mass = torch.zeros(n_feat, len(AMINO_ACIDS), dtype=torch.float64)
     total = torch.zeros(n_feat, dtype=torch.float64)
+    pair_mass = torch.zeros(n_feat, len(AMINO_ACIDS), len(AMINO_ACIDS), dtype=torch.float64)
+    pair_expected = torch.zeros_like(pair_mass)
     counts = np.zeros(len(AMINO_ACIDS), dtype=np.int64)
     first = ALPHABET.standard_indices[0]
     n_proteins = 0
@@ -114,20 +144,27 @@ def attention_profiles(
         standard = (residues >= first) & (residues < first + len(AMINO_ACIDS))
         onehot = torch.zeros(n, len(AMINO_ACIDS), dtype=torch.float64)  # (n, 20); X, B, … rows stay 0
         onehot[standard.nonzero()[:, 0], residues[standard] - first] = 1.0
+        composition = onehot.sum(dim=0) / max(n, 1)  # (20,) this protein's residue frequencies
         column_mass = torch.zeros(n_feat, n, dtype=torch.float64)  # (layers*H, n) attention received
         for start in range(1, n + 1, row_block):
             rows = torch.arange(start, min(start + row_block, n + 1), device=device)  # residue queries
             out = model(ids, mask, return_attention=list(blocks), attention_rows=rows)
+            row_types = onehot[rows.cpu() - 1]  # (R, 20)
             for k, b in enumerate(blocks):
-                w = out.attentions[b][0, :, :, 1 : n + 1]  # (H, R, n): residue keys only
-                column_mass[k * H : (k + 1) * H] += w.sum(dim=1).double().cpu()
+                w = out.attentions[b][0, :, :, 1 : n + 1].double().cpu()  # (H, R, n): residue keys only
+                column_mass[k * H : (k + 1) * H] += w.sum(dim=1)
+                w[:, torch.arange(len(rows)), rows.cpu() - 1] = 0.0  # no self-attention in pairs
+                pair_mass[k * H : (k + 1) * H] += row_types.T @ w @ onehot  # (H, 20, 20)
+                sent = row_types.T @ w.sum(dim=-1).unsqueeze(-1)  # (H, 20, 1) mass sent by type a
+                pair_expected[k * H : (k + 1) * H] += sent * composition  # (H, 20, 20)
         mass += column_mass @ onehot
         total += column_mass.sum(dim=1)
         counts += onehot.sum(dim=0).numpy().astype(np.int64)
         n_proteins += 1
     if n_proteins == 0:
         raise ValueError("no proteins to analyse")
-    return AttentionProfiles(blocks, H, mass.numpy(), total.numpy(), counts, n_proteins)
+    return AttentionProfiles(blocks, H, mass.numpy(), total.numpy(), counts, n_proteins,
+                             pair_mass.numpy(), pair_expected.numpy())
 
 
 def profile_similarity(profiles: np.ndarray, method: Method = "pearson") -> np.ndarray:
@@ -228,9 +265,12 @@ class SimilarityResult:
     attention_vs_blosum: BlosumComparison
     embedding_vs_blosum: BlosumComparison
     method: str = "pearson"
+    pairs: np.ndarray | None = None
+    """(20, 20) attention-pair log-odds (:meth:`AttentionProfiles.pair_log_odds`)."""
+    pairs_vs_blosum: BlosumComparison | None = None
 
-    def frame(self, which: Literal["attention", "embedding"]) -> pd.DataFrame:
-        matrix = self.attention if which == "attention" else self.embedding
+    def frame(self, which: Literal["attention", "embedding", "pairs"]) -> pd.DataFrame:
+        matrix = {"attention": self.attention, "embedding": self.embedding, "pairs": self.pairs}[which]
         return pd.DataFrame(matrix, index=list(AMINO_ACIDS), columns=list(AMINO_ACIDS))
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
@@ -240,6 +280,9 @@ class SimilarityResult:
         out.mkdir(parents=True, exist_ok=True)
         paths = {name: out / name for name in ("similarity.csv", "embedding_similarity.csv",
                                                "attention_profiles.csv", "blosum_comparison.json")}
+        if self.pairs is not None:
+            paths["pair_similarity.csv"] = out / "pair_similarity.csv"
+            self.frame("pairs").to_csv(paths["pair_similarity.csv"], float_format="%.6f")
         self.frame("attention").to_csv(paths["similarity.csv"], float_format="%.6f")
         self.frame("embedding").to_csv(paths["embedding_similarity.csv"], float_format="%.6f")
         pd.DataFrame(self.profiles.enrichment(), index=self.profiles.feature_names,
@@ -253,6 +296,8 @@ class SimilarityResult:
             "attention": asdict(self.attention_vs_blosum),
             "embedding": asdict(self.embedding_vs_blosum),
         }
+        if self.pairs_vs_blosum is not None:
+            summary["attention_pairs"] = asdict(self.pairs_vs_blosum)
         paths["blosum_comparison.json"].write_text(json.dumps(summary, indent=2) + "\n")
         return paths
 
@@ -263,5 +308,6 @@ def analyse(model: PerformerLM, sequences: Iterable[str], *, layers: Sequence[in
     profiles = attention_profiles(model, sequences, layers=layers, row_block=row_block)
     attention = profile_similarity(profiles.enrichment(), method)
     embedding = embedding_similarity(model)
+    pairs = profiles.pair_log_odds()
     return SimilarityResult(attention, embedding, profiles, compare_with_blosum(attention, top),
-                            compare_with_blosum(embedding, top), method)
+                            compare_with_blosum(embedding, top), method, pairs, compare_with_blosum(pairs, top))
