@@ -13,7 +13,9 @@ frequent amino acid (accuracy), or its residue frequencies (perplexity). ``--pas
 independent masks per window (seeds ``seed .. seed+K-1``) for a tighter estimate. The comparison
 with the baseline is paired (same hidden residues) and comes with a 95% bootstrap interval over
 windows: ``beats_unigram`` is true only when the whole interval of the accuracy gain is above zero
-and the whole interval of the perplexity ratio is below one.
+and the whole interval of the perplexity ratio is below one. When the training data is known, the
+neighbour-context n-gram gets the same paired comparison (``context_accuracy_gain``, ...,
+``beats_context``).
 """
 
 from __future__ import annotations
@@ -67,6 +69,13 @@ class ScoreResult:
     context_accuracy: float | None = None
     """The neighbour-context n-gram baseline (:class:`ContextBaseline`) on the same residues."""
     context_perplexity: float | None = None
+    context_accuracy_gain: float | None = None
+    """Accuracy minus the n-gram's, in percentage points, on the same residues."""
+    context_accuracy_gain_ci95: tuple[float, float] | None = None
+    context_perplexity_ratio: float | None = None
+    """Perplexity over the n-gram's (below 1 is better)."""
+    context_perplexity_ratio_ci95: tuple[float, float] | None = None
+    beats_context: bool | None = None
 
 
 @torch.no_grad()
@@ -131,27 +140,31 @@ def score_windows(
     if unigram is not None:
         result.unigram_accuracy = tally[:, 3].sum() / count
         result.unigram_perplexity = math.exp(tally[:, 4].sum() / count)
-        _compare_with_unigram(result, tally[:, :5], bootstrap, seed)
+        (result.accuracy_gain, result.accuracy_gain_ci95, result.perplexity_ratio,
+         result.perplexity_ratio_ci95, result.beats_unigram) = _paired_comparison(tally, 3, bootstrap, seed)
     if context is not None:
         result.context_accuracy = tally[:, 5].sum() / count
         result.context_perplexity = math.exp(tally[:, 6].sum() / count)
+        (result.context_accuracy_gain, result.context_accuracy_gain_ci95, result.context_perplexity_ratio,
+         result.context_perplexity_ratio_ci95, result.beats_context) = _paired_comparison(tally, 5, bootstrap, seed)
     return result
 
 
-def _compare_with_unigram(result: ScoreResult, tally: np.ndarray, bootstrap: int, seed: int) -> None:
-    """Paired gain over the unigram baseline, with a percentile bootstrap over windows."""
+def _paired_comparison(tally: np.ndarray, column: int, bootstrap: int, seed: int):
+    """Paired comparison with the baseline whose (correct, nll) tallies are ``tally[:, column:column + 2]``:
+    ``(accuracy gain in points, its 95% interval, perplexity ratio, its interval, beats)``, the
+    intervals from a percentile bootstrap over windows (None with fewer than 2 windows)."""
 
-    def stats(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # t: (..., W, 5)
+    def stats(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # t: (..., W, 7)
         n = t[..., 0].sum(-1)
-        gain = 100.0 * (t[..., 1].sum(-1) - t[..., 3].sum(-1)) / n
-        ratio = np.exp((t[..., 2].sum(-1) - t[..., 4].sum(-1)) / n)
+        gain = 100.0 * (t[..., 1].sum(-1) - t[..., column].sum(-1)) / n
+        ratio = np.exp((t[..., 2].sum(-1) - t[..., column + 1].sum(-1)) / n)
         return gain, ratio
 
     gain, ratio = stats(tally)
-    result.accuracy_gain, result.perplexity_ratio = float(gain), float(ratio)
     if bootstrap <= 0 or len(tally) < 2:
-        return
-    rng = np.random.default_rng(seed)
+        return float(gain), None, float(ratio), None, None
+    rng = np.random.default_rng(seed)  # the same resamples for every baseline
     gains, ratios = [], []
     for lo in range(0, bootstrap, 250):  # resample windows in blocks to bound memory
         idx = rng.integers(0, len(tally), size=(min(250, bootstrap - lo), len(tally)))  # (R, W)
@@ -159,9 +172,9 @@ def _compare_with_unigram(result: ScoreResult, tally: np.ndarray, bootstrap: int
         gains.append(g)
         ratios.append(r)
     gains, ratios = np.concatenate(gains), np.concatenate(ratios)
-    result.accuracy_gain_ci95 = (float(np.percentile(gains, 2.5)), float(np.percentile(gains, 97.5)))
-    result.perplexity_ratio_ci95 = (float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5)))
-    result.beats_unigram = bool(result.accuracy_gain_ci95[0] > 0 and result.perplexity_ratio_ci95[1] < 1)
+    gain_ci = (float(np.percentile(gains, 2.5)), float(np.percentile(gains, 97.5)))
+    ratio_ci = (float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5)))
+    return float(gain), gain_ci, float(ratio), ratio_ci, bool(gain_ci[0] > 0 and ratio_ci[1] < 1)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -105,6 +105,14 @@ def test_context_baseline_learns_neighbour_rules_and_counts_every_target(objecti
     # Masked: wrong only where both neighbours are hidden or outside the window.
     assert r.context_accuracy > (0.95 if objective == "clm" else 0.9)
     assert r.context_perplexity < 1.5 < r.unigram_perplexity
+    # The paired comparison with the n-gram: the unigram model loses to it, by exactly the difference.
+    r = score_windows(UnigramModel(unigram), objective, test, max_length=128, unigram=unigram,
+                      context=context, bootstrap=300)
+    assert r.context_accuracy_gain == pytest.approx(100 * (r.accuracy - r.context_accuracy), abs=1e-9)
+    assert r.context_perplexity_ratio == pytest.approx(r.perplexity / r.context_perplexity, rel=1e-6)
+    lo, hi = r.context_accuracy_gain_ci95
+    assert lo <= r.context_accuracy_gain <= hi < 0
+    assert r.context_perplexity_ratio_ci95[0] > 1 and r.beats_context is False
 
 
 def test_context_baseline_must_match_the_objective(test_proteins, unigram):
