@@ -5,7 +5,9 @@
 :class:`~protein_performer.datamodule.ProteinDataModule`, configured by YAML files in
 ``configs/``). Every other subcommand lives in the module that does the work, which
 exposes ``add_arguments(parser)`` and ``run(args) -> int``; this file only dispatches,
-importing a command's module when that command runs so ``--help`` stays fast.
+importing a command's module when that command runs so ``--help`` stays fast. Every command,
+Lightning's included, reports bad input and faults in one line on stderr and exits with 1;
+``-v`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -69,19 +71,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
-    if name in LIGHTNING_COMMANDS:
-        return _lightning_main(argv)
-    module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog=f"protein-performer {name}", description=COMMANDS[name][1])
-    module.add_arguments(parser)
-    args = parser.parse_args(rest)
     try:
+        if name in LIGHTNING_COMMANDS:
+            return _lightning_main(argv)
+        module = importlib.import_module(COMMANDS[name][0])
+        parser = argparse.ArgumentParser(prog=f"protein-performer {name}", description=COMMANDS[name][1])
+        module.add_arguments(parser)
+        args = parser.parse_args(rest)
         return int(module.run(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        # Bad input: one clear line, no traceback (use -v for the traceback).
+    except (ValueError, OSError, RuntimeError, EOFError) as err:
+        # Bad input or a fault: one clear line, no traceback (use -v for the traceback).
         logging.getLogger("protein_performer").debug("traceback", exc_info=True)
-        print(f"protein-performer {name}: error: {err}", file=sys.stderr)
+        print(f"protein-performer {name}: error: {_one_line(err)}", file=sys.stderr)
         return 1
+
+
+def _one_line(err: BaseException) -> str:
+    """The message of ``err`` as one line (Lightning and torch wrap some in several)."""
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    return text or type(err).__name__
 
 
 if __name__ == "__main__":

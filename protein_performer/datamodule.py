@@ -140,8 +140,8 @@ class ProteinDataModule(pl.LightningDataModule):
         try:
             counts = manifest["splits"][split]["token_counts"]
         except KeyError as err:
-            raise KeyError(f"{self.data_dir / MANIFEST}: no token_counts for split {split!r}; "
-                           "prepare the data again with this version") from err
+            raise ValueError(f"{self.data_dir / MANIFEST}: no token_counts for split {split!r}; "
+                             "prepare the data again with this version") from err
         out = np.zeros(len(ALPHABET), dtype=np.int64)
         if isinstance(counts, dict):  # keyed by token ("A") or by id ("5")
             for key, value in counts.items():
@@ -163,6 +163,13 @@ class ProteinDataModule(pl.LightningDataModule):
         if limit is not None and limit < len(dataset):
             dataset = _Head(dataset, limit)
         return dataset
+
+    def check(self, stage: str | None = None) -> None:
+        """Open the splits ``stage`` needs (cheap size checks, no datasets built); raises naming the file.
+        The CLI calls it before a run writes anything."""
+        self._check_data_dir()
+        for split in _STAGE_SPLITS.get(stage or "", SPLITS):
+            open_split(self.data_dir, split)
 
     def setup(self, stage: str | None = None) -> None:
         self._check_data_dir()

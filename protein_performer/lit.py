@@ -269,14 +269,68 @@ class ProteinLM(pl.LightningModule):
 
 
 def run_lightning_cli(args: list[str]) -> None:
-    """``protein-performer fit|validate|test --config configs/X.yaml [overrides]``."""
+    """``protein-performer fit|validate|test --config configs/X.yaml [overrides]``.
+
+    Relative ``save_dir`` of loggers and ``dirpath`` of checkpoint callbacks are placed under
+    ``trainer.default_root_dir``, so ``--trainer.default_root_dir`` moves every run output. The
+    data and ``--ckpt_path`` are checked before anything is written, and a run that fails before
+    its first optimizer step removes the output folders it created.
+    """
+    import shutil
+    from pathlib import Path
+
+    from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.cli import LightningCLI
 
+    from protein_performer.checkpoint import read_checkpoint_file
     from protein_performer.datamodule import ProteinDataModule
+
+    def topmost_missing(path: Path) -> Path:
+        """The highest folder of ``path`` that does not exist yet (what a run would create)."""
+        while not path.parent.exists():
+            path = path.parent
+        return path
+
+    def under_root(root: str | None, path: str | None) -> str | None:
+        return str(Path(root) / path) if root and path and not Path(path).is_absolute() else path
 
     class _CLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:
             parser.link_arguments("model.objective", "data.objective")
+
+        def before_instantiate_classes(self) -> None:
+            trainer = (self.config[self.subcommand] if self.subcommand else self.config).trainer
+            root = trainer.get("default_root_dir")
+            for logger in trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]:
+                if getattr(logger, "init_args", None) is not None and "save_dir" in logger.init_args:
+                    logger.init_args.save_dir = under_root(root, logger.init_args.save_dir)
+            for callback in trainer.get("callbacks") or []:
+                if str(getattr(callback, "class_path", "")).endswith("ModelCheckpoint"):
+                    callback.init_args.dirpath = under_root(root, callback.init_args.get("dirpath"))
+
+        def _output_dirs(self) -> list[Path]:
+            dirs = [self.trainer.default_root_dir, *(lg.save_dir for lg in self.trainer.loggers if lg.save_dir)]
+            dirs += [cb.dirpath for cb in self.trainer.callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath]
+            return [Path(d) for d in dirs]
+
+        def _parse_ckpt_path(self) -> None:
+            # Lightning reads --ckpt_path first: check it (file named, safe loading) before it does.
+            subcommand = self.config.get("subcommand")
+            ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+            if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry"):
+                read_checkpoint_file(ckpt_path, mmap=True)
+            super()._parse_ckpt_path()
+
+        def _run_subcommand(self, subcommand: str) -> None:
+            self.datamodule.check(subcommand)  # before loggers or callbacks write anything
+            fresh = {topmost_missing(d) for d in self._output_dirs() if not d.exists()}
+            try:
+                super()._run_subcommand(subcommand)
+            except BaseException:
+                if subcommand != "fit" or self.trainer.global_step == 0:
+                    for folder in fresh:
+                        shutil.rmtree(folder, ignore_errors=True)
+                raise
 
         def _prepare_subcommand_kwargs(self, subcommand: str) -> dict:
             kwargs = super()._prepare_subcommand_kwargs(subcommand)

@@ -275,3 +275,100 @@ def test_plot_embeddings_does_not_advise_a_missing_flag(tmp_path, capsys):
     bogus.write_text("not embeddings")
     code, err = _cli(capsys, "plot-embeddings", "--embeddings", str(bogus), "--out", str(tmp_path / "v.png"))
     assert code == 1 and "emb.h5" in err and "--format" not in err
+
+
+# ------------------------------------------------------------------ 1, 5, 8. fit / validate / test
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_FIT = ["--model.config.dim", "16", "--model.config.depth", "1", "--model.config.heads", "2",
+            "--model.config.nb_features", "8", "--data.max_length", "64", "--data.batch_size", "2",
+            "--trainer.enable_progress_bar", "false", "--trainer.max_time", "null", "--trainer.limit_val_batches", "1"]
+
+
+def _fit_subprocess(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    import os
+
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "protein_performer.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_diverged_fit_stops_with_a_clear_error_and_writes_no_nan_checkpoint(small_fasta, tmp_path):
+    from protein_performer.checkpoint import load_checkpoint
+
+    data = tmp_path / "ds"
+    _prepare(small_fasta, data)
+    root = tmp_path / "elsewhere"
+    proc = _fit_subprocess(tmp_path, "fit", "--config", str(REPO / "configs" / "demo.yaml"), "--data.data_dir",
+                           str(data), *TINY_FIT, "--model.lr", "1000", "--model.warmup_steps", "0",
+                           "--trainer.max_steps", "30", "--trainer.val_check_interval", "2",
+                           "--trainer.check_val_every_n_epoch", "null", "--trainer.default_root_dir", str(root))
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    error = [line for line in proc.stderr.splitlines() if "protein-performer fit: error" in line]
+    assert len(error) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "training diverged at step" in error[0] and "lower --model.lr" in error[0]
+    step = int(error[0].split("at step ")[1].split(":")[0])
+    for ckpt in (root / "checkpoints").glob("*.ckpt"):  # earlier checkpoints are finite and load
+        assert load_checkpoint(ckpt).model is not None
+        assert __import__("torch").load(ckpt, weights_only=True)["global_step"] <= step
+    # The loggers followed --trainer.default_root_dir: nothing under the working directory's runs/.
+    assert (root / "csv").is_dir() and (root / "wandb").is_dir() and not (tmp_path / "runs").exists()
+
+
+def test_guard_stops_before_a_nan_validation_loss_is_checkpointed():
+    import types
+
+    import torch
+
+    from protein_performer.callbacks import NonFiniteGuard, TrainingDiverged
+
+    trainer = types.SimpleNamespace(sanity_checking=False, global_step=10, optimizers=[],
+                                    callback_metrics={"val/loss": torch.tensor(float("nan"))},
+                                    strategy=types.SimpleNamespace(reduce_boolean_decision=lambda d, all: d))
+    guard = NonFiniteGuard()
+    with pytest.raises(TrainingDiverged, match="step 10: val/loss is not finite"):
+        guard.on_validation_end(trainer, None)
+    with pytest.raises(TrainingDiverged, match="checkpoint"):
+        guard.on_save_checkpoint(trainer, None, {"state_dict": {"w": torch.tensor([1.0, float("inf")])}})
+    trainer.callback_metrics = {"val/loss": torch.tensor(2.5)}
+    guard.on_validation_end(trainer, None)
+
+
+def test_every_config_lists_the_guard():
+    import yaml
+
+    for config in sorted((REPO / "configs").glob("*.yaml")):
+        callbacks = yaml.safe_load(config.read_text())["trainer"]["callbacks"]
+        assert "protein_performer.callbacks.NonFiniteGuard" in [c["class_path"] for c in callbacks], config
+
+
+def test_lightning_errors_are_one_line(small_fasta, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "ds"
+    _prepare(small_fasta, data)
+    (tmp_path / "zero.ckpt").write_bytes(b"")
+    (tmp_path / "junk.ckpt").write_bytes(b"junk" * 100)
+    base = ["--config", str(REPO / "configs" / "demo.yaml"), *TINY_FIT, "--trainer.max_steps", "1"]
+    cases = [
+        (["fit", *base, "--data.data_dir", str(tmp_path / "missing")], "no prepared dataset there"),
+        (["fit", *base, "--data.data_dir", str(small_fasta.parent)], "no prepared dataset there"),
+        (["validate", *base, "--data.data_dir", str(data), "--ckpt_path", "zero.ckpt"], "zero.ckpt: empty file"),
+        (["test", *base, "--data.data_dir", str(data), "--ckpt_path", "junk.ckpt"], "junk.ckpt: not a PyTorch"),
+    ]
+    for argv, expected in cases:
+        code, err = _cli(capsys, *argv)
+        lines = [line for line in err.splitlines() if "error:" in line]
+        assert code == 1 and len(lines) == 1 and expected in lines[0] and "Traceback" not in err, (argv, err)
+    assert not (tmp_path / "runs").exists()  # nothing written before the checks
+
+
+def test_fit_failing_in_setup_leaves_no_run_folders(small_fasta, tmp_path):
+    data = tmp_path / "ds"
+    _prepare(small_fasta, data)
+    manifest = read_manifest_of(data)
+    del manifest["splits"]["train"]["token_counts"]  # found only inside trainer.fit, after loggers start
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    proc = _fit_subprocess(tmp_path, "fit", "--config", str(REPO / "configs" / "demo.yaml"), "--data.data_dir",
+                           str(data), *TINY_FIT, "--trainer.max_steps", "2")
+    assert proc.returncode == 1 and "no token_counts for split 'train'" in proc.stderr, proc.stderr[-3000:]
+    assert not (tmp_path / "runs").exists()
