@@ -7,8 +7,10 @@ softmax(Q K^T / sqrt(d)) V:
 
 * projection: ``iid`` (:func:`iid_gaussian_matrix`) or ``orthogonal``
   (:func:`gaussian_orthogonal_matrix`, Gaussian row norms, i.e. unbiased ORF);
-* features: ``positive`` (:func:`softmax_features`, m features) or ``trig``
-  (:func:`trig_features`, sin/cos, 2m features from the same m projections).
+* features: ``positive`` (:func:`softmax_features`, m features), ``favor++`` (the same with
+  FAVOR++'s variance-optimal A for the draw's rho = mean |q' + k'|^2 / d,
+  :func:`favorpp_coefficient`), or ``trig`` (:func:`trig_features`, sin/cos, 2m features from the
+  same m projections).
 
 The approximate attention is formed explicitly, ``A = phi(Q) phi(K)^T`` (L, L), output
 ``(A V) / (A 1)``, in float64. Results go to a CSV (one row per configuration and m: mean, std,
@@ -40,6 +42,7 @@ import torch
 from torch import Tensor
 
 from protein_performer.attention import (
+    favorpp_coefficient,
     gaussian_orthogonal_matrix,
     iid_gaussian_matrix,
     softmax_features,
@@ -47,7 +50,8 @@ from protein_performer.attention import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = [("iid", "positive"), ("orthogonal", "positive"), ("iid", "trig"), ("orthogonal", "trig")]
+CONFIGS = [("iid", "positive"), ("orthogonal", "positive"), ("iid", "trig"), ("orthogonal", "trig"),
+           ("orthogonal", "favor++")]
 FIELDS = ["sigma", "projection", "features", "m", "draws", "mean", "std", "sem", "median", "q25", "q75"]
 
 log = logging.getLogger("plot_approximation")
@@ -62,10 +66,17 @@ def approximate_output(q: Tensor, k: Tensor, v: Tensor, projection: Tensor, feat
     """``(phi(Q) phi(K)^T V) / (phi(Q) phi(K)^T 1)`` with phi positive or trigonometric; (L, d)."""
     if features == "positive":
         qf, kf = softmax_features(q, projection, is_query=True), softmax_features(k, projection, is_query=False)
+    elif features == "favor++":
+        d = q.shape[-1]
+        x, y = q * d**-0.25, k * d**-0.25
+        rho = ((x * x).sum(-1).mean() + (y * y).sum(-1).mean() + 2 * x.mean(0) @ y.mean(0)) / d  # mean |x+y|^2/d
+        a = favorpp_coefficient(rho)
+        qf = softmax_features(q, projection, is_query=True, a=a)
+        kf = softmax_features(k, projection, is_query=False, a=a)
     elif features == "trig":
         qf, kf = trig_features(q, projection), trig_features(k, projection)  # (L, 2m), may be negative
     else:
-        raise ValueError(f"features must be 'positive' or 'trig', got {features!r}")
+        raise ValueError(f"features must be 'positive', 'favor++' or 'trig', got {features!r}")
     scores = qf @ kf.T  # (L, L) unnormalised kernel estimates
     return (scores @ v) / scores.sum(dim=-1, keepdim=True)
 
@@ -146,8 +157,9 @@ def plot(rows: list[dict[str, float | int | str]], path: Path, *, length: int, d
     panels = [
         ("(a) i.i.d. vs orthogonal projections (positive features)",
          [("iid", "positive", "i.i.d. (IID)"), ("orthogonal", "positive", "orthogonal (ORF)")]),
-        ("(b) positive vs trigonometric features (orthogonal)",
-         [("orthogonal", "trig", "trig sin/cos (SM-trig)"), ("orthogonal", "positive", "positive (SM+, FAVOR+)")]),
+        ("(b) positive, FAVOR++, trigonometric (orthogonal)",
+         [("orthogonal", "trig", "trig sin/cos (SM-trig)"), ("orthogonal", "positive", "positive (SM+, FAVOR+)"),
+          ("orthogonal", "favor++", "optimal positive (FAVOR++)")]),
     ]
     sigmas = sorted({r["sigma"] for r in rows})
     fig, axes = plt.subplots(len(sigmas), 2, figsize=(11, 4.2 * len(sigmas)), squeeze=False)
