@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from protein_performer.alphabet import ALPHABET
-from protein_performer.attention import FavorAttention, RotaryEmbedding
+from protein_performer.attention import FavorAttention, RotaryEmbedding, Segments, protein_segments
 
 
 @dataclass
@@ -62,6 +62,10 @@ class PerformerConfig:
     conv_width: int = 0
     """Width of a depthwise convolution over q, k and v along the sequence (0: none; causal
     padding for causal models)."""
+    segment_attention: bool = False
+    """Per-protein attention in concatenated windows: a residue attends only within its own
+    protein (the stretch ending at its ``<eos>``), causal state restarts after each ``<eos>``, and
+    positions count from the protein's start, so each protein is computed as if served alone."""
     feature_map: Literal["favor+", "favor++"] = "favor+"
     """Softmax random features: FAVOR+, or FAVOR++ (optimal positive features, A from a running
     statistic of training batches)."""
@@ -139,9 +143,10 @@ class Block(nn.Module):
         rotary: tuple[Tensor, Tensor] | None,
         weight_rows: Tensor | None = None,
         need_weights: bool = False,
+        segments: Segments | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         h, weights = self.attn(self.norm1(x), key_padding_mask=key_padding_mask, rotary=rotary,
-                               weight_rows=weight_rows, need_weights=need_weights)
+                               weight_rows=weight_rows, need_weights=need_weights, segments=segments)
         x = x + h
         return x + self.ff(self.norm2(x)), weights
 
@@ -229,23 +234,30 @@ class PerformerLM(nn.Module):
         else:
             want_attn = set(return_attention or ())
         x = self.embed(input_ids)  # (B, L, dim)
+        segments = protein_segments(input_ids, ALPHABET.eos_idx) if self.config.segment_attention else None
+        positions = torch.arange(L, device=x.device)  # (L,), or (B, L) restarting at every protein
+        if segments is not None:
+            positions = torch.tensor([[t - a for a, e in row for t in range(a, e)] for row in segments],
+                                     device=x.device)
         rotary = None
         if self.rotary is not None:
             rotary = self.rotary(L, device=x.device, dtype=x.dtype)  # (L, head_dim) x 2
+            if segments is not None:
+                rotary = tuple(t[positions].unsqueeze(1) for t in rotary)  # (B, 1, L, head_dim) x 2
         else:
             if L > self.config.max_position:
                 raise ValueError(f"sequence length {L} exceeds max_position {self.config.max_position} "
                                  "of this learned-position model")
-            x = x + self.pos_embed(torch.arange(L, device=x.device))
+            x = x + self.pos_embed(positions)
         x = self.dropout(x)
         hidden: dict[int, Tensor] = {0: x} if 0 in want else {}
         attentions: dict[int, Tensor] = {}
         for i, block in enumerate(self.blocks, start=1):
             need = i in want_attn
             if self.config.checkpointing and self.training and torch.is_grad_enabled():
-                x, w = checkpoint(block, x, attention_mask, rotary, use_reentrant=False)
+                x, w = checkpoint(block, x, attention_mask, rotary, None, False, segments, use_reentrant=False)
             else:
-                x, w = block(x, attention_mask, rotary, attention_rows, need)
+                x, w = block(x, attention_mask, rotary, attention_rows, need, segments)
             if need:
                 attentions[i] = w
             if i in want and i != self.config.depth:

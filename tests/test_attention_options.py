@@ -109,7 +109,8 @@ def test_convolution_starts_as_the_identity():
 
 
 OPTIONS = [dict(local_heads=1, local_window=5), dict(conv_width=4), dict(feature_map="favor++"),
-           dict(local_heads=1, local_window=3, conv_width=3, feature_map="favor++")]
+           dict(segment_attention=True),
+           dict(local_heads=1, local_window=3, conv_width=3, feature_map="favor++", segment_attention=True)]
 
 
 @pytest.mark.parametrize("options", OPTIONS)
@@ -240,3 +241,40 @@ def test_bidirectional_rows_stay_finite_and_nonzero_at_large_norms(dtype):
     assert not (out == 0).all(-1).any()
     # Every output is a convex combination of the values.
     assert torch.all(out <= v.amax(-2, keepdim=True) + 1e-4) and torch.all(out >= v.amin(-2, keepdim=True) - 1e-4)
+
+
+# --------------------------------------------------------------------------- per-protein attention
+
+
+@pytest.mark.parametrize("options", [dict(), dict(attention="exact"), dict(attention="relu"),
+                                     dict(local_heads=1, local_window=4)])
+@pytest.mark.parametrize("causal", [False, True])
+def test_segment_attention_equals_each_protein_alone(options, causal):
+    """In a concatenated window, each protein's hidden states equal those of the protein served
+    alone (float64): nothing crosses an <eos>, and positions restart at every protein."""
+    from protein_performer.alphabet import ALPHABET
+
+    torch.manual_seed(0)
+    config = PerformerConfig(dim=16, depth=2, heads=2, nb_features=8, dropout=0.0, causal=causal,
+                             segment_attention=True, chunk_size=4, **options)
+    model = PerformerLM(config).double().eval()
+    g = torch.Generator().manual_seed(2)
+    proteins = [torch.randint(5, 25, (n,), generator=g) for n in (7, 12, 5)]
+    eos = torch.tensor([ALPHABET.eos_idx])
+    window = torch.cat([torch.cat([p, eos]) for p in proteins])[None]  # (1, 27)
+    out = model(window, return_layers=[-1]).hidden_states[2][0]
+    start = 0
+    for p in proteins:
+        alone = model(torch.cat([p, eos])[None], return_layers=[-1]).hidden_states[2][0]
+        torch.testing.assert_close(out[start : start + len(p) + 1], alone, rtol=1e-10, atol=1e-10)
+        start += len(p) + 1
+    weights = model(window, return_attention=[1]).attentions[1][0]  # (H, L, L)
+    assert torch.all(weights[:, :8, 8:] == 0) and torch.all(weights[:, 8:21, :8] == 0)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 27, dtype=torch.float64))
+
+
+def test_protein_segments_split_after_each_eos():
+    from protein_performer.attention import protein_segments
+
+    ids = torch.tensor([[5, 6, 3, 7, 3, 8, 9], [3, 5, 5, 5, 5, 5, 3]])
+    assert protein_segments(ids, 3) == [[(0, 3), (3, 5), (5, 7)], [(0, 1), (1, 7)]]

@@ -35,6 +35,37 @@ FAVORPP_MOMENTUM = 0.05
 """Weight of each training batch in FAVOR++'s running rho (an exponential moving average)."""
 
 
+Segments = list[list[tuple[int, int]]]
+"""Per batch row, ``[start, end)`` ranges covering the row in order (one per protein)."""
+
+
+def protein_segments(input_ids: Tensor, eos_idx: int) -> Segments:
+    """Split each row of (B, L) token ids after every ``<eos>``: the proteins of a concatenated
+    window, each ending with its ``<eos>`` (a trailing part without one is a segment too)."""
+    segments = []
+    for row in input_ids.tolist():
+        ends = [i + 1 for i, t in enumerate(row) if t == eos_idx]
+        if not ends or ends[-1] != len(row):
+            ends.append(len(row))
+        segments.append(list(zip([0, *ends[:-1]], ends)))
+    return segments
+
+
+def _restrict_to_segments(weights: Tensor, segments: Segments, rows: Tensor | None) -> Tensor:
+    """(B, H, R, L) weights -> zero outside each query's segment, rows renormalised (the weights
+    of attention computed per segment: same numerators, fewer keys)."""
+    B, _, R, L = weights.shape
+    seg = torch.empty(B, L, dtype=torch.long)
+    for b, row in enumerate(segments):
+        for i, (a, e) in enumerate(row):
+            seg[b, a:e] = i
+    seg = seg.to(weights.device)
+    query_seg = seg if rows is None else seg[:, rows.to(weights.device)]  # (B, R)
+    same = (query_seg[:, :, None] == seg[:, None, :]).unsqueeze(1)  # (B, 1, R, L)
+    kept = weights * same
+    return kept / kept.sum(-1, keepdim=True).clamp_min(torch.finfo(kept.dtype).tiny)
+
+
 class FavorAttention(nn.Module):
     """Multi-head self-attention: ``(B, L, dim) -> (B, L, dim)``.
 
@@ -115,11 +146,14 @@ class FavorAttention(nn.Module):
         rotary: tuple[Tensor, Tensor] | None = None,
         weight_rows: Tensor | None = None,
         need_weights: bool = False,
+        segments: Segments | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """x: (B, L, dim); key_padding_mask: (B, L) True at real tokens; rotary: (cos, sin) (L, head_dim).
 
         With ``need_weights`` also returns the (B, H, R, L) attention of query rows ``weight_rows``
         (default all rows): implicit FAVOR+ weights, or exact softmax weights for ``"exact"``.
+        ``segments`` (per batch row, the ``[start, end)`` ranges that cover it; see
+        :func:`protein_segments`): attention runs inside each range only (per-protein attention).
         """
         B, L, _ = x.shape
         qkv = self.qkv(x)  # (B, L, 3 dim)
@@ -128,6 +162,24 @@ class FavorAttention(nn.Module):
         q, k, v = qkv.view(B, L, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (B, H, L, hd) each
         if rotary is not None:
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        if segments is None:
+            y = self._attend(q, k, v, key_padding_mask)  # (B, H, L, hd)
+        else:  # each protein on its own: nothing crosses a segment boundary
+            y = torch.stack([
+                torch.cat([self._attend(q[b : b + 1, :, a:e], k[b : b + 1, :, a:e], v[b : b + 1, :, a:e],
+                                        None if key_padding_mask is None else key_padding_mask[b : b + 1, a:e])
+                           for a, e in row], dim=2)[0]
+                for b, row in enumerate(segments)])  # (B, H, L, hd)
+        weights = None
+        if need_weights:
+            weights = self._weights(q, k, weight_rows, key_padding_mask)
+            if segments is not None:
+                weights = _restrict_to_segments(weights, segments, weight_rows)
+        y = y.transpose(1, 2).reshape(B, L, self.dim)  # (B, L, dim)
+        return self.dropout(self.out(y)), weights
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None) -> Tensor:
+        """(B, H, L, hd) -> (B, H, L, hd): local heads first, then the global ones."""
         h = self.local_heads
         parts = []
         if h:  # heads [0, h): exact attention inside the sliding window
@@ -135,10 +187,7 @@ class FavorAttention(nn.Module):
                                          causal=self.causal, key_padding_mask=key_padding_mask))
         if h < self.heads:  # heads [h, H): the kernel over the whole sequence
             parts.append(self._global(q[:, h:], k[:, h:], v[:, h:], key_padding_mask))
-        y = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]  # (B, H, L, hd)
-        weights = self._weights(q, k, weight_rows, key_padding_mask) if need_weights else None
-        y = y.transpose(1, 2).reshape(B, L, self.dim)  # (B, L, dim)
-        return self.dropout(self.out(y)), weights
+        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
     def _convolve(self, qkv: Tensor, key_padding_mask: Tensor | None) -> Tensor:
         """Depthwise convolution along L of (B, L, 3 dim); padded positions count as zeros, and a
