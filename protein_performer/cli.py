@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "similarity": ("protein_performer.analysis.commands", "amino-acid similarity from attention vs BLOSUM62"),
     "attention": ("protein_performer.analysis.attention_map", "draw one protein's attention map"),
     "plot-embeddings": ("protein_performer.analysis.embedding_views", "PCA / t-SNE views and neighbours"),
+    "convert": ("protein_performer.convert.esm", "turn ESM-2 weights (Hugging Face / fair-esm) into a checkpoint"),
 }
 
 

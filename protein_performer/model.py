@@ -69,6 +69,19 @@ class PerformerConfig:
     feature_map: Literal["favor+", "favor++"] = "favor+"
     """Softmax random features: FAVOR+, or FAVOR++ (optimal positive features, A from a running
     statistic of training batches)."""
+    norm_eps: float = 1e-5
+    """Epsilon of every LayerNorm."""
+    lm_head: Literal["linear", "esm"] = "linear"
+    """Output head: one linear layer, or ESM's (dense -> GELU -> LayerNorm, then the linear layer)."""
+    token_dropout: bool = False
+    """ESM-2's token dropout: ``<mask>`` embeddings are zeroed and each row's embeddings scaled by
+    (1 - 0.12) / (1 - the row's fraction of ``<mask>`` among its real tokens), in training and
+    inference alike. Only for models converted from ESM-2 (``protein-performer convert``)."""
+    rotary_frequencies: Literal["float64", "float32"] = "float64"
+    """Precision in which the rotary inverse frequencies are computed before they are stored in
+    float32: float32 is ESM's (fair-esm and Hugging Face), which differs in the last bit for some
+    frequencies; converted ESM models use it. (ESM scales q before rotating it and we scale the
+    scores; rotation commutes with scaling, so that difference is rounding only.)"""
 
     def __post_init__(self) -> None:
         if self.dim % self.heads:
@@ -92,6 +105,12 @@ class PerformerConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.lm_head not in ("linear", "esm"):
+            raise ValueError(f"lm_head must be 'linear' or 'esm', got {self.lm_head!r}")
+        if self.rotary_frequencies not in ("float64", "float32"):
+            raise ValueError(f"rotary_frequencies must be 'float64' or 'float32', got {self.rotary_frequencies!r}")
+        if not self.norm_eps > 0:
+            raise ValueError(f"norm_eps must be > 0, got {self.norm_eps}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,12 +139,24 @@ class FeedForward(nn.Module):
         return self.dropout(self.proj(F.gelu(self.fc(x))))
 
 
+class HeadTransform(nn.Module):
+    """ESM's LM head before its (tied) output layer: dense -> GELU -> LayerNorm, (B, L, dim) -> same."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.dense = nn.Linear(dim, dim)
+        self.norm = nn.LayerNorm(dim, eps=eps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(F.gelu(self.dense(x)))
+
+
 class Block(nn.Module):
     """Pre-norm block: x + attn(norm(x)), then x + ff(norm(x))."""
 
     def __init__(self, config: PerformerConfig, generator: torch.Generator) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(config.dim)
+        self.norm1 = nn.LayerNorm(config.dim, eps=config.norm_eps)
         self.attn = FavorAttention(
             config.dim, config.heads, kernel=config.attention, nb_features=config.nb_features,
             causal=config.causal, feature_scaling=config.feature_scaling,
@@ -133,7 +164,7 @@ class Block(nn.Module):
             local_window=config.local_window, conv_width=config.conv_width,
             feature_map=config.feature_map, generator=generator,
         )
-        self.norm2 = nn.LayerNorm(config.dim)
+        self.norm2 = nn.LayerNorm(config.dim, eps=config.norm_eps)
         self.ff = FeedForward(config.dim, config.ff_mult * config.dim, config.dropout)
 
     def forward(
@@ -159,11 +190,15 @@ class PerformerLM(nn.Module):
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.dim, padding_idx=ALPHABET.pad_idx)
         self.rotary = RotaryEmbedding(config.dim // config.heads) if config.position == "rotary" else None
+        if self.rotary is not None and config.rotary_frequencies == "float32":  # as ESM computes them
+            head_dim = config.dim // config.heads
+            self.rotary.inv_freq.copy_(1.0 / (10000 ** (torch.arange(0, head_dim, 2).float() / head_dim)))
         self.pos_embed = nn.Embedding(config.max_position, config.dim) if config.position == "learned" else None
         self.dropout = nn.Dropout(config.dropout)
         generator = torch.Generator().manual_seed(config.feature_seed)
         self.blocks = nn.ModuleList(Block(config, generator) for _ in range(config.depth))
-        self.norm = nn.LayerNorm(config.dim)
+        self.norm = nn.LayerNorm(config.dim, eps=config.norm_eps)
+        self.head_transform = HeadTransform(config.dim, config.norm_eps) if config.lm_head == "esm" else None
         self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=True)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2 style scaled init of residual projections
@@ -234,6 +269,8 @@ class PerformerLM(nn.Module):
         else:
             want_attn = set(return_attention or ())
         x = self.embed(input_ids)  # (B, L, dim)
+        if self.config.token_dropout:
+            x = self._token_dropout(x, input_ids, attention_mask)
         segments = protein_segments(input_ids, ALPHABET.eos_idx) if self.config.segment_attention else None
         positions = torch.arange(L, device=x.device)  # (L,), or (B, L) restarting at every protein
         if segments is not None:
@@ -265,4 +302,17 @@ class PerformerLM(nn.Module):
         x = self.norm(x)
         if self.config.depth in want:
             hidden[self.config.depth] = x
+        if self.head_transform is not None:
+            x = self.head_transform(x)
         return PerformerOutput(logits=self.lm_head(x), hidden_states=hidden, attentions=attentions)
+
+    @staticmethod
+    def _token_dropout(x: Tensor, input_ids: Tensor, attention_mask: Tensor | None) -> Tensor:
+        """ESM-2's token dropout (``config.token_dropout``), in ESM's order of operations:
+        (B, L, dim) embeddings -> same, ``<mask>`` rows zeroed, each row rescaled by
+        (1 - 0.15 * 0.8) / (1 - its observed fraction of ``<mask>`` among real tokens)."""
+        is_mask = input_ids == ALPHABET.mask_idx  # (B, L)
+        x = x.masked_fill(is_mask.unsqueeze(-1), 0.0)
+        real = attention_mask.sum(-1) if attention_mask is not None else input_ids.shape[1]  # (B,) or L
+        observed = is_mask.sum(-1).to(x.dtype) / real  # (B,)
+        return x * (1 - 0.15 * 0.8) / (1 - observed)[:, None, None]

@@ -1,0 +1,368 @@
+"""ESM-2 (Hugging Face ``transformers`` or ``fair-esm``) -> a protein_performer checkpoint.
+
+    protein-performer convert --esm facebook/esm2_t12_35M_UR50D --out esm2_35M.ckpt
+    protein-performer convert --esm esm2_t6_8M_UR50D.pt --out esm2_8M.ckpt --attention exact
+
+ESM-2 is a pre-norm Transformer with rotary positions, like :class:`PerformerLM`; the weights
+map one to one (q, k, v are stacked into ``qkv``; the LM head becomes ``lm_head="esm"``; the
+output layer stays tied to the embeddings). Only the attention changes: ``--attention exact``
+reproduces ESM to rounding error, ``softmax`` / ``relu`` swap in FAVOR+ with ``--nb-features``
+random features, which ``fit --model.init_from`` can then fine-tune.
+
+Tokens: ESM's ``<cls>``, ``<pad>``, ``<eos>``, ``<unk>``, ``<mask>`` and 25 residue codes are
+ours under the same names (``<cls>`` is our beginning-of-sequence); ESM's ``.``, ``-`` and
+``<null_1>`` rows are dropped. The checkpoint records the source, this mapping and the config,
+and loads with :func:`protein_performer.checkpoint.load_checkpoint` (``weights_only=True``).
+
+``transformers`` and ``fair-esm`` (``pip install 'protein-performer[esm]'``) are imported only
+here, inside functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import pickle
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import torch
+import yaml
+from torch import Tensor, nn
+
+from protein_performer.alphabet import ALPHABET, ALPHABET_VERSION
+from protein_performer.model import PerformerConfig, PerformerLM
+
+log = logging.getLogger(__name__)
+
+ESM2_TOKENS: tuple[str, ...] = (
+    "<cls>", "<pad>", "<eos>", "<unk>", "L", "A", "G", "V", "S", "E", "R", "T", "I", "D", "P", "K",
+    "Q", "N", "F", "Y", "M", "H", "W", "C", "X", "B", "U", "Z", "O", ".", "-", "<null_1>", "<mask>",
+)
+"""ESM-2's vocabulary by token id (fair-esm's "ESM-1b" alphabet, also the Hugging Face models')."""
+DROPPED_TOKENS = (".", "-", "<null_1>")
+"""ESM tokens with no counterpart in our alphabet; their embedding and output rows are dropped."""
+FAIR_ESM_NAME = re.compile(r"^esm2_t\d+_\d+[MB]_UR50D$")
+"""A fair-esm model name (downloaded by fair-esm into torch hub's cache)."""
+_WARN_INSTALL = "install the optional dependencies with: pip install 'protein-performer[esm]'"
+
+
+class _Layer(NamedTuple):
+    """One ESM-2 block's modules, whichever library holds them."""
+
+    norm1: nn.LayerNorm
+    q: nn.Linear
+    k: nn.Linear
+    v: nn.Linear
+    out: nn.Linear
+    norm2: nn.LayerNorm
+    fc: nn.Linear
+    proj: nn.Linear
+
+
+@dataclass
+class EsmModel:
+    """An ESM-2 model read from either library, in one layout."""
+
+    source: str
+    """What the user named: a folder, hub id, ``.pt`` file or fair-esm model name."""
+    library: Literal["transformers", "fair-esm"]
+    tokens: tuple[str, ...]
+    """ESM's vocabulary by id."""
+    heads: int
+    ff_dim: int
+    norm_eps: float
+    token_dropout: bool
+    embed: nn.Embedding
+    layers: list[_Layer]
+    final_norm: nn.LayerNorm
+    head_dense: nn.Linear
+    head_norm: nn.LayerNorm
+    head_weight: Tensor
+    """(vocab, dim) output layer (the embeddings, when tied)."""
+    head_bias: Tensor
+    module: nn.Module = field(repr=False)
+    """The library's model, kept for checks of which weights were used."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """The source's own configuration (plain types), recorded in the checkpoint."""
+
+    @property
+    def dim(self) -> int:
+        return self.embed.weight.shape[1]
+
+
+@dataclass
+class Converted:
+    """A converted model: what ``protein-performer convert`` saves."""
+
+    config: PerformerConfig
+    model: PerformerLM
+    token_rows: list[int]
+    """ESM token id of each of our token ids (the rows kept from ESM's embeddings and outputs)."""
+    meta: dict[str, Any]
+    """Source, library, token mapping and the source's configuration (plain types)."""
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The checkpoint dictionary, in the layout ``protein-performer fit`` writes (plain types)."""
+        state = {f"model.{k}": v.detach().clone().contiguous() for k, v in self.model.state_dict().items()}
+        state["train_token_counts"] = torch.zeros(self.config.vocab_size, dtype=torch.long)
+        return {
+            "state_dict": state,
+            "performer_config": self.config.to_dict(),
+            "alphabet_version": ALPHABET_VERSION,
+            "objective": "mlm",
+            "hyper_parameters": {"config": self.config.to_dict(), "objective": "mlm"},
+            "converted_from": self.meta,
+        }
+
+
+# ------------------------------------------------------------------------------------ reading ESM
+
+
+def _import(name: str):
+    try:
+        return __import__(name, fromlist=["_"])
+    except ImportError as err:
+        raise RuntimeError(f"converting ESM models needs the '{name.split('.')[0]}' package; {_WARN_INSTALL}") from err
+
+
+def read_transformers(model: nn.Module, source: str, tokens: tuple[str, ...] | None = None) -> EsmModel:
+    """An ``EsmForMaskedLM`` (any weights) as an :class:`EsmModel`; ``tokens`` default to ESM-2's."""
+    cfg = model.config
+    problems = []
+    if getattr(cfg, "position_embedding_type", "absolute") != "rotary":
+        problems.append(f"position_embedding_type={cfg.position_embedding_type!r} (ESM-1b / ESM-1v); only "
+                        "ESM-2 (rotary) models convert")
+    if getattr(cfg, "emb_layer_norm_before", False):
+        problems.append("emb_layer_norm_before=True (ESM-1b style)")
+    if getattr(cfg, "is_decoder", False):
+        problems.append("is_decoder=True")
+    if getattr(cfg, "hidden_act", "gelu") != "gelu":
+        problems.append(f"hidden_act={cfg.hidden_act!r} (need 'gelu')")
+    if float(getattr(cfg, "rope_theta", 10000.0)) != 10000.0:
+        problems.append(f"rope_theta={cfg.rope_theta} (need 10000)")
+    if problems:
+        raise ValueError(f"{source}: not convertible: {'; '.join(problems)}")
+    tokens = tokens or _default_tokens(source, cfg.vocab_size, cfg.pad_token_id, cfg.mask_token_id)
+    esm, head = model.esm, model.lm_head
+    layers = [_Layer(l.attention.LayerNorm, l.attention.self.query, l.attention.self.key, l.attention.self.value,
+                     l.attention.output.dense, l.LayerNorm, l.intermediate.dense, l.output.dense)
+              for l in esm.encoder.layer]
+    details = {k: v for k, v in cfg.to_dict().items() if isinstance(v, (int, float, str, bool, type(None)))}
+    return EsmModel(
+        source=source, library="transformers", tokens=tokens, heads=cfg.num_attention_heads,
+        ff_dim=cfg.intermediate_size, norm_eps=float(cfg.layer_norm_eps), token_dropout=bool(cfg.token_dropout),
+        embed=esm.embeddings.word_embeddings, layers=layers, final_norm=esm.encoder.emb_layer_norm_after,
+        head_dense=head.dense, head_norm=head.layer_norm, head_weight=head.decoder.weight, head_bias=head.bias,
+        module=model, details=details,
+    )
+
+
+def _default_tokens(source: str, vocab_size: int, pad_id: int | None, mask_id: int | None) -> tuple[str, ...]:
+    if vocab_size != len(ESM2_TOKENS) or pad_id != 1 or mask_id != 32:
+        raise ValueError(f"{source}: vocabulary of {vocab_size} tokens (pad {pad_id}, mask {mask_id}) is not "
+                         f"ESM-2's 33 (pad 1, mask 32) and no tokenizer was found beside the model")
+    return ESM2_TOKENS
+
+
+def read_fair_esm(model: nn.Module, alphabet: Any, source: str) -> EsmModel:
+    """A fair-esm ``ESM2`` and its alphabet as an :class:`EsmModel`."""
+    pretrained_esm2 = _import("esm.model.esm2").ESM2
+    if not isinstance(model, pretrained_esm2):
+        raise ValueError(f"{source}: a fair-esm {type(model).__name__}, not ESM2; only ESM-2 models convert")
+    layers = [_Layer(l.self_attn_layer_norm, l.self_attn.q_proj, l.self_attn.k_proj, l.self_attn.v_proj,
+                     l.self_attn.out_proj, l.final_layer_norm, l.fc1, l.fc2) for l in model.layers]
+    if any(l.self_attn.bias_k is not None for l in model.layers):
+        raise ValueError(f"{source}: attention with bias_k/bias_v is not ESM-2's; not convertible")
+    head = model.lm_head
+    return EsmModel(
+        source=source, library="fair-esm", tokens=tuple(alphabet.all_toks), heads=model.attention_heads,
+        ff_dim=model.layers[0].fc1.out_features, norm_eps=float(model.emb_layer_norm_after.eps),
+        token_dropout=bool(model.token_dropout), embed=model.embed_tokens, layers=layers,
+        final_norm=model.emb_layer_norm_after, head_dense=head.dense, head_norm=head.layer_norm,
+        head_weight=head.weight, head_bias=head.bias, module=model,
+        details={"num_layers": model.num_layers, "embed_dim": model.embed_dim,
+                 "attention_heads": model.attention_heads, "token_dropout": bool(model.token_dropout)},
+    )
+
+
+def load_esm(source: str) -> EsmModel:
+    """Read ESM-2 from a Hugging Face folder or hub id, a fair-esm ``.pt`` file or a fair-esm name.
+
+    Hugging Face sources go through ``EsmForMaskedLM.from_pretrained`` (the user's cache and
+    ``HF_HUB_OFFLINE`` apply); fair-esm files through ``esm.pretrained.load_model_and_alphabet_local``
+    (the ``-contact-regression.pt`` file must lie beside it, as fair-esm requires).
+    """
+    path = Path(source)
+    if path.is_file():
+        if path.suffix != ".pt":
+            raise ValueError(f"{source}: a file, but not a fair-esm .pt file; pass a .pt file, a Hugging Face "
+                             "model folder or hub id (e.g. facebook/esm2_t6_8M_UR50D)")
+        pretrained = _import("esm.pretrained")
+        model, alphabet = _fair_esm_call(source, pretrained.load_model_and_alphabet_local, path)
+        return read_fair_esm(model, alphabet, source)
+    if FAIR_ESM_NAME.match(source):
+        pretrained = _import("esm.pretrained")
+        model, alphabet = _fair_esm_call(source, pretrained.load_model_and_alphabet, source)
+        return read_fair_esm(model, alphabet, source)
+    if not path.is_dir() and ("/" not in source or source.startswith(("/", ".", "~"))):
+        raise FileNotFoundError(f"{source}: no such file or folder, and not a hub id (owner/name) or fair-esm "
+                                "model name (esm2_t6_8M_UR50D ...)")
+    transformers = _import("transformers")
+    try:
+        model = transformers.EsmForMaskedLM.from_pretrained(source)
+    except OSError as err:
+        raise OSError(f"{source}: cannot load a Hugging Face ESM model ({str(err).splitlines()[0]}); check the "
+                      "name, the network, or HF_HUB_OFFLINE and the cache") from err
+    tokens = None
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source)
+        vocab = tokenizer.get_vocab()
+        tokens = tuple(sorted(vocab, key=vocab.get))
+    except (OSError, ValueError, TypeError) as err:  # no tokenizer files: ESM-2's vocabulary is checked instead
+        log.info("%s: no tokenizer (%s); assuming ESM-2's vocabulary", source, type(err).__name__)
+    return read_transformers(model.eval(), source, tokens)
+
+
+def _fair_esm_call(source: str, loader, *args):
+    """Run a fair-esm loader. fair-esm's files hold ``argparse.Namespace`` configs, which
+    ``torch.load`` (``weights_only`` by default since torch 2.6) reads only when allow-listed;
+    nothing else is allowed."""
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            model, alphabet = loader(*args)
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"{source}: fair-esm file holds Python objects that are not safe to load "
+                         f"({str(err).splitlines()[-1][:200]}); convert the Hugging Face copy instead, e.g. "
+                         "--esm facebook/esm2_t6_8M_UR50D") from err
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{source}: {err.filename or err}: not found (fair-esm needs the "
+                                "-contact-regression.pt file beside the model file)") from err
+    return model.eval(), alphabet
+
+
+# ------------------------------------------------------------------------------------ conversion
+
+
+def token_rows(tokens: tuple[str, ...], source: str = "ESM") -> list[int]:
+    """ESM token id of each of our token ids; raises ``ValueError`` naming a token ESM lacks."""
+    index = {t: i for i, t in enumerate(tokens)}
+    missing = [t for t in ALPHABET.tokens if t not in index]
+    if missing:
+        raise ValueError(f"{source}: vocabulary lacks {missing}; not an ESM-2 vocabulary")
+    return [index[t] for t in ALPHABET.tokens]
+
+
+def performer_config(esm: EsmModel, attention: str = "softmax", nb_features: int = 256) -> PerformerConfig:
+    """The :class:`PerformerConfig` that represents ``esm`` (with the chosen attention)."""
+    if esm.ff_dim % esm.dim:
+        raise ValueError(f"{esm.source}: feed-forward width {esm.ff_dim} is not a multiple of dim {esm.dim}")
+    tied = esm.head_weight.data_ptr() == esm.embed.weight.data_ptr() or torch.equal(esm.head_weight,
+                                                                                    esm.embed.weight)
+    return PerformerConfig(
+        vocab_size=len(ALPHABET), dim=esm.dim, depth=len(esm.layers), heads=esm.heads, ff_mult=esm.ff_dim // esm.dim,
+        attention=attention, nb_features=nb_features, causal=False, position="rotary", dropout=0.0,
+        tie_embeddings=tied, norm_eps=esm.norm_eps, lm_head="esm", token_dropout=esm.token_dropout,
+        rotary_frequencies="float32",
+    )
+
+
+def _state(esm: EsmModel, rows: list[int]) -> dict[str, Tensor]:
+    """Our parameter names -> ESM's tensors (vocabulary rows selected, q/k/v stacked)."""
+    idx = torch.tensor(rows)
+
+    def lin(name: str, m: nn.Module) -> dict[str, Tensor]:
+        return {f"{name}.weight": m.weight, f"{name}.bias": m.bias}
+
+    state = {"embed.weight": esm.embed.weight[idx], "lm_head.weight": esm.head_weight[idx],
+             "lm_head.bias": esm.head_bias[idx], **lin("norm", esm.final_norm),
+             **lin("head_transform.dense", esm.head_dense), **lin("head_transform.norm", esm.head_norm)}
+    for i, layer in enumerate(esm.layers):
+        p = f"blocks.{i}"
+        for name, m in (("norm1", layer.norm1), ("norm2", layer.norm2), ("attn.out", layer.out),
+                        ("ff.fc", layer.fc), ("ff.proj", layer.proj)):
+            state.update(lin(f"{p}.{name}", m))
+        state[f"{p}.attn.qkv.weight"] = torch.cat([layer.q.weight, layer.k.weight, layer.v.weight])  # (3 dim, dim)
+        state[f"{p}.attn.qkv.bias"] = torch.cat([layer.q.bias, layer.k.bias, layer.v.bias])  # (3 dim,)
+    return {k: v.detach().float() for k, v in state.items()}
+
+
+def _check_all_used(esm: EsmModel) -> None:
+    """Every parameter of the source model is converted, except the contact-prediction head."""
+    used = {id(p) for m in (esm.embed, esm.final_norm, esm.head_dense, esm.head_norm, *[x for l in esm.layers for x in l])
+            for p in m.parameters()} | {id(esm.head_weight), id(esm.head_bias)}
+    unused = [n for n, p in esm.module.named_parameters() if id(p) not in used and "contact_head" not in n]
+    if unused:
+        raise ValueError(f"{esm.source}: weights this converter does not understand: {unused[:5]}"
+                         f"{' ...' if len(unused) > 5 else ''}; only plain ESM-2 masked language models convert")
+
+
+def convert(esm: EsmModel, attention: str = "softmax", nb_features: int = 256) -> Converted:
+    """ESM-2 -> an eval-mode :class:`PerformerLM` with ``attention`` (its FAVOR+ projections drawn
+    from ``feature_seed``), plus the record of what was done."""
+    _check_all_used(esm)
+    rows = token_rows(esm.tokens, esm.source)
+    config = performer_config(esm, attention, nb_features)
+    model = PerformerLM(config)
+    missing, unexpected = model.load_state_dict(_state(esm, rows), strict=False)
+    missing = [k for k in missing if not k.endswith("attn.projection")]  # drawn from feature_seed
+    if missing or unexpected:  # a bug here, not in the user's input
+        raise RuntimeError(f"{esm.source}: conversion left {missing} unset and {unexpected} unused")
+    meta = {
+        "source": esm.source, "library": esm.library,
+        "token_mapping": {t: esm.tokens[r] for t, r in zip(ALPHABET.tokens, rows)},
+        "esm_token_ids": {t: r for t, r in zip(ALPHABET.tokens, rows)},
+        "dropped_tokens": [t for i, t in enumerate(esm.tokens) if i not in set(rows)],
+        "source_config": esm.details,
+    }
+    log.info("converted %s (%s): %d layers, dim %d, %d heads -> %s attention%s; dropped ESM tokens %s",
+             esm.source, esm.library, config.depth, config.dim, config.heads, attention,
+             f" (m={nb_features})" if attention != "exact" else "", meta["dropped_tokens"])
+    return Converted(config=config, model=model.eval(), token_rows=rows, meta=meta)
+
+
+def save(converted: Converted, out: str | Path) -> Path:
+    """Write the checkpoint atomically (a temporary file, then a rename) and a YAML beside it with the
+    ``model`` section for ``protein-performer fit --config BASE.yaml --config OUT.yaml``."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    torch.save(converted.checkpoint(), tmp)
+    os.replace(tmp, out)
+    fit_yaml = out.with_suffix(".yaml")
+    text = (f"# `protein-performer fit --config configs/demo.yaml --config {fit_yaml.name}` fine-tunes {out.name}\n"
+            f"# (converted from {converted.meta['source']}); for CLM add --model.objective clm "
+            "--model.config.causal true\n")
+    fit_yaml.write_text(text + yaml.safe_dump({"model": {"init_from": str(out), "config": converted.config.to_dict()}},
+                                              sort_keys=False))
+    return out
+
+
+# ------------------------------------------------------------------------------------ command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--esm", required=True, metavar="SOURCE",
+                        help="Hugging Face model folder or hub id (facebook/esm2_t12_35M_UR50D), a fair-esm .pt "
+                             "file, or a fair-esm model name (esm2_t12_35M_UR50D)")
+    parser.add_argument("--out", required=True, type=Path, help="checkpoint to write (.ckpt); a fit YAML is "
+                        "written beside it (same name, .yaml)")
+    parser.add_argument("--attention", choices=("softmax", "relu", "exact"), default="softmax",
+                        help="FAVOR+ softmax (default), FAVOR+ ReLU, or exact attention (reproduces ESM)")
+    parser.add_argument("--nb-features", type=int, default=256, help="random features per head (default 256)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from protein_performer.outputs import check_output
+
+    check_output(args.out, "file")
+    check_output(args.out.with_suffix(".yaml"), "file")
+    if args.nb_features < 1:
+        raise ValueError(f"--nb-features must be >= 1, got {args.nb_features}")
+    converted = convert(load_esm(args.esm), args.attention, args.nb_features)
+    save(converted, args.out)
+    log.info("wrote %s and %s", args.out, args.out.with_suffix(".yaml"))
+    return 0
