@@ -1,0 +1,251 @@
+"""What FAVOR+ learns per step and per CPU-second, against exact attention (issue: Performers that learn).
+
+Every run trains the demo recipe (``configs/demo.yaml``: cosine over the run, 30% masking, same data
+and seed) with one change, records held-out (validation) perplexity against *training* seconds
+(validation time excluded), then scores the test split with 5 masks against the unigram and the
+neighbour-context n-gram, with paired 95% bootstrap intervals over windows (as ``score`` does).
+
+    # equal steps (the default: 1,600, the demo's):
+    python scripts/study_learning.py run --variants exact favor-softmax hybrid conv --tag l512
+    # equal wall clock: each variant gets as many steps as fit in 240 s of its own measured step time
+    python scripts/study_learning.py run --variants exact hybrid --length 8192 --batch-size 1 \\
+        --budget-seconds 300 --tag l8192
+    # how well FAVOR+ estimates the attention a trained exact model learned, per layer
+    python scripts/study_learning.py approx --weights outputs/study/l512/exact.pt
+    # tables and figure from every saved run: docs/benchmarks/learning.md, docs/figures/learning_*.png
+    python scripts/study_learning.py report
+
+Runs are saved as ``outputs/study/<tag>/<variant>.json`` (and the trained weights as ``.pt``),
+so the report can be redrawn without training again. Run it alone on the machine: the seconds are
+only comparable between runs made under the same conditions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import yaml
+
+from protein_performer.baselines import ContextBaseline, unigram_probabilities
+from protein_performer.corpus.shards import open_split
+from protein_performer.datamodule import ProteinDataModule
+from protein_performer.lit import ProteinLM
+from protein_performer.model import PerformerConfig, PerformerLM
+from protein_performer.score import score_windows
+
+log = logging.getLogger("study_learning")
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO / "data" / "prepared" / "UP000000625_83333"
+OUT = REPO / "outputs" / "study"
+
+# name -> overrides of the demo recipe: "config" (PerformerConfig), "model" (ProteinLM), "data".
+VARIANTS: dict[str, dict[str, dict]] = {
+    "exact": {"config": {"attention": "exact"}},
+    "favor-softmax": {},
+    "favor-relu": {"config": {"attention": "relu"}},
+    "hybrid": {"config": {"local_heads": 2, "local_window": 16}},
+    "conv": {"config": {"conv_width": 3}},
+    "hybrid+conv": {"config": {"local_heads": 2, "local_window": 16, "conv_width": 3}},
+    "hybrid-3local": {"config": {"local_heads": 3, "local_window": 16}},
+    "hybrid-w32": {"config": {"local_heads": 2, "local_window": 32}},
+    "hybrid-w8": {"config": {"local_heads": 2, "local_window": 8}},
+    "favor++": {"config": {"feature_map": "favor++"}},
+    # per-protein attention inside the concatenated windows
+    "segments": {"config": {"segment_attention": True}},
+    # section 1 ablations of plain FAVOR+ (softmax)
+    "m256": {"config": {"nb_features": 256}},
+    "sqrt_d": {"config": {"feature_scaling": "sqrt_d"}},
+    "redraw-never": {"model": {"redraw_interval": 0}},
+    "redraw-100": {"model": {"redraw_interval": 100}},
+    "heads8": {"config": {"heads": 8}},
+    "lr-2e-3": {"model": {"lr": 0.002}},
+    "lr-5e-4": {"model": {"lr": 0.0005}},
+}
+
+
+class Clock(pl.Callback):
+    """Training seconds (validation excluded) and the validation curve: [(step, seconds, val loss)]."""
+
+    def __init__(self) -> None:
+        self.curve: list[tuple[int, float, float]] = []
+        self.step_times: list[float] = []
+        self._val_seconds = 0.0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._batch = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.step_times.append(time.perf_counter() - self._batch)
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._val_start = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        now = time.perf_counter()
+        if not hasattr(self, "_start") or trainer.sanity_checking:
+            return
+        loss = trainer.callback_metrics.get("val/loss")
+        seconds = now - self._start - self._val_seconds
+        self._val_seconds += now - self._val_start
+        if loss is not None:
+            self.curve.append((trainer.global_step, seconds, float(loss)))
+
+    @property
+    def train_seconds(self) -> float:
+        return time.perf_counter() - self._start - self._val_seconds
+
+
+def _recipe(variant: str, args: argparse.Namespace) -> tuple[dict, dict, dict]:
+    base = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    model = copy.deepcopy(base["model"])
+    config = {**model.pop("config"), **VARIANTS[variant].get("config", {})}
+    model.update(VARIANTS[variant].get("model", {}))
+    data = {k: v for k, v in base["data"].items() if k not in ("data_dir", "limit_windows")}
+    data.update(VARIANTS[variant].get("data", {}))
+    data.update(max_length=args.length, batch_size=args.batch_size, seed=args.seed, num_workers=0)
+    return config, model, data
+
+
+def _fit(variant: str, args: argparse.Namespace, steps: int, *, eval_every: int | None) -> tuple[ProteinLM, Clock]:
+    config, model_kw, data_kw = _recipe(variant, args)
+    pl.seed_everything(args.seed, workers=True)
+    objective = model_kw.pop("objective")
+    module = ProteinLM(config=PerformerConfig(**config), objective=objective, **model_kw)
+    dm = ProteinDataModule(str(args.data_dir), objective=objective, **data_kw)
+    clock = Clock()
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, max_steps=steps, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        gradient_clip_val=1.0, callbacks=[clock],
+        val_check_interval=eval_every or steps, check_val_every_n_epoch=None,
+        limit_val_batches=args.val_batches if eval_every else 0,
+    )
+    trainer.fit(module, dm)
+    return module, clock
+
+
+def measure_step_seconds(variant: str, args: argparse.Namespace, probe: int = 30) -> float:
+    """Median seconds per optimizer step over a short probe run (the first third dropped)."""
+    _, clock = _fit(variant, args, probe, eval_every=None)
+    return float(np.median(clock.step_times[probe // 3:]))
+
+
+def score_model(model: PerformerLM, objective: str, train_token_counts, args: argparse.Namespace) -> dict:
+    """The test split, scored as ``score --passes`` does, against the unigram and the n-gram."""
+    test = open_split(args.data_dir, "test")
+    proteins = [np.asarray(test.protein(i)) for i in range(len(test))]
+    unigram = unigram_probabilities(train_token_counts)
+    context = ContextBaseline.from_split(objective, args.data_dir, unigram, max_length=512)
+    return asdict(score_windows(model, objective, proteins, max_length=args.length,
+                                batch_size=max(1, 4096 // args.length), passes=args.passes, unigram=unigram,
+                                context=context))
+
+
+def rescore(path: Path, args: argparse.Namespace) -> None:
+    """Score a saved run's weights again (e.g. after the scoring gained a field) and update its JSON."""
+    record = json.loads(path.read_text())
+    saved = torch.load(path.with_suffix(".pt"), weights_only=True)
+    model = PerformerLM(PerformerConfig(**saved["performer_config"]))
+    model.load_state_dict(saved["state_dict"])
+    args.length = record["length"]
+    counts = saved.get("train_token_counts")
+    if counts is None:  # runs saved before the counts were: the manifest's, as training read them
+        counts = ProteinDataModule(str(args.data_dir)).token_counts("train")
+    record["test"] = score_model(model, "clm" if model.config.causal else "mlm", counts, args)
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    log.info("rescored %s: test ppl %.3f", path, record["test"]["perplexity"])
+
+
+def run_variant(variant: str, args: argparse.Namespace) -> dict:
+    steps = args.steps
+    step_seconds = None
+    if args.budget_seconds:
+        step_seconds = measure_step_seconds(variant, args, args.probe_steps)
+        steps = max(50, int(args.budget_seconds / step_seconds))
+        log.info("%s: %.3f s/step -> %d steps in %.0f s", variant, step_seconds, steps, args.budget_seconds)
+    eval_every = max(1, steps // args.evals)
+    module, clock = _fit(variant, args, steps, eval_every=eval_every)
+    train_seconds = clock.train_seconds
+    score = score_model(module.model, module.objective, module.train_token_counts, args)
+    out_dir = OUT / args.tag
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.save({"performer_config": module.config.to_dict(), "state_dict": module.model.state_dict(),
+                "train_token_counts": module.train_token_counts}, out_dir / f"{variant}.pt")
+    record = {
+        "variant": variant, "overrides": VARIANTS[variant], "tag": args.tag, "length": args.length,
+        "batch_size": args.batch_size, "seed": args.seed, "steps": steps, "train_seconds": train_seconds,
+        "probe_step_seconds": step_seconds, "budget_seconds": args.budget_seconds,
+        "threads": torch.get_num_threads(), "parameters": module.model.num_parameters(),
+        "curve": clock.curve, "test": score,
+    }
+    (out_dir / f"{variant}.json").write_text(json.dumps(record, indent=1) + "\n")
+    log.info("%s: %d steps, %.0f s, test ppl %.3f acc %.2f%% (unigram %.3f, n-gram %.3f)", variant, steps,
+             train_seconds, score["perplexity"], 100 * score["accuracy"], score["unigram_perplexity"],
+             score["context_perplexity"])
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train and score variants")
+    run.add_argument("--variants", nargs="+", required=True, choices=sorted(VARIANTS))
+    run.add_argument("--tag", required=True, help="outputs/study/TAG/ holds the runs")
+    run.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    run.add_argument("--steps", type=int, default=1600, help="optimizer steps (equal-steps runs)")
+    run.add_argument("--budget-seconds", type=float, default=0.0,
+                     help="equal wall clock: steps = budget / the variant's measured seconds per step")
+    run.add_argument("--probe-steps", type=int, default=30, help="steps of the timing probe (--budget-seconds)")
+    run.add_argument("--length", type=int, default=512)
+    run.add_argument("--batch-size", type=int, default=8)
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--evals", type=int, default=8, help="validation points on the curve")
+    run.add_argument("--val-batches", type=int, default=20)
+    run.add_argument("--passes", type=int, default=5)
+    run.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    again = sub.add_parser("rescore", help="score saved runs again (outputs/study/TAG/VARIANT.json)")
+    again.add_argument("runs", nargs="+", type=Path)
+    again.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    again.add_argument("--passes", type=int, default=5)
+    sub.add_parser("report", help="write docs/benchmarks/learning.md and figures from saved runs")
+    approx = sub.add_parser("approx", help="FAVOR+ estimate of a trained exact model's attention")
+    approx.add_argument("--weights", type=Path, required=True, help="outputs/study/TAG/exact.pt")
+    approx.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    approx.add_argument("--features", type=int, nargs="+", default=[64, 256, 1024])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    if args.command == "run":
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        for variant in args.variants:
+            run_variant(variant, args)
+    elif args.command == "rescore":
+        for path in args.runs:
+            rescore(path, args)
+    elif args.command == "approx":
+        from study_report import approximation_study  # noqa: PLC0415 (script-local module)
+
+        approximation_study(args)
+    else:
+        from study_report import write_report  # noqa: PLC0415
+
+        write_report(OUT, REPO / "docs")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
