@@ -327,3 +327,15 @@ def test_core_package_never_imports_the_optional_libraries():
             "protein_performer.checkpoint, protein_performer.analysis.commands, protein_performer.convert.esm; "
             "bad = [m for m in ('transformers', 'esm') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_hub_folders_with_and_without_a_tokenizer(tmp_path):
+    from protein_performer.convert.esm import load_esm
+
+    folder = tmp_path / "hf"
+    hf_model().save_pretrained(folder)
+    assert load_esm(str(folder)).tokens == ESM2_TOKENS  # no tokenizer: ESM-2's vocabulary, checked
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(ESM2_TOKENS) + "\n")
+    transformers.EsmTokenizer(str(vocab)).save_pretrained(folder)
+    assert load_esm(str(folder)).tokens == ESM2_TOKENS  # from the tokenizer's vocabulary

@@ -222,7 +222,8 @@ def load_esm(source: str) -> EsmModel:
         tokenizer = transformers.AutoTokenizer.from_pretrained(source)
         vocab = tokenizer.get_vocab()
         tokens = tuple(sorted(vocab, key=vocab.get))
-    except (OSError, ValueError, TypeError) as err:  # no tokenizer files: ESM-2's vocabulary is checked instead
+    except Exception as err:  # no tokenizer files (the error type varies by version): ESM-2's vocabulary is
+        # assumed, and checked against the model's vocabulary size and pad / mask ids
         log.info("%s: no tokenizer (%s); assuming ESM-2's vocabulary", source, type(err).__name__)
     return read_transformers(model.eval(), source, tokens)
 
