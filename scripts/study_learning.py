@@ -7,9 +7,11 @@ neighbour-context n-gram, with paired 95% bootstrap intervals over windows (as `
 
     # equal steps (the default: 1,600, the demo's):
     python scripts/study_learning.py run --variants exact favor-softmax hybrid conv --tag l512
-    # equal wall clock: each variant gets as many steps as fit in 240 s of its own measured step time
-    python scripts/study_learning.py run --variants exact hybrid --length 8192 --batch-size 1 \\
-        --budget-seconds 300 --tag l8192
+    # equal wall clock: each variant gets as many steps as fit in 300 s at its own speed, measured
+    # alone and interleaved beforehand
+    python scripts/study_learning.py speed --variants exact hybrid+conv --length 8192 --batch-size 1
+    python scripts/study_learning.py run --variants exact hybrid+conv --length 8192 --batch-size 1 \\
+        --budget-seconds 300 --speeds outputs/study/speed-L8192.json --tag l8192
     # how well FAVOR+ estimates the attention a trained exact model learned, per layer
     python scripts/study_learning.py approx --weights outputs/study/l512/exact.pt
     # tables and figure from every saved run: docs/benchmarks/learning.md, docs/figures/learning_*.png
@@ -168,12 +170,32 @@ def rescore(path: Path, args: argparse.Namespace) -> None:
     log.info("rescored %s: test ppl %.3f", path, record["test"]["perplexity"])
 
 
+def speed(args: argparse.Namespace) -> Path:
+    """Seconds per training step of each variant, interleaved over ``--rounds`` rounds (median of
+    the rounds), so that all variants see the same machine: outputs/study/speed-L<length>.json."""
+    times: dict[str, list[float]] = {v: [] for v in args.variants}
+    for _ in range(args.rounds):
+        for variant in args.variants:
+            times[variant].append(measure_step_seconds(variant, args, args.probe_steps))
+    result = {"length": args.length, "batch_size": args.batch_size, "threads": torch.get_num_threads(),
+              "rounds": args.rounds, "probe_steps": args.probe_steps,
+              "seconds_per_step": {v: float(np.median(t)) for v, t in times.items()}, "all": times}
+    path = OUT / f"speed-L{args.length}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    log.info("seconds per step: %s", result["seconds_per_step"])
+    return path
+
+
 def run_variant(variant: str, args: argparse.Namespace) -> dict:
     steps = args.steps
     step_seconds = None
     if args.budget_seconds:
-        step_seconds = measure_step_seconds(variant, args, args.probe_steps)
-        steps = max(50, int(args.budget_seconds / step_seconds))
+        if args.speeds:  # measured beforehand, interleaved (the `speed` command): load-independent
+            step_seconds = json.loads(args.speeds.read_text())["seconds_per_step"][variant]
+        else:
+            step_seconds = measure_step_seconds(variant, args, args.probe_steps)
+        steps = max(20, int(args.budget_seconds / step_seconds))
         log.info("%s: %.3f s/step -> %d steps in %.0f s", variant, step_seconds, steps, args.budget_seconds)
     eval_every = max(1, steps // args.evals)
     module, clock = _fit(variant, args, steps, eval_every=eval_every)
@@ -208,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--budget-seconds", type=float, default=0.0,
                      help="equal wall clock: steps = budget / the variant's measured seconds per step")
     run.add_argument("--probe-steps", type=int, default=30, help="steps of the timing probe (--budget-seconds)")
+    run.add_argument("--speeds", type=Path, default=None,
+                     help="with --budget-seconds: seconds per step from `speed` (outputs/study/speed-L*.json) "
+                          "instead of a probe, so the step counts do not depend on the load during the run")
     run.add_argument("--length", type=int, default=512)
     run.add_argument("--batch-size", type=int, default=8)
     run.add_argument("--seed", type=int, default=0)
@@ -215,6 +240,23 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--val-batches", type=int, default=20)
     run.add_argument("--passes", type=int, default=5)
     run.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    fast = sub.add_parser("speed", help="seconds per step of variants, interleaved (run it alone)")
+    fast.add_argument("--variants", nargs="+", required=True, choices=sorted(VARIANTS))
+    fast.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    fast.add_argument("--length", type=int, default=512)
+    fast.add_argument("--batch-size", type=int, default=8)
+    fast.add_argument("--seed", type=int, default=0)
+    fast.add_argument("--val-batches", type=int, default=0)
+    fast.add_argument("--probe-steps", type=int, default=30)
+    fast.add_argument("--rounds", type=int, default=3)
+    fast.add_argument("--threads", type=int, default=0)
+    local = sub.add_parser("locality", help="attention mass near the query, per layer and head")
+    local.add_argument("--weights", type=Path, nargs="+", required=True)
+    local.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    sim = sub.add_parser("similarity", help="attention/embedding similarity vs BLOSUM62, trained and untrained")
+    sim.add_argument("--weights", type=Path, nargs="+", required=True)
+    sim.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    sim.add_argument("--max-proteins", type=int, default=197)
     again = sub.add_parser("rescore", help="score saved runs again (outputs/study/TAG/VARIANT.json)")
     again.add_argument("runs", nargs="+", type=Path)
     again.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
@@ -233,9 +275,21 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         for variant in args.variants:
             run_variant(variant, args)
+    elif args.command == "speed":
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        speed(args)
     elif args.command == "rescore":
         for path in args.runs:
             rescore(path, args)
+    elif args.command == "locality":
+        from study_report import locality_study  # noqa: PLC0415
+
+        locality_study(args)
+    elif args.command == "similarity":
+        from study_report import similarity_study  # noqa: PLC0415
+
+        similarity_study(args)
     elif args.command == "approx":
         from study_report import approximation_study  # noqa: PLC0415 (script-local module)
 

@@ -41,17 +41,21 @@ def _ratio_ci(pair) -> str:
     return "" if pair is None else f"[{pair[0]:.4f}, {pair[1]:.4f}]"
 
 
-def run_table(runs: list[dict]) -> str:
-    """One row per variant: steps, seconds, test perplexity and accuracy against both baselines."""
+def run_table(runs: list[dict], speeds: dict[str, float] | None = None) -> str:
+    """One row per variant: steps, seconds, test perplexity and accuracy against both baselines.
+    ``speeds``: seconds per step measured alone (``study_learning.py speed``), else the run's own."""
     exact = next((r for r in runs if r["variant"] == "exact"), None)
-    head = ("| variant | steps | train s | s/step | test ppl | / exact | / unigram [95% CI] | / n-gram [95% CI] "
-            "| acc. % | gain vs unigram, points [CI] | gain vs n-gram, points [CI] |")
+    speeds = speeds or {}
+    head = ("| variant | steps | train s | s/step (alone) / exact | test ppl | / exact | / unigram [95% CI] "
+            "| / n-gram [95% CI] | acc. % | gain vs unigram, points [CI] | gain vs n-gram, points [CI] |")
     lines = [head, "|---|---:|---:|---:|---:|---:|---|---|---:|---|---|"]
     for r in runs:
         t = r["test"]
         rel = f"{t['perplexity'] / exact['test']['perplexity']:.4f}" if exact else ""
+        own = speeds.get(r["variant"])
+        pace = f"{own / speeds['exact']:.2f}" if own and speeds.get("exact") else ""
         lines.append(
-            f"| {r['variant']} | {r['steps']:,} | {r['train_seconds']:.0f} | {r['train_seconds'] / r['steps']:.3f} "
+            f"| {r['variant']} | {r['steps']:,} | {r['train_seconds']:.0f} | {pace} "
             f"| {t['perplexity']:.3f} | {rel} | {t['perplexity_ratio']:.4f} {_ratio_ci(t['perplexity_ratio_ci95'])} "
             f"| {t.get('context_perplexity_ratio') or float('nan'):.4f} {_ratio_ci(t.get('context_perplexity_ratio_ci95'))} "
             f"| {100 * t['accuracy']:.2f} | {t['accuracy_gain']:+.2f} {_ci(t['accuracy_gain_ci95'])} "
@@ -113,16 +117,122 @@ def write_report(root: Path, docs: Path) -> Path:
     for tag, tag_runs in runs.items():
         fig = curve_figure(tag_runs, docs / "figures" / f"learning_{tag}.png", TAG_TITLES.get(tag, tag))
         r0 = tag_runs[0]
+        speed_file = root / f"speed-L{r0['length']}.json"
+        speeds = json.loads(speed_file.read_text())["seconds_per_step"] if speed_file.exists() else None
+        pace = ("" if speeds is None else
+                f" Seconds per step measured alone, interleaved: {', '.join(f'{v} {t:.3f}' for v, t in speeds.items())}.")
         parts.append(f"### {TAG_TITLES.get(tag, tag)}\n\nWindows of {r0['length']}, batch {r0['batch_size']}, seed "
-                     f"{r0['seed']}, {r0['threads']} torch thread(s). {baselines_line(tag_runs)}\n\n"
-                     f"{run_table(tag_runs)}\n\n![{tag}](../figures/{fig.name})")
+                     f"{r0['seed']}, {r0['threads']} torch thread(s). {baselines_line(tag_runs)}{pace}\n\n"
+                     f"{run_table(tag_runs, speeds)}\n\n![{tag}](../figures/{fig.name})")
     approx = root / "approx.json"
     if approx.exists():
         parts.append("### How well FAVOR+ estimates a trained exact model's attention\n\n"
-                     + approximation_table(approx))
+                     "Same q and k (validation windows of 512), the exact softmax rows against FAVOR+'s "
+                     "implicit weights; TV = total-variation distance per row; sharp rows have a largest "
+                     "weight above 0.3.\n\n" + approximation_table(approx))
+    similarity = root / "similarity.json"
+    if similarity.exists():
+        rows = json.loads(similarity.read_text())
+        parts.append(f"### Amino-acid similarity vs BLOSUM62 (Pearson over 190 pairs, {rows[0]['proteins']} test "
+                     "proteins)\n\n" + similarity_table(similarity))
+    locality = root / "locality.json"
+    if locality.exists():
+        parts.append("### Where the trained models attend\n\nValidation windows of 512; uniform attention "
+                     "would put 0.014 within ±3 positions, at a mean distance of about 171.\n\n"
+                     + locality_table(locality))
     out = docs / "benchmarks" / "learning.md"
     write_marked_block(out, "\n\n".join(parts), "study", "What Performers learn per step and per CPU-second")
     return out
+
+
+def _load(path: Path):
+    from protein_performer.model import PerformerConfig, PerformerLM
+
+    saved = torch.load(path, weights_only=True)
+    model = PerformerLM(PerformerConfig(**saved["performer_config"])).eval()
+    model.load_state_dict(saved["state_dict"])
+    return model
+
+
+def _valid_windows(data_dir: Path, n: int = 8, length: int = 512) -> torch.Tensor:
+    from protein_performer.corpus.shards import open_split
+    from protein_performer.datasets import windows_from_sequences
+
+    valid = open_split(data_dir, "valid")
+    windows = windows_from_sequences([np.asarray(valid.protein(i)) for i in range(len(valid))], length)
+    return torch.from_numpy(np.stack([w for w in windows if len(w) == length][:n]).astype(np.int64))  # (B, L)
+
+
+@torch.no_grad()
+def locality_study(args) -> Path:
+    """Per saved model, layer and head: the attention mass within 3 positions of the query and the
+    mean attention distance, on validation windows (uniform attention over 512: 0.014 and ~171).
+    Writes outputs/study/locality.json."""
+    ids = _valid_windows(args.data_dir)
+    L = ids.shape[1]
+    distance = (torch.arange(L)[None, :] - torch.arange(L)[:, None]).abs().float()  # (L, L)
+    rows = []
+    for path in args.weights:
+        model = _load(path)
+        out = model(ids, return_attention=True)
+        for layer, w in out.attentions.items():  # (B, H, L, L)
+            for h in range(w.shape[1]):
+                wh = w[:, h]
+                rows.append({"model": Path(path).stem, "layer": layer, "head": h + 1,
+                             "kind": "local" if h < model.config.local_heads else model.config.attention,
+                             "mass_within_3": float((wh * (distance <= 3)).sum(-1).mean()),
+                             "mean_distance": float((wh * distance).sum(-1).mean())})
+    out_path = Path(args.weights[0]).parents[1] / "locality.json"
+    out_path.write_text(json.dumps(rows, indent=1) + "\n")
+    return out_path
+
+
+@torch.no_grad()
+def similarity_study(args) -> Path:
+    """Attention-derived amino-acid similarity vs BLOSUM62 (profile and pair methods) and the
+    embedding similarity, for each saved model and for an untrained model of the same config
+    (the control), on the test split's proteins. Writes outputs/study/similarity.json."""
+    from protein_performer.alphabet import ALPHABET
+    from protein_performer.analysis.similarity import analyse
+    from protein_performer.corpus.shards import open_split
+    from protein_performer.model import PerformerLM
+
+    test = open_split(args.data_dir, "test")
+    proteins = [ALPHABET.decode(np.asarray(test.protein(i))) for i in range(min(len(test), args.max_proteins))]
+    rows = []
+    for path in args.weights:
+        trained = _load(path)
+        torch.manual_seed(0)
+        for label, model in (("trained", trained), ("untrained", PerformerLM(trained.config).eval())):
+            result = analyse(model, proteins)
+            rows.append({"model": Path(path).stem, "state": label, "proteins": len(proteins),
+                         "profiles": result.attention_vs_blosum.pearson, "pairs": result.pairs_vs_blosum.pearson,
+                         "embedding": result.embedding_vs_blosum.pearson,
+                         "pairs_top": [p for p, _, _ in result.pairs_vs_blosum.top_pairs[:5]],
+                         "pairs_landmark_ranks": result.pairs_vs_blosum.landmark_ranks})
+            log.info("%s %s: profiles %.3f pairs %.3f embedding %.3f", rows[-1]["model"], label,
+                     rows[-1]["profiles"], rows[-1]["pairs"], rows[-1]["embedding"])
+    out = Path(args.weights[0]).parents[1] / "similarity.json"
+    out.write_text(json.dumps(rows, indent=1) + "\n")
+    return out
+
+
+def similarity_table(path: Path) -> str:
+    rows = json.loads(path.read_text())
+    lines = ["| model | weights | attention profiles (Vig et al.) | attention pairs (log-odds) | token embeddings "
+             "| top pairs (pairs method) | ranks of D-E F-Y I-V K-R (of 190) |", "|---|---|---:|---:|---:|---|---|"]
+    lines += [f"| {r['model']} | {r['state']} | {r['profiles']:.3f} | {r['pairs']:.3f} | {r['embedding']:.3f} "
+              f"| {' '.join(r['pairs_top'])} | {' '.join(str(v) for v in r['pairs_landmark_ranks'].values())} |"
+              for r in rows]
+    return "\n".join(lines)
+
+
+def locality_table(path: Path) -> str:
+    rows = json.loads(path.read_text())
+    lines = ["| model | layer | head | kind | mass within ±3 | mean distance |", "|---|---:|---:|---|---:|---:|"]
+    lines += [f"| {r['model']} | {r['layer']} | {r['head']} | {r['kind']} | {r['mass_within_3']:.3f} "
+              f"| {r['mean_distance']:.1f} |" for r in rows]
+    return "\n".join(lines)
 
 
 @torch.no_grad()
@@ -131,16 +241,9 @@ def approximation_study(args) -> Path:
     (same q and k, m random features), on validation windows. Writes outputs/study/approx.json."""
     from protein_performer.attention import favor_attention_weights, gaussian_orthogonal_matrix
     from protein_performer.attention.rotary import apply_rotary
-    from protein_performer.corpus.shards import open_split
-    from protein_performer.datasets import windows_from_sequences
-    from protein_performer.model import PerformerConfig, PerformerLM
 
-    saved = torch.load(args.weights, weights_only=True)
-    model = PerformerLM(PerformerConfig(**saved["performer_config"])).eval()
-    model.load_state_dict(saved["state_dict"])
-    valid = open_split(args.data_dir, "valid")
-    windows = windows_from_sequences([np.asarray(valid.protein(i)) for i in range(len(valid))], 512)[:8]
-    ids = torch.from_numpy(np.stack([w for w in windows if len(w) == 512]).astype(np.int64))  # (B, 512)
+    model = _load(args.weights)
+    ids = _valid_windows(args.data_dir)
     captured: dict[int, torch.Tensor] = {}
     hooks = [block.attn.register_forward_pre_hook(lambda mod, a, kw, i=i: captured.__setitem__(i, a[0]),
                                                   with_kwargs=True)
