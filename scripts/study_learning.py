@@ -58,6 +58,7 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "conv": {"config": {"conv_width": 3}},
     "hybrid+conv": {"config": {"local_heads": 2, "local_window": 16, "conv_width": 3}},
     "hybrid-3local": {"config": {"local_heads": 3, "local_window": 16}},
+    "hybrid-3local+conv": {"config": {"local_heads": 3, "local_window": 16, "conv_width": 3}},
     "hybrid-w32": {"config": {"local_heads": 2, "local_window": 32}},
     "hybrid-w8": {"config": {"local_heads": 2, "local_window": 8}},
     "favor++": {"config": {"feature_map": "favor++"}},

@@ -91,19 +91,39 @@ def test_attention_pairs_match_full_attention(model):
         with torch.no_grad():
             out = model(ids, torch.ones_like(ids, dtype=torch.bool), return_attention=True)
         types = np.array([AA.index(c) for c in seq])
-        composition = np.bincount(types, minlength=20) / len(seq)
+        counts = np.bincount(types, minlength=20)
         for b in (1, 2):
             w = out.attentions[b][0, :, 1:-1, 1:-1].double().numpy().copy()  # (H, n, n)
             w[:, np.arange(len(seq)), np.arange(len(seq))] = 0.0
             for i, a in enumerate(types):
                 for j, c in enumerate(types):
                     observed[a, c] += w[:, i, j].sum()
-                expected[a] += w[:, i].sum() * composition
+                expected[a] += w[:, i].sum() * (counts - np.eye(20)[a]) / (len(seq) - 1)  # the other residues
     np.testing.assert_allclose(blocked.pair_mass.sum(0), observed, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(blocked.pair_expected.sum(0), expected, rtol=1e-6, atol=1e-9)
     odds = blocked.pair_log_odds()
     np.testing.assert_allclose(odds, np.log((observed + observed.T) / (expected + expected.T)), rtol=1e-6)
     np.testing.assert_array_equal(odds, odds.T)
+
+
+def test_even_attention_scores_zero_log_odds():
+    """A model whose attention is spread evenly over every position has log-odds exactly 0 for every
+    pair: the expectation is the composition of the *other* residues of each protein."""
+    from types import SimpleNamespace
+
+    class EvenAttention(torch.nn.Module):
+        config = SimpleNamespace(depth=1, heads=2)
+
+        def __init__(self):
+            super().__init__()
+            self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, ids, mask, return_attention, attention_rows):
+            L = ids.shape[1]
+            return SimpleNamespace(attentions={1: torch.full((1, 2, len(attention_rows), L), 1.0 / L)})
+
+    profiles = attention_profiles(EvenAttention(), random_sequences(3, 150, 200, seed=4), row_block=64)
+    np.testing.assert_allclose(profiles.pair_log_odds(), 0.0, atol=1e-12)
 
 
 def test_pair_log_odds_recover_a_planted_preference():

@@ -18,8 +18,9 @@ composition of its own protein)::
 
     S(a, b) = log( sum_{i: x_i = a} sum_{j != i: x_j = b} alpha_ij / sum_{i: x_i = a} m_i f_p(b) )
 
-with ``m_i`` the mass row ``i`` sends to other residues and ``f_p(b)`` the frequency of ``b`` in
-the protein; symmetrised, as BLOSUM is.
+with ``m_i`` the mass row ``i`` sends to other residues and ``f_p(b)`` the frequency of ``b`` among
+the *other* residues of its protein (so attention spread evenly over the protein scores exactly 0);
+symmetrised, as BLOSUM is.
 
 Embedding: cosine similarity of the learned token embeddings of the 20 standard amino acids.
 
@@ -144,7 +145,8 @@ def attention_profiles(
         standard = (residues >= first) & (residues < first + len(AMINO_ACIDS))
         onehot = torch.zeros(n, len(AMINO_ACIDS), dtype=torch.float64)  # (n, 20); X, B, … rows stay 0
         onehot[standard.nonzero()[:, 0], residues[standard] - first] = 1.0
-        composition = onehot.sum(dim=0) / max(n, 1)  # (20,) this protein's residue frequencies
+        counts_p = onehot.sum(dim=0)  # (20,) this protein's residue counts
+        others = (counts_p[None, :] - torch.eye(len(AMINO_ACIDS), dtype=torch.float64)) / max(n - 1, 1)  # (20, 20)
         column_mass = torch.zeros(n_feat, n, dtype=torch.float64)  # (layers*H, n) attention received
         for start in range(1, n + 1, row_block):
             rows = torch.arange(start, min(start + row_block, n + 1), device=device)  # residue queries
@@ -156,7 +158,7 @@ def attention_profiles(
                 w[:, torch.arange(len(rows)), rows.cpu() - 1] = 0.0  # no self-attention in pairs
                 pair_mass[k * H : (k + 1) * H] += row_types.T @ w @ onehot  # (H, 20, 20)
                 sent = row_types.T @ w.sum(dim=-1).unsqueeze(-1)  # (H, 20, 1) mass sent by type a
-                pair_expected[k * H : (k + 1) * H] += sent * composition  # (H, 20, 20)
+                pair_expected[k * H : (k + 1) * H] += sent * others  # (H, 20, 20): b among the others
         mass += column_mass @ onehot
         total += column_mass.sum(dim=1)
         counts += onehot.sum(dim=0).numpy().astype(np.int64)
