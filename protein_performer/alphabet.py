@@ -83,6 +83,18 @@ class Alphabet:
             raise ValueError(f"character {char!r} at position {pos + 1} is not an amino-acid code")
         return ids
 
+    def frame(self, residues: str | bytes | np.ndarray) -> np.ndarray:
+        """One protein as model input: ``<cls> residues <eos>``, ``uint8`` ids of length n + 2.
+
+        ``residues`` is a sequence of amino-acid letters (encoded with :meth:`encode`, so any other
+        character raises ``ValueError``) or an array of residue ids.
+        """
+        ids = self.encode(residues) if isinstance(residues, (str, bytes)) else np.asarray(residues, dtype=np.uint8)
+        tokens = np.empty(len(ids) + 2, dtype=np.uint8)  # (n + 2,)
+        tokens[0], tokens[-1] = self.cls_idx, self.eos_idx
+        tokens[1:-1] = ids
+        return tokens
+
     def decode(self, ids: Iterable[int]) -> str:
         return "".join(self.tokens[int(i)] for i in ids)
 

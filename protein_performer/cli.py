@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "attention": ("protein_performer.analysis.attention_map", "draw one protein's attention map"),
     "plot-embeddings": ("protein_performer.analysis.embedding_views", "PCA / t-SNE views and neighbours"),
     "convert": ("protein_performer.convert.esm", "turn ESM-2 weights (Hugging Face / fair-esm) into a checkpoint"),
+    "generate": ("protein_performer.generate", "sample proteins from a causal model (constant-memory FAVOR+ state)"),
+    "score-variants": ("protein_performer.variants", "zero-shot variant-effect scores of mutants (DMS CSV)"),
 }
 
 

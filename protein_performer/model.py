@@ -16,6 +16,7 @@ from torch.utils.checkpoint import checkpoint
 
 from protein_performer.alphabet import ALPHABET
 from protein_performer.attention import FavorAttention, RotaryEmbedding, Segments, protein_segments
+from protein_performer.attention.recurrent import DecodeState, attention_step, init_layer_state
 
 
 @dataclass
@@ -305,6 +306,56 @@ class PerformerLM(nn.Module):
         if self.head_transform is not None:
             x = self.head_transform(x)
         return PerformerOutput(logits=self.lm_head(x), hidden_states=hidden, attentions=attentions)
+
+    def init_state(self, batch_size: int = 1) -> DecodeState:
+        """The empty recurrent state for :meth:`step`, for ``batch_size`` rows (causal models only):
+        per layer, FAVOR+ sums and their stabiliser, or caches for exact and local heads."""
+        if not self.config.causal:
+            raise ValueError("this is a masked (non-causal) model: step-by-step decoding needs a causal one "
+                             "(a checkpoint trained with --model.objective clm --model.config.causal true)")
+        p = next(self.parameters())
+        layers = [init_layer_state(b.attn, batch_size, device=p.device, dtype=p.dtype) for b in self.blocks]
+        zeros = torch.zeros(batch_size, dtype=torch.long, device=p.device)
+        return DecodeState(layers, positions=zeros, segment_start=zeros.clone() if self.config.segment_attention else None)
+
+    def step(self, tokens: Tensor, state: DecodeState) -> Tensor:
+        """Feed one token per row, (B,) ids -> (B, vocab) logits of the next token; ``state`` is
+        updated in place. Logits equal those of :meth:`forward` on the whole prefix, position by
+        position, at O(1) cost per token for FAVOR+ (exact attention: a growing key/value cache)."""
+        x = self.embed(tokens)  # (B, dim)
+        if self.config.token_dropout:  # forward's scale depends on the row's count of <mask>: none here
+            if bool((tokens == ALPHABET.mask_idx).any()):
+                raise ValueError("token_dropout models cannot step over <mask> tokens (the forward's scale "
+                                 "depends on the whole row); run forward() on the full sequence instead")
+            x = x.masked_fill((tokens == ALPHABET.mask_idx).unsqueeze(-1), 0.0) * (1 - 0.15 * 0.8) / 1.0
+        rotary = None
+        if self.rotary is not None:  # RotaryEmbedding's formula at each row's position
+            freqs = torch.outer(state.positions.to(torch.float32), self.rotary.inv_freq)  # (B, D / 2)
+            emb = torch.cat([freqs, freqs], dim=-1)  # (B, D)
+            rotary = (emb.cos().to(x.dtype), emb.sin().to(x.dtype))
+        else:
+            if int(state.positions.max()) >= self.config.max_position:
+                raise ValueError(f"position {int(state.positions.max())} exceeds max_position "
+                                 f"{self.config.max_position} of this learned-position model")
+            x = x + self.pos_embed(state.positions)
+        x = self.dropout(x)
+        for block, layer in zip(self.blocks, state.layers):
+            x = x + attention_step(block.attn, block.norm1(x), layer, state.step, rotary=rotary,
+                                   segment_start=state.segment_start)
+            x = x + block.ff(block.norm2(x))
+        x = self.norm(x)
+        if self.head_transform is not None:
+            x = self.head_transform(x)
+        ended = tokens == ALPHABET.eos_idx  # (B,)
+        state.step += 1
+        if state.segment_start is not None:  # the next protein starts afresh
+            for layer in state.layers:
+                layer.reset_rows(ended)
+            state.segment_start = torch.where(ended, state.step, state.segment_start)
+            state.positions = torch.where(ended, 0, state.positions + 1)
+        else:
+            state.positions = state.positions + 1
+        return self.lm_head(x)
 
     @staticmethod
     def _token_dropout(x: Tensor, input_ids: Tensor, attention_mask: Tensor | None) -> Tensor:

@@ -11,6 +11,7 @@ from protein_performer.attention.features import (
 )
 from protein_performer.attention.layer import AttentionKind, FavorAttention, Segments, protein_segments
 from protein_performer.attention.local import local_attention, local_attention_weights
+from protein_performer.attention.recurrent import DecodeState, LayerState, attention_step, init_layer_state
 from protein_performer.attention.linear import (
     exact_attention,
     exact_attention_weights,
