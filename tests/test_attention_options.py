@@ -247,7 +247,7 @@ def test_bidirectional_rows_stay_finite_and_nonzero_at_large_norms(dtype):
 
 
 @pytest.mark.parametrize("options", [dict(), dict(attention="exact"), dict(attention="relu"),
-                                     dict(local_heads=1, local_window=4)])
+                                     dict(local_heads=1, local_window=4), dict(conv_width=3)])
 @pytest.mark.parametrize("causal", [False, True])
 def test_segment_attention_equals_each_protein_alone(options, causal):
     """In a concatenated window, each protein's hidden states equal those of the protein served

@@ -157,8 +157,14 @@ class FavorAttention(nn.Module):
         """
         B, L, _ = x.shape
         qkv = self.qkv(x)  # (B, L, 3 dim)
-        if self.conv_weight is not None:
+        if self.conv_weight is not None and segments is None:
             qkv = self._convolve(qkv, key_padding_mask)
+        elif self.conv_weight is not None:  # each protein convolved on its own (zeros at its ends)
+            qkv = torch.stack([
+                torch.cat([self._convolve(qkv[b : b + 1, a:e],
+                                          None if key_padding_mask is None else key_padding_mask[b : b + 1, a:e])
+                           for a, e in row], dim=1)[0]
+                for b, row in enumerate(segments)])  # (B, L, 3 dim)
         q, k, v = qkv.view(B, L, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (B, H, L, hd) each
         if rotary is not None:
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)

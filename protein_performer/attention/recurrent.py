@@ -19,7 +19,7 @@ reference, the same ratio. The other heads and options keep what they need:
 * exact global heads: a key/value cache that grows with t (the fair baseline for generation);
 * the q/k/v convolution (``conv_width``): the last ``conv_width - 1`` rows of q/k/v before it;
 * per-protein attention (``segment_attention``): :meth:`LayerState.reset_rows` after an
-  ``<eos>`` (the convolution is not reset: the full forward convolves across proteins too).
+  ``<eos>`` (the convolution too: the full forward convolves each protein on its own).
 
 Shapes: x is (B, dim) (one position per row); heads are (B, H, 1, D) inside a step.
 """
@@ -62,7 +62,10 @@ class LayerState:
     """(B, H_global, capacity, D): values, same positions."""
 
     def reset_rows(self, rows: Tensor) -> None:
-        """Forget the FAVOR+ sums of ``rows`` (B,) bool (caches are cut by segment starts instead)."""
+        """Forget the FAVOR+ sums and the convolution rows of ``rows`` (B,) bool (caches are cut by
+        segment starts instead)."""
+        if self.conv is not None:  # the next protein's convolution starts from zero padding
+            self.conv.masked_fill_(rows[:, None, None], 0.0)
         if self.sums is not None:
             self.sums.masked_fill_(rows[:, None, None, None], 0.0)
         if self.log_ref is not None:
