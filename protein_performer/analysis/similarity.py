@@ -91,11 +91,14 @@ class AttentionProfiles:
             raise ValueError("these profiles hold no pair masses")
         observed, expected = self.pair_mass.sum(0), self.pair_expected.sum(0)
         observed, expected = observed + observed.T, expected + expected.T
-        if (expected <= 0).any():
-            missing = [AMINO_ACIDS[i] for i in np.flatnonzero((expected <= 0).all(axis=1))]
+        missing = [AMINO_ACIDS[i] for i in np.flatnonzero((expected <= 0).all(axis=1))]
+        if missing:
             raise ValueError(f"amino acids {missing} never occur in the analysed proteins; "
                              "analyse more proteins (--max-proteins)")
-        return np.log(np.maximum(observed, 1e-300) / expected)
+        # A pseudo-mass far below any real one: pairs that never meet in one protein score 0
+        # (no evidence), and a pair that is never attended to stays finite.
+        eps = 1e-9 * expected.sum() / expected.size
+        return np.log((observed + eps) / (expected + eps))
 
 
 def block_indices(model: PerformerLM, layers: Sequence[int] | None) -> tuple[int, ...]:
