@@ -51,6 +51,23 @@ def protein_segments(input_ids: Tensor, eos_idx: int) -> Segments:
     return segments
 
 
+def _per_segment(fn, tensors: tuple[Tensor, ...], key_padding_mask: Tensor | None, segments: Segments | None,
+                 dim: int) -> Tensor:
+    """``fn(*tensors, key_padding_mask)``, or, with ``segments``, ``fn`` on every segment of every
+    row alone (sequence axis ``dim`` of each tensor; the mask is (B, L)), joined back in place."""
+    if segments is None:
+        return fn(*tensors, key_padding_mask)
+    rows = []
+    for b, row in enumerate(segments):
+        pieces = []
+        for a, e in row:
+            part = [t[b : b + 1].narrow(dim, a, e - a) for t in tensors]
+            mask = None if key_padding_mask is None else key_padding_mask[b : b + 1, a:e]
+            pieces.append(fn(*part, mask))
+        rows.append(torch.cat(pieces, dim=dim)[0])
+    return torch.stack(rows)
+
+
 def _restrict_to_segments(weights: Tensor, segments: Segments, rows: Tensor | None) -> Tensor:
     """(B, H, R, L) weights -> zero outside each query's segment, rows renormalised (the weights
     of attention computed per segment: same numerators, fewer keys)."""
@@ -157,25 +174,12 @@ class FavorAttention(nn.Module):
         """
         B, L, _ = x.shape
         qkv = self.qkv(x)  # (B, L, 3 dim)
-        if self.conv_weight is not None and segments is None:
-            qkv = self._convolve(qkv, key_padding_mask)
-        elif self.conv_weight is not None:  # each protein convolved on its own (zeros at its ends)
-            qkv = torch.stack([
-                torch.cat([self._convolve(qkv[b : b + 1, a:e],
-                                          None if key_padding_mask is None else key_padding_mask[b : b + 1, a:e])
-                           for a, e in row], dim=1)[0]
-                for b, row in enumerate(segments)])  # (B, L, 3 dim)
+        if self.conv_weight is not None:  # per protein with segments: zeros at each protein's ends
+            qkv = _per_segment(self._convolve, (qkv,), key_padding_mask, segments, dim=1)  # (B, L, 3 dim)
         q, k, v = qkv.view(B, L, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (B, H, L, hd) each
         if rotary is not None:
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
-        if segments is None:
-            y = self._attend(q, k, v, key_padding_mask)  # (B, H, L, hd)
-        else:  # each protein on its own: nothing crosses a segment boundary
-            y = torch.stack([
-                torch.cat([self._attend(q[b : b + 1, :, a:e], k[b : b + 1, :, a:e], v[b : b + 1, :, a:e],
-                                        None if key_padding_mask is None else key_padding_mask[b : b + 1, a:e])
-                           for a, e in row], dim=2)[0]
-                for b, row in enumerate(segments)])  # (B, H, L, hd)
+        y = _per_segment(self._attend, (q, k, v), key_padding_mask, segments, dim=2)  # (B, H, L, hd)
         weights = None
         if need_weights:
             weights = self._weights(q, k, weight_rows, key_padding_mask)
