@@ -89,11 +89,9 @@ def _softmax_bidirectional_features(
     return qf, kf
 
 
-def _bidirectional(qf: Tensor, kf: Tensor, v1: Tensor, log_scale: Tensor | None) -> Tensor:
-    """qf, kf: (B, H, L, m); v1: (B, H, L, D + 1) -> (B, H, L, D + 1) unnormalised."""
-    if log_scale is not None:  # key weights exp(ls - max ls) go on the (L, D + 1) values
-        ref = log_scale.detach().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(log_scale.dtype).min)
-        v1 = v1 * torch.exp(log_scale - ref).unsqueeze(-1)  # padded keys: exp(-inf) = 0
+def _bidirectional(qf: Tensor, kf: Tensor, v1: Tensor) -> Tensor:
+    """qf, kf: (B, H, L, m) features (already stabilised); v1: (B, H, L, D + 1) -> (B, H, L, D + 1)
+    unnormalised."""
     kv = kf.transpose(-2, -1) @ v1  # (B, H, m, D + 1)
     return qf @ kv  # (B, H, L, D + 1)
 
@@ -220,14 +218,14 @@ def favor_attention(
         if kernel == "softmax" and not causal:  # per-feature stabilisers; padded keys are zeros
             qf, kf = _softmax_bidirectional_features(q, k, projection, feature_a, key_padding_mask)
             v1, _ = _mask_keys(v1, None, key_padding_mask)  # no 0 * nan from padded values
-            return _ratio(_bidirectional(qf, kf, v1, None)).to(out_dtype)
+            return _ratio(_bidirectional(qf, kf, v1)).to(out_dtype)
         qf, _ = _features(q, projection, kernel, feature_a)  # query scale cancels in the ratio
         kf, log_scale = _features(k, projection, kernel, feature_a)  # (B, H, L, m), (B, H, L) | None
         v1, log_scale = _mask_keys(v1, log_scale, key_padding_mask)
         if causal:
             out = _causal_chunked(qf, kf, v1, log_scale, chunk_size)
         else:
-            out = _bidirectional(qf, kf, v1, log_scale)
+            out = _bidirectional(qf, kf, v1)  # relu: no log-scale
         return _ratio(out).to(out_dtype)
 
 
