@@ -22,12 +22,10 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from protein_performer.alphabet import ALPHABET, ALPHABET_VERSION
-from protein_performer.datasets import residue_targets_only
+from protein_performer.datasets import IGNORE_INDEX, OBJECTIVES, residue_targets_only
 from protein_performer.model import PerformerConfig, PerformerLM
 
 log = logging.getLogger(__name__)
-
-IGNORE_INDEX = -100
 
 
 def redraw_generator(seed: int, step: int) -> torch.Generator:
@@ -84,8 +82,8 @@ class ProteinLM(pl.LightningModule):
         if isinstance(config, dict):
             config = PerformerConfig(**config)
         config = config or PerformerConfig()
-        if objective not in ("mlm", "clm"):
-            raise ValueError(f"objective must be 'mlm' or 'clm', got {objective!r}")
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         if (objective == "clm") != config.causal:
             raise ValueError(f"objective {objective!r} needs config.causal={objective == 'clm'} "
                              f"(got causal={config.causal}); set model.config.causal accordingly")
