@@ -50,7 +50,7 @@ import torch
 from protein_performer.alphabet import ALPHABET
 from protein_performer.checkpoint import add_device_argument
 from protein_performer.corpus.fasta import add_unknown_argument
-from protein_performer.model import PerformerLM
+from protein_performer.model import PerformerLM, layer_index
 from protein_performer.outputs import check_output
 
 log = logging.getLogger(__name__)
@@ -216,7 +216,7 @@ class Embedder:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.eval().to(self.device)
         depth = model.config.depth
-        self.layers = tuple(dict.fromkeys(model._layer_index(i) for i in layers))  # ESM: non-negative keys
+        self.layers = tuple(dict.fromkeys(layer_index(i, depth) for i in layers))  # ESM: non-negative keys
         if not self.layers:
             raise ValueError("no layers asked for; pass e.g. --layers -1")
         self.per_residue = per_residue

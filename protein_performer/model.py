@@ -183,6 +183,19 @@ class Block(nn.Module):
         return x + self.ff(self.norm2(x)), weights
 
 
+def layer_index(i: int, depth: int, *, first: int = 0) -> int:
+    """A layer number as a non-negative index in ``first..depth``; negatives count from the end
+    (-1 = ``depth``, the last block), as ESM's ``repr_layers``.
+
+    Hidden states are numbered from ``first=0`` (the embeddings), attention blocks from ``first=1``.
+    """
+    j = i + depth + 1 if i < 0 else i
+    if not first <= j <= depth:
+        raise ValueError(f"layer {i} out of range for a model with {depth} layers "
+                         f"(valid: {first}..{depth}, or {first - depth - 1}..-1 from the end)")
+    return j
+
+
 class PerformerLM(nn.Module):
     """Token ids (B, L) -> logits (B, L, vocab); masked or causal by ``config.causal``."""
 
@@ -236,13 +249,6 @@ class PerformerLM(nn.Module):
         for block in self.blocks:
             block.attn.commit_feature_statistics()
 
-    def _layer_index(self, i: int) -> int:
-        j = i + self.config.depth + 1 if i < 0 else i
-        if not 0 <= j <= self.config.depth:
-            raise ValueError(f"layer {i} out of range for a model with {self.config.depth} layers "
-                             f"(valid: {-self.config.depth - 1}..{self.config.depth})")
-        return j
-
     def forward(
         self,
         input_ids: Tensor,
@@ -264,7 +270,7 @@ class PerformerLM(nn.Module):
             attention_rows: (R,) query positions for the returned weights (default all).
         """
         B, L = input_ids.shape
-        want = {self._layer_index(i) for i in return_layers}
+        want = {layer_index(i, self.config.depth) for i in return_layers}
         if return_attention is True:
             want_attn = set(range(1, self.config.depth + 1))
         else:

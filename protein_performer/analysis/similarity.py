@@ -43,7 +43,7 @@ from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.spatial.distance import squareform
 
 from protein_performer.alphabet import ALPHABET, STANDARD_AMINO_ACIDS
-from protein_performer.model import PerformerLM
+from protein_performer.model import PerformerLM, layer_index
 
 log = logging.getLogger(__name__)
 
@@ -106,13 +106,7 @@ def block_indices(model: PerformerLM, layers: Sequence[int] | None) -> tuple[int
     depth = model.config.depth
     if not layers:
         return tuple(range(1, depth + 1))
-    out = []
-    for i in layers:
-        j = depth + 1 + i if i < 0 else i
-        if not 1 <= j <= depth:
-            raise ValueError(f"attention layer {i} out of range: blocks are 1..{depth} (or -{depth}..-1)")
-        out.append(j)
-    return tuple(dict.fromkeys(out))
+    return tuple(dict.fromkeys(layer_index(i, depth, first=1) for i in layers))
 
 
 @torch.no_grad()
