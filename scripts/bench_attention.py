@@ -36,7 +36,7 @@ B, H, D, M = 1, 8, 64, 256
 MATMUL_N = 4096
 TARGET_L, LONG_L = 8192, 65536
 
-from bench_common import machine_description, write_marked_block  # noqa: E402  (scripts/)
+from bench_common import machine_description, peak_rss_bytes, rss_bytes, write_marked_block  # noqa: E402  (scripts/)
 
 log = logging.getLogger("bench_attention")
 
@@ -88,14 +88,6 @@ class Cell:
 # ----------------------------------------------------------------------------- worker side
 
 
-def _proc_status_kib(key: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {key}")
-
-
 def make_attention(impl: str, device: str) -> tuple[Callable, str]:
     """A callable ``(q, k, v) -> out`` on (B, H, L, D) tensors, and a note on what it does."""
     import torch
@@ -137,7 +129,7 @@ def run_case(impl: str, length: int, device: str, threads: int, timed: int) -> C
         torch.cuda.reset_peak_memory_stats()
         baseline = torch.cuda.memory_allocated()
     else:
-        baseline = _proc_status_kib("VmRSS") * 1024
+        baseline = rss_bytes()
 
     def step() -> float:
         for t in (q, k, v):
@@ -152,7 +144,7 @@ def run_case(impl: str, length: int, device: str, threads: int, timed: int) -> C
 
     first = step()
     seconds = [step() for _ in range(timed)] or [first]
-    peak = torch.cuda.max_memory_allocated() if cuda else _proc_status_kib("VmHWM") * 1024
+    peak = torch.cuda.max_memory_allocated() if cuda else peak_rss_bytes()
     return CaseResult(impl, length, min(seconds), max(0, peak - baseline), note)
 
 

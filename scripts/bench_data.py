@@ -30,16 +30,15 @@ DEFAULT_FASTA = REPO_ROOT.parent / "shared" / "data" / "UP000000625_83333.fasta.
 log = logging.getLogger("bench_data")
 Row = tuple[str, str, str, str]  # section, metric, value, note
 
-# Peak RSS is VmHWM of /proc/self/status: unlike getrusage's ru_maxrss it starts afresh at exec,
-# so it does not inherit the high-water mark of this (forking) benchmark process.
+# Peak RSS is bench_common.peak_rss_bytes (VmHWM): it starts afresh in the fresh interpreter.
 _MEASURE = """
 import json, sys, time
 from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from bench_common import peak_rss_bytes
 from protein_performer.corpus.prepare import prepare
 def hwm_kib():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
+    return peak_rss_bytes() // 1024
 baseline = hwm_kib()
 import numpy, tqdm  # what any prepare imports, to report the data-independent part
 imports = hwm_kib()
@@ -103,7 +102,7 @@ def bench_prepare_throughput(fasta: Path, copies: int, repeats: int, workdir: Pa
 
 
 def _measure_subprocess(path: Path, out: Path) -> dict:
-    result = subprocess.run([sys.executable, "-c", _MEASURE, str(path), str(out)], check=True,
+    result = subprocess.run([sys.executable, "-c", _MEASURE, str(path), str(out), str(Path(__file__).resolve().parent)], check=True,
                             capture_output=True, text=True, cwd=REPO_ROOT)
     return json.loads(result.stdout.strip().splitlines()[-1])
 

@@ -15,22 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import machine_description, write_marked_block  # noqa: E402
+from bench_common import machine_description, peak_rss_bytes, rss_bytes, write_marked_block  # noqa: E402
 
 log = logging.getLogger("bench_embed_memory")
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "embed.md"
-
-
-def _rss_kib() -> int:
-    with open("/proc/self/status") as fh:
-        return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
 
 
 def measure_one(length: int, nb_features: int) -> dict:
@@ -50,11 +44,11 @@ def measure_one(length: int, nb_features: int) -> dict:
     seq = "".join(np.random.default_rng(0).choice(list(STANDARD_AMINO_ACIDS), size=length))
     embedder = Embedder(model, per_residue=True, token_budget=length + 2, device="cpu")
     embedder.embed([("warm", seq[:64])])
-    before = _rss_kib()
+    before = rss_bytes() / 1024
     start = time.perf_counter()
     result = embedder.embed([("p", seq)])
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    peak = peak_rss_bytes() / 1024
     states = result["p"].per_residue[-1] if -1 in result["p"].per_residue else next(iter(result["p"].per_residue.values()))
     assert states.shape[0] == length and not result["p"].windowed
     return {"length": length, "before_mib": before / 1024, "peak_mib": peak / 1024,

@@ -43,7 +43,8 @@ MLM_FRACTION = 0.15
 GIB = 2**30
 WARMUP_LENGTH = 1024
 
-from bench_common import machine_description, write_marked_block  # noqa: E402  (scripts/)
+from bench_common import (  # noqa: E402  (scripts/)
+    machine_description, peak_rss_bytes, reset_peak_rss, rss_bytes, write_marked_block)
 
 log = logging.getLogger("bench_train")
 
@@ -59,24 +60,6 @@ QUICK_CONFIG = {"dim": 32, "depth": 2, "heads": 4, "ff_mult": 2, "nb_features": 
 
 
 # ----------------------------------------------------------------------------- worker side
-
-
-def _status_kib(key: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {key}")
-
-
-def _reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False where not permitted."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def make_batch(length: int, causal: bool, generator):
@@ -127,10 +110,10 @@ def run_case(case: str, length: int, *, checkpointing: bool, timed: int, probe: 
     if not probe:  # warm-up (thread pool, AdamW state) at a short length: same code path, cheap
         warm = make_batch(min(length, WARMUP_LENGTH), config.causal, torch.Generator().manual_seed(1))
         run_step(*warm)
-    rss_before = _status_kib("VmRSS") * 1024
-    exact_peak = _reset_peak_rss()
+    rss_before = rss_bytes()
+    exact_peak = reset_peak_rss()
     seconds = [run_step(ids, mask, labels) for _ in range(1 if probe else timed)]
-    hwm = _status_kib("VmHWM") * 1024
+    hwm = peak_rss_bytes()
     return {"seconds": seconds, "step_peak_bytes": max(0, hwm - rss_before) if exact_peak else None,
             "process_peak_bytes": hwm, "rss_before_bytes": rss_before}
 
