@@ -5,14 +5,19 @@ Two ways to serve a split (:class:`~protein_performer.corpus.shards.Shard`):
 * :class:`ConcatWindowDataset` — the Performer paper's setting: proteins joined by ``<eos>`` into
   one stream, cut into non-overlapping windows of ``max_length`` tokens. Each epoch starts the cut
   at a fresh random offset, so window boundaries move between epochs.
-* :class:`ProteinDataset` — one protein per sample, ``<cls> seq <eos>``, long proteins cropped;
-  batch it with :class:`TokenBudgetBatchSampler` (ESM-style: sort by length, fill a token budget).
+* :class:`ProteinDataset` — one protein per sample, framed ``<cls> seq <eos>`` by
+  :meth:`~protein_performer.alphabet.Alphabet.frame`, long proteins cropped; batch it with
+  :class:`TokenBudgetBatchSampler` (ESM-style: sort by length, fill a token budget, the one
+  batcher :func:`token_budget_batches` that ``embed`` uses too).
 
 Collators (:class:`MLMCollator`, :class:`CLMCollator`) pad samples and return the batch contract::
 
     input_ids       LongTensor (B, L)
     labels          LongTensor (B, L), -100 where there is no loss
     attention_mask  BoolTensor (B, L), True at real (non-pad) tokens
+
+:func:`collate_proteins` returns the same padding without ``labels``: the input of ``embed``,
+``similarity`` and ``attention``.
 
 Randomness (window offsets, crops, masks) is drawn from ``np.random.SeedSequence([seed, epoch,
 index])``, so it depends on neither the number of workers nor the rank that serves a sample.
@@ -23,7 +28,7 @@ when Lightning calls the sampler's ``set_epoch`` (before the epoch's workers sta
 from __future__ import annotations
 
 import math
-from typing import Iterator, NamedTuple, Sequence
+from typing import Iterator, Literal, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -38,6 +43,9 @@ SCORE_MASK_PROB = 0.15
 OBJECTIVES = ("mlm", "clm")
 FIRST_RESIDUE = len(SPECIAL_TOKENS)  # ids below this are special tokens, never masked
 STANDARD_LOW, STANDARD_HIGH = ALPHABET.standard_indices[0], ALPHABET.standard_indices[-1] + 1
+
+BatchOrder = Literal["shortest_first", "longest_first"]
+Oversize = Literal["error", "alone"]
 
 # Stream tags keep the random streams of different uses apart for the same (seed, epoch, index).
 _OFFSET_STREAM, _CROP_STREAM, _MASK_STREAM, _EVAL_MASK_STREAM = 1, 2, 3, 4
@@ -230,10 +238,7 @@ class ProteinDataset(Dataset):
             if self.crop == "random":
                 start = int(_rng(self.seed, _CROP_STREAM, self.epoch, index).integers(len(residues) - keep + 1))
             residues = residues[start : start + keep]
-        tokens = np.empty(len(residues) + 2, dtype=np.uint8)  # (<cls> + n + <eos>,)
-        tokens[0], tokens[-1] = ALPHABET.cls_idx, ALPHABET.eos_idx
-        tokens[1:-1] = residues
-        return Sample(tokens, index, self.epoch)
+        return Sample(ALPHABET.frame(residues), index, self.epoch)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -270,23 +275,37 @@ class EpochSampler(DistributedSampler):
             set_dataset_epoch(epoch)
 
 
-def token_budget_batches(lengths: np.ndarray, max_tokens: int) -> list[list[int]]:
+def token_budget_batches(
+    lengths: Sequence[int] | np.ndarray,
+    max_tokens: int,
+    *,
+    order: BatchOrder = "shortest_first",
+    oversize: Oversize = "error",
+) -> list[list[int]]:
     """Sort indices by length and fill batches while ``longest * count <= max_tokens`` (padded size).
 
-    Returns batches of indices, shortest proteins first. Raises if one sample alone is over budget.
+    ``order``: batches of the shortest samples first (training) or of the longest first
+    (``embed``: the largest batches run while memory is fresh). Ties keep input order.
+    ``oversize``: a sample longer than ``max_tokens`` raises (``"error"``) or is batched alone
+    (``"alone"``).
     """
-    lengths = np.asarray(lengths)
-    if lengths.size and int(lengths.max()) > max_tokens:
+    if order not in ("shortest_first", "longest_first") or oversize not in ("error", "alone"):
+        raise ValueError(f"order {order!r} / oversize {oversize!r}: expected shortest_first|longest_first, error|alone")
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if oversize == "error" and lengths.size and int(lengths.max()) > max_tokens:
         raise ValueError(
             f"a sample of {int(lengths.max())} tokens exceeds the token budget {max_tokens}; "
             "raise the budget (token_budget) or lower max_length"
         )
+    ranked = np.argsort(lengths if order == "shortest_first" else -lengths, kind="stable")
     batches: list[list[int]] = []
     batch: list[int] = []
-    for i in np.argsort(lengths, kind="stable"):
-        if batch and int(lengths[i]) * (len(batch) + 1) > max_tokens:  # lengths[i] is the longest so far
+    longest = 0
+    for i in ranked:
+        longest = max(longest, int(lengths[i]))
+        if batch and longest * (len(batch) + 1) > max_tokens:
             batches.append(batch)
-            batch = []
+            batch, longest = [], int(lengths[i])
         batch.append(int(i))
     if batch:
         batches.append(batch)
@@ -343,13 +362,26 @@ def _unpack(samples: Sequence[Sample | np.ndarray]) -> list[Sample]:
     return [s if isinstance(s, Sample) else Sample(np.asarray(s), i, 0) for i, s in enumerate(samples)]
 
 
-def _pad(samples: Sequence[Sample]) -> np.ndarray:
-    """Right-pad token arrays with ``<pad>`` to the longest: ``(B, L)`` int64."""
+def _pad(samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad token arrays with ``<pad>`` to the longest: ``input_ids`` (B, L) int64 and
+    ``attention_mask`` (B, L) bool, True at real (non-pad) tokens."""
     width = max(len(s.tokens) for s in samples)
     out = np.full((len(samples), width), ALPHABET.pad_idx, dtype=np.int64)  # (B, L)
     for row, s in zip(out, samples):
         row[: len(s.tokens)] = s.tokens
-    return out
+    return out, out != ALPHABET.pad_idx
+
+
+def collate_proteins(proteins: Sequence[Sample | np.ndarray]) -> dict[str, torch.Tensor]:
+    """Framed proteins (:meth:`~protein_performer.alphabet.Alphabet.frame`) as one model input.
+
+    Returns ``input_ids`` (B, L) long, right-padded with ``<pad>``, and ``attention_mask`` (B, L)
+    bool, True at real tokens: the batch contract without ``labels``, which :class:`MLMCollator`
+    and :class:`CLMCollator` add to the same padding. ``embed``, ``similarity`` and ``attention``
+    feed the model through it.
+    """
+    input_ids, attention_mask = _pad(_unpack(proteins))  # (B, L) x 2
+    return {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention_mask)}
 
 
 class MLMCollator:
@@ -397,8 +429,7 @@ class MLMCollator:
 
     def __call__(self, samples: Sequence[Sample | np.ndarray]) -> dict[str, torch.Tensor]:
         samples = _unpack(samples)
-        input_ids = _pad(samples)  # (B, L)
-        attention_mask = input_ids != ALPHABET.pad_idx  # (B, L); masking never touches padding
+        input_ids, attention_mask = _pad(samples)  # (B, L) x 2; masking never touches padding
         labels = np.full_like(input_ids, IGNORE_INDEX)  # (B, L)
         for b, sample in enumerate(samples):
             n = len(sample.tokens)
@@ -428,8 +459,7 @@ class CLMCollator:
     """
 
     def __call__(self, samples: Sequence[Sample | np.ndarray]) -> dict[str, torch.Tensor]:
-        input_ids = _pad(_unpack(samples))  # (B, L)
-        attention_mask = input_ids != ALPHABET.pad_idx  # (B, L)
+        input_ids, attention_mask = _pad(_unpack(samples))  # (B, L) x 2
         labels = np.full_like(input_ids, IGNORE_INDEX)  # (B, L)
         labels[:, :-1] = input_ids[:, 1:]
         labels[:, :-1][~attention_mask[:, 1:] | ~attention_mask[:, :-1]] = IGNORE_INDEX
