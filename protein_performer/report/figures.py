@@ -1,0 +1,85 @@
+"""The figures and CSVs of RESULTS.md, drawn from ``results_all.json`` alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from protein_performer.report.rules import ATTENTIONS, OBJECTIVES
+
+
+def plot_training_curves(res: dict, path: Path) -> None:
+    """Validation accuracy over training seconds of the Table 2 runs, BID and UNI panels."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    colours = dict(zip(ATTENTIONS, ("tab:gray", "tab:orange", "tab:blue")))
+    for ax, objective in zip(axes, OBJECTIVES):
+        for name, curve in res["curves"].items():
+            _, attention, obj, seed = name.split("_")  # table2_<attention>_<objective>_s<seed>
+            if obj == objective and curve["val_acc"]:
+                ax.plot(curve["train_s"], np.array(curve["val_acc"]) * 100, marker=".", color=colours[attention],
+                        alpha=1.0 if seed == "s0" else 0.5, label=f"{attention} ({seed})")
+        ax.set(title=f"{'BID (masked)' if objective == 'mlm' else 'UNI (causal)'}, window {res['plan']['window']}",
+               xlabel="training wall-clock seconds (validation excluded)", ylabel="validation accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_long(res: dict, path: Path) -> None:
+    """Validation accuracy over training seconds at each long-window length, one panel per length."""
+    import matplotlib.pyplot as plt
+
+    lengths = sorted({r["length"] for r in res["long"]})
+    fig, axes = plt.subplots(1, len(lengths), figsize=(6 * len(lengths), 4.2), constrained_layout=True, squeeze=False)
+    for ax, length in zip(axes[0], lengths):
+        at = [r for r in res["long"] if r["length"] == length]
+        for r in at:
+            c = r["curve"]
+            ax.plot(c["train_s"], np.array(c["val_acc"]) * 100, marker="o",
+                    label=f"{r['model']}: depth {r['depth']}, heads {r['heads']}, peak {r['peak_mib']:.0f} MiB")
+        ax.set(title=f"BID, concatenated windows of {length} (memory cap {at[0]['cap_mib']:.0f} MiB)",
+               xlabel="training wall-clock seconds (validation excluded)", ylabel="validation accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_transfer(res: dict, path: Path) -> None:
+    """Fine-tuning curve of the Performer initialised from the exact model, beside the scratch run."""
+    import matplotlib.pyplot as plt
+
+    t = res["transfer"]
+    fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
+    steps = [0] + list(t["curve"]["step"])
+    ax.plot(steps, np.array([t["zero_shot_val_accuracy"]] + list(t["curve"]["val_acc"])) * 100, marker="o",
+            color="tab:blue", label="Performer-Softmax initialised from the exact model")
+    ax.plot(t["scratch_curve"]["step"], np.array(t["scratch_curve"]["val_acc"]) * 100, marker=".", color="tab:orange",
+            alpha=0.7, label="Performer-Softmax from scratch (Table 2 run)")
+    ax.axhline(t["exact_val_accuracy"] * 100, color="tab:gray", ls="--", label="exact source model")
+    ax.set(xlabel="optimizer steps", ylabel="validation accuracy (%)",
+           title="Transfer: exact Transformer -> Performer (zero-shot at step 0, then fine-tune)")
+    ax.set_xlim(0, max(steps[-1], 1) * 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def draw_figures(res: dict, figures: Path) -> None:
+    """The three PNGs of RESULTS.md and the per-run CSVs (Table 2, long windows) into ``figures``."""
+    import pandas as pd
+
+    figures.mkdir(parents=True, exist_ok=True)
+    plot_training_curves(res, figures / "results_training_curves.png")
+    pd.DataFrame(res["table"]).to_csv(figures / "results_table2.csv", index=False, float_format="%.5f")
+    if res["long"]:
+        plot_long(res, figures / "results_long_windows.png")
+        pd.DataFrame([{k: v for k, v in r.items() if k not in ("curve", "exact_probes")} for r in res["long"]]).to_csv(
+            figures / "results_long_windows.csv", index=False, float_format="%.5f")
+    if res.get("transfer"):
+        plot_transfer(res, figures / "results_transfer.png")

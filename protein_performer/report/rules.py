@@ -1,0 +1,215 @@
+"""The verdict rules of the reproduction report, defined once.
+
+Each rule reads ``results_all.json`` (the dict ``scripts/reproduce.py`` writes) and returns a
+:class:`Verdict`; the summary table and the section notes both call these functions, so the two
+cannot disagree. The only thresholds are the fields of :class:`Tolerances`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+ATTENTIONS = ("exact", "relu", "softmax")
+OBJECTIVES = ("mlm", "clm")
+LABELS = {"mlm": "BID", "clm": "UNI"}
+NAMES = {"exact": "Transformer (exact)", "relu": "Performer-ReLU", "softmax": "Performer-Softmax"}
+MIB = 2**20
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    perplexity: float = 0.005
+    """Relative margin within which a perplexity "matches" a reference: ``ppl <= ref * (1 + perplexity)``."""
+    seed_spread: float = 2.0
+    """With several seeds the perplexity margin widens to this many relative standard deviations over seeds."""
+    similarity: float = 0.1
+    """Pearson margin by which the trained model's similarity with BLOSUM62 must exceed the untrained control's."""
+
+
+TOLERANCES = Tolerances()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """``word`` is ``agrees``, ``disagrees``, ``partly`` or ``inconclusive``; ``reason`` says why, when needed."""
+
+    word: str
+    reason: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.word} ({self.reason})" if self.reason else self.word
+
+
+# --------------------------------------------------------------------------- Table 2
+
+
+def learned(scored: dict) -> bool:
+    """Perplexity below the unigram baseline's with 95% confidence (the upper end of the paired
+    bootstrap interval of perplexity / unigram perplexity is below 1)."""
+    ci = scored.get("perplexity_ratio_ci95")
+    return ci is not None and ci[1] < 1
+
+
+def rows(res: dict, attention: str | None = None, objective: str | None = None) -> list[dict]:
+    """Table 2 runs (one per seed) of ``attention`` and ``objective`` (all when None)."""
+    return [r for r in res["table"] if (attention is None or r["attention"] == attention)
+            and (objective is None or r["objective"] == objective)]
+
+
+def mean_spread(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (NaN for a single value)."""
+    values = np.asarray(values, dtype=float)
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+
+
+def perplexity(res: dict, attention: str, objective: str) -> float:
+    """Mean test perplexity over seeds."""
+    return mean_spread([r["perplexity"] for r in rows(res, attention, objective)])[0]
+
+
+def all_learned(res: dict, objective: str) -> bool:
+    """Every Table 2 model of ``objective`` beats the unigram baseline (see :func:`learned`)."""
+    return all(learned(r) for r in rows(res, objective=objective))
+
+
+def perplexity_tolerance(res: dict, objective: str, tol: Tolerances = TOLERANCES) -> float:
+    """``tol.perplexity``, widened to ``tol.seed_spread`` times the largest relative spread over seeds."""
+    spreads = [s / m for m, s in (mean_spread([r["perplexity"] for r in rows(res, a, objective)])
+                                  for a in ATTENTIONS) if not math.isnan(s)]
+    return max(tol.perplexity, tol.seed_spread * max(spreads, default=0.0))
+
+
+def matches_exact(res: dict, attention: str, objective: str, tol: Tolerances = TOLERANCES) -> Verdict:
+    """The paper's Table 2 claim for one objective: ``attention`` is at least as good as (ReLU) or
+    close to (softmax) the exact model, i.e. its perplexity is within the tolerance of the exact one."""
+    if not all_learned(res, objective):
+        return Verdict("inconclusive", "not every model beat the unigram")
+    ok = perplexity(res, attention, objective) <= perplexity(res, "exact", objective) * (
+        1 + perplexity_tolerance(res, objective, tol))
+    return Verdict("agrees" if ok else "disagrees")
+
+
+def matches_exact_overall(res: dict, attention: str, tol: Tolerances = TOLERANCES) -> Verdict:
+    """:func:`matches_exact` over both objectives: agrees when both agree, partly when one does."""
+    verdicts = {o: matches_exact(res, attention, o, tol) for o in OBJECTIVES}
+    words = {v.word for v in verdicts.values()}
+    if "inconclusive" in words:
+        return Verdict("inconclusive", "not every model beat the unigram")
+    if words == {"agrees"}:
+        return Verdict("agrees")
+    if words == {"disagrees"}:
+        return Verdict("disagrees")
+    return Verdict("partly", "holds for " + " and ".join(LABELS[o] for o, v in verdicts.items() if v.word == "agrees")
+                   + " only")
+
+
+def context_perplexity(res: dict, objective: str) -> float | None:
+    """The neighbour-context n-gram's perplexity, or None where the run did not fit it."""
+    values = [r.get("context_perplexity") for r in rows(res, objective=objective)]
+    if not values or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
+        return None
+    return float(values[0])
+
+
+def beat_context(res: dict, objective: str) -> list[str] | None:
+    """The attentions whose mean perplexity is below the n-gram's (None where there is no n-gram)."""
+    c = context_perplexity(res, objective)
+    return None if c is None else [a for a in ATTENTIONS if perplexity(res, a, objective) < c]
+
+
+# --------------------------------------------------------------------------- long windows
+
+
+def probe_fits(probe: dict, cap_mib: float) -> bool:
+    """A memory probe that ran (no ``error``) and peaked within the cap."""
+    return "peak_bytes" in probe and probe["peak_bytes"] / MIB <= cap_mib
+
+
+@dataclass(frozen=True)
+class LongComparison:
+    """The models of one long-window length: the Performer, the exact model trained (None when
+    none was), whether that exact model fits within the Performer's memory, and whether it is of
+    the Performer's full shape."""
+
+    length: int
+    performer: dict
+    exact: dict | None
+    cap_mib: float
+    probes: list[dict]
+    fits: bool
+    full_shape: bool
+
+
+def long_lengths(res: dict) -> list[int]:
+    return sorted({r["length"] for r in res["long"]})
+
+
+def long_comparison(res: dict, length: int) -> LongComparison:
+    at = [r for r in res["long"] if r["length"] == length]
+    performer = next(r for r in at if r["attention"] != "exact")
+    exact = next((r for r in at if r["attention"] == "exact"), None)
+    probes = performer.get("exact_probes") or (exact or {}).get("exact_probes") or []
+    cap = performer["cap_mib"]
+    fits = exact is not None and any(probe_fits(p, cap) and (p["depth"], p["heads"]) == (exact["depth"], exact["heads"])
+                                     for p in probes)
+    full = exact is not None and (exact["depth"], exact["heads"]) == (performer["depth"], performer["heads"])
+    return LongComparison(length, performer, exact, cap, probes, fits, full)
+
+
+def beats_exact_that_fits(res: dict, length: int) -> Verdict:
+    """The paper's long-sequence claim: the Performer beats the largest exact model that fits in its memory.
+
+    Inconclusive when neither model beat the unigram; when no exact shape fits, the claim holds
+    trivially if the Performer learned.
+    """
+    c = long_comparison(res, length)
+    models = [c.performer] + ([c.exact] if c.exact else [])
+    if not any(m.get("learned") for m in models):
+        return Verdict("inconclusive", "no model beat the unigram")
+    if not c.fits:
+        return Verdict("agrees", "no exact model fits in the Performer's memory")
+    return Verdict("agrees" if c.performer["perplexity"] < c.exact["perplexity"] else "disagrees")
+
+
+# --------------------------------------------------------------------------- transfer and similarity
+
+
+def transfer_source(res: dict) -> dict:
+    """The Table 2 run the transfer started from (exact, masked, seed 0)."""
+    return next(r for r in res["table"] if r["attention"] == "exact" and r["objective"] == "mlm" and r["seed"] == 0)
+
+
+def recovered_share(res: dict) -> float:
+    """Share of the zero-shot perplexity increase that fine-tuning took back (NaN when the swap did not hurt)."""
+    t = res["transfer"]
+    e, z, a = t["exact_test_perplexity"], t["zero_shot"]["softmax"]["perplexity"], t["fine_tuned"]["perplexity"]
+    return (z - a) / (z - e) if z > e else float("nan")
+
+
+def transfer_recovers(res: dict, tol: Tolerances = TOLERANCES) -> Verdict:
+    """The paper's transfer claim: the fine-tuned Performer is back within the tolerance of the source's
+    perplexity and no worse than the zero-shot swap (partly: it recovered some of the loss)."""
+    if not learned(transfer_source(res)):
+        return Verdict("inconclusive", "the exact source did not beat the unigram")
+    t = res["transfer"]
+    e, z, a = t["exact_test_perplexity"], t["zero_shot"]["softmax"]["perplexity"], t["fine_tuned"]["perplexity"]
+    if a <= e * (1 + tol.perplexity) and a <= z:
+        return Verdict("agrees")
+    share = recovered_share(res)
+    return Verdict("partly", f"fine-tuning recovered {share:.0%} of the loss") if share > 0 else Verdict("disagrees")
+
+
+def similarity_pearson(res: dict, model: str, source: str) -> float | None:
+    return next((s["pearson"] for s in res["similarity"] if s["model"] == model and s["source"] == source), None)
+
+
+def resembles_blosum(res: dict, source: str, tol: Tolerances = TOLERANCES) -> Verdict:
+    """The paper's similarity claim for ``source`` (attention or embedding): the trained model's
+    Pearson correlation with BLOSUM62 exceeds the untrained control's by ``tol.similarity``."""
+    if not any(learned(r) for r in rows(res, objective="mlm")):
+        return Verdict("inconclusive", "no masked model beat the unigram")
+    trained, untrained = similarity_pearson(res, "trained", source), similarity_pearson(res, "untrained", source)
+    return Verdict("agrees" if trained > untrained + tol.similarity else "disagrees")
