@@ -14,10 +14,10 @@ import torch
 from model_utils import random_sequences, write_fasta
 from protein_performer.alphabet import ALPHABET
 from protein_performer.cli import main as cli_main
+from protein_performer.datasets import token_budget_batches
 from protein_performer.embed import (
     Embedder,
     ProteinInput,
-    batches_by_budget,
     embed_to_file,
     open_writer,
     read_embeddings,
@@ -39,7 +39,7 @@ def unseen_fasta(tmp_path_factory) -> Path:
 
 def test_batches_respect_token_budget():
     lengths = [5, 50, 7, 30, 30, 200, 1]
-    batches = batches_by_budget(lengths, 64)
+    batches = token_budget_batches(lengths, 64, order="longest_first", oversize="alone")
     assert sorted(itertools.chain(*batches)) == list(range(len(lengths)))
     for b in batches:
         assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 64
