@@ -2,7 +2,7 @@
 
 Items: 1 diverged training, 2 damaged prepared data, 4 non-ASCII letters, 5 Lightning errors,
 6 output paths, 7 empty input, 8 leftovers, 9 fetch limits, 10 messages. Item 3 (FAVOR+ at
-large norms) is tested in test_attention.py.
+large norms, bidirectional and causal) is tested in test_attention_options.py.
 """
 
 from __future__ import annotations

@@ -18,7 +18,12 @@ feature that dominates a query's normaliser then contributes exactly its largest
 normaliser underflows at any query/key norm. Causal keys carry a per-position log-scale (their
 largest logit) and are reweighted by exp(log_scale_s - M) with M a *running* maximum over
 positions <= t, never a maximum over the whole sequence, so an output at position t depends on
-positions <= t only, bit for bit.
+positions <= t only, bit for bit. That fast path loses a row when its query's and its keys'
+largest features differ by more than the float range (large norms): every term then underflows.
+Such a row is recognised by its own normaliser (below sqrt(tiny), which bounds what underflow can
+have dropped to ~1e-11 of it) and recomputed with per-feature *running* references
+(:func:`_causal_per_feature`), the causal form of the bidirectional stabiliser. Whether a row is
+recomputed, and its value, depend on positions <= t only, so causality stays exact bit for bit.
 
 Shapes: q, k, v are (B, H, L, D); projection is (m, D); outputs are (B, H, L, D).
 """
@@ -143,6 +148,54 @@ def _causal_chunked(
     return (inter + intra).reshape(B, H, N * C, E)[:, :, :L]
 
 
+def _causal_per_feature(
+    logq: Tensor, logk: Tensor, v1: Tensor, rows: Tensor, chunk_size: int = 32
+) -> Tensor:
+    """Causal softmax-kernel attention with per-feature running references, for the rows selected.
+
+    logq: (B, H, L, m) query logits (any per-row shift: it cancels); logk: (B, H, L, m) key logits
+    ``log phi(k)`` up to one constant, -inf at padded keys; v1: (B, H, L, E); rows: (B, H, L) bool.
+    Returns (B, H, L, E) unnormalised, valid at the selected rows (zeros elsewhere).
+
+    The state S_j = sum_s exp(logk_sj - c_j) v1_s is kept per feature j against c_j, the largest
+    key logit of feature j so far (the causal form of the bidirectional stabiliser). Within a chunk,
+    row t's scale is sigma_t = max_j (logq_tj + R_tj), R_tj = max(c_j, max_{s<=t} logk_sj): every
+    term exp(logq_tj + logk_sj - sigma_t) is at most 1 and the largest is exactly 1, so the
+    normaliser of every row with a real key is at least 1, at any norm. Inside a chunk the terms are
+    summed over features elementwise ((C, C, m) per chunk: O(L C m) work), which is why this path
+    only serves the rows the fast path lost. Everything a row uses is at positions <= t.
+    """
+    B, H, L, m = logq.shape
+    E = v1.shape[-1]
+    lowest = torch.finfo(logk.dtype).min  # finite floor: no inf - inf
+    c = logk.new_full((B, H, m), lowest)  # (B, H, m) per-feature references
+    state = v1.new_zeros(B, H, m, E)  # (B, H, m, E) referenced to c
+    out = v1.new_zeros(B, H, L, E)
+    C = chunk_size
+    causal_mask = torch.ones(C, C, dtype=torch.bool, device=logq.device).tril()  # (C, C) s <= t
+    lq_all, lk_all = logq.detach(), logk.detach()
+    for start in range(0, L, C):
+        end = min(start + C, L)
+        n = end - start
+        lk = logk[:, :, start:end]  # (B, H, n, m)
+        vv = v1[:, :, start:end]  # (B, H, n, E)
+        if bool(rows[:, :, start:end].any()):
+            lq = logq[:, :, start:end]  # (B, H, n, m)
+            ref = torch.maximum(c.unsqueeze(2), torch.cummax(lk_all[:, :, start:end], dim=2).values)
+            sigma = (lq_all[:, :, start:end] + ref).amax(dim=-1, keepdim=True)  # (B, H, n, 1)
+            lqs = lq - sigma  # (B, H, n, m)
+            inter = torch.exp(lqs + c.unsqueeze(2)) @ state  # (B, H, n, E)
+            terms = lqs.unsqueeze(3) + lk.unsqueeze(2)  # (B, H, n_t, n_s, m)
+            terms = terms.masked_fill(~causal_mask[:n, :n, None], float("-inf"))
+            weights = torch.exp(terms).sum(dim=-1)  # (B, H, n_t, n_s)
+            out[:, :, start:end] = inter + weights @ vv
+        c_new = torch.maximum(c, lk_all[:, :, start:end].amax(dim=2))  # (B, H, m)
+        decay = torch.exp(c - c_new)  # (B, H, m), in (0, 1]
+        state = state * decay.unsqueeze(-1) + torch.exp(lk - c_new.unsqueeze(2)).transpose(-2, -1) @ vv
+        c = c_new
+    return out
+
+
 def _rescaled_exclusive_prefix(contrib: Tensor, after: Tensor, before: Tensor) -> Tensor:
     """``S_n = sum_{j < n} contrib_j * exp(after_j - before_n)`` for all chunks n at once.
 
@@ -224,9 +277,33 @@ def favor_attention(
         v1, log_scale = _mask_keys(v1, log_scale, key_padding_mask)
         if causal:
             out = _causal_chunked(qf, kf, v1, log_scale, chunk_size)
+            if kernel == "softmax":
+                out = _recompute_lost_rows(out, q, k, v1, projection, feature_a, key_padding_mask)
         else:
             out = _bidirectional(qf, kf, v1)  # relu: no log-scale
         return _ratio(out).to(out_dtype)
+
+
+def _recompute_lost_rows(
+    out: Tensor, q: Tensor, k: Tensor, v1: Tensor, projection: Tensor, a: Tensor | None,
+    key_padding_mask: Tensor | None,
+) -> Tensor:
+    """Rows whose fast-path normaliser underflowed (large norms) are recomputed exactly; the test
+    reads each row's own normaliser only, so it is as causal as the row. out, v1: (B, H, L, E)."""
+    den = out[..., -1].detach()  # (B, H, L)
+    lost = den < torch.finfo(den.dtype).tiny ** 0.5  # (B, H, L)
+    if key_padding_mask is not None:
+        lost &= key_padding_mask[:, None, :]  # padded queries are unspecified anyway
+    if not bool(lost.any()):
+        return out
+    a = _head_coefficient(a)
+    logq, _ = softmax_log_terms(q, projection, a)  # (B, H, L, m); |q'|^2 cancels per row
+    kp, k_sq = softmax_log_terms(k, projection, a)
+    logk = kp - k_sq.unsqueeze(-1)  # (B, H, L, m)
+    if key_padding_mask is not None:
+        logk = logk.masked_fill(~key_padding_mask[:, None, :, None], float("-inf"))
+    exact = _causal_per_feature(logq, logk, v1, lost)
+    return torch.where(lost.unsqueeze(-1), exact, out)
 
 
 def favor_attention_weights(
