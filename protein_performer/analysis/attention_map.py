@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from protein_performer.alphabet import ALPHABET
+from protein_performer.datasets import collate_proteins
 from protein_performer.model import PerformerLM
 
 log = logging.getLogger(__name__)
@@ -60,9 +59,9 @@ def attention_map(model: PerformerLM, protein_id: str, sequence: str, layer: int
     if head is not None and not 1 <= head <= model.config.heads:
         raise ValueError(f"--head {head} out of range: this model has heads 1..{model.config.heads} (or 'all')")
     device = next(model.parameters()).device
-    tokens = np.concatenate([[ALPHABET.cls_idx], ALPHABET.encode(sequence), [ALPHABET.eos_idx]])
-    ids = torch.from_numpy(tokens.astype(np.int64))[None].to(device)  # (1, L)
-    mask = torch.ones_like(ids, dtype=torch.bool)
+    tokens = ALPHABET.frame(sequence)  # (L,): <cls> residues <eos>
+    batch = collate_proteins([tokens])
+    ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)  # (1, L) x 2
     L = ids.shape[1]
     rows_out = []
     for start in range(0, L, row_block):
@@ -118,18 +117,3 @@ def run(args: argparse.Namespace) -> int:
     plt.close(fig)
     log.info("wrote %s and %s", png, csv)
     return 0
-
-
-def create_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="protein-performer attention", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run(create_parser().parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

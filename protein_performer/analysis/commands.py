@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
-import sys
 from pathlib import Path
-from typing import Sequence
 
 from protein_performer.checkpoint import add_device_argument
 from protein_performer.corpus.fasta import add_unknown_argument
@@ -38,12 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top", type=int, default=10, help="top similar pairs to report (default 10)")
     add_unknown_argument(parser)
     add_device_argument(parser)
-
-
-def create_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="protein-performer similarity", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    return parser
 
 
 def draw(result, out_dir: Path) -> list[Path]:
@@ -114,12 +106,3 @@ def run(args: argparse.Namespace) -> int:
                     counts.unknown_to_x)
     report(result)
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run(create_parser().parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,18 +145,3 @@ def run(args: argparse.Namespace) -> int:
     plt.close(fig)
     log.info("wrote %s and %s", args.out, args.out.with_suffix(".csv"))
     return 0
-
-
-def create_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="protein-performer plot-embeddings", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run(create_parser().parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

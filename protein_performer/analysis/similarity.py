@@ -43,6 +43,7 @@ from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.spatial.distance import squareform
 
 from protein_performer.alphabet import ALPHABET, STANDARD_AMINO_ACIDS
+from protein_performer.datasets import collate_proteins
 from protein_performer.model import PerformerLM, layer_index
 
 log = logging.getLogger(__name__)
@@ -134,11 +135,10 @@ def attention_profiles(
     first = ALPHABET.standard_indices[0]
     n_proteins = 0
     for seq in sequences:
-        residues = torch.from_numpy(ALPHABET.encode(seq).astype(np.int64))
+        batch = collate_proteins([ALPHABET.frame(seq)])  # (1, L): <cls> residues <eos>
+        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        residues = batch["input_ids"][0, 1:-1]  # (n,) residue ids
         n = residues.numel()
-        ids = torch.cat([torch.tensor([ALPHABET.cls_idx]), residues, torch.tensor([ALPHABET.eos_idx])])[None]  # (1, L)
-        ids = ids.to(device)
-        mask = torch.ones_like(ids, dtype=torch.bool)
         standard = (residues >= first) & (residues < first + len(AMINO_ACIDS))
         onehot = torch.zeros(n, len(AMINO_ACIDS), dtype=torch.float64)  # (n, 20); X, B, … rows stay 0
         onehot[standard.nonzero()[:, 0], residues[standard] - first] = 1.0
