@@ -1,6 +1,7 @@
 """Analyses of trained models: amino-acid similarity vs BLOSUM62 (:mod:`.similarity`), attention
 maps (:mod:`.attention_map`), embedding views (:mod:`.embedding_views`); figures in :mod:`.plots`.
 
-Command-line entry points: :mod:`.commands` (``similarity``), :mod:`.attention_map`
-(``attention``) and :mod:`.embedding_views` (``plot-embeddings``).
+The commands ``similarity`` (:mod:`.commands`), ``attention`` (:mod:`.attention_map`) and
+``plot-embeddings`` (:mod:`.embedding_views`) each expose ``add_arguments`` / ``run``, which
+``protein-performer`` (:mod:`protein_performer.cli`) dispatches to.
 """
