@@ -34,6 +34,8 @@ def _fasta(path: Path, n: int = 400) -> Path:
 def test_reproduce_tiny_writes_results_and_figures(tmp_path):
     from PIL import Image
 
+    from protein_performer.report.document import count
+
     reproduce = _load_script()
     out = tmp_path / "docs"
     code = reproduce.main(["--tiny", "--budget-minutes", "0.5", "--out", str(out),
@@ -48,7 +50,7 @@ def test_reproduce_tiny_writes_results_and_figures(tmp_path):
     assert "torch" in text and "pytorch-lightning" in text
     saved = json.loads((out / "figures" / "results_all.json").read_text())
     residues = saved["environment"]["train_residues"]  # the scale sentence comes from the prepared data
-    assert residues > 0 and f"{residues:,} residues" in text and f"{residues / 1e6:.1f} M training residues" in text
+    assert residues > 0 and f"{residues:,} residues" in text and f"{count(residues)} training residues" in text
     assert all("exact_probes" in r for r in saved["long"])
     figures = sorted((out / "figures").glob("results_*.png"))
     names = {p.name for p in figures}

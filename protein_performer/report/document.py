@@ -56,8 +56,14 @@ def claims(res: dict, tol: Tolerances = TOLERANCES) -> list[list[str]]:
 
 def _machine(env: dict) -> str:
     if env.get("cpus"):
-        return f"{env['cpus']} CPUs ({env.get('torch_threads', '?')} torch threads)"
+        threads = env.get("torch_threads")
+        return f"{env['cpus']} CPUs" + (f" ({threads} torch thread{'s' if threads != 1 else ''})" if threads else "")
     return env["machine"]
+
+
+def count(n: float) -> str:
+    """``1.2 M`` from a hundred thousand on, ``35,200`` below."""
+    return f"{n / 1e6:.1f} M" if n >= 1e5 else f"{n:,.0f}"
 
 
 def discussion(res: dict, tol: Tolerances = TOLERANCES) -> list[str]:
@@ -66,8 +72,8 @@ def discussion(res: dict, tol: Tolerances = TOLERANCES) -> list[str]:
     steps = rules.mean_spread([r["steps"] for r in res["table"]])[0]
     tokens = steps * plan["window"] * plan["batch_size"]
     residues = env.get("train_residues")
-    data = f"one proteome of {residues / 1e6:.1f} M training residues" if residues else "one proteome"
-    out = [f"- Scale: each Table 2 model trained for about {steps:,.0f} steps ({tokens / 1e6:.0f} M tokens) on "
+    data = f"one proteome of {count(residues)} training residues" if residues else "one proteome"
+    out = [f"- Scale: each Table 2 model trained for about {steps:,.0f} steps ({count(tokens)} tokens) on "
            f"{data}. The paper trains 36-layer models for days on TPUs over TrEMBL. Its claims are about models "
            f"trained that long; this run tests what holds at the start of training, on {_machine(env)}."]
     not_learned = [f"{NAMES[r['attention']]} ({LABELS[r['objective']]}, seed {r['seed']})"
