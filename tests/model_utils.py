@@ -18,24 +18,19 @@ import torch
 from torch.utils.data import DataLoader
 
 from protein_performer.alphabet import ALPHABET, STANDARD_AMINO_ACIDS
-from protein_performer.lit import IGNORE_INDEX, ProteinLM
+from protein_performer.datasets import MLMCollator, Sample
+from protein_performer.lit import ProteinLM
 from protein_performer.model import PerformerConfig
 
 TINY = dict(dim=16, depth=2, heads=2, nb_features=8, dropout=0.0)
 
 
 def _random_batches(n: int, length: int, seed: int) -> list[dict[str, torch.Tensor]]:
-    g = torch.Generator().manual_seed(seed)
-    batches = []
-    for _ in range(n):
-        ids = torch.randint(ALPHABET.standard_indices[0], ALPHABET.standard_indices[-1] + 1, (4, length), generator=g)
-        ids[:, 0] = ALPHABET.cls_idx
-        labels = torch.full_like(ids, IGNORE_INDEX)
-        masked = torch.rand(ids.shape, generator=g) < 0.15
-        labels[masked] = ids[masked]
-        ids = ids.masked_fill(masked, ALPHABET.mask_idx)
-        batches.append({"input_ids": ids, "labels": labels, "attention_mask": torch.ones_like(ids, dtype=torch.bool)})
-    return batches
+    """``n`` masked-LM batches of 4 random proteins, each framed to ``length`` tokens and masked by
+    the package's own collator (15% of residues, seeded per protein)."""
+    framed = [ALPHABET.frame(s) for s in random_sequences(4 * n, length - 2, length - 2, seed=seed)]
+    collate = MLMCollator(seed=seed)
+    return [collate([Sample(framed[i], i) for i in range(k, k + 4)]) for k in range(0, 4 * n, 4)]
 
 
 def tiny_checkpoint(path: str | Path, steps: int = 2, seed: int = 0, **config) -> Path:
