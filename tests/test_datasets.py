@@ -21,6 +21,7 @@ from protein_performer.datasets import (
     ProteinDataset,
     Sample,
     TokenBudgetBatchSampler,
+    collate_proteins,
     token_budget_batches,
     windows_from_sequences,
 )
@@ -205,6 +206,21 @@ def test_token_budget_batches_respect_budget_and_sort():
         token_budget_batches(lengths, 100)
 
 
+def test_token_budget_batches_longest_first_put_oversize_samples_alone():
+    lengths = np.random.default_rng(1).integers(3, 500, size=300)
+    lengths[[17, 5]] = 900  # over the budget
+    batches = token_budget_batches(lengths, 600, order="longest_first", oversize="alone")
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(300))
+    assert (np.diff(lengths[flat]) <= 0).all(), "sorted by length, longest first"
+    assert batches[:2] == [[5], [17]], "over the budget: alone, ties in input order"
+    assert all(max(lengths[b]) * len(b) <= 600 for b in batches[2:])
+    for b, nxt in zip(batches, batches[1:]):  # greedy: the first of a batch is its longest
+        assert lengths[b[0]] * (len(b) + 1) > 600
+    with pytest.raises(ValueError, match="order"):
+        token_budget_batches(lengths, 600, order="random")
+
+
 def test_token_budget_sampler_splits_ranks_and_reshuffles(shard):
     ds = ProteinDataset(shard, 256, seed=0)
     lengths = ds.served_lengths
@@ -321,3 +337,25 @@ def test_clm_on_windows_predicts_the_next_stream_token(shard, proteins):
     n = int(attn[0].sum())
     assert n < 4096 and torch.equal(labels[0, : n - 1], ids[0, 1:n])
     assert (labels[0, n - 1 :] == IGNORE_INDEX).all()
+
+
+def test_frame_is_cls_residues_eos_from_letters_or_ids():
+    framed = ALPHABET.frame("mkV")
+    assert framed.dtype == np.uint8 and framed.tolist() == [ALPHABET.cls_idx, *ALPHABET.encode("MKV"), EOS]
+    np.testing.assert_array_equal(ALPHABET.frame(ALPHABET.encode("MKV")), framed)
+    assert ALPHABET.frame("").tolist() == [ALPHABET.cls_idx, EOS]
+    with pytest.raises(ValueError, match="'J' at position 2"):
+        ALPHABET.frame("MJ")
+
+
+def test_collate_proteins_pads_like_the_training_collators():
+    framed = [ALPHABET.frame("MKV"), ALPHABET.frame("A"), ALPHABET.frame("WWWWW")]
+    batch = collate_proteins(framed)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    assert set(batch) == {"input_ids", "attention_mask"}
+    assert ids.dtype == torch.long and mask.dtype == torch.bool and ids.shape == mask.shape == (3, 7)
+    for row, row_mask, tokens in zip(ids, mask, framed):
+        assert row[: len(tokens)].tolist() == tokens.tolist() and (row[len(tokens) :] == PAD).all()
+        assert row_mask.tolist() == [True] * len(tokens) + [False] * (7 - len(tokens))
+    clm = CLMCollator()([Sample(t, i) for i, t in enumerate(framed)])
+    assert torch.equal(clm["input_ids"], ids) and torch.equal(clm["attention_mask"], mask)
