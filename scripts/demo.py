@@ -5,7 +5,9 @@
 2. prepare it into data/prepared/<name>;
 3. train configs/demo.yaml (a small Performer-Softmax MLM) for a few minutes;
 4. score the best checkpoint on the held-out test split next to the unigram baseline;
-5. embed the proteins and derive the amino-acid similarity heatmap vs BLOSUM62.
+5. embed the proteins and derive the amino-acid similarity heatmap vs BLOSUM62;
+6. write ``summary.json`` and ``summary.md`` (the held-out figures, with the date, command and
+   minutes of this run) into ``--out``: copy the README's demo figures from there.
 
 Every step is the project's own CLI, called in-process; the commands are logged so you can rerun
 any of them by hand.
@@ -14,12 +16,16 @@ any of them by hand.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import logging
+import os
 import shutil
 import sys
 import time
 from pathlib import Path
+
+import torch
 
 from protein_performer.cli import main as cli
 
@@ -48,6 +54,71 @@ def find_data(fasta: Path | None) -> Path:
         FETCHED_ECOLI.parent.mkdir(parents=True, exist_ok=True)
         _run("fetch", "--proteome", "UP000000625", "--out", str(FETCHED_ECOLI))
     return FETCHED_ECOLI
+
+
+def _ci(pair: list[float], digits: int, sign: str = "") -> str:
+    return f"[{pair[0]:{sign}.{digits}f}, {pair[1]:{sign}.{digits}f}]"
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """The console summary: where every output went and the held-out figures."""
+    score, out, run_dir = summary["score"], Path(summary["out"]), summary["run_dir"]
+    lines = [
+        "",
+        f"demo finished in {summary['minutes']:.1f} min",
+        f"  data            {summary['fasta']} -> {summary['data_dir']}",
+        f"  checkpoint      {summary['checkpoint']}",
+        f"  training logs   {run_dir}/csv (CSV), {run_dir}/wandb (offline; `wandb sync` to upload)",
+        f"  held-out score  {out / 'score_test.json'} ({score['tokens']:,} hidden residues, {score['passes']} masks):",
+        f"    masked accuracy {score['accuracy']:.2%}  unigram {score['unigram_accuracy']:.2%}  "
+        f"neighbour n-gram {score['context_accuracy']:.2%}",
+        f"    perplexity      {score['perplexity']:.3f}  unigram {score['unigram_perplexity']:.3f}  "
+        f"neighbour n-gram {score['context_perplexity']:.3f}",
+        f"    vs unigram: accuracy {score['accuracy_gain']:+.2f} points (95% CI "
+        f"{score['accuracy_gain_ci95'][0]:+.2f} to {score['accuracy_gain_ci95'][1]:+.2f}), perplexity x"
+        f"{score['perplexity_ratio']:.4f} (95% CI {score['perplexity_ratio_ci95'][0]:.4f} to "
+        f"{score['perplexity_ratio_ci95'][1]:.4f}): {'beats' if score['beats_unigram'] else 'does not clearly beat'} "
+        "the unigram baseline",
+        f"    vs neighbour n-gram: accuracy {score['context_accuracy_gain']:+.2f} points (95% CI "
+        f"{score['context_accuracy_gain_ci95'][0]:+.2f} to {score['context_accuracy_gain_ci95'][1]:+.2f}), "
+        f"perplexity x{score['context_perplexity_ratio']:.4f} (95% CI {score['context_perplexity_ratio_ci95'][0]:.4f} "
+        f"to {score['context_perplexity_ratio_ci95'][1]:.4f}): "
+        f"{'beats' if score['beats_context'] else 'does not clearly beat'} the n-gram",
+        f"  embeddings      {out / 'embeddings.h5'}",
+        f"  similarity      {out / 'similarity'} (heatmaps PNG/SVG, similarity.csv, blosum_comparison.json)",
+    ]
+    for key, value in summary["similarity"].items():
+        if isinstance(value, dict) and "pearson" in value:
+            lines.append(f"    {key}: Pearson {value['pearson']:.3f}, Spearman {value.get('spearman', float('nan')):.3f} vs BLOSUM62")
+    return lines
+
+
+def summary_markdown(summary: dict) -> str:
+    """The held-out figures as markdown, marked with the run that measured them (for the README)."""
+    s = summary["score"]
+    rows = [
+        ("masked accuracy", f"{s['accuracy']:.2%}", f"{s['unigram_accuracy']:.2%}", f"{s['context_accuracy']:.2%}"),
+        ("perplexity", f"{s['perplexity']:.2f}", f"{s['unigram_perplexity']:.2f}", f"{s['context_perplexity']:.2f}"),
+    ]
+    lines = [
+        f"Measured by `{summary['command']}` on {summary['date']} ({summary['minutes']:.1f} minutes, "
+        f"{summary['cpus']} CPUs; {summary['steps']:,} training steps); held-out test split, {s['tokens']:,} hidden "
+        f"residues over {s['passes']} masks.",
+        "",
+        "| | demo model | unigram | neighbour n-gram |",
+        "|---|---:|---:|---:|",
+        *[f"| {name} | {model} | {unigram} | {context} |" for name, model, unigram, context in rows],
+        "",
+        f"- vs unigram: accuracy {s['accuracy_gain']:+.2f} points {_ci(s['accuracy_gain_ci95'], 2, '+')}, perplexity "
+        f"ratio {s['perplexity_ratio']:.3f} {_ci(s['perplexity_ratio_ci95'], 3)} (95% paired bootstrap intervals).",
+        f"- vs neighbour n-gram: accuracy {s['context_accuracy_gain']:+.2f} points "
+        f"{_ci(s['context_accuracy_gain_ci95'], 2, '+')}, perplexity ratio {s['context_perplexity_ratio']:.3f} "
+        f"{_ci(s['context_perplexity_ratio_ci95'], 3)}.",
+    ]
+    for key, value in summary["similarity"].items():
+        if isinstance(value, dict) and "pearson" in value:
+            lines.append(f"- similarity vs BLOSUM62, {key}: Pearson {value['pearson']:.3f}")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,34 +153,15 @@ def main(argv: list[str] | None = None) -> int:
          "--max-proteins", "300")
     comparison = json.loads((out / "similarity" / "blosum_comparison.json").read_text())
 
-    lines = [
-        "",
-        f"demo finished in {(time.time() - started) / 60:.1f} min",
-        f"  data            {fasta} -> {data_dir}",
-        f"  checkpoint      {checkpoint}",
-        f"  training logs   {run_dir}/csv (CSV), {run_dir}/wandb (offline; `wandb sync` to upload)",
-        f"  held-out score  {out / 'score_test.json'} ({score['tokens']:,} hidden residues, {score['passes']} masks):",
-        f"    masked accuracy {score['accuracy']:.2%}  unigram {score['unigram_accuracy']:.2%}  "
-        f"neighbour n-gram {score['context_accuracy']:.2%}",
-        f"    perplexity      {score['perplexity']:.3f}  unigram {score['unigram_perplexity']:.3f}  "
-        f"neighbour n-gram {score['context_perplexity']:.3f}",
-        f"    vs unigram: accuracy {score['accuracy_gain']:+.2f} points (95% CI "
-        f"{score['accuracy_gain_ci95'][0]:+.2f} to {score['accuracy_gain_ci95'][1]:+.2f}), perplexity x"
-        f"{score['perplexity_ratio']:.4f} (95% CI {score['perplexity_ratio_ci95'][0]:.4f} to "
-        f"{score['perplexity_ratio_ci95'][1]:.4f}): {'beats' if score['beats_unigram'] else 'does not clearly beat'} "
-        "the unigram baseline",
-        f"    vs neighbour n-gram: accuracy {score['context_accuracy_gain']:+.2f} points (95% CI "
-        f"{score['context_accuracy_gain_ci95'][0]:+.2f} to {score['context_accuracy_gain_ci95'][1]:+.2f}), "
-        f"perplexity x{score['context_perplexity_ratio']:.4f} (95% CI {score['context_perplexity_ratio_ci95'][0]:.4f} "
-        f"to {score['context_perplexity_ratio_ci95'][1]:.4f}): "
-        f"{'beats' if score['beats_context'] else 'does not clearly beat'} the n-gram",
-        f"  embeddings      {out / 'embeddings.h5'}",
-        f"  similarity      {out / 'similarity'} (heatmaps PNG/SVG, similarity.csv, blosum_comparison.json)",
-    ]
-    for key, value in comparison.items():
-        if isinstance(value, dict) and "pearson" in value:
-            lines.append(f"    {key}: Pearson {value['pearson']:.3f}, Spearman {value.get('spearman', float('nan')):.3f} vs BLOSUM62")
-    log.info("\n".join(lines))
+    summary = {"date": datetime.date.today().isoformat(), "minutes": (time.time() - started) / 60,
+               "command": " ".join(["python scripts/demo.py", *(sys.argv[1:] if argv is None else argv)]),
+               "steps": int(torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"]),
+               "cpus": os.cpu_count(), "fasta": str(fasta), "data_dir": str(data_dir), "checkpoint": str(checkpoint),
+               "run_dir": str(run_dir), "out": str(out), "score": score, "similarity": comparison}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (out / "summary.md").write_text(summary_markdown(summary))
+    log.info("\n%s", "\n".join(summary_lines(summary)))
+    log.info("summary: %s, %s", out / "summary.md", out / "summary.json")
     return 0
 
 
