@@ -31,7 +31,6 @@ from protein_performer.datasets import (
     EpochSampler,
     MLMCollator,
     ProteinDataset,
-    Sample,
     TokenBudgetBatchSampler,
     scoring_collator,
 )
@@ -159,10 +158,7 @@ class ProteinDataModule(pl.LightningDataModule):
         limit = None if split == "test" else self.limit_windows
         if self.mode == "concat":
             return ConcatWindowDataset(shard, self.max_length, seed=self.seed, random_offset=train, limit=limit)
-        dataset: Dataset = ProteinDataset(shard, self.max_length, crop="random" if train else "start", seed=self.seed)
-        if limit is not None and limit < len(dataset):
-            dataset = _Head(dataset, limit)
-        return dataset
+        return ProteinDataset(shard, self.max_length, crop="random" if train else "start", seed=self.seed, limit=limit)
 
     def check(self, stage: str | None = None) -> None:
         """Open the splits ``stage`` needs (cheap size checks, no datasets built); raises naming the file.
@@ -227,26 +223,6 @@ class ProteinDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
-
-
-class _Head(Dataset):
-    """The first ``limit`` samples of a :class:`ProteinDataset` (``limit_windows`` in protein mode)."""
-
-    def __init__(self, dataset: ProteinDataset, limit: int) -> None:
-        self.dataset, self.limit = dataset, limit
-
-    def set_epoch(self, epoch: int) -> None:
-        self.dataset.set_epoch(epoch)
-
-    @property
-    def served_lengths(self) -> np.ndarray:
-        return self.dataset.served_lengths[: self.limit]
-
-    def __len__(self) -> int:
-        return self.limit
-
-    def __getitem__(self, index: int) -> Sample:
-        return self.dataset[index]
 
 
 def _served_lengths(dataset: Dataset) -> np.ndarray:

@@ -206,29 +206,39 @@ class ProteinDataset(Dataset):
     Proteins longer than ``max_length - 2`` residues are cropped: a random window drawn from
     ``(seed, epoch, index)`` with ``crop="random"`` (training), the first residues with
     ``crop="start"`` (evaluation). ``<cls>`` and ``<eos>`` are always added. Padding is the
-    collator's job.
+    collator's job. ``limit`` serves only the first proteins (quick runs); None: all.
     """
 
     def __init__(
-        self, shard: Shard, max_length: int = 1024, *, crop: str = "random", seed: int = 0, epoch: int = 0
+        self,
+        shard: Shard,
+        max_length: int = 1024,
+        *,
+        crop: str = "random",
+        seed: int = 0,
+        epoch: int = 0,
+        limit: int | None = None,
     ) -> None:
         if crop not in ("random", "start"):
             raise ValueError(f"crop must be 'random' or 'start', got {crop!r}")
         if max_length < 3:
             raise ValueError(f"max_length must be >= 3 (<cls>, a residue, <eos>), got {max_length}")
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be >= 1 or None, got {limit}")
         self.shard, self.max_length, self.crop, self.seed, self.epoch = shard, max_length, crop, seed, epoch
+        self.limit = limit
 
     def set_epoch(self, epoch: int) -> None:
         """Random crops of ``epoch`` are a function of ``(seed, epoch, index)``."""
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.shard)
+        return len(self.shard) if self.limit is None else min(len(self.shard), self.limit)
 
     @property
     def served_lengths(self) -> np.ndarray:
         """Tokens served per protein (residues + 2, capped at ``max_length``): for token budgets."""
-        return np.minimum(self.shard.lengths + 2, self.max_length)
+        return np.minimum(self.shard.lengths[: len(self)] + 2, self.max_length)
 
     def __getitem__(self, index: int) -> Sample:
         residues = self.shard.protein(index)

@@ -126,6 +126,15 @@ def test_windows_move_between_epochs_under_trainer(data_dir):
     assert dm.hparams["max_length"] == 128 and dm.hparams["data_dir"] == str(data_dir)
 
 
+def test_limit_windows_caps_proteins_in_protein_mode(data_dir):
+    dm = ProteinDataModule(str(data_dir), mode="protein", max_length=128, token_budget=512, limit_windows=50)
+    train, test = dm.dataset("train"), dm.dataset("test")
+    assert len(train) == 50 and len(test) == 40  # the test split is always served whole
+    served = sorted(i for batch in dm.train_dataloader().batch_sampler for i in batch)
+    assert served == list(range(50))
+    np.testing.assert_array_equal(train.served_lengths, np.minimum(train.shard.lengths[:50] + 2, 128))
+
+
 def test_argument_errors(tmp_path, data_dir):
     dm = ProteinDataModule(str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="protein-performer prepare"):
