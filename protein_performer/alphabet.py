@@ -98,8 +98,5 @@ class Alphabet:
     def decode(self, ids: Iterable[int]) -> str:
         return "".join(self.tokens[int(i)] for i in ids)
 
-    def is_special(self, ids: np.ndarray) -> np.ndarray:
-        return np.asarray(ids) < len(SPECIAL_TOKENS)
-
 
 ALPHABET = Alphabet()
