@@ -9,6 +9,19 @@ import numpy as np
 from protein_performer.report.rules import ATTENTIONS, OBJECTIVES
 
 
+def _accuracy_over_time(ax, title: str) -> None:
+    ax.set(title=title, xlabel="training wall-clock seconds (validation excluded)", ylabel="validation accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot_training_curves(res: dict, path: Path) -> None:
     """Validation accuracy over training seconds of the Table 2 runs, BID and UNI panels."""
     import matplotlib.pyplot as plt
@@ -21,12 +34,9 @@ def plot_training_curves(res: dict, path: Path) -> None:
             if obj == objective and curve["val_acc"]:
                 ax.plot(curve["train_s"], np.array(curve["val_acc"]) * 100, marker=".", color=colours[attention],
                         alpha=1.0 if seed == "s0" else 0.5, label=f"{attention} ({seed})")
-        ax.set(title=f"{'BID (masked)' if objective == 'mlm' else 'UNI (causal)'}, window {res['plan']['window']}",
-               xlabel="training wall-clock seconds (validation excluded)", ylabel="validation accuracy (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        _accuracy_over_time(ax, f"{'BID (masked)' if objective == 'mlm' else 'UNI (causal)'}, window "
+                                f"{res['plan']['window']}")
+    _save(fig, path)
 
 
 def plot_long(res: dict, path: Path) -> None:
@@ -41,12 +51,8 @@ def plot_long(res: dict, path: Path) -> None:
             c = r["curve"]
             ax.plot(c["train_s"], np.array(c["val_acc"]) * 100, marker="o",
                     label=f"{r['model']}: depth {r['depth']}, heads {r['heads']}, peak {r['peak_mib']:.0f} MiB")
-        ax.set(title=f"BID, concatenated windows of {length} (memory cap {at[0]['cap_mib']:.0f} MiB)",
-               xlabel="training wall-clock seconds (validation excluded)", ylabel="validation accuracy (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        _accuracy_over_time(ax, f"BID, concatenated windows of {length} (memory cap {at[0]['cap_mib']:.0f} MiB)")
+    _save(fig, path)
 
 
 def plot_transfer(res: dict, path: Path) -> None:
@@ -66,8 +72,7 @@ def plot_transfer(res: dict, path: Path) -> None:
     ax.set_xlim(0, max(steps[-1], 1) * 1.05)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def draw_figures(res: dict, figures: Path) -> None:
