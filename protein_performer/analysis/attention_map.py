@@ -19,7 +19,7 @@ import torch
 
 from protein_performer.alphabet import ALPHABET
 from protein_performer.datasets import collate_proteins
-from protein_performer.model import PerformerLM
+from protein_performer.model import PerformerLM, layer_index
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,8 @@ class AttentionMap:
 def attention_map(model: PerformerLM, protein_id: str, sequence: str, layer: int, head: int | None,
                   row_block: int = 256) -> AttentionMap:
     """Attention of block ``layer`` (1-based; negatives from the end) for ``head`` (1-based, None = mean)."""
-    from protein_performer.analysis.similarity import block_indices
-
     model.eval()
-    (block,) = block_indices(model, [layer])
+    block = layer_index(layer, model.config.depth, first=1)
     if head is not None and not 1 <= head <= model.config.heads:
         raise ValueError(f"--head {head} out of range: this model has heads 1..{model.config.heads} (or 'all')")
     device = next(model.parameters()).device
