@@ -7,7 +7,9 @@ Three ways to get the next token's logits from a causal model of the same shape:
 * FAVOR+ recomputing the prefix: ``forward`` over all t tokens, keeping the last logits.
 
 Each is timed over ``--window`` consecutive tokens starting at each position (the stepping models
-are stepped there from position 0, which also checks the state does not grow for FAVOR+).
+are stepped there from position 0, which also checks the state does not grow for FAVOR+); the
+positions take turns for ``--rounds`` rounds and the median round counts, so a change in machine
+load between positions does not pose as a cost of the position.
 Memory is the bytes the attention state holds (the cache at its allocated capacity). Writes
 ``docs/benchmarks/generate.md`` (and the numbers as JSON beside it).
 
@@ -17,8 +19,10 @@ Memory is the bytes the attention state holds (the cache at its allocated capaci
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -44,19 +48,30 @@ def _tokens(n: int) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def bench_stepping(model: PerformerLM, tokens: torch.Tensor, window: int) -> dict[int, dict[str, float]]:
-    """ms/token over ``window`` steps from each position, and the state's bytes there."""
-    state, out, t = model.init_state(1), {}, 0
+def bench_stepping(model: PerformerLM, tokens: torch.Tensor, window: int, rounds: int) -> dict[int, dict[str, float]]:
+    """ms/token over ``window`` steps from each position, and the state's bytes there.
+
+    The model is stepped from position 0 to each position once and a copy of its state is kept
+    there; then ``rounds`` rounds each time ``window`` steps from every position in turn (from a
+    fresh copy), and the median round is reported. Interleaving puts every position under the same
+    machine load, so their ratio is not a drift in the load between the first and the last.
+    """
+    state, saved, t = model.init_state(1), {}, 0
     for pos in POSITIONS:
         while t < pos:
             model.step(tokens[t : t + 1], state)
             t += 1
-        start = time.perf_counter()
-        for _ in range(window):
-            model.step(tokens[t : t + 1], state)
-            t += 1
-        out[pos] = {"ms_per_token": 1e3 * (time.perf_counter() - start) / window, "state_bytes": state.nbytes()}
-    return out
+        saved[pos] = copy.deepcopy(state)
+    times: dict[int, list[float]] = {pos: [] for pos in POSITIONS}
+    for _ in range(rounds):
+        for pos in POSITIONS:
+            stepped = copy.deepcopy(saved[pos])
+            start = time.perf_counter()
+            for i in range(window):
+                model.step(tokens[pos + i : pos + i + 1], stepped)
+            times[pos].append(1e3 * (time.perf_counter() - start) / window)
+    return {pos: {"ms_per_token": statistics.median(times[pos]), "ms_per_token_rounds": times[pos],
+                  "state_bytes": saved[pos].nbytes()} for pos in POSITIONS}
 
 
 @torch.inference_mode()
@@ -84,8 +99,9 @@ def report(results: dict) -> str:
         "",
         f"One run on {results['machine']}, torch {results['torch']}, {results['threads']} thread(s), fp32, batch 1; "
         f"model dim {a['dim']}, depth {a['depth']}, heads {a['heads']}, m = {a['nb_features']} features per head "
-        f"(random weights: cost does not depend on them). Each figure is the mean over {a['window']} consecutive "
-        f"tokens from the position (recompute: {a['reps']} tokens). Absolute times depend on the machine and its "
+        f"(random weights: cost does not depend on them). Each stepping figure is the median of {a.get('rounds', 1)} "
+        f"interleaved rounds (the positions take turns), each the mean over {a['window']} consecutive tokens from "
+        f"the position (recompute: {a['reps']} tokens). Absolute times depend on the machine and its "
         "load; the ratios, measured in the same run, are the result.",
         "",
         "| position | FAVOR+ step (ms/token) | exact + KV cache (ms/token) | FAVOR+ recompute prefix (ms/token) "
@@ -125,6 +141,7 @@ def main() -> None:
     parser.add_argument("--nb-features", type=int, default=64)
     parser.add_argument("--window", type=int, default=64, help="tokens timed from each position")
     parser.add_argument("--reps", type=int, default=3, help="recomputed tokens timed per position")
+    parser.add_argument("--rounds", type=int, default=9, help="interleaved timing rounds per position (median)")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/generate.md"))
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -134,8 +151,8 @@ def main() -> None:
         "args": vars(args) | {"out": str(args.out)},
         "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "favor_step": bench_stepping(favor, tokens, args.window),
-        "exact_kv_cache": bench_stepping(_model("exact", args), tokens, args.window),
+        "favor_step": bench_stepping(favor, tokens, args.window, args.rounds),
+        "exact_kv_cache": bench_stepping(_model("exact", args), tokens, args.window, args.rounds),
         "favor_recompute": bench_recompute(favor, tokens, args.reps),
     }
     results = json.loads(json.dumps(results))  # positions as string keys, as in the JSON file
