@@ -1,16 +1,29 @@
-"""Lightning callbacks named in the configs (``trainer.callbacks``): cross-cutting training behaviour.
+"""Lightning callbacks: cross-cutting training behaviour, kept out of :class:`~protein_performer.lit.ProteinLM`.
 
-:class:`NonFiniteGuard` stops a diverged run at the first non-finite loss, gradient or
-validation loss, before the optimizer applies it and before any checkpoint is written, with a
-message that names the step and what to lower.
+Named in the configs (``trainer.callbacks``):
+
+- :class:`NonFiniteGuard` stops a diverged run at the first non-finite loss, gradient or
+  validation loss, before the optimizer applies it and before any checkpoint is written, with a
+  message that names the step and what to lower;
+- :class:`EpochReseed` restarts global randomness from (seed, epoch) at every training epoch, so
+  a resumed run continues bit for bit;
+- :class:`Throughput` logs ``train/tokens_per_s``.
+
+Supplied by the model itself (``ProteinLM.configure_callbacks``), because its schedule is a
+hyperparameter saved with the model: :class:`FeatureRedraw`, which redraws the FAVOR+ projections
+every ``redraw_interval`` optimizer steps.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import random
+import time
 from typing import Any, Callable
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 
@@ -70,3 +83,102 @@ class NonFiniteGuard(pl.Callback):
         finite = all(bool(torch.isfinite(v).all()) for v in checkpoint.get("state_dict", {}).values()
                      if torch.is_tensor(v) and v.is_floating_point())
         self._stop(trainer, finite, lambda: "a weight of the checkpoint being saved")
+
+
+def redraw_generator(seed: int, step: int) -> torch.Generator:
+    """The generator of the redraw at optimizer step ``step``: a pure function of (seed, step),
+    so a resumed run draws exactly the projections an uninterrupted run would."""
+    digest = hashlib.blake2b(f"{seed}:{step}".encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little") & ((1 << 63) - 1))
+
+
+def epoch_seed(base_seed: int, epoch: int) -> int:
+    """The global seed of training epoch ``epoch`` of a run seeded with ``base_seed``."""
+    return int.from_bytes(hashlib.blake2b(f"{base_seed}:{epoch}".encode(), digest_size=4).digest(), "little")
+
+
+class FeatureRedraw(pl.Callback):
+    """Redraw the model's random projections once every ``interval`` optimizer steps, after the step.
+
+    The projection of step ``s`` is drawn from :func:`redraw_generator` (``feature_seed``, ``s``), so
+    it depends on the step only: a resumed run redraws exactly as an uninterrupted one. Exact
+    attention has nothing to redraw. Under gradient accumulation the redraw happens once per step.
+
+    Args:
+        interval: optimizer steps between redraws (0: never).
+    """
+
+    def __init__(self, interval: int = 1000) -> None:
+        if interval < 0:
+            raise ValueError(f"redraw interval must be >= 0 (0: never), got {interval}")
+        self.interval = interval
+        self._last_step = -1
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        step = trainer.global_step
+        config = pl_module.model.config
+        if not self.interval or config.attention == "exact" or step == 0 or step % self.interval:
+            return
+        if step == self._last_step:
+            return
+        self._last_step = step
+        pl_module.model.redraw_features(redraw_generator(config.feature_seed, step))
+
+
+class EpochReseed(pl.Callback):
+    """Restart global randomness from (seed, epoch) at the start of every training epoch.
+
+    Dropout and any other global randomness then follow :func:`epoch_seed`, so a run resumed from
+    an epoch-end checkpoint continues bit for bit, whatever ran in between (sanity checks,
+    validation loaders); data randomness is keyed per sample already. Lightning numbers sampler
+    epochs by *processed* epochs, which runs ahead of ``current_epoch`` after such a resume, so
+    the samplers are set to ``current_epoch`` too (after Lightning's ``set_epoch``, before the
+    epoch's loader and workers start). The run's seed is saved in checkpoints as ``base_seed``.
+    """
+
+    def __init__(self) -> None:
+        self.base_seed = torch.initial_seed()
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.base_seed = torch.initial_seed()  # the seed of seed_everything, before any reseeding
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        seed = epoch_seed(self.base_seed, trainer.current_epoch)
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+        loader = trainer.train_dataloader
+        batch_sampler = getattr(loader, "batch_sampler", None)
+        for part in (getattr(loader, "sampler", None), batch_sampler, getattr(batch_sampler, "sampler", None)):
+            if callable(getattr(part, "set_epoch", None)):
+                part.set_epoch(trainer.current_epoch)
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        checkpoint["base_seed"] = self.base_seed
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        self.base_seed = int(checkpoint.get("base_seed", self.base_seed))
+
+
+class Throughput(pl.Callback):
+    """Log ``train/tokens_per_s``: real (unpadded) tokens of each training batch, over all ranks,
+    per second of its step."""
+
+    def __init__(self) -> None:
+        self._tokens = 0
+        self._start = 0.0
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch,
+                             batch_idx: int) -> None:
+        mask = batch.get("attention_mask")
+        self._tokens = int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        elapsed = time.perf_counter() - self._start
+        pl_module.log("train/tokens_per_s", self._tokens * trainer.world_size / max(elapsed, 1e-9),
+                      prog_bar=True, on_step=True, on_epoch=False, batch_size=1)

@@ -13,12 +13,16 @@ Lightning's included, reports bad input and faults in one line on stderr and exi
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import logging
 import sys
+from pathlib import Path
 from typing import Sequence
 
-LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+LIGHTNING_COMMANDS = ("fit", "validate", "test")
+BASE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "base.yaml"
+"""What every ``fit``/``validate``/``test`` reads before its ``--config`` files: the shared recipe."""
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -36,10 +40,116 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _lightning_main(argv: Sequence[str]) -> int:
-    from protein_performer.lit import run_lightning_cli
-
     run_lightning_cli(list(argv))
     return 0
+
+
+@functools.cache
+def lightning_cli_class() -> type:
+    """:class:`ProteinCLI`, protein_performer's ``LightningCLI``. It is built on first use so that the
+    other commands (and ``--help``) never import Lightning, which takes seconds."""
+    import shutil
+
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.cli import LightningCLI
+
+    from protein_performer.checkpoint import read_checkpoint_file
+
+    def topmost_missing(path: Path) -> Path:
+        """The highest folder of ``path`` that does not exist yet (what a run would create)."""
+        while not path.parent.exists():
+            path = path.parent
+        return path
+
+    def under_root(root: str | None, path: str | None) -> str | None:
+        return str(Path(root) / path) if root and path and not Path(path).is_absolute() else path
+
+    class ProteinCLI(LightningCLI):
+        """``fit``, ``validate`` and ``test`` of a :class:`~protein_performer.lit.ProteinLM`.
+
+        Settings start from :data:`BASE_CONFIG`. The data's objective follows the model's. Relative
+        ``save_dir`` of loggers and ``dirpath`` of checkpoint callbacks are placed under
+        ``trainer.default_root_dir``, and a ``WandbLogger`` without a name is named after its last folder. The data and
+        ``--ckpt_path`` are checked before anything is written, checkpoints given by
+        ``--ckpt_path`` are read with ``weights_only`` unless ``--weights_only false``, and a run
+        that fails before its first optimizer step removes the output folders it created.
+        """
+
+        @staticmethod
+        def subcommands() -> dict[str, set[str]]:
+            return {name: skip for name, skip in LightningCLI.subcommands().items() if name in LIGHTNING_COMMANDS}
+
+        def add_arguments_to_parser(self, parser) -> None:
+            # The model resolves its objective (from config.causal when not given); the data follows.
+            parser.link_arguments("model.objective", "data.objective", apply_on="instantiate")
+
+        def before_instantiate_classes(self) -> None:
+            config = self.config[self.subcommand] if self.subcommand else self.config
+            trainer = config.trainer
+            root = trainer.get("default_root_dir")
+            for logger in trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]:
+                if getattr(logger, "init_args", None) is None:
+                    continue
+                if "save_dir" in logger.init_args:
+                    logger.init_args.save_dir = under_root(root, logger.init_args.save_dir)
+                if str(logger.class_path).endswith("WandbLogger") and root and not logger.init_args.get("name"):
+                    logger.init_args.name = Path(root).name
+            for callback in trainer.get("callbacks") or []:
+                if str(getattr(callback, "class_path", "")).endswith("ModelCheckpoint"):
+                    callback.init_args.dirpath = under_root(root, callback.init_args.get("dirpath"))
+            if "weights_only" in config and config.weights_only is None:
+                config.weights_only = True  # unpickle only tensors and plain types from --ckpt_path
+
+        def _output_dirs(self) -> list[Path]:
+            dirs = [self.trainer.default_root_dir, *(lg.save_dir for lg in self.trainer.loggers if lg.save_dir)]
+            dirs += [cb.dirpath for cb in self.trainer.callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath]
+            return [Path(d) for d in dirs]
+
+        def _parse_ckpt_path(self) -> None:
+            # Lightning reads --ckpt_path first: check it (file named, safe loading) before it does.
+            subcommand = self.config.get("subcommand")
+            ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+            if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry"):
+                read_checkpoint_file(ckpt_path, mmap=True)
+            super()._parse_ckpt_path()
+
+        def _run_subcommand(self, subcommand: str) -> None:
+            self.datamodule.check(subcommand)  # before loggers or callbacks write anything
+            fresh = {topmost_missing(d) for d in self._output_dirs() if not d.exists()}
+            try:
+                super()._run_subcommand(subcommand)
+            except BaseException:
+                if subcommand != "fit" or self.trainer.global_step == 0:
+                    for folder in fresh:
+                        shutil.rmtree(folder, ignore_errors=True)
+                raise
+
+    return ProteinCLI
+
+
+def run_lightning_cli(args: list[str], run: bool = True):
+    """``protein-performer fit|validate|test --config configs/X.yaml [overrides]``: the
+    :class:`ProteinCLI` over :class:`~protein_performer.lit.ProteinLM` and
+    :class:`~protein_performer.datamodule.ProteinDataModule`. With ``run=False`` (and no
+    subcommand in ``args``) it only instantiates the model, data and trainer, and returns them.
+    """
+    from protein_performer.datamodule import ProteinDataModule
+    from protein_performer.lit import ProteinLM
+
+    if not BASE_CONFIG.is_file():
+        raise FileNotFoundError(f"{BASE_CONFIG}: the base config is missing; fit/validate/test run from a "
+                                "checkout of protein_performer (pip install -e .)")
+    base = {"default_config_files": [str(BASE_CONFIG)]}
+    return lightning_cli_class()(
+        ProteinLM,
+        ProteinDataModule,
+        args=None if args == sys.argv[1:] else args,
+        run=run,
+        parser_kwargs={name: base for name in LIGHTNING_COMMANDS} if run else base,
+        save_config_kwargs={"overwrite": True},
+        seed_everything_default=0,
+        auto_configure_optimizers=False,
+    )
 
 
 def create_parser() -> argparse.ArgumentParser:

@@ -14,13 +14,15 @@ import pytest
 import torch
 import yaml
 
+from protein_performer.callbacks import EpochReseed, FeatureRedraw, NonFiniteGuard, Throughput, redraw_generator
 from protein_performer.checkpoint import load_checkpoint
+from protein_performer.cli import BASE_CONFIG, run_lightning_cli
 from protein_performer.cli import main as cli_main
-from protein_performer.lit import ProteinLM, redraw_generator
-from protein_performer.model import PerformerConfig
+from protein_performer.lit import ProteinLM, lr_factor, resolve_objective
+from protein_performer.model import PerformerConfig, PerformerLM
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+CONFIGS = sorted(c for c in (REPO / "configs").glob("*.yaml") if c != BASE_CONFIG)
 TINY = ["--model.config.dim", "16", "--model.config.depth", "1", "--model.config.heads", "2",
         "--model.config.nb_features", "8", "--data.max_length", "64", "--data.batch_size", "2",
         "--data.num_workers", "0"]
@@ -38,33 +40,36 @@ def _fit_args(config: Path, data_dir: Path, root: Path, *extra: str) -> list[str
             "--trainer.enable_progress_bar", "false", *extra]
 
 
-def test_mission_configs_are_shipped():
+def test_mission_configs_are_shipped(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     names = {c.stem for c in CONFIGS}
     assert {"performer_relu_mlm", "performer_softmax_mlm", "performer_relu_clm", "performer_softmax_clm",
             "transformer_mlm", "transformer_clm", "demo"} <= names
+    for c in CONFIGS:  # as the CLI reads them: configs/base.yaml, then the config; full size, validated
+        cli = run_lightning_cli(["--config", str(c), "--trainer.logger", "false"], run=False)
+        if c.stem != "demo":
+            assert cli.datamodule.max_length >= 8192, c
+        assert cli.model.config.causal == (cli.model.objective == "clm") == (c.stem.endswith("clm")), c
+        assert cli.datamodule.objective == cli.model.objective, c
+        assert cli.trainer.default_root_dir.endswith(f"runs/{c.stem}"), c
+        assert {NonFiniteGuard, EpochReseed, Throughput} <= {type(cb) for cb in cli.trainer.callbacks}, c
+
+
+def test_configs_set_only_what_differs_from_the_base():
     for c in CONFIGS:
         cfg = yaml.safe_load(c.read_text())
-        if c.stem != "demo":
-            assert cfg["data"]["max_length"] >= 8192, c
-        config = PerformerConfig(**cfg["model"]["config"])  # full size, validated
-        assert config.causal == (cfg["model"]["objective"] == "clm")
+        assert "callbacks" not in cfg.get("trainer", {}) and "logger" not in cfg.get("trainer", {}), c
+        assert "objective" not in cfg.get("model", {}), c  # it follows model.config.causal
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
 def test_every_config_instantiates_and_runs_fast_dev_run(config, prepared_ecoli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # configs write under runs/ relative to the working directory
-    from pytorch_lightning.cli import LightningCLI
-
-    from protein_performer.datamodule import ProteinDataModule
-
-    class _CLI(LightningCLI):
-        def add_arguments_to_parser(self, parser):
-            parser.link_arguments("model.objective", "data.objective")
-
     args = _fit_args(config, prepared_ecoli, tmp_path, "--trainer.fast_dev_run", "2")[1:]
-    cli = _CLI(ProteinLM, ProteinDataModule, args=args, run=False, save_config_kwargs={"overwrite": True})
+    cli = run_lightning_cli(args, run=False)  # the real ProteinCLI, without running a subcommand
     cli.trainer.fit(cli.model, cli.datamodule)
     assert cli.trainer.global_step == 2
+    assert any(isinstance(cb, FeatureRedraw) for cb in cli.trainer.callbacks)  # the model brings it
     assert cli.model.config.attention in ("softmax", "relu", "exact")
     assert cli.datamodule.objective == cli.model.objective
     assert int(cli.model.train_token_counts.sum()) > 1_000_000  # E. coli train split residues
@@ -117,7 +122,6 @@ def test_resume_after_sigkill_continues_exactly(prepared_ecoli, tmp_path):
         assert torch.equal(value, b["state_dict"][key]), f"{key} differs after resume"
     # The projection in force at step 12 is the one redrawn at step 12 (interval 3).
     config = PerformerConfig(**a["performer_config"])
-    from protein_performer.model import PerformerLM
     fresh = PerformerLM(config)
     fresh.redraw_features(redraw_generator(config.feature_seed, 12))
     assert torch.equal(fresh.blocks[0].attn.projection, b["state_dict"]["model.blocks.0.attn.projection"])
@@ -204,3 +208,88 @@ def test_fit_with_the_shipped_loggers_writes_wandb_offline_and_csv(prepared_ecol
     assert {"train/loss", "train/acc", "train/tokens_per_s", "val/acc", "val/ppl"} <= set(header)
     assert list((tmp_path / "runs" / "demo" / "wandb").glob("offline-run-*"))
     assert (tmp_path / "runs" / "demo" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_predict_is_not_a_command(capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["predict", "--config", str(REPO / "configs" / "demo.yaml")])
+    assert "unknown command 'predict'" in capsys.readouterr().err
+
+
+def test_lr_factor_warms_up_then_follows_a_cosine_to_its_floor():
+    warmup, total, floor = 10, 110, 0.1
+    ramp = [lr_factor(s, warmup, total, floor) for s in range(warmup)]
+    assert ramp == [(s + 1) / (warmup + 1) for s in range(warmup)]  # linear, below the peak
+    assert lr_factor(warmup, warmup, total, floor) == 1.0  # the peak right after warm-up
+    assert lr_factor(warmup + 50, warmup, total, floor) == pytest.approx((1 + floor) / 2)  # half way
+    assert lr_factor(total, warmup, total, floor) == pytest.approx(floor)
+    assert lr_factor(10 * total, warmup, total, floor) == pytest.approx(floor)  # stays at the floor
+    cosine = [lr_factor(s, warmup, total, floor) for s in range(warmup, total + 1)]
+    assert all(a >= b for a, b in zip(cosine, cosine[1:]))  # never rises again
+    assert [lr_factor(s, warmup, None, floor) for s in (warmup, 10 * total)] == [1.0, 1.0]  # constant
+    assert lr_factor(0, 0, total, floor) == 1.0  # no warm-up
+
+
+def test_objective_and_causal_follow_one_another():
+    tiny = dict(dim=16, depth=1, heads=2, nb_features=8)
+    assert resolve_objective(PerformerConfig(**tiny, causal=True), None)[1] == "clm"
+    assert resolve_objective(PerformerConfig(**tiny), None)[1] == "mlm"
+    assert resolve_objective(tiny, "clm")[0].causal is True  # a dict without causal follows the objective
+    assert resolve_objective(None, "clm")[0].causal is True
+    assert resolve_objective({**tiny, "causal": True}, "clm")[1] == "clm"  # old configs give both
+    with pytest.raises(ValueError, match=r"objective 'mlm' and config.causal=True disagree"):
+        resolve_objective({**tiny, "causal": True}, "mlm")
+    with pytest.raises(ValueError, match="objective must be one of"):
+        resolve_objective(tiny, "mask")
+    module = ProteinLM(config={**tiny, "causal": True})
+    assert module.objective == "clm" and module.hparams.objective == "clm"
+
+
+def test_feature_redraw_follows_the_step_once_per_step():
+    import types
+
+    model = PerformerLM(PerformerConfig(dim=16, depth=1, heads=2, nb_features=8))
+    module = types.SimpleNamespace(model=model)
+    start = model.blocks[0].attn.projection.clone()
+    redraw = FeatureRedraw(interval=3)
+    for step in (0, 1, 2, 4, 5):
+        redraw.on_train_batch_end(types.SimpleNamespace(global_step=step), module, None, None, 0)
+        assert torch.equal(model.blocks[0].attn.projection, start), step
+    redraw.on_train_batch_end(types.SimpleNamespace(global_step=6), module, None, None, 0)
+    expected = PerformerLM(model.config)
+    expected.redraw_features(redraw_generator(model.config.feature_seed, 6))
+    assert torch.equal(model.blocks[0].attn.projection, expected.blocks[0].attn.projection)
+    drawn = model.blocks[0].attn.projection.clone()
+    model.redraw_features(redraw_generator(0, 99))  # gradient accumulation: step 6 again draws nothing
+    moved = model.blocks[0].attn.projection.clone()
+    redraw.on_train_batch_end(types.SimpleNamespace(global_step=6), module, None, None, 0)
+    assert torch.equal(model.blocks[0].attn.projection, moved) and not torch.equal(moved, drawn)
+    with pytest.raises(ValueError, match="interval"):
+        FeatureRedraw(interval=-1)
+
+
+def test_epoch_reseed_keeps_the_checkpoint_key_and_seeds_by_epoch():
+    import types
+
+    reseed = EpochReseed()
+    reseed.on_load_checkpoint(None, None, {"base_seed": 1234})  # written by earlier versions too
+    assert reseed.base_seed == 1234
+    saved: dict = {}
+    reseed.on_save_checkpoint(None, None, saved)
+    assert saved == {"base_seed": 1234}
+
+    class Sampler:
+        epoch = None
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+    def draws(epoch):
+        sampler = Sampler()
+        trainer = types.SimpleNamespace(current_epoch=epoch, train_dataloader=types.SimpleNamespace(sampler=sampler))
+        torch.rand(5)  # whatever ran before does not matter
+        reseed.on_train_epoch_start(trainer, None)
+        assert sampler.epoch == epoch
+        return torch.rand(3)
+
+    assert torch.equal(draws(2), draws(2)) and not torch.equal(draws(2), draws(3))
