@@ -230,11 +230,8 @@ class PerformerLM(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=0.02)
 
-    @property
-    def num_layers(self) -> int:
-        return self.config.depth
-
     def num_parameters(self) -> int:
+        """Trainable numbers, a tied embedding counted once."""
         return sum(p.numel() for p in self.parameters())
 
     @torch.no_grad()

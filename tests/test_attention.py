@@ -227,9 +227,19 @@ def test_layer_weights_reproduce_outputs(kind):
 
 
 def test_exact_checkpoint_loads_into_performer():
-    exact = FavorAttention(16, 2, kernel="exact")
-    perf = FavorAttention(16, 2, kernel="softmax")
+    torch.manual_seed(0)
+    exact = FavorAttention(16, 2, kernel="exact", nb_features=1024).double()
+    perf = FavorAttention(16, 2, kernel="softmax", nb_features=1024).double()
     perf.load_state_dict(exact.state_dict())  # same keys, strict
+    for name, weight in exact.named_parameters():
+        assert torch.equal(dict(perf.named_parameters())[name], weight), name
+    # The loaded Performer approximates the exact layer it came from (FAVOR+ with many features).
+    x = torch.randn(1, 24, 16, dtype=torch.float64)
+    with torch.no_grad():
+        ref, out = exact(x)[0], perf(x)[0]
+        other = FavorAttention(16, 2, kernel="softmax", nb_features=1024).double()(x)[0]
+    err = float((out - ref).abs().max())
+    assert err < 0.25 * float((other - ref).abs().max())  # ~0.08 vs ~0.7 for unrelated weights
 
 
 def test_half_precision_inputs_stay_finite():

@@ -126,3 +126,14 @@ def test_rotary_scores_depend_only_on_relative_position():
         assert torch.allclose(diagonal, diagonal[0].expand_as(diagonal), atol=1e-12), offset
     assert not torch.allclose(torch.diagonal(scores, 1)[0], torch.diagonal(scores, 2)[0])
     assert torch.allclose(qs.norm(dim=-1), q.norm().expand(L), atol=1e-12)
+
+
+def test_tied_embeddings_share_one_matrix_and_count_once():
+    tied, untied = _model(), _model(tie_embeddings=False)
+    assert tied.lm_head.weight is tied.embed.weight
+    assert untied.lm_head.weight is not untied.embed.weight
+    vocab, dim = tied.embed.weight.shape
+    assert untied.num_parameters() - tied.num_parameters() == vocab * dim
+    with torch.no_grad():  # training the output layer of a tied model moves the input embeddings
+        tied.lm_head.weight[5].add_(1.0)
+    assert torch.equal(tied.embed.weight[5], tied.lm_head.weight[5])

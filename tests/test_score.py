@@ -66,8 +66,13 @@ def test_passes_are_independent_masks_that_add_up(test_proteins, unigram):
 
 
 def test_causal_scoring_ignores_passes(test_proteins, unigram):
-    r = score_windows(UnigramModel(unigram), "clm", test_proteins, max_length=256, unigram=unigram, passes=4)
+    kw = dict(max_length=256, unigram=unigram, bootstrap=0)
+    r = score_windows(UnigramModel(unigram), "clm", test_proteins, passes=4, **kw)
+    once = score_windows(UnigramModel(unigram), "clm", test_proteins, passes=1, **kw)
     assert r.passes == 1
+    # Every residue is a target exactly once, whatever --passes says: the same tokens, loss and accuracy.
+    assert (r.tokens, r.loss, r.accuracy) == (once.tokens, once.loss, once.accuracy)
+    assert r.tokens == sum(len(p) for p in test_proteins) - r.windows  # a window's first residue has no prefix
 
 
 def test_validation_hides_15_percent_whatever_the_training_share(prepared_ecoli):

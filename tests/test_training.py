@@ -30,7 +30,7 @@ TINY = ["--model.config.dim", "16", "--model.config.depth", "1", "--model.config
 
 def _tiny(config: Path) -> list[str]:
     """TINY, keeping a hybrid config hybrid: 1 of its 2 tiny heads local."""
-    hybrid = yaml.safe_load(Path(config).read_text())["model"]["config"].get("local_heads", 0)
+    hybrid = (yaml.safe_load(Path(config).read_text()).get("model") or {}).get("config", {}).get("local_heads", 0)
     return [*TINY, "--model.config.local_heads", "1"] if hybrid else list(TINY)
 
 
