@@ -2,8 +2,9 @@
 
 For each sequence length L and implementation, one forward + backward pass of attention on
 q, k, v of shape (B=1, H=8, L, D=64), m=256 random features, fp32 (bf16 autocast on CUDA).
-Every (implementation, L) case runs in a fresh subprocess of this script (``--case``), so its peak
-memory is its own: on CPU ``VmHWM - VmRSS`` after creating the inputs, on CUDA
+On CPU every (implementation, L) case runs in a fresh subprocess of this script (``--case``), so its
+peak memory is its own: ``VmHWM - VmRSS`` after creating the inputs. On CUDA (``--device cuda``)
+the cases run in this process, the device synchronised around each timer, and the peak is
 ``torch.cuda.max_memory_allocated`` minus the inputs. Competitors are interleaved: for each L,
 each repeat runs every implementation once (in rotating order) and the minimum time is kept.
 
@@ -26,7 +27,6 @@ import logging
 import math
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -36,7 +36,8 @@ B, H, D, M = 1, 8, 64, 256
 MATMUL_N = 4096
 TARGET_L, LONG_L = 8192, 65536
 
-from bench_common import machine_description, peak_rss_bytes, rss_bytes, write_marked_block  # noqa: E402  (scripts/)
+from bench_common import (  # noqa: E402  (scripts/)
+    PeakMemory, autocast, machine_description, time_call, write_marked_block)
 
 log = logging.getLogger("bench_attention")
 
@@ -114,38 +115,27 @@ def make_attention(impl: str, device: str) -> tuple[Callable, str]:
 
 
 def run_case(impl: str, length: int, device: str, threads: int, timed: int) -> CaseResult:
-    """Warm-up + ``timed`` forward/backward passes in this process; returns time and peak memory."""
+    """Warm-up + ``timed`` forward/backward passes; returns the best time and the peak memory above
+    the inputs (bf16 autocast on CUDA, the device synchronised around every timer)."""
     import torch
 
     torch.set_num_threads(threads)
-    cuda = device == "cuda"
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
     fn, note = make_attention(impl, device)
     gen = torch.Generator(device=device).manual_seed(1)
     q, k, v = (torch.randn(B, H, length, D, device=device, generator=gen).requires_grad_() for _ in range(3))
     grad_out = torch.randn(B, H, length, D, device=device, generator=gen)
-    sync()
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-        baseline = torch.cuda.memory_allocated()
-    else:
-        baseline = rss_bytes()
 
-    def step() -> float:
+    def step() -> None:
         for t in (q, k, v):
             t.grad = None
-        sync()
-        start = time.perf_counter()
-        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=cuda):
+        with autocast(device):
             out = fn(q, k, v)
         out.backward(grad_out.to(out.dtype))
-        sync()
-        return time.perf_counter() - start
 
-    first = step()
-    seconds = [step() for _ in range(timed)] or [first]
-    peak = torch.cuda.max_memory_allocated() if cuda else peak_rss_bytes()
-    return CaseResult(impl, length, min(seconds), max(0, peak - baseline), note)
+    with PeakMemory(device) as peak:
+        first = time_call(step, device)
+        seconds = [time_call(step, device) for _ in range(timed)] or [first]
+    return CaseResult(impl, length, min(seconds), peak.bytes or 0, note)
 
 
 def run_matmul(device: str, threads: int) -> float:
@@ -154,22 +144,32 @@ def run_matmul(device: str, threads: int) -> float:
 
     torch.set_num_threads(threads)
     a, b = torch.randn(MATMUL_N, MATMUL_N, device=device), torch.randn(MATMUL_N, MATMUL_N, device=device)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    best = math.inf
-    for _ in range(4):  # the first is a warm-up
-        sync()
-        start = time.perf_counter()
-        a @ b
-        sync()
-        best = min(best, time.perf_counter() - start)
+    best = min(time_call(lambda: a @ b, device) for _ in range(4))  # the first is a warm-up
     return 2 * MATMUL_N**3 / best / 1e9
+
+
+def run_in_process(impl: str, length: int, args: argparse.Namespace) -> dict:
+    """One case in this process (CUDA: the allocator's peak is per case, no fresh process needed)."""
+    import torch
+
+    try:
+        if impl == "matmul":
+            return {"gflops": run_matmul(args.device, args.threads)}
+        return asdict(run_case(impl, length, args.device, args.threads, args.timed))
+    except torch.cuda.OutOfMemoryError:
+        return {"error": "OOM"}
+    finally:
+        torch.cuda.empty_cache()
 
 
 # ----------------------------------------------------------------------------- driver side
 
 
 def spawn(args: argparse.Namespace, case: str, length: int, timeout_s: float) -> dict:
-    """Run ``--case`` in a fresh interpreter; returns its JSON, or ``{"error": ...}``."""
+    """Run ``--case`` in a fresh interpreter (on CUDA: in this process); returns its JSON, or
+    ``{"error": ...}``."""
+    if args.device == "cuda":
+        return run_in_process(case, length, args)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--case", case, "--case-length", str(length),
            "--device", args.device, "--threads", str(args.threads), "--timed", str(args.timed)]
     try:

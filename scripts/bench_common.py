@@ -1,12 +1,15 @@
-"""Helpers shared by the benchmark scripts: machine description, process memory (Linux ``/proc``)
-and marked markdown blocks."""
+"""Helpers shared by the benchmark scripts: machine description, process memory (Linux ``/proc``),
+marked markdown blocks, and timing and peak memory on CPU or CUDA."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import logging
 import os
 import platform
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -80,3 +83,75 @@ def write_marked_block(path: Path, block: str, name: str, title: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     log.info("wrote %s", path)
+
+
+# ----------------------------------------------------------------------------- devices
+# One way for every benchmark to time and measure on CPU or CUDA: bf16 autocast on CUDA (fp32 on
+# CPU), the device synchronised around every timer, and peak memory from the CUDA allocator or the
+# kernel's peak-RSS counter.
+
+
+def synchronize(device: str) -> None:
+    """Wait for the device's queued work (CUDA); nothing to wait for on CPU."""
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def autocast(device: str):
+    """The benchmarks' precision: bf16 autocast on CUDA, plain fp32 on CPU."""
+    import torch
+
+    return torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda")
+
+
+def time_call(fn, device: str) -> float:
+    """Seconds that ``fn()`` takes, the device synchronised before and after."""
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def release_free_memory() -> None:
+    """Hand glibc's free heap back to the kernel (``malloc_trim``), so that RSS counts live memory
+    only and a peak measured from it is not hidden by memory freed by an earlier run."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class PeakMemory:
+    """``with PeakMemory(device) as peak: ...``; then ``peak.bytes`` is the peak memory above what
+    was allocated when the block began: ``torch.cuda.max_memory_allocated`` on CUDA, ``VmHWM`` over
+    ``VmRSS`` on CPU (None where the kernel's peak counter cannot be reset)."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.bytes: int | None = None
+        self._base = 0
+        self._exact = True
+
+    def __enter__(self) -> "PeakMemory":
+        import torch
+
+        synchronize(self.device)
+        if self.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            self._base = torch.cuda.memory_allocated()
+        else:
+            release_free_memory()
+            self._base = rss_bytes()
+            self._exact = reset_peak_rss()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import torch
+
+        synchronize(self.device)
+        if self.device == "cuda":
+            self.bytes = max(0, torch.cuda.max_memory_allocated() - self._base)
+        elif self._exact:
+            self.bytes = max(0, peak_rss_bytes() - self._base)

@@ -8,6 +8,7 @@ first), so load from other jobs hits both alike. Residues/s = residues embedded 
 ``Embedder.embed``. Also a few synthetic long proteins (``--long-lengths``), embedded whole.
 
     python scripts/bench_embed.py [--limit 200] [--threads 2] [--out-md docs/benchmarks/embed.md]
+        [--device cpu|cuda]   # cuda: bf16 autocast, the device synchronised around each timer
 """
 
 from __future__ import annotations
@@ -15,9 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
-import platform
 import sys
-import time
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench_common import autocast, machine_description, time_call
 from protein_performer.corpus.fasta import CleaningPolicy, read_records
 from protein_performer.embed import Embedder, ProteinInput
 from protein_performer.model import PerformerConfig, PerformerLM
@@ -72,9 +72,14 @@ def bin_name(lo: int, hi: int) -> str:
 
 
 def time_embed(embedder: Embedder, proteins: list[ProteinInput]) -> float:
-    start = time.perf_counter()
-    embedder.embed(proteins)
-    return time.perf_counter() - start
+    """Seconds of ``embedder.embed(proteins)`` (bf16 autocast on CUDA)."""
+    device = embedder.device.type
+
+    def embed() -> None:
+        with autocast(device):
+            embedder.embed(proteins)
+
+    return time_call(embed, device)
 
 
 def create_parser() -> argparse.ArgumentParser:
@@ -90,6 +95,7 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--heads", type=int, default=8)
     p.add_argument("--nb-features", type=int, default=256)
     p.add_argument("--out-md", type=Path, default=REPO_ROOT / "docs" / "benchmarks" / "embed.md")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: bf16 autocast")
     return p
 
 
@@ -104,9 +110,9 @@ def run(args: argparse.Namespace) -> int:
     for kind in KINDS:
         config = PerformerConfig(dim=args.dim, depth=args.depth, heads=args.heads, nb_features=args.nb_features,
                                  attention=kind, dropout=0.0)
-        embedders[kind] = Embedder(PerformerLM(config), token_budget=args.token_budget, device="cpu")
+        embedders[kind] = Embedder(PerformerLM(config), token_budget=args.token_budget, device=args.device)
     for e in embedders.values():  # warm-up
-        e.embed(proteins[:2])
+        time_embed(e, proteins[:2])
     timings = {kind: Timing() for kind in KINDS}
     # Chunks of similar length (sorted), so a chunk's time is attributable to one length bin.
     ordered = sorted(proteins, key=lambda p: len(p.sequence))
@@ -154,13 +160,14 @@ def write_markdown(args, proteins, timings: dict[str, Timing], long_rows: list[d
         f"({datetime.date.today().isoformat()}). Random-init `PerformerLM` of shape dim {args.dim}, depth "
         f"{args.depth}, heads {args.heads} (m={args.nb_features} random features for FAVOR+), identical but for "
         f"`attention`; `Embedder` with token budget {args.token_budget} (proteins sorted by length, "
-        "`<cls> seq <eos>`, mean of the final layer), fp32, no gradients. The two models alternate on "
+        f"`<cls> seq <eos>`, mean of the final layer), {'bf16 autocast' if args.device == 'cuda' else 'fp32'}, "
+        "no gradients. The two models alternate on "
         f"chunks of {args.chunk} proteins of similar length, so load from other jobs hits both.",
         "",
         f"Input: first {len(proteins)} proteins of `{args.fasta.name}` ({int(lengths.sum()):,} residues, "
         f"median length {int(np.median(lengths))}, longest {int(lengths.max())}).",
-        f"Machine: {platform.machine()}, torch {torch.__version__}, {args.threads} threads, "
-        f"Python {platform.python_version()} (CPU shared with other jobs: compare columns, not runs).",
+        f"Machine: {machine_description(args.device)}, {args.threads} threads, device {args.device} "
+        "(shared with other jobs: compare columns, not runs).",
         "",
         "| model | proteins | residues | seconds | residues/s | proteins/s |",
         "|---|---:|---:|---:|---:|---:|",
@@ -184,7 +191,8 @@ def write_markdown(args, proteins, timings: dict[str, Timing], long_rows: list[d
             lines.append(f"| {row['length']:,} | {row['softmax']:,.0f} | {row['exact']:,.0f} | "
                          f"{row['softmax'] / row['exact']:.2f} |")
     args.out_md.parent.mkdir(parents=True, exist_ok=True)
-    args.out_md.write_text("\n".join(lines) + "\n" + NOTES)
+    notes = NOTES if args.device == "cpu" else ""  # NOTES read the CPU runs
+    args.out_md.write_text("\n".join(lines) + "\n" + notes)
     log.info("wrote %s", args.out_md)
 
 

@@ -14,6 +14,7 @@ Memory is the bytes the attention state holds (the cache at its allocated capaci
 ``docs/benchmarks/generate.md`` (and the numbers as JSON beside it).
 
     nice -n 19 env OMP_NUM_THREADS=1 python scripts/bench_generate.py
+    python scripts/bench_generate.py --device cuda --out outputs/gpu/generate.md   # bf16 autocast
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from bench_common import autocast, machine_description, synchronize
 from protein_performer.alphabet import ALPHABET
 from protein_performer.model import PerformerConfig, PerformerLM
 
@@ -37,7 +39,7 @@ POSITIONS = (512, 4096, 16384)
 def _model(attention: str, args: argparse.Namespace) -> PerformerLM:
     config = PerformerConfig(dim=args.dim, depth=args.depth, heads=args.heads, nb_features=args.nb_features,
                              attention=attention, causal=True, dropout=0.0)
-    return PerformerLM(config).eval()
+    return PerformerLM(config).eval().to(args.device)
 
 
 def _tokens(n: int) -> torch.Tensor:
@@ -63,12 +65,15 @@ def bench_stepping(model: PerformerLM, tokens: torch.Tensor, window: int, rounds
             t += 1
         saved[pos] = copy.deepcopy(state)
     times: dict[int, list[float]] = {pos: [] for pos in POSITIONS}
+    device = tokens.device.type
     for _ in range(rounds):
         for pos in POSITIONS:
             stepped = copy.deepcopy(saved[pos])
+            synchronize(device)
             start = time.perf_counter()
             for i in range(window):
                 model.step(tokens[pos + i : pos + i + 1], stepped)
+            synchronize(device)
             times[pos].append(1e3 * (time.perf_counter() - start) / window)
     return {pos: {"ms_per_token": statistics.median(times[pos]), "ms_per_token_rounds": times[pos],
                   "state_bytes": saved[pos].nbytes()} for pos in POSITIONS}
@@ -77,12 +82,14 @@ def bench_stepping(model: PerformerLM, tokens: torch.Tensor, window: int, rounds
 @torch.inference_mode()
 def bench_recompute(model: PerformerLM, tokens: torch.Tensor, reps: int) -> dict[int, dict[str, float]]:
     """ms/token when each new token reruns the forward over its whole prefix (``reps`` tokens)."""
-    out = {}
+    out, device = {}, tokens.device.type
     for pos in POSITIONS:
         model(tokens[None, :pos])  # warm-up
+        synchronize(device)
         start = time.perf_counter()
         for r in range(reps):
             model(tokens[None, : pos + r + 1]).logits[:, -1]
+        synchronize(device)
         out[pos] = {"ms_per_token": 1e3 * (time.perf_counter() - start) / reps}
     return out
 
@@ -97,7 +104,8 @@ def report(results: dict) -> str:
     lines = [
         "# Generation: cost per token (`scripts/bench_generate.py`)",
         "",
-        f"One run on {results['machine']}, torch {results['torch']}, {results['threads']} thread(s), fp32, batch 1; "
+        f"One run on {results['machine']}, torch {results['torch']}, {results['threads']} thread(s), "
+        f"{results.get('precision', 'fp32')}, batch 1; "
         f"model dim {a['dim']}, depth {a['depth']}, heads {a['heads']}, m = {a['nb_features']} features per head "
         f"(random weights: cost does not depend on them). Each stepping figure is the median of {a.get('rounds', 1)} "
         f"interleaved rounds (the positions take turns), each the mean over {a['window']} consecutive tokens from "
@@ -143,18 +151,22 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="recomputed tokens timed per position")
     parser.add_argument("--rounds", type=int, default=9, help="interleaved timing rounds per position (median)")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks/generate.md"))
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: bf16 autocast")
     args = parser.parse_args()
     torch.manual_seed(0)
-    tokens = _tokens(POSITIONS[-1] + max(args.window, args.reps) + 1)
+    tokens = _tokens(POSITIONS[-1] + max(args.window, args.reps) + 1).to(args.device)
     favor = _model("softmax", args)
+    cuda = args.device == "cuda"
     results = {
         "args": vars(args) | {"out": str(args.out)},
-        "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "favor_step": bench_stepping(favor, tokens, args.window, args.rounds),
-        "exact_kv_cache": bench_stepping(_model("exact", args), tokens, args.window, args.rounds),
-        "favor_recompute": bench_recompute(favor, tokens, args.reps),
+        "machine": machine_description(args.device) if cuda else platform.processor() or platform.machine(),
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "precision": "bf16 autocast on CUDA" if cuda else "fp32",
     }
+    with autocast(args.device):
+        results["favor_step"] = bench_stepping(favor, tokens, args.window, args.rounds)
+        results["exact_kv_cache"] = bench_stepping(_model("exact", args), tokens, args.window, args.rounds)
+        results["favor_recompute"] = bench_recompute(favor, tokens, args.reps)
     results = json.loads(json.dumps(results))  # positions as string keys, as in the JSON file
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")

@@ -36,6 +36,15 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from protein_performer.alphabet import ALPHABET
+from protein_performer.datasets import IGNORE_INDEX
+from protein_performer.lit import lm_metrics
+from protein_performer.model import PerformerConfig, PerformerLM
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TARGET_L = 8192
@@ -44,7 +53,7 @@ GIB = 2**30
 WARMUP_LENGTH = 1024
 
 from bench_common import (  # noqa: E402  (scripts/)
-    machine_description, peak_rss_bytes, reset_peak_rss, rss_bytes, write_marked_block)
+    PeakMemory, autocast, machine_description, peak_rss_bytes, time_call, write_marked_block)
 
 log = logging.getLogger("bench_train")
 
@@ -56,78 +65,140 @@ CASES: dict[str, tuple[str, dict]] = {
     "exact": ("Exact (masked)", {"attention": "exact", "causal": False}),
     "exact_causal": ("Exact causal", {"attention": "exact", "causal": True}),
 }
+# The bound's comparison: Performer-Softmax masked and causal against the same model whose
+# attention returns V ("bound", see ValueOnlyAttention), taking turns in one process.
+BOUND_CASES = ["softmax", "softmax_causal", "bound"]
+BOUND_LABEL = "Attention returns V (bound)"
+BOUND_TARGET = 1.5
 QUICK_CONFIG = {"dim": 32, "depth": 2, "heads": 4, "ff_mult": 2, "nb_features": 16}
 
 
 # ----------------------------------------------------------------------------- worker side
 
 
-def make_batch(length: int, causal: bool, generator):
+class ValueOnlyAttention(nn.Module):
+    """The paper's bound on any attention: attention that returns V.
+
+    It holds the block's own q/k/v and output projections (same weights, same cost: ``qkv`` still
+    projects all of q, k and v) and hands v straight to the output projection. Everything that
+    mixes positions (rotary, features, sums, normaliser) is gone, so it has no direction: one bound
+    serves masked and causal models.
+    """
+
+    def __init__(self, attn: nn.Module) -> None:
+        super().__init__()
+        self.dim, self.qkv, self.out, self.dropout = attn.dim, attn.qkv, attn.out, attn.dropout
+
+    def forward(self, x: Tensor, **_: object) -> tuple[Tensor, None]:
+        B, L, _ = x.shape
+        v = self.qkv(x).view(B, L, 3, self.dim)[:, :, 2]  # (B, L, dim): the values, heads side by side
+        return self.dropout(self.out(v)), None
+
+
+def make_model(case: str, *, checkpointing: bool, quick: bool, device: str) -> PerformerLM:
+    """The case's PerformerLM in training mode; ``"bound"``: Performer-Softmax whose every block's
+    attention is :class:`ValueOnlyAttention`."""
+    base = CASES["softmax" if case == "bound" else case][1]
+    config = PerformerConfig(**{**base, **(QUICK_CONFIG if quick else {}), "checkpointing": checkpointing})
+    model = PerformerLM(config)
+    if case == "bound":
+        for block in model.blocks:
+            block.attn = ValueOnlyAttention(block.attn)
+    return model.to(device).train()
+
+
+def make_batch(length: int, causal: bool, generator: torch.Generator, device: str) -> tuple[Tensor, Tensor, Tensor]:
     """input_ids (1, L), attention_mask (1, L) all True, labels (1, L) with -100 where no loss."""
-    import torch
-
-    from protein_performer.alphabet import ALPHABET
-    from protein_performer.lit import IGNORE_INDEX
-
     ids = torch.randint(5, 25, (1, length), generator=generator)  # amino-acid ids
     mask = torch.ones(1, length, dtype=torch.bool)
     if causal:
         labels = torch.full_like(ids, IGNORE_INDEX)
         labels[:, :-1] = ids[:, 1:]  # next token
-        return ids, mask, labels
-    chosen = torch.rand(1, length, generator=generator) < MLM_FRACTION
-    labels = torch.where(chosen, ids, torch.full_like(ids, IGNORE_INDEX))
-    return ids.masked_fill(chosen, ALPHABET.mask_idx), mask, labels
+    else:
+        chosen = torch.rand(1, length, generator=generator) < MLM_FRACTION
+        labels = torch.where(chosen, ids, torch.full_like(ids, IGNORE_INDEX))
+        ids = ids.masked_fill(chosen, ALPHABET.mask_idx)
+    return ids.to(device), mask.to(device), labels.to(device)
+
+
+def training_step(model: PerformerLM, device: str, *, probe: bool = False) -> Callable[[tuple], None]:
+    """``step(batch)``: forward (bf16 autocast on CUDA) + cross-entropy + backward + AdamW step
+    (``probe``: no optimizer step)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+
+    def step(batch: tuple[Tensor, Tensor, Tensor]) -> None:
+        ids, mask, labels = batch
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device):
+            logits = model(ids, mask).logits
+        loss_sum, _, count = lm_metrics(logits, labels)
+        (loss_sum / count.clamp_min(1)).backward()
+        if not probe:
+            optimizer.step()
+
+    return step
+
+
+def process_peak_bytes(device: str) -> int:
+    """Whole-process peak: ``VmHWM`` on CPU; on CUDA the allocator's peak since its last reset."""
+    return torch.cuda.max_memory_allocated() if device == "cuda" else peak_rss_bytes()
 
 
 def run_case(case: str, length: int, *, checkpointing: bool, timed: int, probe: bool, quick: bool,
-             threads: int) -> dict:
+             threads: int, device: str) -> dict:
     """A warm-up step at ``min(L, WARMUP_LENGTH)``, then ``timed`` training steps at L.
 
     With ``probe``: no warm-up and one forward + backward (no optimizer step).
     """
-    import torch
-
-    from protein_performer.lit import lm_metrics
-    from protein_performer.model import PerformerConfig, PerformerLM
-
     torch.set_num_threads(threads)
-    overrides = {**CASES[case][1], **(QUICK_CONFIG if quick else {}), "checkpointing": checkpointing}
-    config = PerformerConfig(**overrides)
-    model = PerformerLM(config).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
-    ids, mask, labels = make_batch(length, config.causal, torch.Generator().manual_seed(0))
-
-    def run_step(ids, mask, labels) -> float:
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss_sum, _, count = lm_metrics(model(ids, mask).logits, labels)
-        (loss_sum / count.clamp_min(1)).backward()
-        if not probe:
-            optimizer.step()
-        return time.perf_counter() - start
-
+    model = make_model(case, checkpointing=checkpointing, quick=quick, device=device)
+    step = training_step(model, device, probe=probe)
+    causal = model.config.causal
+    batch = make_batch(length, causal, torch.Generator().manual_seed(0), device)
     if not probe:  # warm-up (thread pool, AdamW state) at a short length: same code path, cheap
-        warm = make_batch(min(length, WARMUP_LENGTH), config.causal, torch.Generator().manual_seed(1))
-        run_step(*warm)
-    rss_before = rss_bytes()
-    exact_peak = reset_peak_rss()
-    seconds = [run_step(ids, mask, labels) for _ in range(1 if probe else timed)]
-    hwm = peak_rss_bytes()
-    return {"seconds": seconds, "step_peak_bytes": max(0, hwm - rss_before) if exact_peak else None,
-            "process_peak_bytes": hwm, "rss_before_bytes": rss_before}
+        step(make_batch(min(length, WARMUP_LENGTH), causal, torch.Generator().manual_seed(1), device))
+    with PeakMemory(device) as peak:
+        seconds = [time_call(lambda: step(batch), device) for _ in range(1 if probe else timed)]
+    return {"seconds": seconds, "step_peak_bytes": peak.bytes, "process_peak_bytes": process_peak_bytes(device)}
+
+
+def run_bound(length: int, *, rounds: int, checkpointing: bool, quick: bool, threads: int, device: str) -> dict:
+    """The models of ``BOUND_CASES`` in one process, taking turns for ``rounds`` rounds (the order
+    rotates); per model the step times and step peaks of every round."""
+    torch.set_num_threads(threads)
+    steps, batches = {}, {}
+    for case in BOUND_CASES:
+        model = make_model(case, checkpointing=checkpointing, quick=quick, device=device)
+        steps[case] = training_step(model, device)
+        batches[case] = make_batch(length, model.config.causal, torch.Generator().manual_seed(0), device)
+        steps[case](make_batch(min(length, WARMUP_LENGTH), model.config.causal,
+                               torch.Generator().manual_seed(1), device))  # warm-up
+    seconds: dict[str, list[float]] = {case: [] for case in BOUND_CASES}
+    peaks: dict[str, list[int | None]] = {case: [] for case in BOUND_CASES}
+    for r in range(rounds):
+        for case in BOUND_CASES[r % len(BOUND_CASES):] + BOUND_CASES[: r % len(BOUND_CASES)]:
+            with PeakMemory(device) as peak:
+                seconds[case].append(time_call(lambda: steps[case](batches[case]), device))
+            peaks[case].append(peak.bytes)
+    return {"seconds": seconds, "step_peak_bytes": peaks}
 
 
 def run_worker(args: argparse.Namespace) -> None:
-    """``--case``: measure one cell under the address-space cap; last stdout line is JSON."""
-    cap = int(args.mem_cap_gib * GIB)
-    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    """``--case`` / ``--bound-case``: measure in this process, under the address-space cap on CPU;
+    the last stdout line is JSON."""
+    if args.device == "cpu":  # CUDA reserves far more address space than it uses: no cap there
+        cap = int(args.mem_cap_gib * GIB)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     try:
-        result = run_case(args.case, args.case_length, checkpointing=args.case_ckpt, timed=args.timed,
-                          probe=args.probe, quick=args.quick, threads=args.threads)
+        if args.bound_case:
+            result = run_bound(args.case_length, rounds=args.timed, checkpointing=args.case_ckpt, quick=args.quick,
+                               threads=args.threads, device=args.device)
+        else:
+            result = run_case(args.case, args.case_length, checkpointing=args.case_ckpt, timed=args.timed,
+                              probe=args.probe, quick=args.quick, threads=args.threads, device=args.device)
     except MemoryError:
         result = {"oom": True}
-    except RuntimeError as exc:  # torch reports a failed allocation as RuntimeError
+    except RuntimeError as exc:  # torch reports a failed allocation (CPU or CUDA) as RuntimeError
         if "alloc" not in str(exc).lower() and "memory" not in str(exc).lower():
             raise
         result = {"oom": True}
@@ -161,9 +232,11 @@ class Cell:
 
 def spawn(args: argparse.Namespace, case: str, length: int, *, ckpt: bool, timed: int, probe: bool,
           timeout_s: float) -> dict:
-    """Run ``--case`` in a fresh interpreter; returns its JSON, ``{"oom": True}`` or ``{"error": ...}``."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--case", case, "--case-length", str(length),
+    """Run ``--case`` (``case == "bound"``: ``--bound-case``) in a fresh interpreter; returns its
+    JSON, ``{"oom": True}`` or ``{"error": ...}``."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--case-length", str(length), "--device", args.device,
            "--threads", str(args.threads), "--timed", str(timed), "--mem-cap-gib", str(args.mem_cap_gib)]
+    cmd += ["--bound-case"] if case == "bound" else ["--case", case]
     cmd += ["--case-ckpt"] * ckpt + ["--probe"] * probe + ["--quick"] * args.quick
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=REPO_ROOT)
@@ -281,6 +354,54 @@ def probe(args: argparse.Namespace, cells: list[Cell], case: str, force_ckpt: bo
     return out
 
 
+@dataclass
+class BoundRow:
+    """One length of the bound comparison: per model of ``BOUND_CASES``, every round's step time
+    and step peak (None where the kernel's peak counter cannot be reset), or why it was not run."""
+
+    length: int
+    checkpointing: bool
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+    step_peak_bytes: dict[str, list[int | None]] = field(default_factory=dict)
+    skipped: str = ""
+
+    def time_ratio(self, case: str) -> float | None:
+        """Median over rounds of case / bound step time in the same round."""
+        if not self.seconds:
+            return None
+        return statistics.median(a / b for a, b in zip(self.seconds[case], self.seconds["bound"]))
+
+    def peak(self, case: str) -> int | None:
+        peaks = self.step_peak_bytes.get(case, [])
+        return None if not peaks or None in peaks else max(peaks)
+
+    def memory_ratio(self, case: str) -> float | None:
+        mine, bound = self.peak(case), self.peak("bound")
+        return mine / bound if mine is not None and bound else None
+
+
+def bound_sweep(args: argparse.Namespace) -> list[BoundRow]:
+    """Per L, one fresh process in which the Performers and the bound take turns."""
+    rows = []
+    for length in args.lengths:
+        rounds = args.long_rounds if length >= args.single_step_length else args.rounds
+        row = BoundRow(length, checkpointing=0 < args.ckpt_from <= length)
+        remaining = args.deadline - time.monotonic()
+        if remaining < 30:
+            row.skipped = f"> run budget ({args.budget_s:g} s)"
+        else:
+            res = spawn(args, "bound", length, ckpt=row.checkpointing, timed=rounds, probe=False, timeout_s=remaining)
+            row.skipped = "OOM" if res.get("oom") else res.get("error", "")
+            row.seconds, row.step_peak_bytes = res.get("seconds", {}), res.get("step_peak_bytes", {})
+        if row.skipped:
+            log.warning("bound L=%d: %s", length, row.skipped)
+        else:
+            log.info("bound L=%d ckpt=%s: %s", length, row.checkpointing, "; ".join(
+                f"{case} {', '.join(f'{t:.2f}' for t in row.seconds[case])} s" for case in BOUND_CASES))
+        rows.append(row)
+    return rows
+
+
 # ----------------------------------------------------------------------------- reporting
 
 
@@ -352,16 +473,16 @@ def longest_fit(cells: list[Cell], probes: list[Cell], case: str, cap_s: float) 
 
 def report(cells: list[Cell], probes: dict[str, list[Cell]], args: argparse.Namespace, command: str) -> str:
     target = TARGET_L if TARGET_L in args.lengths else max(args.lengths)
-    model = (f"tiny config {QUICK_CONFIG}" if args.quick
-             else "default PerformerConfig (dim 512, depth 6, heads 8, ff_mult 4, m=256, rotary)")
+    cap = (f"address space capped at {args.mem_cap_gib:g} GiB" if args.device == "cpu"
+           else f"checkpointing chosen against {args.mem_cap_gib:g} GiB")
+    process = ("whole-process VmHWM (includes the model, AdamW state and the interpreter)" if args.device == "cpu"
+               else "torch.cuda.max_memory_allocated (includes the model and AdamW state)")
     lines = [
-        f"Measured {datetime.date.today().isoformat()} on {machine_description()}; {args.threads} threads, fp32, "
-        f"batch 1, {model}, AdamW. Fresh process per cell, address space capped at {args.mem_cap_gib:g} GiB; "
-        f"min (and median) of {args.repeats} timed steps (1 at L >= {args.single_step_length}) after one "
-        f"warm-up step at L = min(L, {WARMUP_LENGTH}). Step peak = VmHWM - VmRSS before the timed steps "
-        "(peak counter reset after the warm-up), so it covers activations, gradients and transients; "
-        "process peak = whole-process VmHWM (includes the model, AdamW state and the interpreter). "
-        f"Cells are skipped when predicted past the {args.budget_s:g} s run budget.",
+        f"Measured {datetime.date.today().isoformat()} on {machine_description(args.device)}; {setting(args)}. "
+        f"Fresh process per cell, {cap}; min (and median) of {args.repeats} timed steps (1 at L >= "
+        f"{args.single_step_length}) after one warm-up step at L = min(L, {WARMUP_LENGTH}). Step peak = "
+        f"{peak_definition(args.device)}s, so it covers activations, gradients and transients; process peak = "
+        f"{process}. Cells are skipped when predicted past the {args.budget_s:g} s run budget.",
         "",
         f"Command: `{command}`",
         "",
@@ -378,6 +499,71 @@ def report(cells: list[Cell], probes: dict[str, list[Cell]], args: argparse.Name
         lines += [f"- {CASES[case][0]}{' (checkpointing)' if case != 'exact' else ''}: "
                   f"{longest_fit(cells, p, case, args.probe_cap_s)}" for case, p in probes.items()]
     return "\n".join(lines)
+
+
+def bound_table(rows: list[BoundRow]) -> str:
+    lines = ["| L | ckpt | model | step s (median; rounds) | time / bound | step peak GiB | memory / bound |",
+             "|---:|---|---|---:|---:|---:|---:|"]
+    for row in rows:
+        if row.skipped:
+            lines.append(f"| {row.length} | | | {row.skipped} | | | |")
+            continue
+        for case in BOUND_CASES:
+            label = BOUND_LABEL if case == "bound" else CASES[case][0]
+            ratio, mem = row.time_ratio(case), row.memory_ratio(case)
+            lines.append(f"| {row.length} | {'yes' if row.checkpointing else 'no'} | {label} | "
+                         f"{statistics.median(row.seconds[case]):.3g} (n={len(row.seconds[case])}) | {ratio:.2f}x | "
+                         f"{_gib(row.peak(case))} | {'n/a' if mem is None else f'{mem:.2f}x'} |")
+    return "\n".join(lines)
+
+
+def bound_targets_table(rows: list[BoundRow], target: int) -> str:
+    row = next((r for r in rows if r.length == target and not r.skipped), None)
+    lines = ["| criterion | measured | target | status |", "|---|---:|---:|---|"]
+    for case in ("softmax", "softmax_causal"):
+        ratio = row.time_ratio(case) if row else None
+        shown, status = ("n/a", "n/a") if ratio is None else (f"{ratio:.2f}x", "PASS" if ratio <= BOUND_TARGET else "MISS")
+        lines.append(f"| {CASES[case][0]} / bound step time @{target} | {shown} | <= {BOUND_TARGET:g}x | {status} |")
+    return "\n".join(lines)
+
+
+def bound_report(rows: list[BoundRow], args: argparse.Namespace, command: str) -> str:
+    target = TARGET_L if TARGET_L in args.lengths else max(args.lengths)
+    ckpt = f"activation checkpointing (all three models) from L = {args.ckpt_from}" if args.ckpt_from else "no checkpointing"
+    lines = [
+        f"Measured {datetime.date.today().isoformat()} on {machine_description(args.device)}; {setting(args)}; "
+        f"{ckpt}. The bound is the same PerformerLM whose every block's attention returns V: the block's own "
+        "q/k/v and output projections run as before, v goes straight to the output projection, and nothing "
+        "mixes positions (no rotary, features or sums), so one bound serves the masked and the causal model. "
+        f"One fresh process per L; the three models take turns for {args.rounds} rounds ({args.long_rounds} "
+        f"at L >= {args.single_step_length}), the order rotating, after one warm-up step each at "
+        f"L = min(L, {WARMUP_LENGTH}). Time / bound = median over rounds of the two models' step times in the "
+        f"same round. Step peak = {peak_definition(args.device)}, the largest over rounds.",
+        "",
+        f"Command: `{command}`",
+        "",
+        bound_table(rows),
+        "",
+        "Target (issue 15):",
+        "",
+        bound_targets_table(rows, target),
+    ]
+    return "\n".join(lines)
+
+
+def setting(args: argparse.Namespace) -> str:
+    """Device, precision, threads, batch and model of a run, for the reports' first line."""
+    precision = "bf16 autocast" if args.device == "cuda" else "fp32"
+    model = (f"tiny config {QUICK_CONFIG}" if args.quick
+             else "default PerformerConfig (dim 512, depth 6, heads 8, ff_mult 4, m=256, rotary)")
+    return f"device {args.device}, {precision}, {args.threads} threads, batch 1, {model}, AdamW"
+
+
+def peak_definition(device: str) -> str:
+    if device == "cuda":
+        return "torch.cuda.max_memory_allocated over the allocation before the timed step"
+    return ("VmHWM - VmRSS before the timed step (free heap returned to the kernel and the peak counter "
+            "reset first)")
 
 
 def _ints(text: str) -> list[int]:
@@ -399,7 +585,15 @@ def create_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out-md", type=Path, default=None, help="write the results block into this markdown file")
     parser.add_argument("--out-json", type=Path, default=None, help="raw cells")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny config, L=128,256, probes to 1024")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: bf16 autocast")
+    parser.add_argument("--bound", action="store_true",
+                        help="instead of the sweep: Performer-Softmax (masked, causal) vs attention that returns V")
+    parser.add_argument("--rounds", type=int, default=5, help="--bound: turns each model takes per L")
+    parser.add_argument("--long-rounds", type=int, default=2, help="--bound: rounds from --single-step-length on")
+    parser.add_argument("--ckpt-from", type=int, default=32768,
+                        help="--bound: activation checkpointing (all models) from this L on; 0: never")
     parser.add_argument("--case", default=None, choices=list(CASES), help=argparse.SUPPRESS)  # worker mode
+    parser.add_argument("--bound-case", action="store_true", help=argparse.SUPPRESS)  # worker mode, --bound
     parser.add_argument("--case-length", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--case-ckpt", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
@@ -409,14 +603,23 @@ def create_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = create_parser().parse_args(argv)
-    if args.case is not None:
+    if args.case is not None or args.bound_case:
         run_worker(args)
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     if args.quick:
-        args.lengths, args.probe_max, args.repeats = [128, 256], 1024, 1
+        args.lengths, args.probe_max, args.repeats, args.rounds = [128, 256], 1024, 1, 1
     args.deadline = time.monotonic() + args.budget_s
     command = "python scripts/bench_train.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.bound:
+        rows = bound_sweep(args)
+        if args.out_json:
+            args.out_json.write_text(json.dumps({"command": command, "bound": [asdict(r) for r in rows]}, indent=1))
+        block = bound_report(rows, args, command)
+        if args.out_md:
+            write_marked_block(args.out_md, block, "bench_train_bound", "Training-step benchmark")
+        print(block)
+        return
     cells = sweep(args)
     probes: dict[str, list[Cell]] = {}
     if not args.no_probe:
