@@ -391,7 +391,9 @@ def report(cells: dict[tuple[str, int], Cell], matmul: list[float], impls: list[
         "",
         f"Command: `{command}`",
         "",
-        "Forward + backward time / peak memory above the inputs (fresh process per cell):",
+        "Forward + backward time / peak memory above the inputs ("
+        + ("fresh process per cell" if args.device == "cpu" else "one process, the CUDA allocator's peak reset per cell")
+        + "):",
         "",
         results_table(cells, impls, args.lengths),
         "",

@@ -18,8 +18,17 @@ step are skipped. Models are interleaved: the order rotates from one length to t
 Afterwards the longest power-of-two length whose single forward + backward fits the memory cap
 within ``--probe-cap-s`` is searched for Performer-Softmax (checkpointing) and the exact baseline.
 
+``--bound`` measures the paper's bound instead: Performer-Softmax, masked and causal, against the
+same model whose attention returns V (:class:`ValueOnlyAttention`). Per L one fresh process
+holds the three models, which take turns for ``--rounds`` rounds; step time and step peak memory
+are reported as ratios to the bound's in the same rounds.
+
+``--device cuda``: bf16 autocast, the device synchronised around every timer, and memory from
+``torch.cuda.max_memory_allocated`` (no address-space cap).
+
     python scripts/bench_train.py [--lengths 1024,8192,32768] [--repeats 2] [--threads 2]
-        [--out-md docs/benchmarks/train.md] [--out-json FILE] [--quick]
+        [--out-md docs/benchmarks/train.md] [--out-json FILE] [--quick] [--device cpu|cuda]
+    python scripts/bench_train.py --bound [--rounds 5] [--long-rounds 2] [--ckpt-from 32768] ...
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ import torch
 from torch import Tensor, nn
 
 from protein_performer.alphabet import ALPHABET
+from protein_performer.attention import FavorAttention
 from protein_performer.datasets import IGNORE_INDEX
 from protein_performer.lit import lm_metrics
 from protein_performer.model import PerformerConfig, PerformerLM
@@ -85,7 +95,7 @@ class ValueOnlyAttention(nn.Module):
     serves masked and causal models.
     """
 
-    def __init__(self, attn: nn.Module) -> None:
+    def __init__(self, attn: FavorAttention) -> None:
         super().__init__()
         self.dim, self.qkv, self.out, self.dropout = attn.dim, attn.qkv, attn.out, attn.dropout
 
@@ -481,7 +491,7 @@ def report(cells: list[Cell], probes: dict[str, list[Cell]], args: argparse.Name
         f"Measured {datetime.date.today().isoformat()} on {machine_description(args.device)}; {setting(args)}. "
         f"Fresh process per cell, {cap}; min (and median) of {args.repeats} timed steps (1 at L >= "
         f"{args.single_step_length}) after one warm-up step at L = min(L, {WARMUP_LENGTH}). Step peak = "
-        f"{peak_definition(args.device)}s, so it covers activations, gradients and transients; process peak = "
+        f"{peak_definition(args.device)}, so it covers activations, gradients and transients; process peak = "
         f"{process}. Cells are skipped when predicted past the {args.budget_s:g} s run budget.",
         "",
         f"Command: `{command}`",
@@ -538,7 +548,7 @@ def bound_report(rows: list[BoundRow], args: argparse.Namespace, command: str) -
         f"One fresh process per L; the three models take turns for {args.rounds} rounds ({args.long_rounds} "
         f"at L >= {args.single_step_length}), the order rotating, after one warm-up step each at "
         f"L = min(L, {WARMUP_LENGTH}). Time / bound = median over rounds of the two models' step times in the "
-        f"same round. Step peak = {peak_definition(args.device)}, the largest over rounds.",
+        f"same round. Step peak = {peak_definition(args.device)} (one step per round), the largest over rounds.",
         "",
         f"Command: `{command}`",
         "",
@@ -561,9 +571,9 @@ def setting(args: argparse.Namespace) -> str:
 
 def peak_definition(device: str) -> str:
     if device == "cuda":
-        return "torch.cuda.max_memory_allocated over the allocation before the timed step"
-    return ("VmHWM - VmRSS before the timed step (free heap returned to the kernel and the peak counter "
-            "reset first)")
+        return "torch.cuda.max_memory_allocated during the timed steps over what was allocated before them"
+    return ("VmHWM during the timed steps - VmRSS before them (free heap returned to the kernel and the peak "
+            "counter reset first)")
 
 
 def _ints(text: str) -> list[int]:
