@@ -137,3 +137,19 @@ def test_tied_embeddings_share_one_matrix_and_count_once():
     with torch.no_grad():  # training the output layer of a tied model moves the input embeddings
         tied.lm_head.weight[5].add_(1.0)
     assert torch.equal(tied.embed.weight[5], tied.lm_head.weight[5])
+
+
+@pytest.mark.parametrize("options", [dict(attention="softmax"), dict(attention="relu"),
+                                     dict(attention="softmax", causal=True), dict(attention="exact")])
+def test_forward_under_bf16_autocast_matches_float32(options):
+    """Under autocast the projections give bf16 while rotary brings q and k back to fp32: FAVOR+
+    must take the mix (it failed with 'expected m1 and m2 to have the same dtype'). The same
+    path runs on CUDA with bf16-mixed; here it runs on the CPU."""
+    torch.manual_seed(0)
+    model = PerformerLM(PerformerConfig(dim=32, depth=2, heads=2, nb_features=16, dropout=0.0, **options)).eval()
+    ids = torch.randint(5, 25, (2, 40))
+    ref = model(ids).logits
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(ids).logits
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.float(), ref, rtol=0.05, atol=0.05)

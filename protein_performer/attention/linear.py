@@ -263,8 +263,8 @@ def favor_attention(
     if key_padding_mask is not None and bool(key_padding_mask.all()):
         key_padding_mask = None  # nothing padded: skip the masking passes
     with torch.autocast(device_type=q.device.type, enabled=False):
-        if q.dtype in (torch.float16, torch.bfloat16):
-            q, k, v = q.float(), k.float(), v.float()
+        if any(t.dtype in (torch.float16, torch.bfloat16) for t in (q, k, v)):
+            q, k, v = q.float(), k.float(), v.float()  # autocast: rotary may leave q, k fp32, v bf16
         if feature_a is not None and kernel != "softmax":
             raise ValueError("feature_a (FAVOR++) applies to the softmax kernel only")
         v1 = F.pad(v, (0, 1), value=1.0)  # (B, H, L, D + 1): last channel sums the normaliser
