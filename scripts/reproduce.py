@@ -432,9 +432,11 @@ def similarity(res: Results, plan: Plan, runs: dict, test: list[np.ndarray], fig
     sequences = [ALPHABET.decode(p) for p in test[: plan.similarity_proteins]]
     for label, model in (("trained", loaded.model), ("untrained", untrained)):
         result = analyse(model, sequences)
-        for which in ("attention", "embedding"):
+        for which in ("attention", "pairs", "context", "embedding"):
             result.frame(which).to_csv(figures / f"results_similarity_{label}_{which}.csv", float_format="%.5f")
         for which, matrix, comparison in (("attention", result.attention, result.attention_vs_blosum),
+                                          ("pairs", result.pairs, result.pairs_vs_blosum),
+                                          ("context", result.context, result.context_vs_blosum),
                                           ("embedding", result.embedding, result.embedding_vs_blosum)):
             title = (f"{label} {best['attention']} MLM (seed {best['seed']}): {which}")
             fig = similarity_heatmaps(matrix, blosum62(), AMINO_ACIDS, cluster_order(matrix), title=title,

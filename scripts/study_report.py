@@ -213,11 +213,13 @@ def similarity_study(args) -> Path:
             result = analyse(model, proteins)
             rows.append({"model": Path(path).stem, "state": label, "proteins": len(proteins),
                          "profiles": result.attention_vs_blosum.pearson, "pairs": result.pairs_vs_blosum.pearson,
-                         "embedding": result.embedding_vs_blosum.pearson,
+                         "context": result.context_vs_blosum.pearson, "embedding": result.embedding_vs_blosum.pearson,
+                         "context_top": [p for p, _, _ in result.context_vs_blosum.top_pairs[:5]],
+                         "context_landmark_ranks": result.context_vs_blosum.landmark_ranks,
                          "pairs_top": [p for p, _, _ in result.pairs_vs_blosum.top_pairs[:5]],
                          "pairs_landmark_ranks": result.pairs_vs_blosum.landmark_ranks})
-            log.info("%s %s: profiles %.3f pairs %.3f embedding %.3f", rows[-1]["model"], label,
-                     rows[-1]["profiles"], rows[-1]["pairs"], rows[-1]["embedding"])
+            log.info("%s %s: profiles %.3f pairs %.3f contexts %.3f embedding %.3f", rows[-1]["model"], label,
+                     rows[-1]["profiles"], rows[-1]["pairs"], rows[-1]["context"], rows[-1]["embedding"])
     out = Path(args.weights[0]).parents[1] / "similarity.json"
     out.write_text(json.dumps(rows, indent=1) + "\n")
     return out
@@ -225,11 +227,12 @@ def similarity_study(args) -> Path:
 
 def similarity_table(path: Path) -> str:
     rows = json.loads(path.read_text())
-    lines = ["| model | weights | attention profiles (Vig et al.) | attention pairs (log-odds) | token embeddings "
-             "| top pairs (pairs method) | ranks of D-E F-Y I-V K-R (of 190) |", "|---|---|---:|---:|---:|---|---|"]
-    lines += [f"| {r['model']} | {r['state']} | {r['profiles']:.3f} | {r['pairs']:.3f} | {r['embedding']:.3f} "
-              f"| {' '.join(r['pairs_top'])} | {' '.join(str(v) for v in r['pairs_landmark_ranks'].values())} |"
-              for r in rows]
+    lines = ["| model | weights | attention profiles (Vig et al.) | attention pairs (log-odds) "
+             "| attention contexts | token embeddings | top pairs (contexts) | ranks of D-E F-Y I-V K-R (contexts, of 190) |",
+             "|---|---|---:|---:|---:|---:|---|---|"]
+    lines += [f"| {r['model']} | {r['state']} | {r['profiles']:.3f} | {r['pairs']:.3f} | {r['context']:.3f} "
+              f"| {r['embedding']:.3f} | {' '.join(r['context_top'])} "
+              f"| {' '.join(str(v) for v in r['context_landmark_ranks'].values())} |" for r in rows]
     return "\n".join(lines)
 
 

@@ -112,7 +112,7 @@ def test_even_attention_scores_zero_log_odds():
     from types import SimpleNamespace
 
     class EvenAttention(torch.nn.Module):
-        config = SimpleNamespace(depth=1, heads=2)
+        config = SimpleNamespace(depth=1, heads=2, local_heads=0, local_window=16, causal=False)
 
         def __init__(self):
             super().__init__()
@@ -124,6 +124,91 @@ def test_even_attention_scores_zero_log_odds():
 
     profiles = attention_profiles(EvenAttention(), random_sequences(3, 150, 200, seed=4), row_block=64)
     np.testing.assert_allclose(profiles.pair_log_odds(), 0.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_pair_expectation_follows_what_each_head_sees(causal):
+    """Hybrid heads (1 local of window 3, 1 global), bidirectional and causal: the expectation is
+    each query's mass spread over the other residues *that head can attend to*, by brute force."""
+    from protein_performer.model import PerformerConfig, PerformerLM
+
+    torch.manual_seed(0)
+    window = 3
+    model = PerformerLM(PerformerConfig(dim=16, depth=1, heads=2, nb_features=8, local_heads=1,
+                                        local_window=window, causal=causal, dropout=0.0)).double().eval()
+    seqs = random_sequences(2, 20, 30, seed=5)
+    blocked = attention_profiles(model, seqs, row_block=8)
+    observed, expected = np.zeros((2, 20, 20)), np.zeros((2, 20, 20))
+    for seq in seqs:
+        ids = torch.tensor([[ALPHABET.cls_idx, *ALPHABET.encode(seq).tolist(), ALPHABET.eos_idx]])
+        with torch.no_grad():
+            w = model(ids, torch.ones_like(ids, dtype=torch.bool), return_attention=True).attentions[1]
+        w = w[0, :, 1:-1, 1:-1].numpy().copy()  # (H, n, n)
+        n = len(seq)
+        types = np.array([AA.index(c) for c in seq])
+        for h in range(2):
+            for i in range(n):
+                seen = [j for j in range(n) if j != i and (not causal or j <= i) and (h > 0 or abs(i - j) <= window)]
+                sent = sum(w[h, i, j] for j in range(n) if j != i)
+                for j in range(n):
+                    if j != i:
+                        observed[h, types[i], types[j]] += w[h, i, j]
+                for j in seen:
+                    expected[h, types[i], types[j]] += sent / len(seen)
+    np.testing.assert_allclose(blocked.pair_mass, observed, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(blocked.pair_expected, expected, rtol=1e-9, atol=1e-12)
+    if causal:  # the first residue sees no other: it sends nothing and expects nothing
+        assert blocked.pair_expected.sum() == pytest.approx(blocked.pair_mass.sum(), rel=1e-9)
+
+
+def test_even_attention_within_a_local_window_scores_zero():
+    """Local heads that spread attention evenly over their window have log-odds exactly 0: the
+    neighbours a window happens to hold are not something the model learned."""
+    from types import SimpleNamespace
+
+    window = 4
+
+    class EvenLocal(torch.nn.Module):
+        config = SimpleNamespace(depth=1, heads=2, local_heads=2, local_window=window, causal=False)
+
+        def __init__(self):
+            super().__init__()
+            self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, ids, mask, return_attention, attention_rows):
+            L = ids.shape[1]
+            pos = torch.arange(L)
+            near = ((pos[None, :] - attention_rows[:, None]).abs() <= window).double()  # (R, L)
+            w = near / near.sum(-1, keepdim=True)
+            return SimpleNamespace(attentions={1: w.expand(1, 2, -1, -1)})
+
+    profiles = attention_profiles(EvenLocal(), random_sequences(3, 60, 90, seed=6), row_block=16)
+    np.testing.assert_allclose(profiles.pair_log_odds(), 0.0, atol=1e-12)
+    met = profiles.pair_expected > 0  # per head, pairs that never meet within a window carry nothing
+    np.testing.assert_allclose(profiles.pair_mass[met] / profiles.pair_expected[met], 1.0, atol=1e-12)
+    assert np.all(profiles.pair_mass[~met] == 0)
+
+
+def test_context_similarity_groups_amino_acids_with_the_same_contexts():
+    """Heads where D and E send their attention alike (to K and R, away from L) and F and Y alike
+    make D-E and F-Y the most similar pairs; the profile is per-head log-odds, correlated."""
+    from protein_performer.analysis.similarity import AttentionProfiles
+
+    rng = np.random.default_rng(0)
+    expected = np.ones((4, 20, 20))
+    observed = np.exp(rng.normal(0.0, 0.3, (4, 20, 20)))
+    d, e, f, y = (AA.index(c) for c in "DEFY")
+    for h in range(4):
+        observed[h, e] = observed[h, d] * np.exp(rng.normal(0.0, 0.01, 20))
+        observed[h, y] = observed[h, f] * np.exp(rng.normal(0.0, 0.01, 20))
+    profiles = AttentionProfiles((1,), 4, np.ones((4, 20)), np.ones(4), np.ones(20), 1, observed, expected)
+    sim = profiles.context_similarity()
+    np.testing.assert_array_equal(sim, sim.T)
+    np.testing.assert_allclose(np.diag(sim), 1.0, atol=1e-12)
+    top = compare_with_blosum(sim).top_pairs
+    assert {top[0][0], top[1][0]} == {"D-E", "F-Y"}
+    profile = np.log(observed).transpose(1, 0, 2).reshape(20, -1)  # (20, heads * 20)
+    np.testing.assert_allclose(sim, np.corrcoef(profile), atol=1e-9)
 
 
 def test_pair_log_odds_recover_a_planted_preference():

@@ -3,10 +3,11 @@
     protein-performer similarity --checkpoint CKPT --fasta IN --out DIR [--max-proteins N] [--layers ...]
 
 Writes into DIR: ``similarity.csv`` (attention profiles, 20 x 20), ``pair_similarity.csv``
-(attention-pair log-odds), ``embedding_similarity.csv``, ``attention_profiles.csv`` (enrichment per
-layer/head and amino acid), ``blosum_comparison.json``, and ``similarity.{png,svg}`` /
-``pair_similarity.{png,svg}`` / ``embedding_similarity.{png,svg}`` (heatmap in hierarchical-clustering
-order beside BLOSUM62 in the same order). See :mod:`protein_performer.analysis.similarity`.
+(attention-pair log-odds), ``context_similarity.csv`` (attention contexts),
+``embedding_similarity.csv``, ``attention_profiles.csv`` (enrichment per layer/head and amino
+acid), ``blosum_comparison.json``, and ``similarity.{png,svg}`` / ``pair_similarity.{png,svg}`` /
+``context_similarity.{png,svg}`` / ``embedding_similarity.{png,svg}`` (heatmap in
+hierarchical-clustering order beside BLOSUM62 in the same order). See :mod:`protein_performer.analysis.similarity`.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def draw(result, out_dir: Path) -> list[Path]:
-    """The three heatmap figures (PNG + SVG) of a :class:`SimilarityResult`."""
+    """The four heatmap figures (PNG + SVG) of a :class:`SimilarityResult`."""
     import matplotlib.pyplot as plt
 
     from protein_performer.analysis.plots import save_figure, similarity_heatmaps
@@ -51,6 +52,8 @@ def draw(result, out_dir: Path) -> list[Path]:
          f"attention profiles ({result.method}, {result.profiles.proteins} proteins)"),
         ("pair_similarity", result.pairs, result.pairs_vs_blosum,
          f"attention pairs, log(observed / expected) ({result.profiles.proteins} proteins)"),
+        ("context_similarity", result.context, result.context_vs_blosum,
+         f"attention contexts, per-head log-odds profiles (Pearson, {result.profiles.proteins} proteins)"),
         ("embedding_similarity", result.embedding, result.embedding_vs_blosum, "token embeddings (cosine)"),
     ):
         fig = similarity_heatmaps(
@@ -71,7 +74,7 @@ def report(result) -> None:
     for col in ("source", "Pearson", "Spearman", "top pairs", "ranks D-E F-Y I-V K-R"):
         table.add_column(col)
     for name, c in (("attention profiles", result.attention_vs_blosum), ("attention pairs", result.pairs_vs_blosum),
-                    ("embedding", result.embedding_vs_blosum)):
+                    ("attention contexts", result.context_vs_blosum), ("embedding", result.embedding_vs_blosum)):
         table.add_row(name, f"{c.pearson:.3f}", f"{c.spearman:.3f}", " ".join(p for p, _, _ in c.top_pairs),
                       " ".join(str(r) for r in c.landmark_ranks.values()))
     Console(stderr=False).print(table)
@@ -96,9 +99,10 @@ def run(args: argparse.Namespace) -> int:
                      row_block=args.row_block, top=args.top)
     paths = list(result.save(args.out).values()) + draw(result, args.out)
     log.info("%d proteins, blocks %s: attention profiles vs BLOSUM62 Pearson %.3f Spearman %.3f; "
-             "attention pairs Pearson %.3f; embedding vs BLOSUM62 Pearson %.3f Spearman %.3f; wrote %s",
+             "attention pairs Pearson %.3f; attention contexts Pearson %.3f; embedding vs BLOSUM62 Pearson %.3f "
+             "Spearman %.3f; wrote %s",
              result.profiles.proteins, list(result.profiles.layers), result.attention_vs_blosum.pearson,
-             result.attention_vs_blosum.spearman, result.pairs_vs_blosum.pearson,
+             result.attention_vs_blosum.spearman, result.pairs_vs_blosum.pearson, result.context_vs_blosum.pearson,
              result.embedding_vs_blosum.pearson, result.embedding_vs_blosum.spearman,
              ", ".join(str(p) for p in paths))
     if counts.unknown_to_x:

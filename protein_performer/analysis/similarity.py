@@ -13,14 +13,22 @@ model's ``attention_rows``), so no L x L matrix of a long protein is ever held a
 
 Attention pairs (log-odds, the form of BLOSUM itself): the attention mass that residues of type
 ``a`` send to residues of type ``b`` (self-attention excluded), pooled over the analysed heads,
-over the mass expected if attention ignored residue types (each query's mass spread by the
-composition of its own protein)::
+over the mass expected if attention ignored residue types (each query's mass spread evenly over
+the residues that head lets it see)::
 
-    S(a, b) = log( sum_{i: x_i = a} sum_{j != i: x_j = b} alpha_ij / sum_{i: x_i = a} m_i f_p(b) )
+    S(a, b) = log( sum_{i: x_i = a} sum_{j != i: x_j = b} alpha_ij / sum_{i: x_i = a} m_i f_i(b) )
 
-with ``m_i`` the mass row ``i`` sends to other residues and ``f_p(b)`` the frequency of ``b`` among
-the *other* residues of its protein (so attention spread evenly over the protein scores exactly 0);
-symmetrised, as BLOSUM is.
+with ``m_i`` the mass row ``i`` sends to other residues and ``f_i(b)`` the frequency of ``b`` among
+the other residues query ``i`` can attend to: the whole protein for global heads, the residues
+within ``local_window`` for local heads, and only earlier ones for causal models. Attention spread
+evenly over what a head sees scores exactly 0, so neither a protein's composition nor the
+residues that happen to be neighbours count as learned. Symmetrised, as BLOSUM is.
+
+Attention contexts (distributional similarity): the same log-odds per head, not pooled, give each
+amino acid ``a`` a context profile ``[S_h(a, b)]`` over (head, b): which residues it attends to
+more or less than it could, head by head. Two amino acids are as similar as their context profiles
+are correlated (Pearson), as words are by the contexts they occur in. With many heads this is a
+profile of (layers x heads x 20) numbers, where Vig et al.'s has layers x heads.
 
 Embedding: cosine similarity of the learned token embeddings of the 20 standard amino acids.
 
@@ -38,7 +46,9 @@ from typing import Iterable, Literal, Sequence
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from scipy import stats
+from torch import Tensor
 from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.spatial.distance import squareform
 
@@ -71,7 +81,7 @@ class AttentionProfiles:
     pair_mass: np.ndarray | None = None
     """(n_layers * heads, 20, 20): attention from residues of type a to other residues of type b."""
     pair_expected: np.ndarray | None = None
-    """(n_layers * heads, 20, 20): the same mass spread by each protein's composition."""
+    """(n_layers * heads, 20, 20): the same mass spread evenly over the residues each query can see."""
 
     @property
     def feature_names(self) -> list[str]:
@@ -100,6 +110,21 @@ class AttentionProfiles:
         # (no evidence), and a pair that is never attended to stays finite.
         eps = 1e-9 * expected.sum() / expected.size
         return np.log((observed + eps) / (expected + eps))
+
+    def context_similarity(self) -> np.ndarray:
+        """(20, 20) Pearson correlation of the amino acids' context profiles: per (layer, head),
+        log(observed / expected) attention from each amino acid to each other one (module docstring)."""
+        if self.pair_mass is None or self.pair_expected is None:
+            raise ValueError("these profiles hold no pair masses")
+        observed, expected = self.pair_mass, self.pair_expected  # (F, 20, 20)
+        missing = [AMINO_ACIDS[i] for i in np.flatnonzero((expected <= 0).all(axis=(0, 2)))]
+        if missing:
+            raise ValueError(f"amino acids {missing} never occur in the analysed proteins; "
+                             "analyse more proteins (--max-proteins)")
+        eps = 1e-9 * expected.sum() / expected.size  # as in pair_log_odds: no evidence scores 0
+        log_odds = np.log((observed + eps) / (expected + eps))  # (F, 20 queries, 20 keys)
+        profiles = log_odds.transpose(1, 0, 2).reshape(len(AMINO_ACIDS), -1)  # (20, F * 20)
+        return profile_similarity(profiles.T, "pearson")
 
 
 def block_indices(model: PerformerLM, layers: Sequence[int] | None) -> tuple[int, ...]:
@@ -134,6 +159,8 @@ def attention_profiles(
     counts = np.zeros(len(AMINO_ACIDS), dtype=np.int64)
     first = ALPHABET.standard_indices[0]
     n_proteins = 0
+    config = model.config
+    windows = [config.local_window if h < config.local_heads else None for h in range(H)]  # per head
     for seq in sequences:
         batch = collate_proteins([ALPHABET.frame(seq)])  # (1, L): <cls> residues <eos>
         ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
@@ -142,8 +169,7 @@ def attention_profiles(
         standard = (residues >= first) & (residues < first + len(AMINO_ACIDS))
         onehot = torch.zeros(n, len(AMINO_ACIDS), dtype=torch.float64)  # (n, 20); X, B, … rows stay 0
         onehot[standard.nonzero()[:, 0], residues[standard] - first] = 1.0
-        counts_p = onehot.sum(dim=0)  # (20,) this protein's residue counts
-        others = (counts_p[None, :] - torch.eye(len(AMINO_ACIDS), dtype=torch.float64)) / max(n - 1, 1)  # (20, 20)
+        visible = {w: _visible_composition(onehot, w, config.causal) for w in set(windows)}  # (n, 20) each
         column_mass = torch.zeros(n_feat, n, dtype=torch.float64)  # (layers*H, n) attention received
         for start in range(1, n + 1, row_block):
             rows = torch.arange(start, min(start + row_block, n + 1), device=device)  # residue queries
@@ -154,8 +180,9 @@ def attention_profiles(
                 column_mass[k * H : (k + 1) * H] += w.sum(dim=1)
                 w[:, torch.arange(len(rows)), rows.cpu() - 1] = 0.0  # no self-attention in pairs
                 pair_mass[k * H : (k + 1) * H] += row_types.T @ w @ onehot  # (H, 20, 20)
-                sent = row_types.T @ w.sum(dim=-1).unsqueeze(-1)  # (H, 20, 1) mass sent by type a
-                pair_expected[k * H : (k + 1) * H] += sent * others  # (H, 20, 20): b among the others
+                sent = w.sum(dim=-1)  # (H, R) mass each query sends to other residues
+                seen = torch.stack([visible[win][rows.cpu() - 1] for win in windows])  # (H, R, 20)
+                pair_expected[k * H : (k + 1) * H] += row_types.T @ (sent.unsqueeze(-1) * seen)  # (H, 20, 20)
         mass += column_mass @ onehot
         total += column_mass.sum(dim=1)
         counts += onehot.sum(dim=0).numpy().astype(np.int64)
@@ -164,6 +191,20 @@ def attention_profiles(
         raise ValueError("no proteins to analyse")
     return AttentionProfiles(blocks, H, mass.numpy(), total.numpy(), counts, n_proteins,
                              pair_mass.numpy(), pair_expected.numpy())
+
+
+def _visible_composition(onehot: Tensor, window: int | None, causal: bool) -> Tensor:
+    """(n, 20) -> (n, 20): for each residue, the frequency of each amino acid among the *other*
+    residues it can attend to: all of them (window None), those within ``window`` positions,
+    and only earlier ones when causal. Residues other than the 20 (X, ...) count as seen."""
+    n = onehot.shape[0]
+    counted = torch.cat([onehot, torch.ones(n, 1, dtype=onehot.dtype)], dim=1)  # (n, 21): types, any
+    prefix = F.pad(counted.cumsum(dim=0), (0, 0, 1, 0))  # (n + 1, 21): prefix[i] = rows < i
+    i = torch.arange(n)
+    lo = torch.zeros(n, dtype=torch.long) if window is None else (i - window).clamp_min(0)
+    hi = i + 1 if causal else (torch.full((n,), n) if window is None else (i + window + 1).clamp_max(n))
+    seen = prefix[hi] - prefix[lo] - counted  # (n, 21): the window, without the residue itself
+    return seen[:, :-1] / seen[:, -1:].clamp_min(1.0)
 
 
 def profile_similarity(profiles: np.ndarray, method: Method = "pearson") -> np.ndarray:
@@ -267,9 +308,13 @@ class SimilarityResult:
     pairs: np.ndarray | None = None
     """(20, 20) attention-pair log-odds (:meth:`AttentionProfiles.pair_log_odds`)."""
     pairs_vs_blosum: BlosumComparison | None = None
+    context: np.ndarray | None = None
+    """(20, 20) attention-context similarity (:meth:`AttentionProfiles.context_similarity`)."""
+    context_vs_blosum: BlosumComparison | None = None
 
-    def frame(self, which: Literal["attention", "embedding", "pairs"]) -> pd.DataFrame:
-        matrix = {"attention": self.attention, "embedding": self.embedding, "pairs": self.pairs}[which]
+    def frame(self, which: Literal["attention", "embedding", "pairs", "context"]) -> pd.DataFrame:
+        matrix = {"attention": self.attention, "embedding": self.embedding, "pairs": self.pairs,
+                  "context": self.context}[which]
         return pd.DataFrame(matrix, index=list(AMINO_ACIDS), columns=list(AMINO_ACIDS))
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
@@ -282,6 +327,9 @@ class SimilarityResult:
         if self.pairs is not None:
             paths["pair_similarity.csv"] = out / "pair_similarity.csv"
             self.frame("pairs").to_csv(paths["pair_similarity.csv"], float_format="%.6f")
+        if self.context is not None:
+            paths["context_similarity.csv"] = out / "context_similarity.csv"
+            self.frame("context").to_csv(paths["context_similarity.csv"], float_format="%.6f")
         self.frame("attention").to_csv(paths["similarity.csv"], float_format="%.6f")
         self.frame("embedding").to_csv(paths["embedding_similarity.csv"], float_format="%.6f")
         pd.DataFrame(self.profiles.enrichment(), index=self.profiles.feature_names,
@@ -297,6 +345,8 @@ class SimilarityResult:
         }
         if self.pairs_vs_blosum is not None:
             summary["attention_pairs"] = asdict(self.pairs_vs_blosum)
+        if self.context_vs_blosum is not None:
+            summary["attention_context"] = asdict(self.context_vs_blosum)
         paths["blosum_comparison.json"].write_text(json.dumps(summary, indent=2) + "\n")
         return paths
 
@@ -308,5 +358,7 @@ def analyse(model: PerformerLM, sequences: Iterable[str], *, layers: Sequence[in
     attention = profile_similarity(profiles.enrichment(), method)
     embedding = embedding_similarity(model)
     pairs = profiles.pair_log_odds()
+    context = profiles.context_similarity()
     return SimilarityResult(attention, embedding, profiles, compare_with_blosum(attention, top),
-                            compare_with_blosum(embedding, top), method, pairs, compare_with_blosum(pairs, top))
+                            compare_with_blosum(embedding, top), method, pairs, compare_with_blosum(pairs, top),
+                            context, compare_with_blosum(context, top))

@@ -45,10 +45,10 @@ def claims(res: dict, tol: Tolerances = TOLERANCES) -> list[list[str]]:
                     f"perplexity {e:.3f} → swap {z:.3f} → fine-tuned {a:.3f}"
                     + (f" ({share:.0%} of the loss recovered)" if share == share else ""),
                     rules.transfer_recovers(res, tol).word])
-    for which in ("attention", "embedding"):
+    for which in rules.similarity_sources(res):
         trained = rules.similarity_pearson(res, "trained", which)
         if trained is not None:
-            out.append([f"Amino-acid similarity from {which} resembles BLOSUM62",
+            out.append([f"Amino-acid similarity from {rules.SIMILARITY_SOURCES[which]} resembles BLOSUM62",
                         f"Pearson {trained:.3f} trained vs {rules.similarity_pearson(res, 'untrained', which):.3f} "
                         "untrained", str(rules.resembles_blosum(res, which, tol))])
     return out

@@ -199,9 +199,9 @@ def similarity_section(res: dict, tol: Tolerances = TOLERANCES) -> tuple[str, st
                      [[s["model"], s["source"], f"{s['pearson']:.3f}", f"{s['spearman']:.3f}", f"{s['pearson_p']:.1e}",
                        s["top_pairs"], " ".join(str(v) for v in s["landmark_ranks"].values())]
                       for s in res["similarity"]])
-    notes = [f"- {which}: Pearson with BLOSUM62 {rules.similarity_pearson(res, 'trained', which):.3f} trained vs "
+    notes = [f"- {rules.SIMILARITY_SOURCES[which]}: Pearson with BLOSUM62 {rules.similarity_pearson(res, 'trained', which):.3f} trained vs "
              f"{rules.similarity_pearson(res, 'untrained', which):.3f} untrained control. Paper: the learned matrix "
              f"resembles BLOSUM — {rules.resembles_blosum(res, which, tol)} here (criterion: trained above "
              f"untrained by more than {tol.similarity:g})."
-             for which in ("attention", "embedding")]
+             for which in rules.similarity_sources(res)]
     return table, "\n".join(notes)

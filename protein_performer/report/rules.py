@@ -202,6 +202,17 @@ def transfer_recovers(res: dict, tol: Tolerances = TOLERANCES) -> Verdict:
     return Verdict("partly", f"fine-tuning recovered {share:.0%} of the loss") if share > 0 else Verdict("disagrees")
 
 
+SIMILARITY_SOURCES = {"attention": "attention profiles", "pairs": "attention pairs",
+                      "context": "attention contexts", "embedding": "embeddings"}
+"""The similarity matrices reproduce records (``source``), and how the report names them."""
+
+
+def similarity_sources(res: dict) -> list[str]:
+    """The sources present in ``res["similarity"]`` for both the trained and the untrained model."""
+    return [s for s in SIMILARITY_SOURCES
+            if similarity_pearson(res, "trained", s) is not None and similarity_pearson(res, "untrained", s) is not None]
+
+
 def similarity_pearson(res: dict, model: str, source: str) -> float | None:
     return next((s["pearson"] for s in res["similarity"] if s["model"] == model and s["source"] == source), None)
 
