@@ -335,8 +335,8 @@ def save(converted: Converted, out: str | Path) -> Path:
     os.replace(tmp, out)
     fit_yaml = out.with_suffix(".yaml")
     text = (f"# `protein-performer fit --config configs/demo.yaml --config {fit_yaml.name}` fine-tunes {out.name}\n"
-            f"# (converted from {converted.meta['source']}); for CLM add --model.objective clm "
-            "--model.config.causal true\n")
+            f"# (converted from {converted.meta['source']}); for CLM add "
+            "--model.config.causal true (the objective follows)\n")
     fit_yaml.write_text(text + yaml.safe_dump({"model": {"init_from": str(out), "config": converted.config.to_dict()}},
                                               sort_keys=False))
     return out
