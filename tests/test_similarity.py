@@ -190,8 +190,8 @@ def test_even_attention_within_a_local_window_scores_zero():
 
 
 def test_context_similarity_groups_amino_acids_with_the_same_contexts():
-    """Heads where D and E send their attention alike (to K and R, away from L) and F and Y alike
-    make D-E and F-Y the most similar pairs; the profile is per-head log-odds, correlated."""
+    """Heads where D and E send their attention alike and F and Y alike make D-E and F-Y the most
+    similar pairs; the profile is per-head log-odds, centred over the amino acids, correlated."""
     from protein_performer.analysis.similarity import AttentionProfiles
 
     rng = np.random.default_rng(0)
@@ -208,7 +208,11 @@ def test_context_similarity_groups_amino_acids_with_the_same_contexts():
     top = compare_with_blosum(sim).top_pairs
     assert {top[0][0], top[1][0]} == {"D-E", "F-Y"}
     profile = np.log(observed).transpose(1, 0, 2).reshape(20, -1)  # (20, heads * 20)
-    np.testing.assert_allclose(sim, np.corrcoef(profile), atol=1e-9)
+    np.testing.assert_allclose(sim, np.corrcoef(profile - profile.mean(0)), atol=1e-9)
+    # What all amino acids share does not make them alike: adding one profile to all changes nothing.
+    shared = np.exp(rng.normal(0.0, 1.0, (4, 1, 20)))
+    alike = AttentionProfiles((1,), 4, np.ones((4, 20)), np.ones(4), np.ones(20), 1, observed * shared, expected)
+    np.testing.assert_allclose(alike.context_similarity(), sim, atol=1e-9)
 
 
 def test_pair_log_odds_recover_a_planted_preference():

@@ -26,8 +26,9 @@ residues that happen to be neighbours count as learned. Symmetrised, as BLOSUM i
 
 Attention contexts (distributional similarity): the same log-odds per head, not pooled, give each
 amino acid ``a`` a context profile ``[S_h(a, b)]`` over (head, b): which residues it attends to
-more or less than it could, head by head. Two amino acids are as similar as their context profiles
-are correlated (Pearson), as words are by the contexts they occur in. With many heads this is a
+more or less than it could, head by head. Two amino acids are as similar as their context profiles,
+centred over the 20 amino acids, are correlated (Pearson), as words are by the contexts they
+occur in. With many heads this is a
 profile of (layers x heads x 20) numbers, where Vig et al.'s has layers x heads.
 
 Embedding: cosine similarity of the learned token embeddings of the 20 standard amino acids.
@@ -124,7 +125,9 @@ class AttentionProfiles:
         eps = 1e-9 * expected.sum() / expected.size  # as in pair_log_odds: no evidence scores 0
         log_odds = np.log((observed + eps) / (expected + eps))  # (F, 20 queries, 20 keys)
         profiles = log_odds.transpose(1, 0, 2).reshape(len(AMINO_ACIDS), -1)  # (20, F * 20)
-        return profile_similarity(profiles.T, "pearson")
+        # Centred over the amino acids: what every residue does alike (e.g. all attend more to
+        # hydrophobic neighbours) says nothing about which two are alike.
+        return profile_similarity((profiles - profiles.mean(axis=0)).T, "pearson")
 
 
 def block_indices(model: PerformerLM, layers: Sequence[int] | None) -> tuple[int, ...]:
