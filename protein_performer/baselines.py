@@ -21,8 +21,8 @@ from protein_performer.alphabet import ALPHABET
 from protein_performer.corpus.shards import open_split
 from protein_performer.datasets import (
     IGNORE_INDEX,
-    OBJECTIVES,
     Sample,
+    check_objective,
     residue_targets_only,
     scoring_collator,
     windows_from_sequences,
@@ -60,8 +60,7 @@ class ContextBaseline:
     """
 
     def __init__(self, objective: str, counts: np.ndarray, unigram: np.ndarray, alpha: float = 5.0) -> None:
-        if objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+        check_objective(objective)
         V = len(ALPHABET)
         if counts.shape != (V, V, V):
             raise ValueError(f"counts must have shape {(V, V, V)}, got {counts.shape}")

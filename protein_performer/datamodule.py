@@ -25,13 +25,13 @@ from torch.utils.data import DataLoader, Dataset, SequentialSampler
 from protein_performer.alphabet import ALPHABET
 from protein_performer.corpus.shards import MANIFEST, SPLITS, open_split, read_manifest
 from protein_performer.datasets import (
-    OBJECTIVES,
     CLMCollator,
     ConcatWindowDataset,
     EpochSampler,
     MLMCollator,
     ProteinDataset,
     TokenBudgetBatchSampler,
+    check_objective,
     scoring_collator,
 )
 
@@ -93,8 +93,7 @@ class ProteinDataModule(pl.LightningDataModule):
         limit_windows: int | None = None,
     ) -> None:
         super().__init__()
-        if objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+        check_objective(objective)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if max_length < (3 if mode == "protein" else 2):

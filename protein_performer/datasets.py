@@ -41,6 +41,7 @@ IGNORE_INDEX = -100
 SCORE_MASK_PROB = 0.15
 """Share of residues hidden when masked models are validated or scored (whatever the training share)."""
 OBJECTIVES = ("mlm", "clm")
+
 FIRST_RESIDUE = len(SPECIAL_TOKENS)  # ids below this are special tokens, never masked
 STANDARD_LOW, STANDARD_HIGH = ALPHABET.standard_indices[0], ALPHABET.standard_indices[-1] + 1
 
@@ -49,6 +50,13 @@ Oversize = Literal["error", "alone"]
 
 # Stream tags keep the random streams of different uses apart for the same (seed, epoch, index).
 _OFFSET_STREAM, _CROP_STREAM, _MASK_STREAM, _EVAL_MASK_STREAM = 1, 2, 3, 4
+
+
+def check_objective(objective: str) -> str:
+    """``objective`` if it is one of :data:`OBJECTIVES`; else the one error every caller raises."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    return objective
 
 
 class Sample(NamedTuple):
@@ -483,8 +491,7 @@ class CLMCollator:
 def scoring_collator(objective: str, seed: int) -> MLMCollator | CLMCollator:
     """The collator of validation and ``score``: 15% hidden, every one by ``<mask>``, from a fixed
     seed per sample (masked); or causal batches."""
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    check_objective(objective)
     if objective == "mlm":
         return MLMCollator(SCORE_MASK_PROB, 1.0, 0.0, seed=seed, deterministic=True)
     return CLMCollator()

@@ -22,7 +22,7 @@ from torchmetrics import MeanMetric
 
 from protein_performer.alphabet import ALPHABET, ALPHABET_VERSION
 from protein_performer.callbacks import FeatureRedraw
-from protein_performer.datasets import IGNORE_INDEX, OBJECTIVES, residue_targets_only
+from protein_performer.datasets import IGNORE_INDEX, check_objective, residue_targets_only
 from protein_performer.model import PerformerConfig, PerformerLM
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,8 @@ def resolve_objective(config: PerformerConfig | dict | None, objective: str | No
     dict without ``causal`` (or none at all) follows ``objective``. Both given and disagreeing is
     an error that names both.
     """
-    if objective is not None and objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    if objective is not None:
+        check_objective(objective)
     fields = config.to_dict() if isinstance(config, PerformerConfig) else dict(config or {})
     fields.setdefault("causal", objective == "clm")
     causal = bool(fields["causal"])

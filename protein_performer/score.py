@@ -36,8 +36,8 @@ from protein_performer.checkpoint import add_device_argument
 from protein_performer.corpus.fasta import add_unknown_argument
 from protein_performer.datasets import (
     IGNORE_INDEX,
-    OBJECTIVES,
     Sample,
+    check_objective,
     residue_targets_only,
     scoring_collator,
     windows_from_sequences,
@@ -94,8 +94,7 @@ def score_windows(
     context: ContextBaseline | None = None,
 ) -> ScoreResult:
     """Score proteins (uint8 residue-id arrays) under the definitions above."""
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    check_objective(objective)
     if passes < 1:
         raise ValueError(f"passes must be >= 1, got {passes}")
     if objective == "clm":
