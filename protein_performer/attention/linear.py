@@ -75,6 +75,16 @@ def _ratio(out: Tensor) -> Tensor:
     return num / den.clamp_min(torch.finfo(den.dtype).tiny)
 
 
+def _key_logits(k: Tensor, projection: Tensor, a: Tensor | None, key_padding_mask: Tensor | None) -> Tensor:
+    """(B, H, L, D) -> (B, H, L, m): log phi(k) up to one constant, -inf at padded keys (mask
+    (B, L), True = real). ``a``: FAVOR++'s A per head, already (H, 1, 1)."""
+    kp, k_sq = softmax_log_terms(k, projection, a)
+    logk = kp.sub_(k_sq.unsqueeze(-1))
+    if key_padding_mask is not None:
+        logk = logk.masked_fill(~key_padding_mask[:, None, :, None], float("-inf"))
+    return logk
+
+
 def _softmax_bidirectional_features(
     q: Tensor, k: Tensor, projection: Tensor, a: Tensor | None, key_padding_mask: Tensor | None
 ) -> tuple[Tensor, Tensor]:
@@ -82,10 +92,7 @@ def _softmax_bidirectional_features(
     docstring): every key feature is at most 1 and reaches 1 at its best key; every query's
     largest feature, weighted by that key reference, is exactly 1. Padded keys are exact zeros."""
     a = _head_coefficient(a)
-    kp, k_sq = softmax_log_terms(k, projection, a)
-    logk = kp.sub_(k_sq.unsqueeze(-1))  # (B, H, L, m): log phi(k) up to a constant
-    if key_padding_mask is not None:
-        logk = logk.masked_fill(~key_padding_mask[:, None, :, None], float("-inf"))
+    logk = _key_logits(k, projection, a, key_padding_mask)  # (B, H, L, m)
     ref = logk.detach().amax(dim=-2, keepdim=True).clamp_min(torch.finfo(logk.dtype).min)  # (B, H, 1, m)
     kf = logk.sub_(ref).exp_()
     qp, _ = softmax_log_terms(q, projection, a)  # |q'|^2 is one factor per row: it cancels
@@ -298,11 +305,7 @@ def _recompute_lost_rows(
         return out
     a = _head_coefficient(a)
     logq, _ = softmax_log_terms(q, projection, a)  # (B, H, L, m); |q'|^2 cancels per row
-    kp, k_sq = softmax_log_terms(k, projection, a)
-    logk = kp - k_sq.unsqueeze(-1)  # (B, H, L, m)
-    if key_padding_mask is not None:
-        logk = logk.masked_fill(~key_padding_mask[:, None, :, None], float("-inf"))
-    exact = _causal_per_feature(logq, logk, v1, lost)
+    exact = _causal_per_feature(logq, _key_logits(k, projection, a, key_padding_mask), v1, lost)
     return torch.where(lost.unsqueeze(-1), exact, out)
 
 
