@@ -28,8 +28,8 @@ Attention contexts (distributional similarity): the same log-odds per head, not 
 amino acid ``a`` a context profile ``[S_h(a, b)]`` over (head, b): which residues it attends to
 more or less than it could, head by head. Two amino acids are as similar as their context profiles,
 centred over the 20 amino acids, are correlated (Pearson), as words are by the contexts they
-occur in. With many heads this is a
-profile of (layers x heads x 20) numbers, where Vig et al.'s has layers x heads.
+occur in. With many heads this is a profile of (layers x heads x 20) numbers, where Vig et
+al.'s has layers x heads.
 
 Embedding: cosine similarity of the learned token embeddings of the 20 standard amino acids.
 
@@ -49,9 +49,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from scipy import stats
-from torch import Tensor
 from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.spatial.distance import squareform
+from torch import Tensor
 
 from protein_performer.alphabet import ALPHABET, STANDARD_AMINO_ACIDS
 from protein_performer.datasets import collate_proteins
@@ -102,32 +102,34 @@ class AttentionProfiles:
         if self.pair_mass is None or self.pair_expected is None:
             raise ValueError("these profiles hold no pair masses")
         observed, expected = self.pair_mass.sum(0), self.pair_expected.sum(0)
-        observed, expected = observed + observed.T, expected + expected.T
-        missing = [AMINO_ACIDS[i] for i in np.flatnonzero((expected <= 0).all(axis=1))]
-        if missing:
-            raise ValueError(f"amino acids {missing} never occur in the analysed proteins; "
-                             "analyse more proteins (--max-proteins)")
-        # A pseudo-mass far below any real one: pairs that never meet in one protein score 0
-        # (no evidence), and a pair that is never attended to stays finite.
-        eps = 1e-9 * expected.sum() / expected.size
-        return np.log((observed + eps) / (expected + eps))
+        return _log_odds(observed + observed.T, expected + expected.T)
 
     def context_similarity(self) -> np.ndarray:
         """(20, 20) Pearson correlation of the amino acids' context profiles: per (layer, head),
         log(observed / expected) attention from each amino acid to each other one (module docstring)."""
         if self.pair_mass is None or self.pair_expected is None:
             raise ValueError("these profiles hold no pair masses")
-        observed, expected = self.pair_mass, self.pair_expected  # (F, 20, 20)
-        missing = [AMINO_ACIDS[i] for i in np.flatnonzero((expected <= 0).all(axis=(0, 2)))]
-        if missing:
-            raise ValueError(f"amino acids {missing} never occur in the analysed proteins; "
-                             "analyse more proteins (--max-proteins)")
-        eps = 1e-9 * expected.sum() / expected.size  # as in pair_log_odds: no evidence scores 0
-        log_odds = np.log((observed + eps) / (expected + eps))  # (F, 20 queries, 20 keys)
+        log_odds = _log_odds(self.pair_mass, self.pair_expected)  # (F, 20 queries, 20 keys)
         profiles = log_odds.transpose(1, 0, 2).reshape(len(AMINO_ACIDS), -1)  # (20, F * 20)
         # Centred over the amino acids: what every residue does alike (e.g. all attend more to
         # hydrophobic neighbours) says nothing about which two are alike.
         return profile_similarity((profiles - profiles.mean(axis=0)).T, "pearson")
+
+
+def _log_odds(observed: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """log(observed / expected) of attention masses (..., 20 queries, 20 keys), any leading axes.
+
+    An amino acid that no query could send mass from (all its expected masses 0) is an error. A
+    pseudo-mass far below any real one (1e-9 of the mean expected mass) makes pairs that never
+    meet score 0 (no evidence) and keeps a pair that is never attended to finite.
+    """
+    per_query = np.moveaxis(expected, -2, 0).reshape(len(AMINO_ACIDS), -1)  # (20, everything else)
+    missing = [AMINO_ACIDS[i] for i in np.flatnonzero((per_query <= 0).all(axis=1))]
+    if missing:
+        raise ValueError(f"amino acids {missing} never occur in the analysed proteins; "
+                         "analyse more proteins (--max-proteins)")
+    eps = 1e-9 * expected.sum() / expected.size
+    return np.log((observed + eps) / (expected + eps))
 
 
 def block_indices(model: PerformerLM, layers: Sequence[int] | None) -> tuple[int, ...]:
