@@ -4,18 +4,21 @@ Trains on the train split of the E. coli K-12 proteome and evaluates on its held
 then saves every measurement in ``docs/figures/results_all.json`` and writes ``docs/RESULTS.md`` with every
 table and figure (``docs/figures/results_*``) from it (:mod:`protein_performer.report`):
 
-1. Table 2: unigram baseline, exact Transformer, Performer-ReLU and Performer-Softmax, masked
-   (BID) and causal (UNI), same shape and wall-clock budget each, over ``--seeds`` seeds;
+1. Table 2: unigram baseline, exact Transformer, Performer-ReLU, Performer-Softmax and the hybrid
+   Performer (the learning study's winner: all heads but one exact within a short window, one FAVOR+
+   head), masked (BID) and causal (UNI), same shape and wall-clock budget each, over ``--seeds`` seeds;
 2. concatenated windows of 8192 tokens: the Performer against the largest exact model whose
    measured peak training memory is at most the Performer's, accuracy over training time;
-3. transfer: a Performer initialised from the exact model's checkpoint, zero-shot and fine-tuned;
+3. transfer: Performer-Softmax and the hybrid initialised from the exact model's checkpoint, zero-shot
+   and fine-tuned for equal wall clock;
 4. amino-acid similarity (attention, embeddings) vs BLOSUM62, trained model and untrained control;
 5. the attention benchmark (``scripts/bench_attention.py`` at L = 1024, 4096, 8192, one repeat) and the
    approximation error.
 
     python scripts/reproduce.py --budget-minutes 45 [--out docs] [--seeds K] [--skip-benchmarks]
 
-``--budget-minutes`` is training time only (split 50/30/20 between parts 1/2/3); evaluation,
+``--budget-minutes`` is training time only (split 50/30/20 between parts 1/2/3, and part 3's share
+equally between its transfer targets); evaluation,
 similarity and benchmarks come on top. ``--tiny`` runs a minutes-free smoke version (tests);
 ``--report-only`` redraws RESULTS.md and its figures from a saved ``results_all.json``.
 """
@@ -45,7 +48,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 from bench_common import cpu_name, peak_rss_bytes, reset_peak_rss, rss_bytes  # noqa: E402  (scripts/)
 
 from protein_performer.report import write_report  # noqa: E402
-from protein_performer.report.rules import ATTENTIONS, OBJECTIVES, learned  # noqa: E402
+from protein_performer.report.rules import ATTENTIONS, OBJECTIVES, TRANSFER_TARGETS, learned  # noqa: E402
 
 log = logging.getLogger("reproduce")
 ECOLI = REPO.parent / "shared" / "data" / "UP000000625_83333.fasta.gz"
@@ -69,6 +72,7 @@ class Plan:
     long_minutes: float
     """Per model and length of part 2."""
     transfer_minutes: float
+    """Per transfer target."""
     max_steps: int | None
     val_batches: int
     similarity_proteins: int
@@ -82,6 +86,8 @@ class Plan:
     probe_steps: int = 50
     """Steps after which a budgeted run fixes its length from the measured rate (fewer for long windows)."""
     gradient_clip: float = 1.0
+    hybrid_window: int = 16
+    """The hybrid's local heads attend within this many residues (as configs/demo.yaml)."""
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
@@ -90,7 +96,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         shape = dict(dim=16, depth=1, heads=2, ff_mult=2, nb_features=8, dropout=0.0)
         return Plan(shape, window=64, batch_size=4, lr=2e-3, warmup_steps=2, seeds=list(range(args.seeds or 1)),
                     table_minutes=budget * SHARES[0] / 6, long_lengths=[256], long_minutes=budget * SHARES[1] / 2,
-                    transfer_minutes=budget * SHARES[2], max_steps=3, val_batches=1, similarity_proteins=4,
+                    transfer_minutes=budget * SHARES[2] / len(TRANSFER_TARGETS), max_steps=3, val_batches=1, similarity_proteins=4,
                     tiny=True)
     shape = dict(dim=128, depth=2, heads=4, ff_mult=4, nb_features=64, dropout=0.0)
     min_run = 3.0  # minutes: below this a run on 2 shared cores does not leave the unigram baseline
@@ -99,11 +105,20 @@ def make_plan(args: argparse.Namespace) -> Plan:
     return Plan(shape, window=512, batch_size=8, lr=1e-3, warmup_steps=30, seeds=list(range(seeds)),
                 table_minutes=budget * SHARES[0] / (len(ATTENTIONS) * len(OBJECTIVES) * seeds),
                 long_lengths=lengths, long_minutes=budget * SHARES[1] / (2 * len(lengths)),
-                transfer_minutes=budget * SHARES[2], max_steps=None, val_batches=4,
+                transfer_minutes=budget * SHARES[2] / len(TRANSFER_TARGETS), max_steps=None, val_batches=4,
                 similarity_proteins=100)
 
 
 # --------------------------------------------------------------------------- training
+
+
+def variant(config: dict, name: str, plan: Plan) -> dict:
+    """``config``'s shape with Table 2's model ``name``: an attention of :data:`ATTENTIONS`, or the
+    hybrid: every head but one runs exact softmax attention within ``plan.hybrid_window`` residues,
+    the last runs FAVOR+ (softmax) over the whole window."""
+    if name == "hybrid":
+        return dict(config, attention="softmax", local_heads=config["heads"] - 1, local_window=plan.hybrid_window)
+    return dict(config, attention=name, local_heads=0)
 
 
 def _wall_clock_callback():
@@ -336,7 +351,7 @@ def table2(res: Results, plan: Plan, data_dir: Path, work: Path, test: list[np.n
         for objective in OBJECTIVES:
             for attention in ATTENTIONS:
                 name = f"table2_{attention}_{objective}_s{seed}"
-                run = train(name, work, data_dir, plan, dict(plan.shape, attention=attention), objective,
+                run = train(name, work, data_dir, plan, variant(plan.shape, attention, plan), objective,
                             minutes=plan.table_minutes, seed=seed, window=plan.window,
                             batch_size=plan.batch_size, val_every=25 if not plan.tiny else 2)
                 scored = score_checkpoint(run.checkpoint, test, plan.window, plan.batch_size,
@@ -388,32 +403,38 @@ def long_windows(res: Results, plan: Plan, data_dir: Path, work: Path, test: lis
 
 
 def transfer(res: Results, plan: Plan, data_dir: Path, work: Path, test: list[np.ndarray], runs: dict) -> None:
+    """The exact BID model's weights in each Performer of ``TRANSFER_TARGETS`` (and, zero-shot only,
+    Performer-ReLU), scored on the test split with Table 2's masks, then each target fine-tuned for
+    ``plan.transfer_minutes``."""
     from protein_performer.baselines import unigram_probabilities
     from protein_performer.lit import ProteinLM
 
     source = runs[("exact", "mlm", 0)]
-    before = {}
-    for attention in ("relu", "softmax"):
-        lit = ProteinLM(config=dict(source.config, attention=attention), objective="mlm", init_from=source.checkpoint)
-        unigram = unigram_probabilities(np.zeros(lit.config.vocab_size))  # baseline is in Table 2
-        before[attention] = score(lit.model, "mlm", test, unigram, plan.window, plan.batch_size)
-    target = dict(source.config, attention="softmax")
-    start_acc = validate(data_dir, plan, target, "mlm", plan.window, plan.batch_size, source.checkpoint)
-    exact_val = validate(data_dir, plan, source.config, "mlm", plan.window, plan.batch_size, source.checkpoint)
-    scratch = runs[("softmax", "mlm", 0)]
-    steps_per_minute = scratch.steps / max(scratch.seconds / 60, 1e-6)
-    expected = plan.max_steps or max(1, plan.transfer_minutes * steps_per_minute)
-    run = train("transfer_exact_to_softmax", work, data_dir, plan, target, "mlm", minutes=plan.transfer_minutes,
-                seed=0, window=plan.window, batch_size=plan.batch_size, val_every=max(1, int(expected // 10)),
-                lr=plan.lr / 4, warmup_steps=0, init_from=source.checkpoint)
-    after = score_checkpoint(run.checkpoint, test, plan.window, plan.batch_size)
     exact_test = next(r for r in res.table if r["attention"] == "exact" and r["objective"] == "mlm" and r["seed"] == 0)
+    zero_shot = {}
+    for attention in ("relu", *TRANSFER_TARGETS):
+        lit = ProteinLM(config=variant(source.config, attention, plan), objective="mlm", init_from=source.checkpoint)
+        unigram = unigram_probabilities(np.zeros(lit.config.vocab_size))  # baseline is in Table 2
+        zero_shot[attention] = score(lit.model, "mlm", test, unigram, plan.window, plan.batch_size, plan.score_passes)
+    exact_val = validate(data_dir, plan, source.config, "mlm", plan.window, plan.batch_size, source.checkpoint)
+    lr, targets = plan.lr / 4, {}
+    for target in TRANSFER_TARGETS:
+        config = variant(source.config, target, plan)
+        start_acc = validate(data_dir, plan, config, "mlm", plan.window, plan.batch_size, source.checkpoint)
+        scratch = runs[(target, "mlm", 0)]
+        steps_per_minute = scratch.steps / max(scratch.seconds / 60, 1e-6)
+        expected = plan.max_steps or max(1, plan.transfer_minutes * steps_per_minute)
+        run = train(f"transfer_exact_to_{target}", work, data_dir, plan, config, "mlm", minutes=plan.transfer_minutes,
+                    seed=0, window=plan.window, batch_size=plan.batch_size, val_every=max(1, int(expected // 10)),
+                    lr=lr, warmup_steps=0, init_from=source.checkpoint)
+        targets[target] = {"fine_tuned": score_checkpoint(run.checkpoint, test, plan.window, plan.batch_size,
+                                                          plan.score_passes),
+                           "zero_shot_val_accuracy": start_acc, "steps": run.steps, "train_s": run.seconds, "lr": lr,
+                           "curve": val_curve(run.metrics_csv).to_dict("list"),
+                           "scratch_curve": val_curve(scratch.metrics_csv).to_dict("list")}
     res.transfer = {"source": source.name, "exact_test_accuracy": exact_test["accuracy"],
-                    "exact_test_perplexity": exact_test["perplexity"],
-                    "exact_val_accuracy": exact_val, "zero_shot": before, "zero_shot_val_accuracy": start_acc,
-                    "fine_tuned": after, "steps": run.steps, "train_s": run.seconds, "lr": plan.lr / 4,
-                    "curve": val_curve(run.metrics_csv).to_dict("list"),
-                    "scratch_curve": val_curve(scratch.metrics_csv).to_dict("list")}
+                    "exact_test_perplexity": exact_test["perplexity"], "exact_val_accuracy": exact_val,
+                    "zero_shot": zero_shot, "targets": targets}
 
 
 def similarity(res: Results, plan: Plan, runs: dict, test: list[np.ndarray], figures: Path) -> None:

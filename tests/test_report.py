@@ -236,7 +236,43 @@ def test_transfer_partly_and_inconclusive_in_summary_and_section():
     assert "partly here: fine-tuning recovered 50% of the loss" in render(res)
     res["table"][0]["perplexity_ratio_ci95"] = [0.99, 1.01]  # the exact BID source did not learn
     assert verdict_of(res, "A Performer starts") == "inconclusive"
-    assert "- Inconclusive: the exact source model" in render(res)
+    assert "- Performer-Softmax: inconclusive: the exact source model" in render(res)
+
+
+def _with_hybrid(res: dict, ppl: float = 16.9, zero_shot: float = 18.3, fine_tuned: float = 16.95) -> dict:
+    """``res`` as reproduce writes it now: hybrid rows in Table 2, one fine-tune per transfer target."""
+    res["table"] += [_run("hybrid", o, p) for o, p in (("mlm", ppl), ("clm", ppl - 0.2))]  # exact: 17.0, 16.8
+    t = res["transfer"]
+    softmax = {k: t.pop(k) for k in ("fine_tuned", "steps", "train_s", "lr", "curve", "scratch_curve",
+                                     "zero_shot_val_accuracy")}
+    t["zero_shot"]["hybrid"] = {"accuracy": 0.1, "perplexity": zero_shot}
+    t["targets"] = {"softmax": softmax, "hybrid": dict(softmax, fine_tuned={"accuracy": 0.118,
+                                                                            "perplexity": fine_tuned})}
+    return res
+
+
+def test_the_hybrid_gets_its_table2_row_claim_and_transfer_target():
+    old = results()
+    assert rules.attentions(old) == ["exact", "relu", "softmax"]  # results saved before the hybrid
+    assert "hybrid" not in render(old) and set(rules.transfer_targets(old)) == {"softmax"}
+    res = _with_hybrid(results())
+    assert rules.attentions(res) == ["exact", "relu", "softmax", "hybrid"]
+    text = render(res)
+    assert "| Performer hybrid (local + FAVOR+) |" in text
+    assert verdict_of(res, "Performer hybrid (local + FAVOR+) at least as good") == "agrees"  # 16.9 vs 17.0
+    # softmax: 17.0 -> 17.8 -> 17.4 (50% back); hybrid: 17.0 -> 18.3 -> 16.95 (104%: below the source)
+    assert rules.recovered_share(res, "softmax") == pytest.approx(0.5)
+    assert rules.recovered_share(res, "hybrid") == pytest.approx(1.35 / 1.3)
+    assert verdict_of(res, "A Performer starts from Transformer weights and recovers with fine-tuning "
+                           "(Performer-Softmax)") == "partly"
+    assert verdict_of(res, "A Performer starts from Transformer weights and recovers with fine-tuning "
+                           "(Performer hybrid") == "agrees"
+    assert "| zero-shot swap to Performer hybrid (local + FAVOR+) | 10.00 | 18.30 |" in text
+    assert "| Performer hybrid (local + FAVOR+) after 8000 fine-tune steps (740 s, lr 0.00025) | 11.80 | 16.95 |" in text
+    res["transfer"]["targets"]["hybrid"]["fine_tuned"]["perplexity"] = 17.6  # 54% back, not within 0.5%
+    assert "Performer hybrid (local + FAVOR+): exact source 17.000; zero-shot swap 18.300 (+7.6%); after " \
+           "fine-tuning 17.600 (+3.5%)" in render(res)
+    assert rules.transfer_recovers(res, "hybrid").reason == "fine-tuning recovered 54% of the loss"
 
 
 def test_similarity_needs_a_masked_model_that_learned():

@@ -45,13 +45,20 @@ def test_reproduce_tiny_writes_results_and_figures(tmp_path):
     for heading in ("## 1. Table 2", "## 2. Long concatenated windows", "## 3. Transfer", "## 4. Amino-acid similarity",
                     "## 5. Attention benchmark"):
         assert heading in text
-    for row in ("Empirical baseline (unigram)", "Transformer (exact)", "Performer-ReLU", "Performer-Softmax"):
+    for row in ("Empirical baseline (unigram)", "Transformer (exact)", "Performer-ReLU", "Performer-Softmax",
+                "Performer hybrid (local + FAVOR+)"):
         assert f"| {row} |" in text
     assert "torch" in text and "pytorch-lightning" in text
     saved = json.loads((out / "figures" / "results_all.json").read_text())
     residues = saved["environment"]["train_residues"]  # the scale sentence comes from the prepared data
     assert residues > 0 and f"{residues:,} residues" in text and f"{count(residues)} training residues" in text
     assert all("exact_probes" in r for r in saved["long"])
+    hybrid = [r for r in saved["table"] if r["attention"] == "hybrid"]
+    assert [r["objective"] for r in hybrid] == ["mlm", "clm"]
+    assert set(saved["transfer"]["targets"]) == {"softmax", "hybrid"}
+    assert set(saved["transfer"]["zero_shot"]) == {"relu", "softmax", "hybrid"}
+    passes = saved["plan"]["score_passes"]  # the transfer scores use Table 2's masks
+    assert all(t["fine_tuned"]["passes"] == passes for t in saved["transfer"]["targets"].values())
     figures = sorted((out / "figures").glob("results_*.png"))
     names = {p.name for p in figures}
     assert {"results_training_curves.png", "results_long_windows.png", "results_transfer.png",

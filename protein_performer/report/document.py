@@ -14,7 +14,7 @@ from protein_performer.report import rules
 from protein_performer.report.figures import draw_figures
 from protein_performer.report.markdown import (fit_sentence, long_section, md_table, portable, similarity_section,
                                                table2_section, transfer_section)
-from protein_performer.report.rules import (ATTENTIONS, LABELS, NAMES, OBJECTIVES, TOLERANCES, Tolerances,
+from protein_performer.report.rules import (LABELS, NAMES, OBJECTIVES, TOLERANCES, Tolerances,
                                             long_comparison, long_lengths, perplexity)
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,10 @@ def claims(res: dict, tol: Tolerances = TOLERANCES) -> list[list[str]]:
     """One row per claim of the paper: claim, this run's evidence, verdict (from :mod:`rules`)."""
     out = []
     for a, claim in (("relu", "Performer-ReLU at least as good as the exact Transformer"),
-                     ("softmax", "Performer-Softmax close to the exact Transformer")):
+                     ("softmax", "Performer-Softmax close to the exact Transformer"),
+                     ("hybrid", "Performer hybrid (local + FAVOR+) at least as good as the exact Transformer")):
+        if a not in rules.attentions(res):
+            continue
         evidence = "; ".join(f"{LABELS[o]} perplexity {perplexity(res, a, o) / perplexity(res, 'exact', o) - 1:+.1%} "
                              "vs exact" for o in OBJECTIVES)
         out.append([claim, evidence, str(rules.matches_exact_overall(res, a, tol))])
@@ -38,13 +41,13 @@ def claims(res: dict, tol: Tolerances = TOLERANCES) -> list[list[str]]:
         out.append([f"Performer beats the exact model that fits, at L={length}", evidence,
                     str(rules.beats_exact_that_fits(res, length))])
     if res.get("transfer"):
-        t = res["transfer"]
-        e, z, a = t["exact_test_perplexity"], t["zero_shot"]["softmax"]["perplexity"], t["fine_tuned"]["perplexity"]
-        share = rules.recovered_share(res)
-        out.append(["A Performer starts from Transformer weights and recovers with fine-tuning",
-                    f"perplexity {e:.3f} → swap {z:.3f} → fine-tuned {a:.3f}"
-                    + (f" ({share:.0%} of the loss recovered)" if share == share else ""),
-                    rules.transfer_recovers(res, tol).word])
+        for target in rules.transfer_targets(res):
+            e, z, a = rules.transfer_perplexities(res, target)
+            share = rules.recovered_share(res, target)
+            out.append([f"A Performer starts from Transformer weights and recovers with fine-tuning ({NAMES[target]})",
+                        f"perplexity {e:.3f} → swap {z:.3f} → fine-tuned {a:.3f}"
+                        + (f" ({share:.0%} of the loss recovered)" if share == share else ""),
+                        rules.transfer_recovers(res, target, tol).word])
     for which in rules.similarity_sources(res):
         trained = rules.similarity_pearson(res, "trained", which)
         if trained is not None:
@@ -85,7 +88,7 @@ def discussion(res: dict, tol: Tolerances = TOLERANCES) -> list[str]:
                "confidence, so the claims that depend on them are inconclusive.")
     beaten = {o: rules.beat_context(res, o) for o in OBJECTIVES}
     if all(b is not None for b in beaten.values()):
-        if all(len(b) == len(ATTENTIONS) for b in beaten.values()):
+        if all(len(b) == len(rules.attentions(res)) for b in beaten.values()):
             out.append("- Each model also has a lower perplexity than the neighbour-context n-gram, so they use "
                        "more than adjacent residues.")
         elif not any(beaten.values()):
@@ -157,7 +160,7 @@ def setup_section(res: dict) -> list[str]:
         f"batch {plan['batch_size']}{clip}.",
         f"- Budget: {env['budget_minutes']:g} training minutes: {plan['table_minutes']:.2f} per Table 2 run "
         f"× {len(res['table'])} runs (seeds {plan['seeds']}), {plan['long_minutes']:.2f} per long-window "
-        f"model, {plan['transfer_minutes']:.2f} of fine-tuning"
+        f"model, {plan['transfer_minutes']:.2f} of fine-tuning per transfer target"
         + (f"; at most {plan['max_steps']} steps per run (--tiny)" if plan["max_steps"] else "") + ".",
         f"- Versions: Python {env['python']}, torch {env['torch']}, pytorch-lightning {env['lightning']}.",
         f"- Machine: {env['machine']}; load average {env['load_average_end']} at the end (on a shared machine "
@@ -210,10 +213,13 @@ def render(res: dict, *, benchmark_link: str | None = None, tol: Tolerances = TO
                   "![accuracy over training time at long windows](figures/results_long_windows.png)", "", lw_notes, ""]
     if res.get("transfer"):
         tr, tr_notes = transfer_section(res, tol)
+        targets = rules.transfer_targets(res)
+        lr = next(iter(targets.values()))["lr"]
         lines += ["## 3. Transfer: exact Transformer → Performer", "",
                   f"Source: the exact BID model of Table 2 (`{res['transfer']['source']}`). Its weights load unchanged "
-                  f"into a Performer of the same shape; fine-tuned from lr {res['transfer']['lr']:g} (no warm-up, "
-                  "cosine over the budget). The curve's step 0 is the zero-shot model on the validation batches.", "",
+                  f"into each Performer of the same shape ({', '.join(NAMES[t] for t in targets)}); each is "
+                  f"fine-tuned from lr {lr:g} (no warm-up, cosine over its budget) for the same wall clock. The "
+                  "curves' step 0 is the zero-shot model on the validation batches.", "",
                   tr, "", "![transfer](figures/results_transfer.png)", "", tr_notes, ""]
     if res["similarity"]:
         sim, sim_notes = similarity_section(res, tol)

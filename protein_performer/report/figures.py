@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from protein_performer.report.rules import ATTENTIONS, OBJECTIVES
+from protein_performer.report.rules import ATTENTIONS, NAMES, OBJECTIVES, transfer_targets
 
 
 def _accuracy_over_time(ax, title: str) -> None:
@@ -27,7 +27,7 @@ def plot_training_curves(res: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
-    colours = dict(zip(ATTENTIONS, ("tab:gray", "tab:orange", "tab:blue")))
+    colours = dict(zip(ATTENTIONS, ("tab:gray", "tab:orange", "tab:blue", "tab:green")))
     for ax, objective in zip(axes, OBJECTIVES):
         for name, curve in res["curves"].items():
             _, attention, obj, seed = name.split("_")  # table2_<attention>_<objective>_s<seed>
@@ -56,20 +56,25 @@ def plot_long(res: dict, path: Path) -> None:
 
 
 def plot_transfer(res: dict, path: Path) -> None:
-    """Fine-tuning curve of the Performer initialised from the exact model, beside the scratch run."""
+    """Fine-tuning curve of each Performer initialised from the exact model, beside its scratch run."""
     import matplotlib.pyplot as plt
 
     t = res["transfer"]
+    colours = dict(zip(ATTENTIONS, ("tab:gray", "tab:orange", "tab:blue", "tab:green")))
     fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
-    steps = [0] + list(t["curve"]["step"])
-    ax.plot(steps, np.array([t["zero_shot_val_accuracy"]] + list(t["curve"]["val_acc"])) * 100, marker="o",
-            color="tab:blue", label="Performer-Softmax initialised from the exact model")
-    ax.plot(t["scratch_curve"]["step"], np.array(t["scratch_curve"]["val_acc"]) * 100, marker=".", color="tab:orange",
-            alpha=0.7, label="Performer-Softmax from scratch (Table 2 run)")
+    last = 1
+    for target, f in transfer_targets(res).items():
+        steps = [0] + list(f["curve"].get("step", []))
+        last = max(last, steps[-1])
+        ax.plot(steps, np.array([f["zero_shot_val_accuracy"]] + list(f["curve"].get("val_acc", []))) * 100, marker="o",
+                color=colours[target], label=f"{NAMES[target]} initialised from the exact model")
+        if f["scratch_curve"].get("step"):
+            ax.plot(f["scratch_curve"]["step"], np.array(f["scratch_curve"]["val_acc"]) * 100, marker=".",
+                    color=colours[target], ls=":", alpha=0.7, label=f"{NAMES[target]} from scratch (Table 2 run)")
     ax.axhline(t["exact_val_accuracy"] * 100, color="tab:gray", ls="--", label="exact source model")
     ax.set(xlabel="optimizer steps", ylabel="validation accuracy (%)",
            title="Transfer: exact Transformer -> Performer (zero-shot at step 0, then fine-tune)")
-    ax.set_xlim(0, max(steps[-1], 1) * 1.05)
+    ax.set_xlim(0, last * 1.05)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     _save(fig, path)

@@ -62,7 +62,7 @@ def table2_section(res: dict, tol: Tolerances = TOLERANCES) -> tuple[str, str]:
         body.append(["Neighbour-context n-gram (2 tokens)"] + sum(
             ([fmt(first(o, "context_accuracy"), 100), fmt(first(o, "context_perplexity"))] for o in OBJECTIVES), [])
             + [""])
-    for attention in ATTENTIONS:
+    for attention in rules.attentions(res):
         row = [NAMES[attention]]
         for objective in OBJECTIVES:
             sel = rules.rows(res, attention, objective)
@@ -74,7 +74,7 @@ def table2_section(res: dict, tol: Tolerances = TOLERANCES) -> tuple[str, str]:
                       "steps BID / UNI (mean)"], body)
     seed = min(r["seed"] for r in res["table"])
     gains = []
-    for attention in ATTENTIONS:
+    for attention in rules.attentions(res):
         row = [NAMES[attention]]
         for objective in OBJECTIVES:
             r = next(r for r in rules.rows(res, attention, objective) if r["seed"] == seed)
@@ -90,15 +90,21 @@ def table2_section(res: dict, tol: Tolerances = TOLERANCES) -> tuple[str, str]:
 
 def table2_note(res: dict, objective: str, tol: Tolerances = TOLERANCES) -> str:
     sel = rules.rows(res, objective=objective)
-    ppl = {a: perplexity(res, a, objective) for a in ATTENTIONS}
-    acc = {a: rules.mean_spread([r["accuracy"] for r in rules.rows(res, a, objective)])[0] * 100 for a in ATTENTIONS}
+    present = rules.attentions(res)
+    ppl = {a: perplexity(res, a, objective) for a in present}
+    acc = {a: rules.mean_spread([r["accuracy"] for r in rules.rows(res, a, objective)])[0] * 100 for a in present}
     margin = rules.perplexity_tolerance(res, objective, tol)
     parts = [f"{LABELS[objective]}: perplexity Performer-ReLU {ppl['relu']:.3f}, Performer-Softmax "
              f"{ppl['softmax']:.3f}, exact {ppl['exact']:.3f}, unigram {float(sel[0]['unigram_perplexity']):.3f}; "
              f"accuracy {acc['relu']:.2f}% / {acc['softmax']:.2f}% / {acc['exact']:.2f}%, unigram "
              f"{float(sel[0]['unigram_accuracy']) * 100:.2f}%."]
+    if "hybrid" in present:
+        parts.append(f"{NAMES['hybrid']}: perplexity {ppl['hybrid']:.3f}, accuracy {acc['hybrid']:.2f}%.")
     for a, claim in (("relu", "Performer-ReLU at least matches the exact model"),
-                     ("softmax", "Performer-Softmax is close to the exact model")):
+                     ("softmax", "Performer-Softmax is close to the exact model"),
+                     ("hybrid", "(not a claim of the paper) the hybrid at least matches the exact model")):
+        if a not in present:
+            continue
         parts.append(f"Paper: {claim} — {rules.matches_exact(res, a, objective, tol)} here: perplexity "
                      f"{ppl[a] / ppl['exact'] - 1:+.1%} relative to the exact model's (criterion: at most "
                      f"+{margin:.1%}).")
@@ -169,28 +175,33 @@ def long_section(res: dict) -> tuple[str, str]:
 
 
 def transfer_section(res: dict, tol: Tolerances = TOLERANCES) -> tuple[str, str]:
-    t = res["transfer"]
+    t, targets = res["transfer"], rules.transfer_targets(res)
     table = md_table(["model (BID, test split)", "accuracy (%)", "perplexity"], [
         ["exact Transformer (source)", f"{t['exact_test_accuracy'] * 100:.2f}", f"{t['exact_test_perplexity']:.2f}"],
         *[[f"zero-shot swap to {NAMES[a]}", f"{t['zero_shot'][a]['accuracy'] * 100:.2f}",
-           f"{t['zero_shot'][a]['perplexity']:.2f}"] for a in ("relu", "softmax")],
-        [f"Performer-Softmax after {t['steps']} fine-tune steps ({t['train_s']:.0f} s, lr {t['lr']:g})",
-         f"{t['fine_tuned']['accuracy'] * 100:.2f}", f"{t['fine_tuned']['perplexity']:.2f}"]])
-    e, z, a = t["exact_test_perplexity"], t["zero_shot"]["softmax"]["perplexity"], t["fine_tuned"]["perplexity"]
-    verdict = rules.transfer_recovers(res, tol)
-    if verdict.word == "inconclusive":
-        return table, (f"- Inconclusive: the exact source model (perplexity {e:.3f}) is not below the unigram "
-                       f"baseline ({unigram_perplexity(res):.3f}) with 95% confidence, so there is little to "
-                       f"transfer; zero-shot {z:.3f}, fine-tuned {a:.3f}.")
-    hurt = z > e * (1 + tol.perplexity)
-    return table, (
-        f"- Perplexity: exact source {e:.3f}; zero-shot swap to Performer-Softmax {z:.3f} ({z / e - 1:+.1%}); "
-        f"after fine-tuning {a:.3f} ({a / e - 1:+.1%}). Paper (LM1B): swapping the attention loses accuracy at "
-        f"first and fine-tuning recovers it quickly — {verdict.word} here"
-        + (f": {verdict.reason}" if verdict.reason else "")
-        + f" (criterion for full agreement: back within {tol.perplexity:.1%} of the source's perplexity and no "
-        "worse than the swap)"
-        + ("." if hurt else "; there is little to recover: the zero-shot swap barely hurts this small model."))
+           f"{t['zero_shot'][a]['perplexity']:.2f}"] for a in ATTENTIONS if a in t["zero_shot"]],
+        *[[f"{NAMES[a]} after {f['steps']} fine-tune steps ({f['train_s']:.0f} s, lr {f['lr']:g})",
+           f"{f['fine_tuned']['accuracy'] * 100:.2f}", f"{f['fine_tuned']['perplexity']:.2f}"]
+          for a, f in targets.items()]])
+    notes = []
+    for target in targets:
+        e, z, a = rules.transfer_perplexities(res, target)
+        verdict = rules.transfer_recovers(res, target, tol)
+        if verdict.word == "inconclusive":
+            notes.append(f"{NAMES[target]}: inconclusive: the exact source model (perplexity {e:.3f}) is not below "
+                         f"the unigram baseline ({unigram_perplexity(res):.3f}) with 95% confidence, so there is "
+                         f"little to transfer; zero-shot {z:.3f}, fine-tuned {a:.3f}.")
+            continue
+        hurt = z > e * (1 + tol.perplexity)
+        notes.append(
+            f"{NAMES[target]}: exact source {e:.3f}; zero-shot swap {z:.3f} ({z / e - 1:+.1%}); after fine-tuning "
+            f"{a:.3f} ({a / e - 1:+.1%}). Paper (LM1B): swapping the attention loses accuracy at first and "
+            f"fine-tuning recovers it quickly — {verdict.word} here"
+            + (f": {verdict.reason}" if verdict.reason else "")
+            + f" (criterion for full agreement: back within {tol.perplexity:.1%} of the source's perplexity and no "
+            "worse than the swap)"
+            + ("." if hurt else "; there is little to recover: the zero-shot swap barely hurts this small model."))
+    return table, "\n\n".join(f"- {n}" for n in notes)
 
 
 def similarity_section(res: dict, tol: Tolerances = TOLERANCES) -> tuple[str, str]:
