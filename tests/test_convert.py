@@ -339,3 +339,31 @@ def test_hub_folders_with_and_without_a_tokenizer(tmp_path):
     vocab.write_text("\n".join(ESM2_TOKENS) + "\n")
     transformers.EsmTokenizer(str(vocab)).save_pretrained(folder)
     assert load_esm(str(folder)).tokens == ESM2_TOKENS  # from the tokenizer's vocabulary
+
+
+def test_hybrid_conversion_local_heads_are_exact_within_their_window():
+    """``--local-heads``: with every head local and a window longer than the proteins, the hybrid is
+    the exact conversion; with a short window and one FAVOR+ head it is not."""
+    source = hf_model()
+    exact = convert(read_transformers(source, "random"), "exact")
+    ids = to_ours(esm_batch(), exact.token_rows)
+    real = ids != ALPHABET.pad_idx
+    every = convert(read_transformers(source, "random"), "softmax", 64, local_heads=HEADS, local_window=ids.shape[1])
+    hybrid = convert(read_transformers(source, "random"), "softmax", 64, local_heads=HEADS - 1, local_window=4)
+    assert (hybrid.config.local_heads, hybrid.config.local_window) == (HEADS - 1, 4)
+    with torch.no_grad():
+        ref = exact.model(ids, real).logits
+        err, scale = max_error(every.model(ids, real).logits, ref, real)  # real positions only
+        assert err <= 1e-5 * max(1.0, scale), (err, scale)
+        assert max_error(hybrid.model(ids, real).logits, ref, real)[0] > 1e-3
+    with pytest.raises(ValueError, match="--attention exact"):
+        convert(read_transformers(source, "random"), "exact", local_heads=1)
+
+
+def test_convert_command_writes_a_hybrid(hf_dir, tmp_path):
+    out = tmp_path / "hybrid.ckpt"
+    assert cli_main(["convert", "--esm", str(hf_dir), "--out", str(out), "--nb-features", "32",
+                     "--local-heads", "3", "--local-window", "8"]) == 0
+    loaded = load_checkpoint(out)
+    assert (loaded.config.attention, loaded.config.local_heads, loaded.config.local_window) == ("softmax", 3, 8)
+    assert yaml.safe_load(out.with_suffix(".yaml").read_text())["model"]["config"]["local_heads"] == 3

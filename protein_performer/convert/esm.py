@@ -7,7 +7,10 @@ ESM-2 is a pre-norm Transformer with rotary positions, like :class:`PerformerLM`
 map one to one (q, k, v are stacked into ``qkv``; the LM head becomes ``lm_head="esm"``; the
 output layer stays tied to the embeddings). Only the attention changes: ``--attention exact``
 reproduces ESM to rounding error, ``softmax`` / ``relu`` swap in FAVOR+ with ``--nb-features``
-random features, which ``fit --model.init_from`` can then fine-tune.
+random features, which ``fit --model.init_from`` can then fine-tune. ``--local-heads N`` makes the
+first N heads of every layer exact softmax attention within ``--local-window`` residues and the
+rest FAVOR+: the hybrid, which recovers an exact model's perplexity in the transfer study
+(``docs/RESULTS.md`` section 3) where all-FAVOR+ does not.
 
 Tokens: ESM's ``<cls>``, ``<pad>``, ``<eos>``, ``<unk>``, ``<mask>`` and 25 residue codes are
 ours under the same names (``<cls>`` is our beginning-of-sequence); ESM's ``.``, ``-`` and
@@ -257,16 +260,21 @@ def token_rows(tokens: tuple[str, ...], source: str = "ESM") -> list[int]:
     return [index[t] for t in ALPHABET.tokens]
 
 
-def performer_config(esm: EsmModel, attention: str = "softmax", nb_features: int = 256) -> PerformerConfig:
-    """The :class:`PerformerConfig` that represents ``esm`` (with the chosen attention)."""
+def performer_config(esm: EsmModel, attention: str = "softmax", nb_features: int = 256, local_heads: int = 0,
+                     local_window: int = 16) -> PerformerConfig:
+    """The :class:`PerformerConfig` that represents ``esm`` (with the chosen attention; the first
+    ``local_heads`` heads exact within ``local_window`` residues)."""
+    if local_heads and attention == "exact":
+        raise ValueError("--local-heads makes a hybrid of local exact heads and FAVOR+ heads; with --attention "
+                         "exact every head is exact already (use --attention softmax or relu)")
     if esm.ff_dim % esm.dim:
         raise ValueError(f"{esm.source}: feed-forward width {esm.ff_dim} is not a multiple of dim {esm.dim}")
     tied = esm.head_weight.data_ptr() == esm.embed.weight.data_ptr() or torch.equal(esm.head_weight,
                                                                                     esm.embed.weight)
     return PerformerConfig(
         vocab_size=len(ALPHABET), dim=esm.dim, depth=len(esm.layers), heads=esm.heads, ff_mult=esm.ff_dim // esm.dim,
-        attention=attention, nb_features=nb_features, causal=False, position="rotary", dropout=0.0,
-        tie_embeddings=tied, norm_eps=esm.norm_eps, lm_head="esm", token_dropout=esm.token_dropout,
+        attention=attention, nb_features=nb_features, local_heads=local_heads, local_window=local_window,
+        causal=False, position="rotary", dropout=0.0, tie_embeddings=tied, norm_eps=esm.norm_eps, lm_head="esm", token_dropout=esm.token_dropout,
         rotary_frequencies="float32",
     )
 
@@ -301,12 +309,14 @@ def _check_all_used(esm: EsmModel) -> None:
                          f"{' ...' if len(unused) > 5 else ''}; only plain ESM-2 masked language models convert")
 
 
-def convert(esm: EsmModel, attention: str = "softmax", nb_features: int = 256) -> Converted:
+def convert(esm: EsmModel, attention: str = "softmax", nb_features: int = 256, local_heads: int = 0,
+            local_window: int = 16) -> Converted:
     """ESM-2 -> an eval-mode :class:`PerformerLM` with ``attention`` (its FAVOR+ projections drawn
-    from ``feature_seed``), plus the record of what was done."""
+    from ``feature_seed``; the first ``local_heads`` heads exact within ``local_window`` residues),
+    plus the record of what was done."""
     _check_all_used(esm)
     rows = token_rows(esm.tokens, esm.source)
-    config = performer_config(esm, attention, nb_features)
+    config = performer_config(esm, attention, nb_features, local_heads, local_window)
     model = PerformerLM(config)
     missing, unexpected = model.load_state_dict(_state(esm, rows), strict=False)
     missing = [k for k in missing if not k.endswith("attn.projection")]  # drawn from feature_seed
@@ -321,7 +331,9 @@ def convert(esm: EsmModel, attention: str = "softmax", nb_features: int = 256) -
     }
     log.info("converted %s (%s): %d layers, dim %d, %d heads -> %s attention%s; dropped ESM tokens %s",
              esm.source, esm.library, config.depth, config.dim, config.heads, attention,
-             f" (m={nb_features})" if attention != "exact" else "", meta["dropped_tokens"])
+             (f" (m={nb_features})" if attention != "exact" else "")
+             + (f", heads 1-{local_heads} exact within {local_window} residues" if local_heads else ""),
+             meta["dropped_tokens"])
     return Converted(config=config, model=model.eval(), token_rows=rows, meta=meta)
 
 
@@ -354,6 +366,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attention", choices=("softmax", "relu", "exact"), default="softmax",
                         help="FAVOR+ softmax (default), FAVOR+ ReLU, or exact attention (reproduces ESM)")
     parser.add_argument("--nb-features", type=int, default=256, help="random features per head (default 256)")
+    parser.add_argument("--local-heads", type=int, default=0, metavar="N",
+                        help="the hybrid: the first N heads of every layer attend exactly within --local-window "
+                             "residues, the others use --attention (default 0: none)")
+    parser.add_argument("--local-window", type=int, default=16, metavar="W",
+                        help="largest distance |t - s| a local head attends to (default 16)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -363,7 +380,7 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.out.with_suffix(".yaml"), "file")
     if args.nb_features < 1:
         raise ValueError(f"--nb-features must be >= 1, got {args.nb_features}")
-    converted = convert(load_esm(args.esm), args.attention, args.nb_features)
+    converted = convert(load_esm(args.esm), args.attention, args.nb_features, args.local_heads, args.local_window)
     save(converted, args.out)
     log.info("wrote %s and %s", args.out, args.out.with_suffix(".yaml"))
     return 0
