@@ -7,8 +7,23 @@ they are split into chunks and the two models alternate chunk by chunk (rotating
 first), so load from other jobs hits both alike. Residues/s = residues embedded / seconds in
 ``Embedder.embed``. Also a few synthetic long proteins (``--long-lengths``), embedded whole.
 
+``score`` (on by default, ``--no-score`` to skip): :func:`protein_performer.score.score_windows`
+(masked objective, one pass, windows of ``--score-max-length`` tokens as the ``score`` command)
+on the same chunks, timed in the same alternation; residues/s = residues of the chunk / seconds.
+
+Next to each measured Performer / exact ratio the report gives the FLOP bound: the best ratio
+possible at equal arithmetic efficiency, per token per layer (:func:`flop_bound`)::
+
+    (G + 2 H L D) / (G + 4 H m D),   G = (4 + 2 ff_mult) dim^2   (= 12 dim^2 for ff_mult 4)
+
+G the block's matrix products (qkv, out, feed-forward), 4 H m D FAVOR+'s (feature projections of
+q and k, K^T V, Q (K^T V)), 2 H L D exact attention's (Q K^T, A V); L the tokens attention sees
+(the bucket's median protein length + 2 for ``<cls>``/``<eos>`` in ``embed``, the median window
+length in ``score``).
+
     python scripts/bench_embed.py [--limit 200] [--threads 2] [--out-md docs/benchmarks/embed.md]
         [--device cpu|cuda]   # cuda: bf16 autocast, the device synchronised around each timer
+        [--no-score] [--score-max-length 8192] [--score-batch-size 1]
 """
 
 from __future__ import annotations
@@ -25,9 +40,12 @@ import numpy as np
 import torch
 
 from bench_common import autocast, machine_description, time_call
+from protein_performer.alphabet import ALPHABET
 from protein_performer.corpus.fasta import CleaningPolicy, read_records
+from protein_performer.datasets import windows_from_sequences
 from protein_performer.embed import Embedder, ProteinInput
 from protein_performer.model import PerformerConfig, PerformerLM
+from protein_performer.score import score_windows
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ECOLI = REPO_ROOT.parent / "shared" / "data" / "UP000000625_83333.fasta.gz"
@@ -37,14 +55,17 @@ BINS = ((1, 256), (257, 512), (513, 1024), (1025, 100_000))
 NOTES = """
 ## Reading the numbers
 
-- The target (Performer not slower) is **not met** at the lengths of most proteins on this CPU.
-  Up to 1,024 residues the exact model is faster (ratios about 0.75-0.9 in two runs of
-  2026-11-29, rising with length). The Performer is faster from L = 2,048 (about 1.3x) and about
-  2.4x faster at L = 8,192, where exact attention's L^2 cost dominates.
-- The gap at short lengths is FAVOR+'s element-wise work on the (B, H, L, m=256) feature tensors.
-  SDPA's fused kernel is cheap at these lengths. The feature map is already a single fused `exp`
-  pass (`softmax_feature_logits`). Fewer features at inference (m = 128), or a fused
-  feature-and-contraction kernel, would be the next steps, in `protein_performer/attention/`.
+- Before the no-gradient FAVOR+ path below, the target (Performer not slower) was **not met** at
+  the lengths of most proteins on this CPU: up to 1,024 residues the exact model was faster
+  (ratios about 0.75-0.9 in two runs of 2026-11-29, rising with length). The Performer was
+  faster from L = 2,048 (about 1.3x) and about 2.4x faster at L = 8,192, where exact attention's
+  L^2 cost dominates.
+- Part of the gap at short lengths is arithmetic, not overhead: FAVOR+ with m = 256 adds
+  4 H m D multiply-adds per token and layer, exact attention 2 H L D, on top of the block's
+  12 dim^2, so at equal efficiency the Performer cannot beat 0.87x at L = 59, 0.93x at 256 and
+  1.0x at 512 (the "FLOP bound" column). The rest was element-wise work on the (B, H, L, m)
+  feature tensors; without gradients `favor_attention` now does it in cache-sized blocks, in
+  place (`_softmax_bidirectional_inference`, same function to ~1e-16 in float64).
   `embed` itself adds no per-residue Python work: both models get identical batches.
 - The earlier table in this file (0.55, 155 vs 283 residues/s) was measured on a heavily loaded
   machine before the feature map was fused; this one was measured with nothing else running.
@@ -66,6 +87,28 @@ class Timing:
     def rate(self) -> float:
         return self.residues / max(self.seconds, 1e-9)
 
+    def add(self, name: str, residues: int, proteins: int, seconds: float) -> None:
+        self.residues += residues
+        self.proteins += proteins
+        self.seconds += seconds
+        acc = self.by_bin.setdefault(name, [0.0, 0.0])
+        acc[0] += residues
+        acc[1] += seconds
+
+    def bin_rate(self, name: str) -> float:
+        residues, seconds = self.by_bin[name]
+        return residues / max(seconds, 1e-9)
+
+
+def flop_bound(config: PerformerConfig, length: float) -> float:
+    """Performer / exact residues/s at equal arithmetic efficiency, for attention over ``length``
+    tokens: multiply-adds per token per layer ``(G + 2 H L D) / (G + 4 H m D)`` with
+    ``G = (4 + 2 ff_mult) dim^2`` (qkv, out and the feed-forward), ``D = dim / heads``."""
+    dim, heads, m = config.dim, config.heads, config.nb_features
+    head_dim = dim // heads
+    gemms = (4 + 2 * config.ff_mult) * dim * dim
+    return (gemms + 2 * heads * length * head_dim) / (gemms + 4 * heads * m * head_dim)
+
 
 def bin_name(lo: int, hi: int) -> str:
     return f"{lo}-{hi}" if hi < 100_000 else f">{lo - 1}"
@@ -82,6 +125,17 @@ def time_embed(embedder: Embedder, proteins: list[ProteinInput]) -> float:
     return time_call(embed, device)
 
 
+def time_score(model: PerformerLM, arrays: list[np.ndarray], args: argparse.Namespace) -> float:
+    """Seconds of ``score_windows`` (masked objective, one pass) on these proteins (residue ids)."""
+
+    def score() -> None:
+        with autocast(args.device):
+            score_windows(model, "mlm", arrays, max_length=args.score_max_length,
+                          batch_size=args.score_batch_size, passes=1)
+
+    return time_call(score, args.device)
+
+
 def create_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--fasta", type=Path, default=ECOLI)
@@ -96,6 +150,10 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--nb-features", type=int, default=256)
     p.add_argument("--out-md", type=Path, default=REPO_ROOT / "docs" / "benchmarks" / "embed.md")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: bf16 autocast")
+    p.add_argument("--score", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time score_windows (mlm, 1 pass) on the same proteins (default on)")
+    p.add_argument("--score-max-length", type=int, default=8192, help="score window length (the score default)")
+    p.add_argument("--score-batch-size", type=int, default=1, help="score windows per batch (the score default)")
     return p
 
 
@@ -113,24 +171,30 @@ def run(args: argparse.Namespace) -> int:
         embedders[kind] = Embedder(PerformerLM(config), token_budget=args.token_budget, device=args.device)
     for e in embedders.values():  # warm-up
         time_embed(e, proteins[:2])
+        if args.score:
+            time_score(e.model, [ALPHABET.encode(p.sequence) for p in proteins[:2]], args)
     timings = {kind: Timing() for kind in KINDS}
+    scores = {kind: Timing() for kind in KINDS}
+    bin_lengths: dict[str, list[int]] = {}  # bin -> protein lengths (embed's L is length + 2)
+    bin_windows: dict[str, list[int]] = {}  # bin -> score window lengths in tokens
     # Chunks of similar length (sorted), so a chunk's time is attributable to one length bin.
     ordered = sorted(proteins, key=lambda p: len(p.sequence))
     chunks = [ordered[i : i + args.chunk] for i in range(0, len(ordered), args.chunk)]
     for c, chunk in enumerate(chunks):
         kinds = list(KINDS) if c % 2 == 0 else list(KINDS)[::-1]
-        residues = sum(len(p.sequence) for p in chunk)
+        lengths = [len(p.sequence) for p in chunk]
+        residues = sum(lengths)
+        median = int(np.median(lengths))
+        name = next(bin_name(lo, hi) for lo, hi in BINS if lo <= median <= hi)
+        bin_lengths.setdefault(name, []).extend(lengths)
+        arrays = [ALPHABET.encode(p.sequence) for p in chunk] if args.score else []
+        if args.score:
+            windows = windows_from_sequences(arrays, args.score_max_length)
+            bin_windows.setdefault(name, []).extend(len(w) for w in windows)
         for kind in kinds:
-            seconds = time_embed(embedders[kind], chunk)
-            t = timings[kind]
-            t.residues += residues
-            t.proteins += len(chunk)
-            t.seconds += seconds
-            median = int(np.median([len(p.sequence) for p in chunk]))
-            name = next(bin_name(lo, hi) for lo, hi in BINS if lo <= median <= hi)
-            acc = t.by_bin.setdefault(name, [0.0, 0.0])
-            acc[0] += residues
-            acc[1] += seconds
+            timings[kind].add(name, residues, len(chunk), time_embed(embedders[kind], chunk))
+            if args.score:
+                scores[kind].add(name, residues, len(chunk), time_score(embedders[kind].model, arrays, args))
         log.info("chunk %d/%d (%d residues): %s", c + 1, len(chunks), residues,
                  ", ".join(f"{k} {timings[k].rate:,.0f} res/s" for k in KINDS))
     long_rows = []
@@ -143,20 +207,26 @@ def run(args: argparse.Namespace) -> int:
             e.token_budget = max(e.token_budget, n + 2)
             e.max_length = max(e.max_length, n)
             row[kind] = n / time_embed(e, [ProteinInput(f"long{n}", seq)])
+            if args.score:
+                row[f"score_{kind}"] = n / time_score(e.model, [ALPHABET.encode(seq)], args)
         long_rows.append(row)
         log.info("synthetic L=%d: %s", n, ", ".join(f"{k} {row[k]:,.0f} res/s" for k in KINDS))
-    write_markdown(args, proteins, timings, long_rows)
+    config = embedders["softmax"].model.config
+    write_markdown(args, proteins, timings, long_rows, scores if args.score else None, config, bin_lengths,
+                   bin_windows)
     return 0
 
 
-def write_markdown(args, proteins, timings: dict[str, Timing], long_rows: list[dict]) -> None:
+def write_markdown(args, proteins, timings: dict[str, Timing], long_rows: list[dict],
+                   scores: dict[str, Timing] | None, config: PerformerConfig, bin_lengths: dict[str, list[int]],
+                   bin_windows: dict[str, list[int]]) -> None:
     perf, exact = timings["softmax"], timings["exact"]
     lengths = np.array([len(p.sequence) for p in proteins])
     lines = [
         "# Embedding throughput: Performer vs exact attention",
         "",
         f"`python scripts/bench_embed.py --limit {args.limit} --threads {args.threads} "
-        f"--long-lengths {args.long_lengths}` "
+        f"--long-lengths {args.long_lengths}{'' if args.score else ' --no-score'}` "
         f"({datetime.date.today().isoformat()}). Random-init `PerformerLM` of shape dim {args.dim}, depth "
         f"{args.depth}, heads {args.heads} (m={args.nb_features} random features for FAVOR+), identical but for "
         f"`attention`; `Embedder` with token budget {args.token_budget} (proteins sorted by length, "
@@ -176,20 +246,46 @@ def write_markdown(args, proteins, timings: dict[str, Timing], long_rows: list[d
         lines.append(f"| {KINDS[kind]} | {t.proteins:,} | {t.residues:,} | {t.seconds:.1f} | {t.rate:,.0f} | "
                      f"{t.proteins / max(t.seconds, 1e-9):.2f} |")
     lines += ["", f"Performer / exact residues/s: **{perf.rate / exact.rate:.2f}** (target >= 1).", "",
-              "By protein length (chunk median):", "",
-              "| length | Performer residues/s | exact residues/s | ratio |", "|---|---:|---:|---:|"]
+              "By protein length (chunk median). FLOP bound: the best Performer / exact ratio at equal "
+              "arithmetic efficiency, `(G + 2 H L D) / (G + 4 H m D)` multiply-adds per token and layer with "
+              f"G = {(4 + 2 * config.ff_mult)} dim^2, at L = the bin's median length + 2 (`<cls>`, `<eos>`):", "",
+              "| length | median | Performer residues/s | exact residues/s | ratio | FLOP bound |",
+              "|---|---:|---:|---:|---:|---:|"]
     for lo, hi in BINS:
         name = bin_name(lo, hi)
         if name in perf.by_bin:
-            p = perf.by_bin[name][0] / perf.by_bin[name][1]
-            e = exact.by_bin[name][0] / exact.by_bin[name][1]
-            lines.append(f"| {name} | {p:,.0f} | {e:,.0f} | {p / e:.2f} |")
+            p, e = perf.bin_rate(name), exact.bin_rate(name)
+            median = float(np.median(bin_lengths[name]))
+            lines.append(f"| {name} | {median:.0f} | {p:,.0f} | {e:,.0f} | {p / e:.2f} | "
+                         f"{flop_bound(config, median + 2):.2f} |")
+    if scores is not None:
+        sp, se = scores["softmax"], scores["exact"]
+        lines += ["", f"`score_windows` (masked objective, 1 pass, windows of {args.score_max_length} tokens, "
+                  f"batch {args.score_batch_size}) on the same proteins: Performer / exact residues/s "
+                  f"**{sp.rate / se.rate:.2f}**; score / embed residues/s: Performer {sp.rate / perf.rate:.2f}, "
+                  f"exact {se.rate / exact.rate:.2f}. FLOP bound at the bin's median window length:", "",
+                  "| length | window | Performer residues/s | exact residues/s | ratio | FLOP bound | "
+                  "Performer score / embed | exact score / embed |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for lo, hi in BINS:
+            name = bin_name(lo, hi)
+            if name in sp.by_bin:
+                p, e = sp.bin_rate(name), se.bin_rate(name)
+                window = float(np.median(bin_windows[name]))
+                lines.append(f"| {name} | {window:.0f} | {p:,.0f} | {e:,.0f} | {p / e:.2f} | "
+                             f"{flop_bound(config, window):.2f} | {p / perf.bin_rate(name):.2f} | "
+                             f"{e / exact.bin_rate(name):.2f} |")
     if long_rows:
-        lines += ["", "Synthetic single long proteins, embedded whole (batch of one):", "",
-                  "| length | Performer residues/s | exact residues/s | ratio |", "|---:|---:|---:|---:|"]
+        lines += ["", "Synthetic single long proteins, embedded whole (batch of one)"
+                  + (f"; score in windows of {args.score_max_length}" if scores is not None else "") + ":", "",
+                  "| length | Performer residues/s | exact residues/s | ratio | FLOP bound |"
+                  + (" score ratio |" if scores is not None else ""),
+                  "|---:|---:|---:|---:|---:|" + ("---:|" if scores is not None else "")]
         for row in long_rows:
-            lines.append(f"| {row['length']:,} | {row['softmax']:,.0f} | {row['exact']:,.0f} | "
-                         f"{row['softmax'] / row['exact']:.2f} |")
+            line = (f"| {row['length']:,} | {row['softmax']:,.0f} | {row['exact']:,.0f} | "
+                    f"{row['softmax'] / row['exact']:.2f} | {flop_bound(config, row['length'] + 2):.2f} |")
+            if scores is not None:
+                line += f" {row['score_softmax'] / row['score_exact']:.2f} |"
+            lines.append(line)
     args.out_md.parent.mkdir(parents=True, exist_ok=True)
     notes = NOTES if args.device == "cpu" else ""  # NOTES read the CPU runs
     args.out_md.write_text("\n".join(lines) + "\n" + notes)

@@ -338,3 +338,91 @@ def test_causal_rows_at_large_norms_ignore_the_future_bit_for_bit(dtype):
         v2[:, :, t + 1:] = 1e6
         out = favor_attention(q2, k2, v2, w, causal=True, chunk_size=64)
         assert torch.equal(out[:, :, : t + 1], base[:, :, : t + 1]), f"position <= {t} changed"
+
+
+# --------------------------------------------------------------------------- inference fast path
+
+
+def _training_path(q, k, v, w, **kw):
+    """favor_attention through the autograd path (a query that requires grad), detached."""
+    return favor_attention(q.clone().requires_grad_(), k, v, w, **kw).detach()
+
+
+@pytest.mark.parametrize("scale", [1.0, 30.0])
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("favorpp", [False, True])
+@pytest.mark.parametrize("block_rows", [None, 40, 300])  # None: the default blocking (one block here)
+def test_inference_path_equals_training_path(scale, padded, favorpp, block_rows, monkeypatch):
+    """No-gradient bidirectional softmax attention (blocked, in place) is the function of the
+    autograd path: float64 agreement to 1e-12 relative at every real position, at x1 and x30
+    norms, with padding and with FAVOR++'s A; blocks over sequences (300) and over heads (40)."""
+    from protein_performer.attention import linear
+
+    if block_rows is not None:
+        monkeypatch.setattr(linear, "INFERENCE_BLOCK_ROWS", block_rows)
+    q, k, v = _qkv(B=3, H=4, L=37, D=16, scale=scale, seed=3)
+    w = gaussian_orthogonal_matrix(32, 16, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    mask = None
+    if padded:
+        mask = torch.ones(3, 37, dtype=torch.bool)
+        mask[0, 30:] = False
+        mask[2, 5:] = False
+        k[0, :, 33] = float("nan")  # a padded key's garbage must not leak (as in the autograd path)
+        v[2, :, 20] = float("inf")
+    a = torch.tensor([-0.1, -0.3, 0.0, -0.02], dtype=torch.float64) if favorpp else None
+    want = _training_path(q, k, v, w, key_padding_mask=mask, feature_a=a)
+    with torch.inference_mode():
+        got = favor_attention(q, k, v, w, key_padding_mask=mask, feature_a=a)
+    real = torch.ones(3, 37, dtype=torch.bool) if mask is None else mask
+    real = real[:, None, :].expand(3, 4, 37)  # (B, H, L)
+    assert torch.isfinite(got[real]).all()
+    err = (got[real] - want[real]).abs().max() / want[real].abs().max()
+    assert err <= 1e-12
+
+
+@pytest.mark.parametrize("context", ["inference_mode", "no_grad", "plain_inputs", "training"])
+def test_inference_path_is_taken_without_gradients_only(context, monkeypatch):
+    """The fast path serves inference_mode, no_grad and inputs that need no gradient; with a
+    gradient to compute, the autograd path runs and gradients reach q, k and v."""
+    from protein_performer.attention import linear
+
+    calls = []
+    fast = linear._softmax_bidirectional_inference
+    monkeypatch.setattr(linear, "_softmax_bidirectional_inference", lambda *a: calls.append(1) or fast(*a))
+    q, k, v = _qkv(B=2, H=2, L=11, D=8)
+    w = gaussian_orthogonal_matrix(16, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    mask = torch.ones(2, 11, dtype=torch.bool)
+    mask[1, 7:] = False
+    if context == "training":
+        q, k, v = (t.requires_grad_() for t in (q, k, v))
+        out = favor_attention(q, k, v, w, key_padding_mask=mask)
+        out[mask[:, None, :].expand(2, 2, 11)].square().sum().backward()
+        assert not calls
+        assert all(t.grad is not None and torch.isfinite(t.grad).all() and t.grad.abs().sum() > 0 for t in (q, k, v))
+        return
+    ctx = {"inference_mode": torch.inference_mode, "no_grad": torch.no_grad}.get(context)
+    if ctx is None:
+        favor_attention(q, k, v, w, key_padding_mask=mask)
+    else:
+        with ctx():
+            favor_attention(q.requires_grad_(), k, v, w, key_padding_mask=mask)
+    assert calls == [1]
+    for kw in (dict(causal=True), dict(kernel="relu")):  # only the bidirectional softmax kernel
+        with torch.inference_mode():
+            favor_attention(q.detach(), k, v, w, **kw)
+    assert calls == [1]
+
+
+def test_inference_path_serves_a_model_in_eval():
+    """A Performer's embeddings under inference_mode equal those computed with gradients on
+    (float64, padded batch): the model-level view of the equivalence above."""
+    torch.manual_seed(0)
+    config = PerformerConfig(dim=32, depth=2, heads=4, nb_features=16, dropout=0.0)
+    model = PerformerLM(config).double().eval()
+    ids = torch.randint(5, 25, (3, 19))
+    mask = torch.ones(3, 19, dtype=torch.bool)
+    mask[1, 12:] = False
+    want = model(ids, mask).logits  # parameters require grad: the autograd path
+    with torch.inference_mode():
+        got = model(ids, mask).logits
+    torch.testing.assert_close(got[mask], want.detach()[mask], rtol=1e-12, atol=1e-12)

@@ -92,24 +92,45 @@ def favorpp_coefficient(rho: Tensor) -> Tensor:
     return (1 - 2 * rho - torch.sqrt((2 * rho + 1) ** 2 + 8 * rho)) / 16
 
 
-def softmax_log_terms(x: Tensor, projection: Tensor, a: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def _softmax_projection(xs: Tensor, projection: Tensor, a: Tensor | None, out: Tensor | None) -> Tensor:
+    """``W x'`` (FAVOR+) or ``sqrt(1 - 4A) W x' + A |w|^2`` (FAVOR++) of already scaled x' (..., L, d):
+    (..., L, m). With ``out`` (no gradient needed) the product is written into it and the FAVOR++
+    terms are applied in place: the same values, no new (..., L, m) tensor."""
+    proj = torch.matmul(xs, projection.t().to(xs.dtype), out=out)  # (..., L, m)
+    if a is not None:
+        a = a.to(xs.dtype)
+        b = torch.sqrt(1 - 4 * a)  # (..., 1, 1)
+        norms = (projection.to(xs.dtype) ** 2).sum(dim=-1)  # (m,)
+        proj = proj * b + a * norms if out is None else proj.mul_(b).add_(a * norms)
+    return proj
+
+
+def softmax_log_terms(
+    x: Tensor, projection: Tensor, a: Tensor | None = None, *, out: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """The two parts of log phi(x): ``(proj, half_sq)`` with ``log(sqrt(m) phi(x)) = proj - half_sq``.
 
     ``proj`` (..., L, m) is ``W x'`` (FAVOR+), or ``sqrt(1 - 4A) W x' + A |w|^2`` (FAVOR++ with
     ``a`` = A broadcastable to (..., 1, 1), e.g. one value per head (H, 1, 1)); ``half_sq`` (..., L)
     is ``|x'|^2 / 2`` (minus ``log D = d/4 log(1 - 4A)`` for FAVOR++). ``x' = x / d^(1/4)``.
+    ``out``: an (..., L, m) tensor to write ``proj`` into (inference only: no gradient).
     """
     d = x.shape[-1]
     x = x * d**-0.25  # (..., L, d)
-    proj = x @ projection.t().to(x.dtype)  # (..., L, m)
+    proj = _softmax_projection(x, projection, a, out)  # (..., L, m)
     half_sq = 0.5 * (x * x).sum(dim=-1)  # (..., L)
     if a is not None:
-        a = a.to(x.dtype)
-        b = torch.sqrt(1 - 4 * a)  # (..., 1, 1)
-        norms = (projection.to(x.dtype) ** 2).sum(dim=-1)  # (m,)
-        proj = proj * b + a * norms
-        half_sq = half_sq - (0.25 * d * torch.log(1 - 4 * a)).squeeze(-1)
+        half_sq = half_sq - (0.25 * d * torch.log(1 - 4 * a.to(x.dtype))).squeeze(-1)
     return proj, half_sq
+
+
+def softmax_query_logits(
+    x: Tensor, projection: Tensor, a: Tensor | None = None, *, out: Tensor | None = None
+) -> Tensor:
+    """``proj`` of :func:`softmax_log_terms` alone, (..., L, d) -> (..., L, m): log phi(x) up to a
+    per-row constant, all a query needs (its |x'|^2 factor cancels in the attention ratio).
+    ``out``: an (..., L, m) tensor to write into (inference only: no gradient)."""
+    return _softmax_projection(x * x.shape[-1] ** -0.25, projection, a, out)
 
 
 def softmax_feature_logits(x: Tensor, projection: Tensor, a: Tensor | None = None) -> tuple[Tensor, Tensor]:

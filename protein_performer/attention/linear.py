@@ -25,6 +25,11 @@ have dropped to ~1e-11 of it) and recomputed with per-feature *running* referenc
 (:func:`_causal_per_feature`), the causal form of the bidirectional stabiliser. Whether a row is
 recomputed, and its value, depend on positions <= t only, so causality stays exact bit for bit.
 
+Without gradients (inference), bidirectional softmax-kernel attention takes
+:func:`_softmax_bidirectional_inference`: the same stabilisers and operations, done in place over
+cache-sized blocks of sequences and heads (the feature tensors, not the products, dominated its
+time at protein lengths). Float64 results equal the autograd path's to rounding (~1e-16).
+
 Shapes: q, k, v are (B, H, L, D); projection is (m, D); outputs are (B, H, L, D).
 """
 
@@ -37,10 +42,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from protein_performer.attention.features import relu_features, softmax_feature_logits, softmax_log_terms
+from protein_performer.attention.features import (
+    relu_features,
+    softmax_feature_logits,
+    softmax_log_terms,
+    softmax_query_logits,
+)
 
 Kernel = Literal["softmax", "relu"]
 DEFAULT_CHUNK_SIZE = 128
+INFERENCE_BLOCK_ROWS = 2048
+"""On CPU, inference (no-gradient) bidirectional softmax attention runs over blocks of about this
+many (sequence, head, position) rows, so its (rows, m) feature buffer stays in cache (2 MiB at
+m = 256). Other devices take the whole batch as one block."""
 
 
 def _head_coefficient(a: Tensor | None) -> Tensor | None:
@@ -69,19 +83,24 @@ def _mask_keys(v1: Tensor, log_scale: Tensor | None, key_padding_mask: Tensor | 
     return v1, log_scale
 
 
-def _ratio(out: Tensor) -> Tensor:
-    """Split (..., D + 1) into numerator / denominator; the last channel is the normaliser."""
+def _ratio(out: Tensor, *, inplace: bool = False) -> Tensor:
+    """Split (..., D + 1) into numerator / denominator; the last channel is the normaliser.
+    ``inplace`` (no gradient): divide the numerator channels of ``out`` and return that view."""
     num, den = out[..., :-1], out[..., -1:]
-    return num / den.clamp_min(torch.finfo(den.dtype).tiny)
+    den = den.clamp_min(torch.finfo(den.dtype).tiny)  # (..., 1)
+    return num.div_(den) if inplace else num / den
 
 
-def _key_logits(k: Tensor, projection: Tensor, a: Tensor | None, key_padding_mask: Tensor | None) -> Tensor:
+def _key_logits(
+    k: Tensor, projection: Tensor, a: Tensor | None, key_padding_mask: Tensor | None, out: Tensor | None = None
+) -> Tensor:
     """(B, H, L, D) -> (B, H, L, m): log phi(k) up to one constant, -inf at padded keys (mask
-    (B, L), True = real). ``a``: FAVOR++'s A per head, already (H, 1, 1)."""
-    kp, k_sq = softmax_log_terms(k, projection, a)
+    (B, L), True = real). ``a``: FAVOR++'s A per head, already (H, 1, 1). ``out``: a (B, H, L, m)
+    tensor to write into (no gradient)."""
+    kp, k_sq = softmax_log_terms(k, projection, a, out=out)
     logk = kp.sub_(k_sq.unsqueeze(-1))
-    if key_padding_mask is not None:
-        logk = logk.masked_fill(~key_padding_mask[:, None, :, None], float("-inf"))
+    if key_padding_mask is not None:  # in place: kp is this function's own tensor
+        logk.masked_fill_(~key_padding_mask[:, None, :, None], float("-inf"))
     return logk
 
 
@@ -92,13 +111,84 @@ def _softmax_bidirectional_features(
     docstring): every key feature is at most 1 and reaches 1 at its best key; every query's
     largest feature, weighted by that key reference, is exactly 1. Padded keys are exact zeros."""
     a = _head_coefficient(a)
-    logk = _key_logits(k, projection, a, key_padding_mask)  # (B, H, L, m)
-    ref = logk.detach().amax(dim=-2, keepdim=True).clamp_min(torch.finfo(logk.dtype).min)  # (B, H, 1, m)
-    kf = logk.sub_(ref).exp_()
+    kf, ref = _stabilised_keys(_key_logits(k, projection, a, key_padding_mask))  # (B, H, L, m), (B, H, 1, m)
     qp, _ = softmax_log_terms(q, projection, a)  # |q'|^2 is one factor per row: it cancels
-    logq = qp.add_(ref)  # (B, H, L, m)
-    qf = logq.sub_(logq.detach().amax(dim=-1, keepdim=True)).exp_()
-    return qf, kf
+    return _stabilised_queries(qp, ref), kf
+
+
+def _stabilised_keys(logk: Tensor) -> tuple[Tensor, Tensor]:
+    """Key logits (..., L, m), -inf at padded keys -> (features, reference): each feature referenced
+    to its largest key logit (..., 1, m) (a finite floor when every key is padded). In place."""
+    ref = logk.detach().amax(dim=-2, keepdim=True).clamp_min(torch.finfo(logk.dtype).min)  # (..., 1, m)
+    return logk.sub_(ref).exp_(), ref
+
+
+def _stabilised_queries(logq: Tensor, ref: Tensor) -> Tensor:
+    """Query logits (..., L, m), any per-row shift, and the keys' reference (..., 1, m) ->
+    features whose largest, weighted by the key reference, is exactly 1 per row. In place."""
+    logq = logq.add_(ref)  # (..., L, m)
+    return logq.sub_(logq.detach().amax(dim=-1, keepdim=True)).exp_()
+
+
+def _softmax_bidirectional_inference(
+    q: Tensor, k: Tensor, v: Tensor, projection: Tensor, a: Tensor | None, key_padding_mask: Tensor | None
+) -> Tensor:
+    """Bidirectional softmax-kernel FAVOR+ when no gradient is needed: (B, H, L, D) -> (B, H, L, D).
+
+    The same function as :func:`_softmax_bidirectional_features`, :func:`_bidirectional` and
+    :func:`_ratio` (same stabilisers, same operations on the same values, per sequence and head),
+    arranged for memory traffic: at protein lengths the element-wise passes over the (B, H, L, m)
+    features, and allocating them (mostly page faults on CPU), cost as much as the matrix products.
+    Sequences and heads are taken a block of about :data:`INFERENCE_BLOCK_ROWS` rows at a time,
+    and one cache-sized buffer holds a block's key logits and then, once K^T [V, 1] is formed,
+    its query logits. Masking, stabilisers, exp and the ratio are in place; the queries' |q'|^2
+    (it cancels) is not computed. Every sequence and head is computed alone, so the blocking
+    changes nothing beyond rounding.
+    """
+    B, H, L, D = q.shape
+    m = projection.shape[0]
+    a = _head_coefficient(a)  # (H, 1, 1) | None
+    out = q.new_empty(B, H, L, D + 1)  # (B, H, L, D + 1): numerators and the normaliser
+    rows = INFERENCE_BLOCK_ROWS if q.device.type == "cpu" else B * H * L  # accelerators: one block
+    # A block is (nb sequences, all heads) or, for long sequences, (1 sequence, nh heads).
+    nb, nh = (max(1, rows // max(1, H * L)), H) if H * L <= rows else (1, max(1, rows // L))
+    buf = q.new_empty(min(nb, B), min(nh, H), L, m)  # reused by every block: key, then query logits
+    v1_buf = q.new_empty(min(nb, B), min(nh, H), L, D + 1)
+    for b0 in range(0, B, nb):
+        b1 = min(b0 + nb, B)
+        keep = None if key_padding_mask is None else key_padding_mask[b0:b1]  # (b, L)
+        for h0 in range(0, H, nh):
+            h1 = min(h0 + nh, H)
+            qb, kb, vb = (t[b0:b1, h0:h1] for t in (q, k, v))  # (b, h, L, D)
+            ab = None if a is None else a[h0:h1]  # (h, 1, 1)
+            work, v1 = buf[: b1 - b0, : h1 - h0], v1_buf[: b1 - b0, : h1 - h0]  # contiguous
+            v1[..., :D].copy_(vb)
+            v1[..., D].fill_(1.0)  # (b, h, L, D + 1): last channel sums the normaliser
+            logk = _key_logits(kb, projection, ab, None, out=work)  # (b, h, L, m)
+            if keep is not None and not bool(keep.all()):  # padded keys: -inf logits, zero values
+                padded = _padded_rows(keep, h1 - h0)  # (P,) rows of (b * h * L, .)
+                logk.view(-1, m).index_fill_(0, padded, float("-inf"))
+                v1.view(-1, D + 1).index_fill_(0, padded, 0.0)  # no 0 * nan from padded values
+            kf, ref = _stabilised_keys(logk)  # (b, h, L, m), (b, h, 1, m)
+            kv = kf.transpose(-2, -1) @ v1  # (b, h, m, D + 1); the buffer is free again
+            qf = _stabilised_queries(softmax_query_logits(qb, projection, ab, out=work), ref)  # (b, h, L, m)
+            torch.matmul(qf, kv, out=out[b0:b1, h0:h1])  # (b, h, L, D + 1)
+    return _ratio(out, inplace=True)  # (B, H, L, D), a view of out
+
+
+def _padded_rows(keep: Tensor, heads: int) -> Tensor:
+    """keep (b, L) bool, True at real tokens -> (P,) indices of the padded rows of a contiguous
+    (b, heads, L, .) tensor viewed as (b * heads * L, .). Filling those rows costs O(P), where a
+    broadcast masked_fill_ walks the whole tensor."""
+    b, L = keep.shape
+    pb, pl = (~keep).nonzero(as_tuple=True)  # (P0,) each
+    heads_ = torch.arange(heads, device=keep.device)
+    return ((pb[:, None] * heads + heads_[None, :]) * L + pl[:, None]).reshape(-1)
+
+
+def _needs_grad(*tensors: Tensor | None) -> bool:
+    """Whether autograd would record an operation on these tensors."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 def _bidirectional(qf: Tensor, kf: Tensor, v1: Tensor) -> Tensor:
@@ -274,6 +364,9 @@ def favor_attention(
             q, k, v = q.float(), k.float(), v.float()  # autocast: rotary may leave q, k fp32, v bf16
         if feature_a is not None and kernel != "softmax":
             raise ValueError("feature_a (FAVOR++) applies to the softmax kernel only")
+        if kernel == "softmax" and not causal and not _needs_grad(q, k, v, projection, feature_a):
+            out = _softmax_bidirectional_inference(q, k, v, projection, feature_a, key_padding_mask)
+            return out.to(out_dtype)
         v1 = F.pad(v, (0, 1), value=1.0)  # (B, H, L, D + 1): last channel sums the normaliser
         if kernel == "softmax" and not causal:  # per-feature stabilisers; padded keys are zeros
             qf, kf = _softmax_bidirectional_features(q, k, projection, feature_a, key_padding_mask)
