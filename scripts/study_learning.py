@@ -14,6 +14,8 @@ neighbour-context n-gram, with paired 95% bootstrap intervals over windows (as `
         --budget-seconds 300 --speeds outputs/study/speed-L8192.json --tag l8192
     # how well FAVOR+ estimates the attention a trained exact model learned, per layer
     python scripts/study_learning.py approx --weights outputs/study/l512/exact.pt
+    # the trained exact model's weights in each variant: zero-shot, then fine-tuned at equal steps
+    python scripts/study_learning.py transfer --weights outputs/study/l512/exact.pt
     # tables and figure from every saved run: docs/benchmarks/learning.md, docs/figures/learning_*.png
     python scripts/study_learning.py report
 
@@ -66,6 +68,8 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "segments": {"config": {"segment_attention": True}},
     # section 1 ablations of plain FAVOR+ (softmax)
     "m256": {"config": {"nb_features": 256}},
+    "m1024": {"config": {"nb_features": 1024}},
+    "hybrid-3local-w64": {"config": {"local_heads": 3, "local_window": 64}},
     "sqrt_d": {"config": {"feature_scaling": "sqrt_d"}},
     "redraw-never": {"model": {"redraw_interval": 0}},
     "redraw-100": {"model": {"redraw_interval": 100}},
@@ -236,6 +240,55 @@ def run_variant(variant: str, args: argparse.Namespace) -> dict:
     return record
 
 
+def _split_score(model: PerformerLM, args: argparse.Namespace) -> dict:
+    split = open_split(args.data_dir, args.split)
+    proteins = [np.asarray(split.protein(i)) for i in range(min(len(split), args.max_proteins or len(split)))]
+    result = score_windows(model.eval(), "mlm", proteins, max_length=512, batch_size=8, seed=0, passes=args.passes)
+    return {"perplexity": result.perplexity, "accuracy": result.accuracy, "tokens": result.tokens}
+
+
+def transfer(args: argparse.Namespace) -> Path:
+    """A trained exact model's weights in each variant of ``--variants`` (same shape; FAVOR+
+    projections drawn afresh), scored on ``--split`` as they are (zero-shot); the variants of
+    ``--fine-tune`` then train ``--steps`` steps from those weights (lr ``--lr``, no warm-up, a cosine
+    over the steps, the study's data recipe). Writes outputs/study/transfer.json."""
+    saved = torch.load(args.weights, weights_only=True)
+    if saved["performer_config"]["attention"] != "exact":
+        raise SystemExit(f"transfer: {args.weights} is a {saved['performer_config']['attention']} model; "
+                         "pass an exact one (outputs/study/TAG/exact.pt)")
+    weights = {k: v for k, v in saved["state_dict"].items() if not k.endswith("attn.projection")}
+    args.length, args.batch_size = 512, 8
+    exact = PerformerLM(PerformerConfig(**saved["performer_config"]))
+    exact.load_state_dict(saved["state_dict"])
+    rows = [{"variant": "exact (source)", "zero_shot": _split_score(exact, args)}]
+    log.info("exact source: %s ppl %.3f", args.split, rows[0]["zero_shot"]["perplexity"])
+    for variant in args.variants:
+        config, model_kw, data_kw = _recipe(variant, args)
+        pl.seed_everything(args.seed, workers=True)
+        module = ProteinLM(config=PerformerConfig(**config), objective="mlm", lr=args.lr, warmup_steps=0,
+                           schedule="cosine", weight_decay=model_kw["weight_decay"],
+                           redraw_interval=model_kw["redraw_interval"])
+        missing, unexpected = module.model.load_state_dict(weights, strict=False)
+        if unexpected or any(not k.endswith("attn.projection") for k in missing):
+            raise SystemExit(f"transfer: {variant} does not have the exact model's shape ({missing}, {unexpected})")
+        row = {"variant": variant, "overrides": VARIANTS[variant], "zero_shot": _split_score(module.model, args)}
+        log.info("%s zero-shot: ppl %.3f", variant, row["zero_shot"]["perplexity"])
+        if variant in args.fine_tune:
+            module.model.train()  # scoring left it in eval mode
+            dm = ProteinDataModule(str(args.data_dir), objective="mlm", **data_kw)
+            trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=args.steps, logger=False,
+                                 enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                                 limit_val_batches=0, gradient_clip_val=1.0)
+            trainer.fit(module, dm)
+            row.update(steps=args.steps, lr=args.lr, fine_tuned=_split_score(module.model, args))
+            log.info("%s after %d steps: ppl %.3f", variant, args.steps, row["fine_tuned"]["perplexity"])
+        rows.append(row)
+    out = Path(args.weights).parents[1] / "transfer.json"
+    out.write_text(json.dumps({"weights": str(args.weights), "split": args.split, "passes": args.passes,
+                               "rows": rows}, indent=1) + "\n")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -283,6 +336,19 @@ def main(argv: list[str] | None = None) -> int:
     approx.add_argument("--weights", type=Path, required=True, help="outputs/study/TAG/exact.pt")
     approx.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     approx.add_argument("--features", type=int, nargs="+", default=[64, 256, 1024])
+    move = sub.add_parser("transfer", help="a trained exact model's weights in other variants, zero-shot and "
+                                           "fine-tuned at equal steps")
+    move.add_argument("--weights", type=Path, required=True, help="outputs/study/TAG/exact.pt")
+    move.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    move.add_argument("--split", default="valid", choices=("valid", "test"))
+    move.add_argument("--passes", type=int, default=1)
+    move.add_argument("--max-proteins", type=int, default=0, help="score only the split's first N (0: all)")
+    move.add_argument("--variants", nargs="+", choices=sorted(VARIANTS),
+                      default=["favor-softmax", "m256", "m1024", "favor-relu", "hybrid-3local", "hybrid-3local-w64"])
+    move.add_argument("--fine-tune", nargs="*", choices=sorted(VARIANTS), default=["favor-softmax", "hybrid-3local"])
+    move.add_argument("--steps", type=int, default=1000)
+    move.add_argument("--lr", type=float, default=2.5e-4, help="reproduce's transfer lr (its lr / 4)")
+    move.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
@@ -307,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         from study_report import similarity_study  # noqa: PLC0415
 
         similarity_study(args)
+    elif args.command == "transfer":
+        transfer(args)
     elif args.command == "approx":
         from study_report import approximation_study  # noqa: PLC0415 (script-local module)
 

@@ -114,6 +114,26 @@ def approximation_table(path: Path) -> str:
     return "\n".join(lines)
 
 
+def transfer_table(path: Path) -> str:
+    saved = json.loads(path.read_text())
+    source = saved["rows"][0]["zero_shot"]["perplexity"]
+    lines = ["| variant | zero-shot perplexity | vs exact | fine-tuned perplexity | vs exact | share of the loss "
+             "recovered |", "|---|---:|---:|---:|---:|---:|"]
+    for r in saved["rows"]:
+        z = r["zero_shot"]["perplexity"]
+        row = f"| {r['variant']} | {z:.3f} | {z / source - 1:+.1%} |"
+        if "fine_tuned" in r:
+            a = r["fine_tuned"]["perplexity"]
+            share = f"{(z - a) / (z - source):.0%}" if z > source else "n/a"
+            row += f" {a:.3f} ({r['steps']} steps) | {a / source - 1:+.1%} | {share} |"
+        else:
+            row += " | | |"
+        lines.append(row)
+    return (f"`{saved['weights']}` (the equal-steps exact model), scored on the {saved['split']} split "
+            f"({saved['passes']} mask{'s' if saved['passes'] > 1 else ''}). Fine-tuning: lr "
+            f"{saved['rows'][-1].get('lr', 0):g}, no warm-up, a cosine over the steps.\n\n" + "\n".join(lines))
+
+
 def write_report(root: Path, docs: Path) -> Path:
     from bench_common import machine_description, write_marked_block
 
@@ -136,6 +156,11 @@ def write_report(root: Path, docs: Path) -> Path:
                      "Same q and k (validation windows of 512), the exact softmax rows against FAVOR+'s "
                      "implicit weights; TV = total-variation distance per row; sharp rows have a largest "
                      "weight above 0.3.\n\n" + approximation_table(approx))
+    moved = root / "transfer.json"
+    if moved.exists():
+        parts.append("### The exact model's weights in a Performer (transfer)\n\n"
+                     "`python scripts/study_learning.py transfer --weights outputs/study/l512/exact.pt`: "
+                     + transfer_table(moved))
     similarity = root / "similarity.json"
     if similarity.exists():
         rows = json.loads(similarity.read_text())

@@ -1,0 +1,52 @@
+"""scripts/study_learning.py transfer: a trained exact model's weights in other variants."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def _script(name: str):
+    sys.path.insert(0, str(SCRIPTS))
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _save(model, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"performer_config": model.config.to_dict(), "state_dict": model.state_dict()}, path)
+    return path
+
+
+def test_transfer_scores_zero_shot_and_fine_tunes_the_chosen_variants(prepared_ecoli, tmp_path):
+    from protein_performer.model import PerformerConfig, PerformerLM
+
+    study, report = _script("study_learning"), _script("study_report")
+    config, _, _ = study._recipe("exact", type("A", (), {"length": 512, "batch_size": 8, "seed": 0})())
+    torch.manual_seed(0)
+    weights = _save(PerformerLM(PerformerConfig(**config)), tmp_path / "l512" / "exact.pt")
+    common = ["--data-dir", str(prepared_ecoli), "--max-proteins", "6", "--steps", "2"]
+    assert study.main(["transfer", "--weights", str(weights), "--variants", "favor-softmax", "hybrid-3local",
+                       "--fine-tune", "hybrid-3local", *common]) == 0
+    saved = json.loads((tmp_path / "transfer.json").read_text())
+    assert [r["variant"] for r in saved["rows"]] == ["exact (source)", "favor-softmax", "hybrid-3local"]
+    assert all(math.isfinite(r["zero_shot"]["perplexity"]) for r in saved["rows"])
+    assert ["fine_tuned" in r for r in saved["rows"]] == [False, False, True]
+    # the swap changes the attention only: a FAVOR+ estimate of the same weights, not the same model
+    assert saved["rows"][1]["zero_shot"]["perplexity"] != saved["rows"][0]["zero_shot"]["perplexity"]
+    table = report.transfer_table(tmp_path / "transfer.json")
+    assert "| hybrid-3local |" in table and "(2 steps)" in table and "recovered" in table
+
+    favor = PerformerLM(PerformerConfig(**dict(config, attention="softmax")))
+    with pytest.raises(SystemExit, match="pass an exact one"):
+        study.main(["transfer", "--weights", str(_save(favor, tmp_path / "f" / "favor.pt")), *common])
