@@ -60,6 +60,11 @@ NOTES = """
   (ratios about 0.75-0.9 in two runs of 2026-11-29, rising with length). The Performer was
   faster from L = 2,048 (about 1.3x) and about 2.4x faster at L = 8,192, where exact attention's
   L^2 cost dominates.
+- With that path (run of 2026-11-29 with nothing else running: 0.95 overall; 0.87 / 0.92 / 1.08
+  in the three buckets against FLOP bounds of 0.87 / 0.95 / 1.10) the Performer is at its
+  arithmetic bound in every bucket and at least as fast as exact from 513 residues; below that,
+  1.0x would take fewer random features than the model was trained with. Rerunning rewrites the
+  tables above, not this note: compare them with the bound column.
 - Part of the gap at short lengths is arithmetic, not overhead: FAVOR+ with m = 256 adds
   4 H m D multiply-adds per token and layer, exact attention 2 H L D, on top of the block's
   12 dim^2, so at equal efficiency the Performer cannot beat 0.87x at L = 59, 0.93x at 256 and

@@ -131,7 +131,7 @@ def transfer_table(path: Path) -> str:
         lines.append(row)
     return (f"`{saved['weights']}` (the equal-steps exact model), scored on the {saved['split']} split "
             f"({saved['passes']} mask{'s' if saved['passes'] > 1 else ''}). Fine-tuning: lr "
-            f"{saved['rows'][-1].get('lr', 0):g}, no warm-up, a cosine over the steps.\n\n" + "\n".join(lines))
+            f"{next((r['lr'] for r in saved['rows'] if 'lr' in r), float('nan')):g}, no warm-up, a cosine over the steps.\n\n" + "\n".join(lines))
 
 
 def write_report(root: Path, docs: Path) -> Path:
