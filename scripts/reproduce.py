@@ -165,6 +165,11 @@ def _deadline_callback(seconds: float, probe_steps: int):
             trainer.fit_loop.epoch_loop.max_steps = total
             pl_module.schedule_steps = total
             log.info("deadline: %.1f steps/s -> %d steps in %.0f s", probe_steps / elapsed, total, seconds)
+            self.load = os.getloadavg()[0]
+            if self.load > (os.cpu_count() or 1) + 0.5:
+                log.warning("load average %.1f on %d CPUs while measuring the step rate: another process competes "
+                            "for the CPUs, so this run gets fewer steps than its peers (rerun on a quiet machine)",
+                            self.load, os.cpu_count() or 1)
 
     return Deadline()
 
@@ -179,6 +184,8 @@ class Run:
     steps: int
     seconds: float
     config: dict
+    load: float | None = None
+    """1-minute load average when the step rate was measured (None: a --tiny run, no probe)."""
 
 
 def train(name: str, out: Path, data_dir: Path, plan: Plan, config: dict, objective: str, *, minutes: float,
@@ -206,8 +213,10 @@ def train(name: str, out: Path, data_dir: Path, plan: Plan, config: dict, object
                     warmup_steps=plan.warmup_steps if warmup_steps is None else warmup_steps,
                     schedule="cosine", redraw_interval=plan.redraw_interval, init_from=init_from)
     callbacks = [_wall_clock_callback()]
+    deadline = None
     if plan.max_steps is None:
-        callbacks.append(_deadline_callback(minutes * 60, plan.probe_steps if probe_steps is None else probe_steps))
+        deadline = _deadline_callback(minutes * 60, plan.probe_steps if probe_steps is None else probe_steps)
+        callbacks.append(deadline)
     trainer = pl.Trainer(  # max_time is only a safety cap: the deadline callback ends the run by steps
         accelerator="cpu", devices=1, max_time=datetime.timedelta(seconds=max(1, round(minutes * 60 * cap_factor))),
         max_steps=plan.max_steps or 10**6, logger=CSVLogger(str(out), name=name, version="csv"),
@@ -222,7 +231,7 @@ def train(name: str, out: Path, data_dir: Path, plan: Plan, config: dict, object
     trainer.save_checkpoint(str(ckpt))
     log.info("%s: %d steps in %.0f s", name, trainer.global_step, seconds)
     return Run(name, str(ckpt), str(run_dir / "csv" / "metrics.csv"), int(trainer.global_step), seconds,
-               lit.config.to_dict())
+               lit.config.to_dict(), getattr(deadline, "load", None))
 
 
 def validate(data_dir: Path, plan: Plan, model_config: dict, objective: str, window: int, batch_size: int,
@@ -357,7 +366,7 @@ def table2(res: Results, plan: Plan, data_dir: Path, work: Path, test: list[np.n
                 scored = score_checkpoint(run.checkpoint, test, plan.window, plan.batch_size,
                                           plan.score_passes if objective == "mlm" else 1, contexts[objective])
                 res.table.append({"attention": attention, "objective": objective, "seed": seed, "steps": run.steps,
-                                  "train_s": run.seconds, **scored})
+                                  "train_s": run.seconds, "load_at_probe": run.load, **scored})
                 res.curves[name] = val_curve(run.metrics_csv).to_dict("list")
                 runs[(attention, objective, seed)] = run
     return runs

@@ -323,3 +323,15 @@ def test_every_recorded_similarity_source_gets_a_verdict_and_old_results_keep_th
     assert "- attention contexts: Pearson with BLOSUM62 0.420 trained vs 0.040 untrained" in render(res)
     res["similarity"][-1]["pearson"] = 0.35  # the control explains it: no agreement
     assert verdict_of(res, "Amino-acid similarity from attention contexts") == "disagrees"
+
+
+def test_runs_measured_on_a_crowded_machine_are_named():
+    res = results()
+    assert "competed for the CPUs" not in render(res)  # results saved before the load was recorded
+    for r in res["table"]:
+        r["load_at_probe"] = 2.1
+    assert "competed for the CPUs" not in render(res)  # 2 CPUs, our own 2 threads
+    res["table"][0]["load_at_probe"] = 3.2
+    text = render(res)
+    assert ("Other processes competed for the CPUs while the step rate of Transformer (exact) (BID, seed 0, load "
+            "3.2) was measured (2 CPUs): that run got fewer steps") in text

@@ -86,6 +86,15 @@ def discussion(res: dict, tol: Tolerances = TOLERANCES) -> list[str]:
                f"- Not every model learned something: {', '.join(not_learned)} "
                f"{'does' if len(not_learned) == 1 else 'do'} not beat the unigram baseline's perplexity with 95% "
                "confidence, so the claims that depend on them are inconclusive.")
+    crowded = rules.crowded_runs(res)
+    if crowded:
+        out.append("- Other processes competed for the CPUs while the step rate of "
+                   + ", ".join(f"{NAMES[r['attention']]} ({LABELS[r['objective']]}, seed {r['seed']}, load "
+                               f"{r['load_at_probe']:.1f})" for r in crowded)
+                   + f" was measured ({env.get('cpus', '?')} CPUs): "
+                   + ("that run" if len(crowded) == 1 else "those runs")
+                   + " got fewer steps than the same wall clock gives on a quiet machine, so equal wall clock "
+                   "was not equal compute; rerun on a quiet machine before reading the comparison.")
     beaten = {o: rules.beat_context(res, o) for o in OBJECTIVES}
     if all(b is not None for b in beaten.values()):
         if all(len(b) == len(rules.attentions(res)) for b in beaten.values()):

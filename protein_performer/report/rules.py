@@ -70,6 +70,15 @@ def attentions(res: dict) -> list[str]:
     return [a for a in ATTENTIONS if rows(res, a)]
 
 
+def crowded_runs(res: dict) -> list[dict]:
+    """Table 2 runs whose step rate was measured while other processes competed for the CPUs: the
+    1-minute load average then exceeded the CPU count by more than 0.5 (runs saved before the load
+    was recorded, and --tiny runs, have none)."""
+    cpus = res.get("environment", {}).get("cpus")
+    return [r for r in res["table"] if cpus and r.get("load_at_probe") is not None
+            and r["load_at_probe"] > cpus + 0.5]
+
+
 def mean_spread(values) -> tuple[float, float]:
     """Mean and sample standard deviation (NaN for a single value)."""
     values = np.asarray(values, dtype=float)
