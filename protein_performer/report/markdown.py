@@ -193,6 +193,12 @@ def transfer_section(res: dict, tol: Tolerances = TOLERANCES) -> tuple[str, str]
                          f"little to transfer; zero-shot {z:.3f}, fine-tuned {a:.3f}.")
             continue
         hurt = z > e * (1 + tol.perplexity)
+        scratch = rules.rows(res, target, "mlm")
+        versus = (f" Trained from scratch instead (Table 2, {res['plan']['table_minutes']:.2f} minutes, "
+                  f"{scratch[0]['steps']} steps) it reaches {scratch[0]['perplexity']:.3f}, "
+                  + ("so here the exact weights are a valid start but not a shortcut."
+                     if scratch[0]["perplexity"] <= a else "so the exact weights gave it a head start.")
+                  if scratch else "")
         notes.append(
             f"{NAMES[target]}: exact source {e:.3f}; zero-shot swap {z:.3f} ({z / e - 1:+.1%}); after fine-tuning "
             f"{a:.3f} ({a / e - 1:+.1%}). Paper (LM1B): swapping the attention loses accuracy at first and "
@@ -200,7 +206,8 @@ def transfer_section(res: dict, tol: Tolerances = TOLERANCES) -> tuple[str, str]
             + (f": {verdict.reason}" if verdict.reason else "")
             + f" (criterion for full agreement: back within {tol.perplexity:.1%} of the source's perplexity and no "
             "worse than the swap)"
-            + ("." if hurt else "; there is little to recover: the zero-shot swap barely hurts this small model."))
+            + ("." if hurt else "; there is little to recover: the zero-shot swap barely hurts this small model.")
+            + versus)
     return table, "\n\n".join(f"- {n}" for n in notes)
 
 
