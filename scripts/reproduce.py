@@ -96,8 +96,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         shape = dict(dim=16, depth=1, heads=2, ff_mult=2, nb_features=8, dropout=0.0)
         return Plan(shape, window=64, batch_size=4, lr=2e-3, warmup_steps=2, seeds=list(range(args.seeds or 1)),
                     table_minutes=budget * SHARES[0] / 6, long_lengths=[256], long_minutes=budget * SHARES[1] / 2,
-                    transfer_minutes=budget * SHARES[2] / len(TRANSFER_TARGETS), max_steps=3, val_batches=1, similarity_proteins=4,
-                    tiny=True)
+                    transfer_minutes=budget * SHARES[2] / len(TRANSFER_TARGETS), max_steps=3, val_batches=1,
+                    similarity_proteins=4, tiny=True)
     shape = dict(dim=128, depth=2, heads=4, ff_mult=4, nb_features=64, dropout=0.0)
     min_run = 3.0  # minutes: below this a run on 2 shared cores does not leave the unigram baseline
     seeds = args.seeds or max(1, min(3, int(budget * SHARES[0] / (len(ATTENTIONS) * len(OBJECTIVES) * min_run))))

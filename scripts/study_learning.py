@@ -240,10 +240,8 @@ def run_variant(variant: str, args: argparse.Namespace) -> dict:
     return record
 
 
-def _split_score(model: PerformerLM, args: argparse.Namespace) -> dict:
-    split = open_split(args.data_dir, args.split)
-    proteins = [np.asarray(split.protein(i)) for i in range(min(len(split), args.max_proteins or len(split)))]
-    result = score_windows(model.eval(), "mlm", proteins, max_length=512, batch_size=8, seed=0, passes=args.passes)
+def _split_score(model: PerformerLM, proteins: list[np.ndarray], passes: int) -> dict:
+    result = score_windows(model.eval(), "mlm", proteins, max_length=512, batch_size=8, seed=0, passes=passes)
     return {"perplexity": result.perplexity, "accuracy": result.accuracy, "tokens": result.tokens}
 
 
@@ -252,15 +250,17 @@ def transfer(args: argparse.Namespace) -> Path:
     projections drawn afresh), scored on ``--split`` as they are (zero-shot); the variants of
     ``--fine-tune`` then train ``--steps`` steps from those weights (lr ``--lr``, no warm-up, a cosine
     over the steps, the study's data recipe). Writes outputs/study/transfer.json."""
-    saved = torch.load(args.weights, weights_only=True)
-    if saved["performer_config"]["attention"] != "exact":
-        raise SystemExit(f"transfer: {args.weights} is a {saved['performer_config']['attention']} model; "
+    from study_report import _load  # noqa: PLC0415 (script-local module)
+
+    exact = _load(args.weights)
+    if exact.config.attention != "exact":
+        raise SystemExit(f"transfer: {args.weights} is a {exact.config.attention} model; "
                          "pass an exact one (outputs/study/TAG/exact.pt)")
-    weights = {k: v for k, v in saved["state_dict"].items() if not k.endswith("attn.projection")}
+    weights = {k: v for k, v in exact.state_dict().items() if not k.endswith("attn.projection")}
+    split = open_split(args.data_dir, args.split)
+    proteins = [np.asarray(split.protein(i)) for i in range(min(len(split), args.max_proteins or len(split)))]
     args.length, args.batch_size = 512, 8
-    exact = PerformerLM(PerformerConfig(**saved["performer_config"]))
-    exact.load_state_dict(saved["state_dict"])
-    rows = [{"variant": "exact (source)", "zero_shot": _split_score(exact, args)}]
+    rows = [{"variant": "exact (source)", "zero_shot": _split_score(exact, proteins, args.passes)}]
     log.info("exact source: %s ppl %.3f", args.split, rows[0]["zero_shot"]["perplexity"])
     for variant in args.variants:
         config, model_kw, data_kw = _recipe(variant, args)
@@ -271,7 +271,8 @@ def transfer(args: argparse.Namespace) -> Path:
         missing, unexpected = module.model.load_state_dict(weights, strict=False)
         if unexpected or any(not k.endswith("attn.projection") for k in missing):
             raise SystemExit(f"transfer: {variant} does not have the exact model's shape ({missing}, {unexpected})")
-        row = {"variant": variant, "overrides": VARIANTS[variant], "zero_shot": _split_score(module.model, args)}
+        row = {"variant": variant, "overrides": VARIANTS[variant],
+               "zero_shot": _split_score(module.model, proteins, args.passes)}
         log.info("%s zero-shot: ppl %.3f", variant, row["zero_shot"]["perplexity"])
         if variant in args.fine_tune:
             module.model.train()  # scoring left it in eval mode
@@ -280,7 +281,7 @@ def transfer(args: argparse.Namespace) -> Path:
                                  enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                                  limit_val_batches=0, gradient_clip_val=1.0)
             trainer.fit(module, dm)
-            row.update(steps=args.steps, lr=args.lr, fine_tuned=_split_score(module.model, args))
+            row.update(steps=args.steps, lr=args.lr, fine_tuned=_split_score(module.model, proteins, args.passes))
             log.info("%s after %d steps: ppl %.3f", variant, args.steps, row["fine_tuned"]["perplexity"])
         rows.append(row)
     out = Path(args.weights).parents[1] / "transfer.json"

@@ -22,17 +22,20 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
+COLOURS = dict(zip(ATTENTIONS, ("tab:gray", "tab:orange", "tab:blue", "tab:green")))
+"""One colour per Table 2 model, in every figure."""
+
+
 def plot_training_curves(res: dict, path: Path) -> None:
     """Validation accuracy over training seconds of the Table 2 runs, BID and UNI panels."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
-    colours = dict(zip(ATTENTIONS, ("tab:gray", "tab:orange", "tab:blue", "tab:green")))
     for ax, objective in zip(axes, OBJECTIVES):
         for name, curve in res["curves"].items():
             _, attention, obj, seed = name.split("_")  # table2_<attention>_<objective>_s<seed>
             if obj == objective and curve["val_acc"]:
-                ax.plot(curve["train_s"], np.array(curve["val_acc"]) * 100, marker=".", color=colours[attention],
+                ax.plot(curve["train_s"], np.array(curve["val_acc"]) * 100, marker=".", color=COLOURS[attention],
                         alpha=1.0 if seed == "s0" else 0.5, label=f"{attention} ({seed})")
         _accuracy_over_time(ax, f"{'BID (masked)' if objective == 'mlm' else 'UNI (causal)'}, window "
                                 f"{res['plan']['window']}")
@@ -60,17 +63,16 @@ def plot_transfer(res: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     t = res["transfer"]
-    colours = dict(zip(ATTENTIONS, ("tab:gray", "tab:orange", "tab:blue", "tab:green")))
     fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
     last = 1
     for target, f in transfer_targets(res).items():
         steps = [0] + list(f["curve"].get("step", []))
         last = max(last, steps[-1])
         ax.plot(steps, np.array([f["zero_shot_val_accuracy"]] + list(f["curve"].get("val_acc", []))) * 100, marker="o",
-                color=colours[target], label=f"{NAMES[target]} initialised from the exact model")
+                color=COLOURS[target], label=f"{NAMES[target]} initialised from the exact model")
         if f["scratch_curve"].get("step"):
             ax.plot(f["scratch_curve"]["step"], np.array(f["scratch_curve"]["val_acc"]) * 100, marker=".",
-                    color=colours[target], ls=":", alpha=0.7, label=f"{NAMES[target]} from scratch (Table 2 run)")
+                    color=COLOURS[target], ls=":", alpha=0.7, label=f"{NAMES[target]} from scratch (Table 2 run)")
     ax.axhline(t["exact_val_accuracy"] * 100, color="tab:gray", ls="--", label="exact source model")
     ax.set(xlabel="optimizer steps", ylabel="validation accuracy (%)",
            title="Transfer: exact Transformer -> Performer (zero-shot at step 0, then fine-tune)")
