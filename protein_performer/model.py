@@ -49,8 +49,8 @@ class PerformerConfig:
     """Dropout on the residual branches and embeddings."""
     checkpointing: bool = False
     """Recompute each block in the backward pass (activation checkpointing) to save memory."""
-    chunk_size: int = 128
-    """Block length of causal FAVOR+ prefix sums."""
+    chunk_size: int = 64
+    """Block length of causal FAVOR+ prefix sums (64: fastest on CPU at m = 256, docs/benchmarks/attention.md)."""
     feature_seed: int = 0
     """Seed of the initial random projections (redraws are seeded by the trainer)."""
     tie_embeddings: bool = True

@@ -17,6 +17,7 @@ from protein_performer.attention import (
     relu_features,
     softmax_features,
 )
+from protein_performer.attention.features import softmax_log_terms
 
 KERNELS = ("softmax", "relu")
 
@@ -198,6 +199,67 @@ def test_gradcheck(kernel, causal):
     w = gaussian_orthogonal_matrix(6, 4, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
     fn = lambda q, k, v: favor_attention(q, k, v, w, kernel=kernel, causal=causal, chunk_size=4)
     assert torch.autograd.gradcheck(fn, (q, k, v), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_causal_gradients_equal_the_explicit_formula(kernel):
+    """The chunked causal kernel's hand-written backward pass against autograd through the explicit
+    L x L formula, in float64: several chunks, a ragged last chunk, padding, random upstream grads."""
+    q, k, v = (x.requires_grad_() for x in _qkv(B=2, H=2, L=45, D=8, scale=1.5))
+    w = gaussian_orthogonal_matrix(24, 8, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    mask = torch.ones(2, 45, dtype=torch.bool)
+    mask[1, 38:] = False
+    grad_out = torch.randn(2, 2, 45, 8, generator=torch.Generator().manual_seed(12), dtype=torch.float64)
+    grad_out[1, :, 38:] = 0.0  # padded rows are unspecified
+    got = favor_attention(q, k, v, w, kernel=kernel, causal=True, key_padding_mask=mask, chunk_size=8)
+    want = _explicit(q, k, v, w, kernel, True, mask.double())
+    torch.testing.assert_close(got[0], want[0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got[1, :, :38], want[1, :, :38], rtol=1e-12, atol=1e-12)
+    for a, b in zip(torch.autograd.grad(got, (q, k, v), grad_out), torch.autograd.grad(want, (q, k, v), grad_out)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_causal_graph_differentiated_twice(kernel):
+    """The first backward pass frees the chunk products as it goes; a second one (retain_graph)
+    recomputes them and must give the same gradients."""
+    q, k, v = (x.requires_grad_() for x in _qkv(B=1, H=2, L=50, D=8))
+    w = gaussian_orthogonal_matrix(16, 8, generator=torch.Generator().manual_seed(14), dtype=torch.float64)
+    out = favor_attention(q, k, v, w, kernel=kernel, causal=True, chunk_size=16)
+    first = torch.autograd.grad(out.sum(), (q, k, v), retain_graph=True)
+    second = torch.autograd.grad(out.sum(), (q, k, v))
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_causal_rows_whose_key_scale_rises_inside_a_chunk(dtype):
+    """Key scales that rise by more than half the float range inside a chunk (a first key of huge
+    norm, then ordinary ones) cannot be split into one factor per key and one per row; those rows
+    are recomputed. Outputs match float64, gradients are finite, and causality stays exact."""
+    q, k, v = _qkv(B=1, H=2, L=96, D=8, dtype=dtype, scale=1.0)
+    k = k.clone()
+    k[:, :, 0] *= 60.0  # log-scale ~ -|k|^2 / (2 sqrt(D)): far below the keys after it
+    k[:, :, 40] *= 60.0  # and one in the middle of a chunk
+    w = gaussian_orthogonal_matrix(32, 8, generator=torch.Generator().manual_seed(13), dtype=dtype)
+    out = favor_attention(q, k, v, w, causal=True, chunk_size=32)
+    # Reference: the causal FAVOR+ weights formed in the log domain, (L, L, m) terms, float64.
+    logq, _ = softmax_log_terms(q.double(), w.double())
+    kp, k_sq = softmax_log_terms(k.double(), w.double())
+    terms = logq.unsqueeze(-2) + (kp - k_sq.unsqueeze(-1)).unsqueeze(-3)  # (B, H, L, L, m)
+    logits = terms.logsumexp(-1).masked_fill(torch.ones(96, 96, dtype=torch.bool).triu(1), float("-inf"))
+    want = logits.softmax(-1) @ v.double()
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(out.double(), want, rtol=tol, atol=tol)
+    qg, kg, vg = (x.clone().requires_grad_() for x in (q, k, v))
+    favor_attention(qg, kg, vg, w, causal=True, chunk_size=32).sum().backward()
+    assert all(torch.isfinite(x.grad).all() for x in (qg, kg, vg))
+    for t in (5, 33, 70):
+        k2, v2 = k.clone(), v.clone()
+        k2[:, :, t + 1:] *= 80.0
+        v2[:, :, t + 1:] = 1e6
+        moved = favor_attention(q, k2, v2, w, causal=True, chunk_size=32)
+        assert torch.equal(moved[:, :, : t + 1], out[:, :, : t + 1]), f"position <= {t} changed"
 
 
 def test_layer_projection_is_a_buffer_redrawn_only_on_request():

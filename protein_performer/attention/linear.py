@@ -7,10 +7,10 @@ With features phi (see :mod:`.features`), FAVOR+ replaces softmax(Q K^T / sqrt(d
 where s runs over all unpadded keys (bidirectional) or over s <= t (causal). Cost is
 O(L m d) time and O(L m + m d) memory instead of O(L^2).
 
-Causal attention is computed chunk by chunk (chunk-parallel prefix sums): inside a chunk of C
-positions the masked C x C product is formed; across chunks a running state
-S = sum_s phi(k_s) [v_s, 1]^T of size (m, d + 1) is carried. Nothing of size L x m x d is ever
-materialised.
+Causal attention is computed chunk by chunk (chunk-parallel prefix sums, :mod:`.causal`, with its
+backward pass written out): inside a chunk of C positions the masked C x C product is formed;
+across chunks a running state S = sum_s phi(k_s) [v_s, 1]^T of size (m, d + 1) is carried. Nothing
+of size L x m x d is ever materialised.
 
 Stabilisers (softmax kernel). Bidirectional attention references every feature to its own largest
 key logit, c_i = max_s log phi_i(k_s), and every query to max_i (log phi_i(q_t) + c_i): the
@@ -20,6 +20,8 @@ largest logit) and are reweighted by exp(log_scale_s - M) with M a *running* max
 positions <= t, never a maximum over the whole sequence, so an output at position t depends on
 positions <= t only, bit for bit. That fast path loses a row when its query's and its keys'
 largest features differ by more than the float range (large norms): every term then underflows.
+It also returns zeros, deliberately, for a row whose running maximum rose by more than half the
+float range inside its chunk (:mod:`.causal`).
 Such a row is recognised by its own normaliser (below sqrt(tiny), which bounds what underflow can
 have dropped to ~1e-11 of it) and recomputed with per-feature *running* references
 (:func:`_causal_per_feature`), the causal form of the bidirectional stabiliser. Whether a row is
@@ -35,13 +37,13 @@ Shapes: q, k, v are (B, H, L, D); projection is (m, D); outputs are (B, H, L, D)
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from protein_performer.attention.causal import causal_chunked
 from protein_performer.attention.features import (
     relu_features,
     softmax_feature_logits,
@@ -50,7 +52,9 @@ from protein_performer.attention.features import (
 )
 
 Kernel = Literal["softmax", "relu"]
-DEFAULT_CHUNK_SIZE = 128
+DEFAULT_CHUNK_SIZE = 64
+"""Causal chunk length C: the C x C products cost L C (m + E), the carried states L / C m E of
+memory traffic; 64 balances them on CPU at m = 256 (docs/benchmarks/attention.md)."""
 INFERENCE_BLOCK_ROWS = 2048
 """On CPU, inference (no-gradient) bidirectional softmax attention runs over blocks of about this
 many (sequence, head, position) rows, so its (rows, m) feature buffer stays in cache (2 MiB at
@@ -198,53 +202,6 @@ def _bidirectional(qf: Tensor, kf: Tensor, v1: Tensor) -> Tensor:
     return qf @ kv  # (B, H, L, D + 1)
 
 
-def _causal_chunked(
-    qf: Tensor, kf: Tensor, v1: Tensor, log_scale: Tensor | None, chunk_size: int
-) -> Tensor:
-    """Causal linear attention by chunks. qf, kf: (B, H, L, m); v1: (B, H, L, E) -> (B, H, L, E)."""
-    B, H, L, m = qf.shape
-    E = v1.shape[-1]
-    C = min(chunk_size, L)
-    pad = (-L) % C
-    if pad:  # padded keys get zero features and -inf scale; padded queries are dropped
-        qf, kf, v1 = (F.pad(t, (0, 0, 0, pad)) for t in (qf, kf, v1))
-        if log_scale is not None:
-            log_scale = F.pad(log_scale, (0, pad), value=float("-inf"))
-    N = (L + pad) // C
-    qc = qf.view(B, H, N, C, m)
-    kc = kf.view(B, H, N, C, m)
-    vc = v1.view(B, H, N, C, E)
-    causal_mask = torch.ones(C, C, dtype=torch.bool, device=qf.device).tril()  # (C, C) s <= t
-    scores = qc @ kc.transpose(-2, -1)  # (B, H, N, C, C)
-
-    if log_scale is None:
-        states = (kc.transpose(-2, -1) @ vc).cumsum(dim=2)  # (B, H, N, m, E) inclusive
-        states = torch.cat([torch.zeros_like(states[:, :, :1]), states[:, :, :-1]], dim=2)  # exclusive
-        inter = qc @ states  # (B, H, N, C, E)
-        intra = scores.masked_fill(~causal_mask, 0.0) @ vc
-        return (inter + intra).reshape(B, H, N * C, E)[:, :, :L]
-
-    # Softmax keys: running maximum of the log-scales, never looking ahead. The references are
-    # stabilisers (the result does not depend on them), so they carry no gradient.
-    ls = log_scale.view(B, H, N, C)
-    ls_ref = ls.detach()
-    lowest = torch.finfo(ls.dtype).min  # finite floor: all-padded prefixes give 0, never nan
-    after = torch.cummax(ls_ref.amax(dim=-1), dim=2).values.clamp_min(lowest)  # (B, H, N): chunks <= n
-    before = F.pad(after[..., :-1], (1, 0), value=lowest)  # (B, H, N): chunks < n
-    ref_q = torch.maximum(before.unsqueeze(-1), torch.cummax(ls_ref, dim=-1).values)
-    ref_q = ref_q.clamp_min(lowest)  # (B, H, N, C): running max over positions <= t
-    # A chunk's contribution, scaled to the reference after that chunk: (B, H, N, m, E)
-    # (the weights go on the (C, D + 1) values, not the (C, m) features: same sum, less memory)
-    contrib = kc.transpose(-2, -1) @ (vc * torch.exp(ls - after.unsqueeze(-1)).unsqueeze(-1))
-    states = _rescaled_exclusive_prefix(contrib, after, before)  # (B, H, N, m, E)
-    inter = (qc @ states) * torch.exp(before.unsqueeze(-1) - ref_q).unsqueeze(-1)
-    # exp(ls_s - ref_t) for s <= t; -inf above the diagonal so exp gives exact zeros.
-    # In place: one (C, C) block per chunk is allocated, not three.
-    weights = (ls.unsqueeze(-2) - ref_q.unsqueeze(-1)).masked_fill_(~causal_mask, float("-inf")).exp_()
-    intra = (scores * weights) @ vc  # (B, H, N, C, E)
-    return (inter + intra).reshape(B, H, N * C, E)[:, :, :L]
-
-
 def _causal_per_feature(
     logq: Tensor, logk: Tensor, v1: Tensor, rows: Tensor, chunk_size: int = 32
 ) -> Tensor:
@@ -291,41 +248,6 @@ def _causal_per_feature(
         state = state * decay.unsqueeze(-1) + torch.exp(lk - c_new.unsqueeze(2)).transpose(-2, -1) @ vv
         c = c_new
     return out
-
-
-def _rescaled_exclusive_prefix(contrib: Tensor, after: Tensor, before: Tensor) -> Tensor:
-    """``S_n = sum_{j < n} contrib_j * exp(after_j - before_n)`` for all chunks n at once.
-
-    contrib: (B, H, N, m, E), chunk j referenced to ``after_j``; after, before: (B, H, N), both
-    non-decreasing with ``after_j <= before_n`` for j < n, so every factor is in (0, 1]. Two levels
-    of masked (lower-triangular) matrix products over groups of g ~ sqrt(N) chunks replace a
-    sequential scan: O(N^1.5 m E) work in a handful of large matmuls. Sums run over j < n only
-    (exact zeros elsewhere), so S_n never depends on later chunks.
-    """
-    B, H, N, m, E = contrib.shape
-    g = max(1, math.isqrt(N - 1) + 1) if N > 1 else 1
-    G = -(-N // g)
-    extra = G * g - N
-    if extra:  # padding chunks contribute nothing and their states are dropped
-        contrib = F.pad(contrib, (0, 0, 0, 0, 0, extra))
-        after = torch.cat([after, after[..., -1:].expand(B, H, extra)], dim=-1)
-        before = torch.cat([before, after[..., N - 1 : N].expand(B, H, extra)], dim=-1)
-    flat = contrib.reshape(B, H, G, g, m * E)  # (B, H, G, g, mE)
-    aft, bef = after.view(B, H, G, g), before.view(B, H, G, g)
-    strict = torch.ones(g, g, dtype=torch.bool, device=contrib.device).tril(-1)  # j < n within a group
-    # Within a group: T[n, j] = exp(after_j - before_n), j < n.
-    t_in = torch.exp((aft.unsqueeze(-2) - bef.unsqueeze(-1)).masked_fill(~strict, float("-inf")))
-    inside = t_in @ flat  # (B, H, G, g, mE)
-    # Each group's total, referenced to the start of the next group (= after its last chunk).
-    end = aft[..., -1]  # (B, H, G)
-    totals = (torch.exp(aft - end.unsqueeze(-1)).unsqueeze(-2) @ flat).squeeze(-2)  # (B, H, G, mE)
-    # Across groups: state at the start of group a, referenced to before[start of a].
-    start = bef[..., 0]  # (B, H, G)
-    strict_g = torch.ones(G, G, dtype=torch.bool, device=contrib.device).tril(-1)
-    t_across = torch.exp((end.unsqueeze(-2) - start.unsqueeze(-1)).masked_fill(~strict_g, float("-inf")))
-    carried = t_across @ totals  # (B, H, G, mE)
-    states = inside + carried.unsqueeze(-2) * torch.exp(start.unsqueeze(-1) - bef).unsqueeze(-1)
-    return states.reshape(B, H, G * g, m, E)[:, :, :N]
 
 
 def favor_attention(
@@ -376,7 +298,7 @@ def favor_attention(
         kf, log_scale = _features(k, projection, kernel, feature_a)  # (B, H, L, m), (B, H, L) | None
         v1, log_scale = _mask_keys(v1, log_scale, key_padding_mask)
         if causal:
-            out = _causal_chunked(qf, kf, v1, log_scale, chunk_size)
+            out = causal_chunked(qf, kf, v1, log_scale, chunk_size)
             if kernel == "softmax":
                 out = _recompute_lost_rows(out, q, k, v1, projection, feature_a, key_padding_mask)
         else:
