@@ -26,7 +26,7 @@ def _run(attention: str, objective: str, perplexity: float, *, seed: int = 0, le
 
 
 def _long(length: int = 8192, *, exact: tuple[int, int] | None = (2, 4), probes: list[dict] | None = None,
-          cap_mib: float = 368.0) -> list[dict]:
+          cap_mib: float = 368.0, hybrid: float | None = None) -> list[dict]:
     common = {"length": length, "step_s": 0.2, "train_s": 500.0, "accuracy": 0.105, "curve": {}, "cap_mib": cap_mib}
     probes = probes if probes is not None else [{"depth": 2, "heads": 4, "peak_bytes": 318 * MIB, "step_s": 1.7}]
     out = [{**common, "model": "Performer-Softmax", "depth": 2, "heads": 4, "attention": "softmax", "peak_mib": cap_mib,
@@ -34,6 +34,9 @@ def _long(length: int = 8192, *, exact: tuple[int, int] | None = (2, 4), probes:
     if exact is not None:
         out.append({**common, "model": "exact", "depth": exact[0], "heads": exact[1], "attention": "exact",
                     "peak_mib": 318.0, "steps": 340, "perplexity": 17.7, "learned": True, "exact_probes": probes})
+    if hybrid is not None:  # its test perplexity
+        out.append({**common, "model": "hybrid", "depth": 2, "heads": 4, "attention": "hybrid", "peak_mib": 350.0,
+                    "steps": 2500, "perplexity": hybrid, "learned": True, "exact_probes": probes})
     return out
 
 
@@ -175,6 +178,21 @@ def test_a_smaller_exact_model_that_fits_is_named():
     summary = summary_of(res)
     assert "the largest exact model within 368 MiB has depth 2, heads 2 (the full shape does not fit)" in summary
     assert "full shape fits" not in summary
+
+
+def test_the_hybrid_at_long_windows_is_reported_beside_the_paper_s_models():
+    res = results(long=_long(hybrid=17.0))
+    text = render(res)
+    assert "The hybrid (every head but one exact within 16 residues, one FAVOR+ head; 350 MiB) made 2500 steps" in text
+    assert "test perplexity 17.000" in text
+    assert "Best Performer (hybrid) / exact test perplexity: 0.960." in text  # 17.0 / 17.7
+    assert verdict_of(res, "Performer beats the exact model") == "agrees"  # still Performer-Softmax's verdict
+    assert verdict_of(res, "Performer hybrid (local + FAVOR+) beats") == "agrees"
+    assert "perplexity 17.000 (2500 steps) vs 17.700: -4.0%" in render(res)
+    assert verdict_of(results(long=_long(hybrid=18.0)), "Performer hybrid (local + FAVOR+) beats") == "disagrees"
+    worse = render(results(long=_long(hybrid=18.0)))
+    assert "Best Performer (Performer-Softmax) / exact test perplexity: 0.994." in worse  # 17.6 / 17.7
+    assert "The hybrid" not in render(results())  # results saved before the hybrid joined this section
 
 
 def test_long_comparison_is_inconclusive_when_neither_model_learned():

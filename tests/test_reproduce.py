@@ -53,6 +53,7 @@ def test_reproduce_tiny_writes_results_and_figures(tmp_path):
     residues = saved["environment"]["train_residues"]  # the scale sentence comes from the prepared data
     assert residues > 0 and f"{residues:,} residues" in text and f"{count(residues)} training residues" in text
     assert all("exact_probes" in r for r in saved["long"])
+    assert [r["attention"] for r in saved["long"]][-1] == "hybrid"  # beside Performer-Softmax and exact
     hybrid = [r for r in saved["table"] if r["attention"] == "hybrid"]
     assert [r["objective"] for r in hybrid] == ["mlm", "clm"]
     assert set(saved["transfer"]["targets"]) == {"softmax", "hybrid"}

@@ -40,6 +40,12 @@ def claims(res: dict, tol: Tolerances = TOLERANCES) -> list[list[str]]:
             evidence += f"; no exact shape fits in {c.cap_mib:.0f} MiB"
         out.append([f"Performer beats the exact model that fits, at L={length}", evidence,
                     str(rules.beats_exact_that_fits(res, length))])
+        if c.hybrid is not None:
+            h = c.hybrid
+            evidence = f"perplexity {h['perplexity']:.3f} ({h['steps']} steps)" + (
+                f" vs {x['perplexity']:.3f}: {h['perplexity'] / x['perplexity'] - 1:+.1%}" if x else "")
+            out.append([f"Performer hybrid (local + FAVOR+) beats the exact model that fits, at L={length}", evidence,
+                        str(rules.beats_exact_that_fits(res, length, "hybrid"))])
     if res.get("transfer"):
         for target in rules.transfer_targets(res):
             e, z, a = rules.transfer_perplexities(res, target)

@@ -166,8 +166,16 @@ def long_section(res: dict) -> tuple[str, str]:
                f"accuracy {p['accuracy'] * 100:.2f}% vs {x['accuracy'] * 100:.2f}%." if x else
                f"The Performer made {p['steps']} steps; test perplexity {p['perplexity']:.3f} (unigram "
                f"{unigram_perplexity(res):.3f}), accuracy {p['accuracy'] * 100:.2f}%.")
-        notes.append(f"L={length}: {fit_sentence(c)}. {run} Paper: the Performer beats the exact model that fits — "
-                     f"{verdict} here.")
+        hybrid = ""
+        if c.hybrid is not None:
+            h = c.hybrid
+            hybrid = (f" The hybrid (every head but one exact within {res['plan'].get('hybrid_window', 16)} residues, "
+                      f"one FAVOR+ head; {h['peak_mib']:.0f} MiB) made {h['steps']} steps in the same time: test "
+                      f"perplexity {h['perplexity']:.3f}, accuracy {h['accuracy'] * 100:.2f}%.")
+        best = rules.best_performer_ratio(c)
+        margin = (f" Best Performer ({best[0]['model']}) / exact test perplexity: {best[1]:.3f}." if best else "")
+        notes.append(f"L={length}: {fit_sentence(c)}. {run}{hybrid}{margin} Paper: the Performer beats the exact "
+                     f"model that fits — {verdict} here.")
     return table, "\n\n".join(f"- {n}" for n in notes)
 
 

@@ -161,6 +161,8 @@ class LongComparison:
     probes: list[dict]
     fits: bool
     full_shape: bool
+    hybrid: dict | None = None
+    """The hybrid trained at this length (results saved before it was added have none)."""
 
 
 def long_lengths(res: dict) -> list[int]:
@@ -169,29 +171,43 @@ def long_lengths(res: dict) -> list[int]:
 
 def long_comparison(res: dict, length: int) -> LongComparison:
     at = [r for r in res["long"] if r["length"] == length]
-    performer = next(r for r in at if r["attention"] != "exact")
+    performer = next(r for r in at if r["attention"] not in ("exact", "hybrid"))
     exact = next((r for r in at if r["attention"] == "exact"), None)
+    hybrid = next((r for r in at if r["attention"] == "hybrid"), None)
     probes = performer.get("exact_probes") or (exact or {}).get("exact_probes") or []
     cap = performer["cap_mib"]
     fits = exact is not None and any(probe_fits(p, cap) and (p["depth"], p["heads"]) == (exact["depth"], exact["heads"])
                                      for p in probes)
     full = exact is not None and (exact["depth"], exact["heads"]) == (performer["depth"], performer["heads"])
-    return LongComparison(length, performer, exact, cap, probes, fits, full)
+    return LongComparison(length, performer, exact, cap, probes, fits, full, hybrid)
 
 
-def beats_exact_that_fits(res: dict, length: int) -> Verdict:
-    """The paper's long-sequence claim: the Performer beats the largest exact model that fits in its memory.
+def best_performer_ratio(c: LongComparison) -> tuple[dict, float] | None:
+    """The Performer (Performer-Softmax or the hybrid) with the lower test perplexity at this length,
+    and its perplexity over the exact model's; None when no exact model was trained."""
+    if c.exact is None:
+        return None
+    best = min([c.performer] + ([c.hybrid] if c.hybrid else []), key=lambda r: r["perplexity"])
+    return best, best["perplexity"] / c.exact["perplexity"]
+
+
+def beats_exact_that_fits(res: dict, length: int, model: str = "performer") -> Verdict:
+    """The paper's long-sequence claim: the Performer (``model="performer"``, Performer-Softmax, or
+    ``"hybrid"``) beats the largest exact model that fits in Performer-Softmax's memory.
 
     Inconclusive when neither model beat the unigram; when no exact shape fits, the claim holds
     trivially if the Performer learned.
     """
     c = long_comparison(res, length)
-    models = [c.performer] + ([c.exact] if c.exact else [])
+    performer = c.hybrid if model == "hybrid" else c.performer
+    if performer is None:
+        raise ValueError(f"no {model} was trained at L={length}")
+    models = [performer] + ([c.exact] if c.exact else [])
     if not any(m.get("learned") for m in models):
         return Verdict("inconclusive", "no model beat the unigram")
     if not c.fits:
         return Verdict("agrees", "no exact model fits in the Performer's memory")
-    return Verdict("agrees" if c.performer["perplexity"] < c.exact["perplexity"] else "disagrees")
+    return Verdict("agrees" if performer["perplexity"] < c.exact["perplexity"] else "disagrees")
 
 
 # --------------------------------------------------------------------------- transfer and similarity
