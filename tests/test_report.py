@@ -50,7 +50,7 @@ def results(ppl: dict | None = None, **changes) -> dict:
                  "lr": 1e-3, "warmup_steps": 30, "seeds": [0], "table_minutes": 5.0, "long_lengths": [8192],
                  "long_minutes": 9.6, "transfer_minutes": 12.8, "max_steps": None, "val_batches": 4,
                  "similarity_proteins": 100, "tiny": False, "mask_prob": 0.3, "score_passes": 3,
-                 "redraw_interval": 100, "probe_steps": 50, "gradient_clip": 1.0},
+                 "redraw_interval": 100, "probe_steps": 50, "gradient_clip": 1.0, "hybrid_window": 16},
         "table": [_run(a, o, p) for (a, o), p in ppl.items()],
         "curves": {},
         "long": _long(),

@@ -64,11 +64,19 @@ def _exclusive_scan_(x: Tensor, decay: Tensor | None, *, reverse: bool = False) 
     return x
 
 
+def _future(C: int, device: torch.device) -> Tensor:
+    """(C, C) bool, True where key s is after query t (s > t) inside a chunk."""
+    return torch.ones(C, C, dtype=torch.bool, device=device).triu_(1)
+
+
+def _weighted(vc: Tensor, w: Tensor | None) -> Tensor:
+    """Values (BHN, C, E) times per-key weights (BHN, C, 1); ReLU features have none."""
+    return vc if w is None else vc * w
+
+
 def _chunk_product(qc: Tensor, kc: Tensor) -> Tensor:
     """tril(qf kf^T) per chunk: (BHN, C, m) twice -> (BHN, C, C), exact zeros where s > t."""
-    C = qc.shape[1]
-    upper = torch.ones(C, C, dtype=torch.bool, device=qc.device).triu_(1)  # (C, C) s > t
-    return torch.bmm(qc, kc.transpose(1, 2)).masked_fill_(upper, 0.0)
+    return torch.bmm(qc, kc.transpose(1, 2)).masked_fill_(_future(qc.shape[1], qc.device), 0.0)
 
 
 def _states(kc: Tensor, v_state: Tensor, decay: Tensor | None, B: int, H: int) -> Tensor:
@@ -99,7 +107,6 @@ class CausalChunked(torch.autograd.Function):
         P = _chunk_product(qc, kc)  # (BHN, C, C)
         if log_scale is None:  # ReLU features: no scales
             w_state = w_chunk = row_scale = state_scale = decay = None
-            v_state = v_chunk = vc
         else:
             ls = log_scale.view(B, H, N, C)
             lowest = torch.finfo(ls.dtype).min  # finite floor: all-padded prefixes give 0, never nan
@@ -115,12 +122,11 @@ class CausalChunked(torch.autograd.Function):
             row_scale = torch.exp(-rise).masked_fill_(rise > limit, 0.0).view(BHN, C, 1)  # 0: recompute
             state_scale = torch.exp(before.unsqueeze(-1) - base).view(BHN, 1, 1)  # <= 1
             decay = torch.exp(before - after)  # (B, H, N) <= 1: T_{n+1} = T_n d_n + contrib_n
-            v_state, v_chunk = vc * w_state, vc * w_chunk  # (BHN, C, E) each
-        T = _states(kc, v_state, decay, B, H)  # (BHN, m, E)
+        T = _states(kc, _weighted(vc, w_state), decay, B, H)  # (BHN, m, E)
         out = torch.bmm(qc, T)  # (BHN, C, E)
         if state_scale is not None:
             out.mul_(state_scale)
-        out.baddbmm_(P, v_chunk)
+        out.baddbmm_(P, _weighted(vc, w_chunk))
         if row_scale is not None:
             out.mul_(row_scale)
         # The weighted values are recomputed in backward rather than kept (2 (L, E) tensors less per
@@ -140,17 +146,14 @@ class CausalChunked(torch.autograd.Function):
             ctx.kept = []
         else:  # differentiated again: the same values, recomputed
             P = _chunk_product(qc, kc)
-            T = _states(kc, vc * w_state if w_state is not None else vc, decay, B, H)
+            T = _states(kc, _weighted(vc, w_state), decay, B, H)
         BHN = B * H * N
         if N * C != L:
             grad = F.pad(grad, (0, 0, 0, N * C - L))
         G = grad.reshape(BHN, C, E)
         if row_scale is not None:
             G = G * row_scale
-        upper = torch.ones(C, C, dtype=torch.bool, device=G.device).triu_(1)
-        v_chunk = vc * w_chunk if w_chunk is not None else vc
-        dP = torch.bmm(G, v_chunk.transpose(1, 2)).masked_fill_(upper, 0.0)  # (BHN, C, C)
-        del v_chunk
+        dP = torch.bmm(G, _weighted(vc, w_chunk).transpose(1, 2)).masked_fill_(_future(C, G.device), 0.0)  # (BHN, C, C)
         dv = torch.bmm(P.transpose(1, 2), G)  # (BHN, C, E): through the chunk product
         del P
         G_state = G.mul_(state_scale) if state_scale is not None else G  # G is this function's own here
@@ -159,9 +162,8 @@ class CausalChunked(torch.autograd.Function):
         R = torch.bmm(qc.transpose(1, 2), G_state).view(B, H, N, m, E)  # d(states), then in place:
         R = _exclusive_scan_(R, decay, reverse=True).view(BHN, m, E)  # d(chunk n's contribution)
         del G, G_state
-        v_state = vc * w_state if w_state is not None else vc
-        dk = torch.bmm(dP.transpose(1, 2), qc).baddbmm_(v_state, R.transpose(1, 2))  # (BHN, C, m)
-        del dP, v_state
+        dk = torch.bmm(dP.transpose(1, 2), qc).baddbmm_(_weighted(vc, w_state), R.transpose(1, 2))  # (BHN, C, m)
+        del dP
         dv_state = torch.bmm(kc, R)  # (BHN, C, E)
         del R
         if w_state is None:
