@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import pickle
 import zipfile
@@ -25,6 +26,17 @@ class LoadedModel:
     train_token_counts: torch.Tensor
     """Residue counts of the training split, by token id (zeros if unknown)."""
     path: Path
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """sha256 over the model's state (names, shapes, dtypes and values, in order): equal exactly
+    when two models compute the same function, whatever file or path they were loaded from."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
 def default_device() -> str:

@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
          "--max-length", "512", "--batch-size", "8", "--passes", "5", "--out", str(out / "score_test.json"))
     score = json.loads((out / "score_test.json").read_text())
 
+    (out / "embeddings.h5").unlink(missing_ok=True)  # a new model: embed resumes only with the same weights
     _run("embed", "--checkpoint", str(checkpoint), "--fasta", str(fasta), "--out", str(out / "embeddings.h5"))
     _run("similarity", "--checkpoint", str(checkpoint), "--fasta", str(fasta), "--out", str(out / "similarity"),
          "--max-proteins", "300")

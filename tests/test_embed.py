@@ -211,3 +211,27 @@ def test_cli_embed_real_proteins_and_resume(ckpt, ecoli_fasta, tmp_path, capsys)
     assert cli_main(["embed", "--checkpoint", str(tmp_path / "missing.ckpt"), "--fasta", str(small),
                      "--out", str(out)]) == 1
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_cli_embed_refuses_to_resume_with_other_weights(ckpt, ecoli_fasta, tmp_path, capsys):
+    """Resuming an output with another model would mix two models' embeddings in one file: the same
+    weights under another path resume, other weights are refused and the file is left as it was."""
+    with gzip.open(ecoli_fasta, "rt") as fh:
+        text = fh.read(6_000)
+    small = tmp_path / "ecoli_head.fasta"
+    small.write_text(text[: text.rfind("\n>") + 1])
+    out = tmp_path / "ecoli.h5"
+    args = ["embed", "--fasta", str(small), "--out", str(out), "--max-length", "300"]
+    assert cli_main([*args, "--checkpoint", str(ckpt)]) == 0
+    before = out.read_bytes()
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    torch.save(state, tmp_path / "same.ckpt")
+    assert cli_main([*args, "--checkpoint", str(tmp_path / "same.ckpt")]) == 0  # same weights: resumes
+    name = next(k for k in state["state_dict"] if k.endswith("ff.fc.weight"))
+    state["state_dict"][name] = state["state_dict"][name] + 1e-3
+    torch.save(state, tmp_path / "other.ckpt")
+    capsys.readouterr()
+    assert cli_main([*args, "--checkpoint", str(tmp_path / "other.ckpt")]) == 1
+    err = capsys.readouterr().err
+    assert "other weights" in err and str(out) in err and "new --out" in err
+    assert out.read_bytes() == before

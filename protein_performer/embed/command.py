@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from protein_performer.checkpoint import add_device_argument
+from protein_performer.checkpoint import add_device_argument, weights_fingerprint
 from protein_performer.corpus.fasta import add_unknown_argument
 from protein_performer.embed.embedder import DEFAULT_TOKEN_BUDGET, DEFAULT_WINDOW_OVERLAP, Embedder
 from protein_performer.embed.files import H5Writer, NpzWriter, PtDirWriter, open_writer, output_format
@@ -114,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         "checkpoint": str(args.checkpoint), "layers": list(embedder.layers),
         "per_residue": embedder.per_residue, "max_length": embedder.max_length,
         "window_overlap": embedder.window_overlap, "dim": loaded.config.dim,
+        "weights": weights_fingerprint(loaded.model),  # a resumed output must come from the same model
     })
     counts = ReadCounts()
     inputs = (ProteinInput(r.id, r.sequence, r.header)

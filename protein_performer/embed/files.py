@@ -62,8 +62,14 @@ def output_format(path: Path, fmt: str | None) -> str:
 
 
 def _check_meta(path: Path, stored: dict, meta: dict) -> None:
-    for name in ("layers", "per_residue"):
-        if name in stored and stored[name] != meta[name]:
+    """Resuming appends to ``path``: refuse unless its entries came from the same weights and options."""
+    if "weights" in stored and "weights" in meta and stored["weights"] != meta["weights"]:
+        raise ValueError(f"{path}: holds embeddings from other weights (checkpoint {stored.get('checkpoint')}, "
+                         f"weights sha256 {stored['weights'][:12]}) than this run's ({meta.get('checkpoint')}, "
+                         f"{meta['weights'][:12]}); resuming would mix two models: choose a new --out, or "
+                         "delete it to embed everything again")
+    for name in ("layers", "per_residue", "max_length", "window_overlap"):
+        if name in stored and name in meta and stored[name] != meta[name]:
             raise ValueError(f"{path}: was written with {name}={stored[name]}, this run asks for "
                              f"{meta[name]}; use the same options to resume, or a new --out")
 
