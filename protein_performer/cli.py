@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from protein_performer.allocator import keep_freed_memory
+
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 BASE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "base.yaml"
 """What every ``fit``/``validate``/``test`` reads before its ``--config`` files: the shared recipe."""
@@ -184,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
+    keep_freed_memory()  # large tensors reuse freed memory instead of page-faulting in new memory
     try:
         if name in LIGHTNING_COMMANDS:
             return _lightning_main(argv)

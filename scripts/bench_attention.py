@@ -461,6 +461,9 @@ def run_worker(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = create_parser().parse_args(argv)
     if args.case is not None:
+        from protein_performer.allocator import keep_freed_memory
+
+        keep_freed_memory()  # as every protein-performer command does (PROTEIN_PERFORMER_MALLOC=system: off)
         run_worker(args)
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)

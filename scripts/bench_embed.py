@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from bench_common import autocast, machine_description, time_call
+from protein_performer.allocator import keep_freed_memory
 from protein_performer.alphabet import ALPHABET
 from protein_performer.corpus.fasta import CleaningPolicy, read_records
 from protein_performer.datasets import windows_from_sequences
@@ -298,6 +299,7 @@ def write_markdown(args, proteins, timings: dict[str, Timing], long_rows: list[d
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()  # as every protein-performer command does
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run(create_parser().parse_args(argv))
 

@@ -50,6 +50,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from protein_performer.allocator import keep_freed_memory
 from protein_performer.alphabet import ALPHABET
 from protein_performer.attention import FavorAttention
 from protein_performer.datasets import IGNORE_INDEX
@@ -553,7 +554,7 @@ def bound_report(rows: list[BoundRow], args: argparse.Namespace, command: str) -
         f"One fresh process per L; the three models take turns for {args.rounds} rounds ({args.long_rounds} "
         f"at L >= {args.single_step_length}), the order rotating, after one warm-up step each at "
         f"L = min(L, {WARMUP_LENGTH}). Time / bound = median over rounds of the two models' step times in the "
-        f"same round. Step peak = {peak_definition(args.device)}, in one extra step per model after the timed rounds (the timed rounds run on a warm allocator: returning freed memory to the kernel before every step made each step fault its pages in again, which inflated the larger models' times).",
+        f"same round. Step peak = {peak_definition(args.device)}, in one extra step per model after the timed rounds (the timed rounds run on a warm allocator: returning freed memory to the kernel before every step made each step fault its pages in again, which inflated the larger models' times). Each process runs with `protein_performer.allocator.keep_freed_memory()` as every protein-performer command does (glibc keeps freed large blocks for reuse; `PROTEIN_PERFORMER_MALLOC=system` turns it off).",
         "",
         f"Command: `{command}`",
         "",
@@ -619,6 +620,7 @@ def create_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = create_parser().parse_args(argv)
     if args.case is not None or args.bound_case:
+        keep_freed_memory()  # as every protein-performer command does (PROTEIN_PERFORMER_MALLOC=system: off)
         run_worker(args)
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)

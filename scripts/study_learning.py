@@ -39,6 +39,7 @@ import pytorch_lightning as pl
 import torch
 import yaml
 
+from protein_performer.allocator import keep_freed_memory
 from protein_performer.baselines import ContextBaseline, unigram_probabilities
 from protein_performer.corpus.shards import open_split
 from protein_performer.datamodule import ProteinDataModule
@@ -291,6 +292,7 @@ def transfer(args: argparse.Namespace) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()  # as every protein-performer command does
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train and score variants")
