@@ -19,10 +19,8 @@ defaults. Elsewhere than glibc (macOS, musl, Windows) it does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
-import platform
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +34,14 @@ _M_MMAP_MAX = -4
 _applied = False
 
 
+def on_glibc() -> bool:
+    """Whether this process runs on glibc (whose mallopt this module sets)."""
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")  # e.g. "glibc 2.36"
+    except (AttributeError, ValueError, OSError):  # no confstr (Windows) or no such name (musl, macOS)
+        return False
+
+
 def keep_freed_memory() -> bool:
     """Serve large allocations from glibc's heap and never trim it (see the module docstring).
 
@@ -47,10 +53,10 @@ def keep_freed_memory() -> bool:
         return True
     if os.environ.get(ENV, "").strip().lower() == "system":
         return False
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not on_glibc():
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL("libc.so.6")  # glibc's soname on every Linux
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 
 import pytest
 
-pytestmark = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
-                                reason="glibc's mallopt only")
+from protein_performer.allocator import on_glibc
+
+pytestmark = pytest.mark.skipif(not on_glibc(), reason="glibc's mallopt only")
 
 PROBE = """
 import json, os, torch
