@@ -5,7 +5,7 @@
 2. prepare it into data/prepared/<name>;
 3. train configs/demo.yaml (a small Performer-Softmax MLM) for a few minutes;
 4. score the best checkpoint on the held-out test split next to the unigram baseline;
-5. embed the proteins and derive the amino-acid similarity heatmap vs BLOSUM62;
+5. embed the held-out test proteins and derive the amino-acid similarity heatmap vs BLOSUM62;
 6. write ``summary.json`` and ``summary.md`` (the held-out figures, with the date, command and
    minutes of this run) into ``--out``: copy the README's demo figures from there.
 
@@ -28,6 +28,8 @@ from pathlib import Path
 import torch
 
 from protein_performer.cli import main as cli
+from protein_performer.corpus.fasta import read_records
+from protein_performer.corpus.shards import open_split
 
 log = logging.getLogger("demo")
 REPO = Path(__file__).resolve().parents[1]
@@ -54,6 +56,19 @@ def find_data(fasta: Path | None) -> Path:
         FETCHED_ECOLI.parent.mkdir(parents=True, exist_ok=True)
         _run("fetch", "--proteome", "UP000000625", "--out", str(FETCHED_ECOLI))
     return FETCHED_ECOLI
+
+
+def write_held_out(fasta: Path, data_dir: Path, out: Path) -> int:
+    """Write the test split's proteins, as their records in ``fasta``, to ``out``: the proteins
+    the model never saw, for ``embed``. Returns how many."""
+    held_out = set(open_split(data_dir, "test").ids)
+    n = 0
+    with open(out, "w") as fh:
+        for record in read_records(fasta):
+            if record.id in held_out:
+                fh.write(f">{record.header}\n{record.sequence}\n")
+                n += 1
+    return n
 
 
 def _ci(pair: list[float], digits: int, sign: str = "") -> str:
@@ -148,8 +163,10 @@ def main(argv: list[str] | None = None) -> int:
          "--max-length", "512", "--batch-size", "8", "--passes", "5", "--out", str(out / "score_test.json"))
     score = json.loads((out / "score_test.json").read_text())
 
+    held_out = out / "test_proteins.fasta"
+    log.info("wrote the %d held-out test proteins to %s", write_held_out(fasta, data_dir, held_out), held_out)
     (out / "embeddings.h5").unlink(missing_ok=True)  # a new model: embed resumes only with the same weights
-    _run("embed", "--checkpoint", str(checkpoint), "--fasta", str(fasta), "--out", str(out / "embeddings.h5"))
+    _run("embed", "--checkpoint", str(checkpoint), "--fasta", str(held_out), "--out", str(out / "embeddings.h5"))
     _run("similarity", "--checkpoint", str(checkpoint), "--fasta", str(fasta), "--out", str(out / "similarity"),
          "--max-proteins", "300")
     comparison = json.loads((out / "similarity" / "blosum_comparison.json").read_text())
