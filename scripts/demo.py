@@ -117,7 +117,7 @@ def summary_markdown(summary: dict) -> str:
     ]
     lines = [
         f"Measured by `{summary['command']}` on {summary['date']} ({summary['minutes']:.1f} minutes, "
-        f"{summary['cpus']} CPUs; {summary['steps']:,} training steps); held-out test split, {s['tokens']:,} hidden "
+        f"{summary['cpus']} CPUs; the checkpoint best on validation, at step {summary['steps']:,}); held-out test split, {s['tokens']:,} hidden "
         f"residues over {s['passes']} masks.",
         "",
         "| | demo model | unigram | neighbour n-gram |",
