@@ -155,27 +155,41 @@ def _wall_clock_callback():
 def _deadline_callback(seconds: float, probe_steps: int):
     """Fits the run to a wall-clock budget so that its cosine schedule ends with it: after
     ``probe_steps`` optimizer steps it measures the rate (validation included) and sets both the
-    trainer's ``max_steps`` and the model's ``schedule_steps`` to the steps that fit."""
+    trainer's ``max_steps`` and the model's ``schedule_steps`` to the steps that fit. At ``4 *
+    probe_steps`` it fixes them once more from the rate since the first fix: the first steps pay for
+    start-up and for the first touch of memory that later steps reuse (``allocator.py``), so the
+    first rate under-reads the steady one (a 1,350-step run was fixed at 1,116 steps and ended 10%
+    early). By then the cosine has moved little, so the second fix barely changes the learning rate."""
     import pytorch_lightning as pl
 
     class Deadline(pl.Callback):
         def on_train_start(self, trainer, pl_module):
             self.start = time.perf_counter()
+            self.fixes: list[tuple[int, float]] = []  # (step, elapsed s) at each fix
 
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            if trainer.global_step != probe_steps or getattr(self, "fixed", False):
-                return
-            self.fixed = True
-            elapsed = time.perf_counter() - self.start
-            total = max(probe_steps + 1, int(probe_steps * 0.97 * seconds / max(elapsed, 1e-9)))
+        def _fix(self, trainer, pl_module, total: int, rate: float) -> None:
             trainer.fit_loop.epoch_loop.max_steps = total
             pl_module.schedule_steps = total
-            log.info("deadline: %.1f steps/s -> %d steps in %.0f s", probe_steps / elapsed, total, seconds)
-            self.load = os.getloadavg()[0]
-            if self.load > (os.cpu_count() or 1) + 0.5:
-                log.warning("load average %.1f on %d CPUs while measuring the step rate: another process competes "
-                            "for the CPUs, so this run gets fewer steps than its peers (rerun on a quiet machine)",
-                            self.load, os.cpu_count() or 1)
+            log.info("deadline: %.1f steps/s -> %d steps in %.0f s", rate, total, seconds)
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            step = trainer.global_step
+            if step == probe_steps and not self.fixes:
+                elapsed = time.perf_counter() - self.start
+                self.fixes.append((step, elapsed))
+                self._fix(trainer, pl_module, max(probe_steps + 1, int(probe_steps * 0.97 * seconds / max(elapsed, 1e-9))),
+                          probe_steps / max(elapsed, 1e-9))
+                self.load = os.getloadavg()[0]
+                if self.load > (os.cpu_count() or 1) + 0.5:
+                    log.warning("load average %.1f on %d CPUs while measuring the step rate: another process competes "
+                                "for the CPUs, so this run gets fewer steps than its peers (rerun on a quiet machine)",
+                                self.load, os.cpu_count() or 1)
+            elif len(self.fixes) == 1 and step == 4 * probe_steps and step < trainer.fit_loop.epoch_loop.max_steps:
+                elapsed = time.perf_counter() - self.start
+                first_step, first_elapsed = self.fixes[0]
+                rate = (step - first_step) / max(elapsed - first_elapsed, 1e-9)  # steps/s since the first fix
+                self.fixes.append((step, elapsed))
+                self._fix(trainer, pl_module, max(step + 1, step + int(0.97 * (seconds - elapsed) * rate)), rate)
 
     return Deadline()
 
@@ -378,7 +392,10 @@ def table2(res: Results, plan: Plan, data_dir: Path, work: Path, test: list[np.n
     return runs
 
 
-def long_windows(res: Results, plan: Plan, data_dir: Path, work: Path, test: list[np.ndarray]) -> None:
+def long_windows(res: Results, plan: Plan, data_dir: Path, work: Path, test: list[np.ndarray]) -> dict[str, Run]:
+    """Part 2: per length, the Performer, the largest exact model that fits in its memory, and the
+    hybrid, each trained for ``plan.long_minutes``; returns the runs by name."""
+    runs = {}
     for length in plan.long_lengths:
         performer = dict(plan.shape, attention="softmax")
         measured = probe(performer, length)
@@ -416,13 +433,15 @@ def long_windows(res: Results, plan: Plan, data_dir: Path, work: Path, test: lis
             run = train(name, work, data_dir, plan, config, "mlm", minutes=plan.long_minutes, seed=0, window=length,
                         batch_size=1, val_every=max(1, int(expected_steps // 6)),
                         probe_steps=int(min(50, max(3, expected_steps // 5))))
+            runs[name] = run
             scored = score_checkpoint(run.checkpoint, test, length, 1)
-            res.long.append({"length": length, "model": label, "depth": config["depth"], "heads": config["heads"],
+            res.long.append({"run": name, "length": length, "model": label, "depth": config["depth"], "heads": config["heads"],
                              "attention": attention, "peak_mib": m["peak_bytes"] / 2**20,
                              "cap_mib": cap / 2**20, "step_s": m["step_s"], "steps": run.steps,
                              "train_s": run.seconds, "accuracy": scored["accuracy"],
                              "perplexity": scored["perplexity"], "learned": learned(scored), "exact_probes": tried,
                              "curve": val_curve(run.metrics_csv).to_dict("list")})
+    return runs
 
 
 def transfer(res: Results, plan: Plan, data_dir: Path, work: Path, test: list[np.ndarray], runs: dict) -> None:
@@ -460,41 +479,73 @@ def transfer(res: Results, plan: Plan, data_dir: Path, work: Path, test: list[np
                     "zero_shot": zero_shot, "targets": targets}
 
 
-def similarity(res: Results, plan: Plan, runs: dict, test: list[np.ndarray], figures: Path) -> None:
+def similarity(res: Results, plan: Plan, runs: dict, long_runs: dict[str, Run], test: list[np.ndarray],
+               figures: Path) -> None:
+    """Amino-acid similarity (``analyse``) of two trained models, each beside an untrained control of
+    its shape (torch seed 0): Table 2's BID model with the lowest test perplexity (``trained``), and
+    part 2's with the lowest (``trained, L=N``). Part 2's models see about twice Table 2's residues per
+    step (one window of 8,192 against 8 of 512), and in models of the demo's shape the attention
+    contexts grow with training (validation proteins: 0.34 after 1,300 steps, 0.46 after 2,000;
+    docs/benchmarks/learning.md)."""
     from protein_performer.alphabet import ALPHABET
-    from protein_performer.analysis.plots import save_figure, similarity_heatmaps
-    from protein_performer.analysis.similarity import AMINO_ACIDS, analyse, blosum62, cluster_order
+    from protein_performer.analysis.similarity import analyse
     from protein_performer.checkpoint import load_checkpoint
-    from protein_performer.model import PerformerConfig, PerformerLM
 
-    import matplotlib.pyplot as plt
     mlm = [r for r in res.table if r["objective"] == "mlm"]
     best = min(mlm, key=lambda r: r["perplexity"])
-    loaded = load_checkpoint(runs[(best["attention"], "mlm", best["seed"])].checkpoint)
-    torch.manual_seed(0)
-    untrained = PerformerLM(PerformerConfig(**loaded.config.to_dict())).eval()
+    models = [("trained", "untrained", "", best["attention"], best["seed"], plan.window, best["steps"],
+               runs[(best["attention"], "mlm", best["seed"])].checkpoint)]
+    long = [r for r in res.long if r.get("run") in long_runs]
+    if long:
+        top = min(long, key=lambda r: r["perplexity"])
+        models.append((f"trained, L={top['length']}", f"untrained, L={top['length']}", "_long", top["attention"], 0,
+                       top["length"], top["steps"], long_runs[top["run"]].checkpoint))
     sequences = [ALPHABET.decode(p) for p in test[: plan.similarity_proteins]]
-    for label, model in (("trained", loaded.model), ("untrained", untrained)):
-        result = analyse(model, sequences)
-        for which in ("attention", "pairs", "context", "embedding"):
-            result.frame(which).to_csv(figures / f"results_similarity_{label}_{which}.csv", float_format="%.5f")
-        for which, matrix, comparison in (("attention", result.attention, result.attention_vs_blosum),
-                                          ("pairs", result.pairs, result.pairs_vs_blosum),
-                                          ("context", result.context, result.context_vs_blosum),
-                                          ("embedding", result.embedding, result.embedding_vs_blosum)):
-            title = (f"{label} {best['attention']} MLM (seed {best['seed']}): {which}")
-            fig = similarity_heatmaps(matrix, blosum62(), AMINO_ACIDS, cluster_order(matrix), title=title,
-                                      subtitle=f"vs BLOSUM62 ({comparison.n_pairs} pairs): Pearson "
-                                               f"{comparison.pearson:.3f}, Spearman {comparison.spearman:.3f}")
-            stem = f"results_similarity_{label}_{which}"
-            save_figure(fig, figures / stem, formats=("png",))
-            plt.close(fig)
-            res.similarity.append({"model": label, "attention": best["attention"], "seed": best["seed"],
-                                   "source": which, "pearson": comparison.pearson, "spearman": comparison.spearman,
-                                   "pearson_p": comparison.pearson_p,
-                                   "top_pairs": " ".join(p for p, _, _ in comparison.top_pairs[:5]),
-                                   "landmark_ranks": comparison.landmark_ranks, "figure": f"{stem}.png",
-                                   "proteins": result.profiles.proteins})
+    controls: dict[str, object] = {}  # config (JSON) -> analysis of its untrained model
+    for trained_label, control_label, stem_suffix, attention, seed, window, steps, checkpoint in models:
+        loaded = load_checkpoint(checkpoint)
+        key = json.dumps(loaded.config.to_dict(), sort_keys=True)
+        if key not in controls:
+            controls[key] = _analyse_untrained(loaded.config.to_dict(), sequences)
+        for label, result in ((trained_label, analyse(loaded.model, sequences)), (control_label, controls[key])):
+            _record_similarity(res, figures, label, f"{label.split(',')[0]}{stem_suffix}", result, attention, seed,
+                               window, steps)
+
+
+def _analyse_untrained(config: dict, sequences: list[str]):
+    from protein_performer.analysis.similarity import analyse
+    from protein_performer.model import PerformerConfig, PerformerLM
+
+    torch.manual_seed(0)
+    return analyse(PerformerLM(PerformerConfig(**config)).eval(), sequences)
+
+
+def _record_similarity(res: Results, figures: Path, label: str, stem_label: str, result, attention: str, seed: int,
+                       window: int, steps: int) -> None:
+    """Writes ``result``'s four matrices (CSV and heatmap) and appends their rows to ``res.similarity``."""
+    import matplotlib.pyplot as plt
+
+    from protein_performer.analysis.plots import save_figure, similarity_heatmaps
+    from protein_performer.analysis.similarity import AMINO_ACIDS, blosum62, cluster_order
+
+    for which, matrix, comparison in (("attention", result.attention, result.attention_vs_blosum),
+                                      ("pairs", result.pairs, result.pairs_vs_blosum),
+                                      ("context", result.context, result.context_vs_blosum),
+                                      ("embedding", result.embedding, result.embedding_vs_blosum)):
+        stem = f"results_similarity_{stem_label}_{which}"
+        result.frame(which).to_csv(figures / f"{stem}.csv", float_format="%.5f")
+        title = f"{label} {attention} MLM (seed {seed}, L={window}): {which}"
+        fig = similarity_heatmaps(matrix, blosum62(), AMINO_ACIDS, cluster_order(matrix), title=title,
+                                  subtitle=f"vs BLOSUM62 ({comparison.n_pairs} pairs): Pearson "
+                                           f"{comparison.pearson:.3f}, Spearman {comparison.spearman:.3f}")
+        save_figure(fig, figures / stem, formats=("png",))
+        plt.close(fig)
+        res.similarity.append({"model": label, "attention": attention, "seed": seed, "window": window,
+                               "steps": steps, "source": which, "pearson": comparison.pearson,
+                               "spearman": comparison.spearman, "pearson_p": comparison.pearson_p,
+                               "top_pairs": " ".join(p for p, _, _ in comparison.top_pairs[:5]),
+                               "landmark_ranks": comparison.landmark_ranks, "figure": f"{stem}.png",
+                               "proteins": result.profiles.proteins})
 
 
 BENCH_LENGTHS = "1024,4096,8192"
@@ -588,9 +639,9 @@ def main(argv: list[str] | None = None) -> int:
     res = Results(plan=asdict(plan))
     log.info("plan: %s", plan)
     runs = table2(res, plan, data_dir, args.work_dir, test)
-    long_windows(res, plan, data_dir, args.work_dir, test)
+    long_runs = long_windows(res, plan, data_dir, args.work_dir, test)
     transfer(res, plan, data_dir, args.work_dir, test, runs)
-    similarity(res, plan, runs, test, figures)
+    similarity(res, plan, runs, long_runs, test, figures)
     benchmarks(res, plan, figures, args.skip_benchmarks)
     res.environment = environment(args, started)
     res.environment.update(test_proteins=len(test), fasta=args.fasta.name, budget_minutes=args.budget_minutes,

@@ -64,7 +64,10 @@ def test_reproduce_tiny_writes_results_and_figures(tmp_path):
     names = {p.name for p in figures}
     assert {"results_training_curves.png", "results_long_windows.png", "results_transfer.png",
             "results_approximation_error.png", "results_similarity_trained_attention.png",
-            "results_similarity_untrained_embedding.png"} <= names
+            "results_similarity_untrained_embedding.png", "results_similarity_trained_long_context.png"} <= names
+    analysed = {(s["model"], s["window"]) for s in saved["similarity"]}  # Table 2's best and part 2's best
+    assert analysed == {("trained", 64), ("untrained", 64), ("trained, L=256", 256), ("untrained, L=256", 256)}
+    assert "| Amino-acid similarity from attention contexts resembles BLOSUM62 (L=256 model) |" in text
     (out / "RESULTS.md").unlink()
     assert reproduce.main(["--report-only", "--out", str(out)]) == 0  # redraws everything from results_all.json
     assert (out / "RESULTS.md").read_text() == text
@@ -80,6 +83,29 @@ def test_exact_candidates_shrink_depth_then_heads():
     shapes = reproduce.exact_candidates(dict(dim=128, depth=2, heads=4, nb_features=64))
     assert [(s["depth"], s["heads"]) for s in shapes] == [(2, 4), (2, 2), (2, 1), (1, 4), (1, 2), (1, 1)]
     assert all(s["attention"] == "exact" for s in shapes)
+
+
+def test_deadline_fixes_the_length_again_from_the_steady_rate(monkeypatch):
+    """The first fix reads a slow start (start-up, first touch of memory); the second, at 4 x the
+    probe, uses the rate since the first, so the run fills its budget."""
+    from types import SimpleNamespace
+
+    reproduce = _load_script()
+    clock = [0.0]
+    monkeypatch.setattr(reproduce.time, "perf_counter", lambda: clock[0])
+    deadline = reproduce._deadline_callback(seconds=100.0, probe_steps=10)
+    loop = SimpleNamespace(max_steps=10**6)
+    trainer = SimpleNamespace(global_step=0, fit_loop=SimpleNamespace(epoch_loop=loop))
+    module = SimpleNamespace(schedule_steps=None)
+    deadline.on_train_start(trainer, module)
+    fixes = []
+    for step, now in ((5, 15.0), (10, 20.0), (20, 25.0), (40, 35.0), (60, 45.0)):
+        clock[0], trainer.global_step = now, step
+        deadline.on_train_batch_end(trainer, module, None, None, step)
+        fixes.append((loop.max_steps, module.schedule_steps))
+    first = int(10 * 0.97 * 100 / 20)  # 0.5 steps/s over the first 10 steps
+    second = 40 + int(0.97 * (100 - 35) * (30 / 15))  # 2 steps/s since then, for the 65 s left
+    assert fixes == [(10**6, None), (first, first), (first, first), (second, second), (second, second)]
 
 
 def test_wall_clock_runs_end_their_cosine_with_the_budget(prepared_ecoli, tmp_path):

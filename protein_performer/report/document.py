@@ -54,12 +54,14 @@ def claims(res: dict, tol: Tolerances = TOLERANCES) -> list[list[str]]:
                         f"perplexity {e:.3f} → swap {z:.3f} → fine-tuned {a:.3f}"
                         + (f" ({share:.0%} of the loss recovered)" if share == share else ""),
                         rules.transfer_recovers(res, target, tol).word])
-    for which in rules.similarity_sources(res):
-        trained = rules.similarity_pearson(res, "trained", which)
-        if trained is not None:
-            out.append([f"Amino-acid similarity from {rules.SIMILARITY_SOURCES[which]} resembles BLOSUM62",
-                        f"Pearson {trained:.3f} trained vs {rules.similarity_pearson(res, 'untrained', which):.3f} "
-                        "untrained", str(rules.resembles_blosum(res, which, tol))])
+    for model in rules.similarity_models(res):
+        which_model = "" if model == "trained" else f" ({model.removeprefix('trained, ')} model)"
+        for which in rules.similarity_sources(res, model):
+            trained = rules.similarity_pearson(res, model, which)
+            out.append([f"Amino-acid similarity from {rules.SIMILARITY_SOURCES[which]} resembles BLOSUM62{which_model}",
+                        f"Pearson {trained:.3f} trained vs "
+                        f"{rules.similarity_pearson(res, rules.control_of(model), which):.3f} untrained",
+                        str(rules.resembles_blosum(res, which, tol, model))])
     return out
 
 
@@ -239,10 +241,14 @@ def render(res: dict, *, benchmark_link: str | None = None, tol: Tolerances = TO
     if res["similarity"]:
         sim, sim_notes = similarity_section(res, tol)
         first = res["similarity"][0]
+        long = next((s for s in res["similarity"] if s["model"].startswith("trained, ")), None)
         lines += ["## 4. Amino-acid similarity vs BLOSUM62", "",
                   f"The BID model of Table 2 with the lowest test perplexity ({first['attention']} attention, seed "
                   f"{first['seed']}) "
-                  "and an untrained model of the same shape (torch seed 0), analysed with "
+                  + (f"and part 2's with the lowest ({long['attention']} attention, L={long['window']}, "
+                     f"{long['steps']:,} steps), each beside an untrained model of its shape "
+                     if long else "and an untrained model of the same shape ")
+                  + "(torch seed 0), analysed with "
                   f"`protein_performer.analysis.similarity.analyse` on the first {first['proteins']} test proteins; "
                   "correlations over the 190 off-diagonal pairs.", "", sim, "",
                   *[f"![{s['model']} {s['source']}](figures/{s['figure']})\n" for s in res["similarity"]],

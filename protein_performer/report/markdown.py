@@ -225,9 +225,10 @@ def similarity_section(res: dict, tol: Tolerances = TOLERANCES) -> tuple[str, st
                      [[s["model"], s["source"], f"{s['pearson']:.3f}", f"{s['spearman']:.3f}", f"{s['pearson_p']:.1e}",
                        s["top_pairs"], " ".join(str(v) for v in s["landmark_ranks"].values())]
                       for s in res["similarity"]])
-    notes = [f"- {rules.SIMILARITY_SOURCES[which]}: Pearson with BLOSUM62 {rules.similarity_pearson(res, 'trained', which):.3f} trained vs "
-             f"{rules.similarity_pearson(res, 'untrained', which):.3f} untrained control. Paper: the learned matrix "
-             f"resembles BLOSUM — {rules.resembles_blosum(res, which, tol)} here (criterion: trained above "
-             f"untrained by more than {tol.similarity:g})."
-             for which in rules.similarity_sources(res)]
+    notes = [f"- {rules.SIMILARITY_SOURCES[which]}{'' if model == 'trained' else f' ({model})'}: Pearson with "
+             f"BLOSUM62 {rules.similarity_pearson(res, model, which):.3f} trained vs "
+             f"{rules.similarity_pearson(res, rules.control_of(model), which):.3f} untrained control. Paper: the "
+             f"learned matrix resembles BLOSUM — {rules.resembles_blosum(res, which, tol, model)} here (criterion: "
+             f"trained above untrained by more than {tol.similarity:g})."
+             for model in rules.similarity_models(res) for which in rules.similarity_sources(res, model)]
     return table, "\n".join(notes)

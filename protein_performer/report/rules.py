@@ -260,20 +260,32 @@ SIMILARITY_SOURCES = {"attention": "attention profiles", "pairs": "attention pai
 """The similarity matrices reproduce records (``source``), and how the report names them."""
 
 
-def similarity_sources(res: dict) -> list[str]:
-    """The sources present in ``res["similarity"]`` for both the trained and the untrained model."""
+def similarity_sources(res: dict, model: str = "trained") -> list[str]:
+    """The sources present in ``res["similarity"]`` for both ``model`` and its untrained control."""
     return [s for s in SIMILARITY_SOURCES
-            if similarity_pearson(res, "trained", s) is not None and similarity_pearson(res, "untrained", s) is not None]
+            if similarity_pearson(res, model, s) is not None
+            and similarity_pearson(res, control_of(model), s) is not None]
+
+
+def similarity_models(res: dict) -> list[str]:
+    """The trained models analysed, in the order recorded: ``trained`` (Table 2's best masked model)
+    and, from later runs, ``trained, L=N`` (part 2's best)."""
+    return list(dict.fromkeys(s["model"] for s in res["similarity"] if s["model"].startswith("trained")))
+
+
+def control_of(model: str) -> str:
+    """The label of ``model``'s untrained control: ``trained, L=8192`` -> ``untrained, L=8192``."""
+    return "un" + model
 
 
 def similarity_pearson(res: dict, model: str, source: str) -> float | None:
     return next((s["pearson"] for s in res["similarity"] if s["model"] == model and s["source"] == source), None)
 
 
-def resembles_blosum(res: dict, source: str, tol: Tolerances = TOLERANCES) -> Verdict:
+def resembles_blosum(res: dict, source: str, tol: Tolerances = TOLERANCES, model: str = "trained") -> Verdict:
     """The paper's similarity claim for ``source`` (attention or embedding): the trained model's
-    Pearson correlation with BLOSUM62 exceeds the untrained control's by ``tol.similarity``."""
+    Pearson correlation with BLOSUM62 exceeds its untrained control's by ``tol.similarity``."""
     if not any(learned(r) for r in rows(res, objective="mlm")):
         return Verdict("inconclusive", "no masked model beat the unigram")
-    trained, untrained = similarity_pearson(res, "trained", source), similarity_pearson(res, "untrained", source)
+    trained, untrained = similarity_pearson(res, model, source), similarity_pearson(res, control_of(model), source)
     return Verdict("agrees" if trained > untrained + tol.similarity else "disagrees")
