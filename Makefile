@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) scripts/demo.py $(if $(FASTA),--fasta $(FASTA),)
+	$(PY) scripts/demo.py $(if $(FASTA),--fasta $(FASTA),) $(if $(STEPS),--steps $(STEPS),)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
