@@ -158,8 +158,9 @@ def _deadline_callback(seconds: float, probe_steps: int):
     trainer's ``max_steps`` and the model's ``schedule_steps`` to the steps that fit. At ``4 *
     probe_steps`` it fixes them once more from the rate since the first fix: the first steps pay for
     start-up and for the first touch of memory that later steps reuse (``allocator.py``), so the
-    first rate under-reads the steady one (a 1,350-step run was fixed at 1,116 steps and ended 10%
-    early). By then the cosine has moved little, so the second fix barely changes the learning rate."""
+    first rate under-reads the steady one (with one fix, Table 2's hybrid made 1,116 steps against
+    1,353 in the run before the allocator, and Performer-Softmax at L=8192 stopped after 310 of its
+    360 s). By then the cosine has moved little, so the second fix barely changes the learning rate."""
     import pytorch_lightning as pl
 
     class Deadline(pl.Callback):
@@ -177,8 +178,8 @@ def _deadline_callback(seconds: float, probe_steps: int):
             if step == probe_steps and not self.fixes:
                 elapsed = time.perf_counter() - self.start
                 self.fixes.append((step, elapsed))
-                self._fix(trainer, pl_module, max(probe_steps + 1, int(probe_steps * 0.97 * seconds / max(elapsed, 1e-9))),
-                          probe_steps / max(elapsed, 1e-9))
+                rate = probe_steps / max(elapsed, 1e-9)
+                self._fix(trainer, pl_module, max(probe_steps + 1, int(0.97 * seconds * rate)), rate)
                 self.load = os.getloadavg()[0]
                 if self.load > (os.cpu_count() or 1) + 0.5:
                     log.warning("load average %.1f on %d CPUs while measuring the step rate: another process competes "
@@ -435,7 +436,8 @@ def long_windows(res: Results, plan: Plan, data_dir: Path, work: Path, test: lis
                         probe_steps=int(min(50, max(3, expected_steps // 5))))
             runs[name] = run
             scored = score_checkpoint(run.checkpoint, test, length, 1)
-            res.long.append({"run": name, "length": length, "model": label, "depth": config["depth"], "heads": config["heads"],
+            res.long.append({"run": name, "length": length, "model": label, "depth": config["depth"],
+                             "heads": config["heads"],
                              "attention": attention, "peak_mib": m["peak_bytes"] / 2**20,
                              "cap_mib": cap / 2**20, "step_s": m["step_s"], "steps": run.steps,
                              "train_s": run.seconds, "accuracy": scored["accuracy"],
@@ -479,37 +481,53 @@ def transfer(res: Results, plan: Plan, data_dir: Path, work: Path, test: list[np
                     "zero_shot": zero_shot, "targets": targets}
 
 
+@dataclass(frozen=True)
+class _Analysed:
+    """A trained model whose amino-acid similarity ``reproduce`` reports, and what the report says of it."""
+
+    label: str
+    """``trained`` or ``trained, L=N``; its control is labelled ``un`` + this (``rules.control_of``)."""
+    stem_suffix: str
+    """Added to ``trained`` / ``untrained`` in the figure and CSV names."""
+    attention: str
+    seed: int
+    window: int
+    steps: int
+    checkpoint: str
+
+
 def similarity(res: Results, plan: Plan, runs: dict, long_runs: dict[str, Run], test: list[np.ndarray],
                figures: Path) -> None:
     """Amino-acid similarity (``analyse``) of two trained models, each beside an untrained control of
     its shape (torch seed 0): Table 2's BID model with the lowest test perplexity (``trained``), and
     part 2's with the lowest (``trained, L=N``). Part 2's models see about twice Table 2's residues per
-    step (one window of 8,192 against 8 of 512), and in models of the demo's shape the attention
-    contexts grow with training (validation proteins: 0.34 after 1,300 steps, 0.46 after 2,000;
-    docs/benchmarks/learning.md)."""
+    step (one window of 8,192 against 8 of 512); every L=8192 hybrid so far has had attention
+    contexts of 0.42-0.48 against BLOSUM62, every Table 2 hybrid below 0.25
+    (docs/benchmarks/learning.md)."""
     from protein_performer.alphabet import ALPHABET
     from protein_performer.analysis.similarity import analyse
     from protein_performer.checkpoint import load_checkpoint
+    from protein_performer.report.rules import control_of
 
     mlm = [r for r in res.table if r["objective"] == "mlm"]
     best = min(mlm, key=lambda r: r["perplexity"])
-    models = [("trained", "untrained", "", best["attention"], best["seed"], plan.window, best["steps"],
-               runs[(best["attention"], "mlm", best["seed"])].checkpoint)]
+    models = [_Analysed("trained", "", best["attention"], best["seed"], plan.window, best["steps"],
+                        runs[(best["attention"], "mlm", best["seed"])].checkpoint)]
     long = [r for r in res.long if r.get("run") in long_runs]
     if long:
         top = min(long, key=lambda r: r["perplexity"])
-        models.append((f"trained, L={top['length']}", f"untrained, L={top['length']}", "_long", top["attention"], 0,
-                       top["length"], top["steps"], long_runs[top["run"]].checkpoint))
+        models.append(_Analysed(f"trained, L={top['length']}", "_long", top["attention"], 0, top["length"],
+                                top["steps"], long_runs[top["run"]].checkpoint))
     sequences = [ALPHABET.decode(p) for p in test[: plan.similarity_proteins]]
     controls: dict[str, object] = {}  # config (JSON) -> analysis of its untrained model
-    for trained_label, control_label, stem_suffix, attention, seed, window, steps, checkpoint in models:
-        loaded = load_checkpoint(checkpoint)
+    for m in models:
+        loaded = load_checkpoint(m.checkpoint)
         key = json.dumps(loaded.config.to_dict(), sort_keys=True)
         if key not in controls:
             controls[key] = _analyse_untrained(loaded.config.to_dict(), sequences)
-        for label, result in ((trained_label, analyse(loaded.model, sequences)), (control_label, controls[key])):
-            _record_similarity(res, figures, label, f"{label.split(',')[0]}{stem_suffix}", result, attention, seed,
-                               window, steps)
+        for label, stem, result in ((m.label, f"trained{m.stem_suffix}", analyse(loaded.model, sequences)),
+                                    (control_of(m.label), f"untrained{m.stem_suffix}", controls[key])):
+            _record_similarity(res, figures, label, stem, result, m)
 
 
 def _analyse_untrained(config: dict, sequences: list[str]):
@@ -520,8 +538,7 @@ def _analyse_untrained(config: dict, sequences: list[str]):
     return analyse(PerformerLM(PerformerConfig(**config)).eval(), sequences)
 
 
-def _record_similarity(res: Results, figures: Path, label: str, stem_label: str, result, attention: str, seed: int,
-                       window: int, steps: int) -> None:
+def _record_similarity(res: Results, figures: Path, label: str, stem_label: str, result, model: _Analysed) -> None:
     """Writes ``result``'s four matrices (CSV and heatmap) and appends their rows to ``res.similarity``."""
     import matplotlib.pyplot as plt
 
@@ -534,15 +551,16 @@ def _record_similarity(res: Results, figures: Path, label: str, stem_label: str,
                                       ("embedding", result.embedding, result.embedding_vs_blosum)):
         stem = f"results_similarity_{stem_label}_{which}"
         result.frame(which).to_csv(figures / f"{stem}.csv", float_format="%.5f")
-        title = f"{label} {attention} MLM (seed {seed}, L={window}): {which}"
+        title = f"{label} {model.attention} MLM (seed {model.seed}, L={model.window}): {which}"
         fig = similarity_heatmaps(matrix, blosum62(), AMINO_ACIDS, cluster_order(matrix), title=title,
                                   subtitle=f"vs BLOSUM62 ({comparison.n_pairs} pairs): Pearson "
                                            f"{comparison.pearson:.3f}, Spearman {comparison.spearman:.3f}")
         save_figure(fig, figures / stem, formats=("png",))
         plt.close(fig)
-        res.similarity.append({"model": label, "attention": attention, "seed": seed, "window": window,
-                               "steps": steps, "source": which, "pearson": comparison.pearson,
-                               "spearman": comparison.spearman, "pearson_p": comparison.pearson_p,
+        res.similarity.append({"model": label, "attention": model.attention, "seed": model.seed,
+                               "window": model.window, "steps": model.steps, "source": which,
+                               "pearson": comparison.pearson, "spearman": comparison.spearman,
+                               "pearson_p": comparison.pearson_p,
                                "top_pairs": " ".join(p for p, _, _ in comparison.top_pairs[:5]),
                                "landmark_ranks": comparison.landmark_ranks, "figure": f"{stem}.png",
                                "proteins": result.profiles.proteins})
