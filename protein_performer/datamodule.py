@@ -28,6 +28,7 @@ from protein_performer.datasets import (
     CLMCollator,
     ConcatWindowDataset,
     EpochSampler,
+    FamilyWindowDataset,
     MLMCollator,
     ProteinDataset,
     TokenBudgetBatchSampler,
@@ -37,7 +38,7 @@ from protein_performer.datasets import (
 
 log = logging.getLogger(__name__)
 
-MODES = ("concat", "protein")
+MODES = ("concat", "protein", "family")
 _STAGE_SPLITS = {"fit": ("train", "valid"), "validate": ("valid",), "test": ("test",), "predict": ("test",)}
 
 
@@ -62,7 +63,9 @@ class ProteinDataModule(pl.LightningDataModule):
             the ``train``/``valid``/``test`` splits).
         objective: ``"mlm"`` (masked LM) or ``"clm"`` (causal LM, shifted labels).
         mode: ``"concat"``: proteins joined by ``<eos>`` and cut into windows of ``max_length``;
-            ``"protein"``: one ``<cls> protein <eos>`` per sample, cropped to ``max_length``.
+            ``"protein"``: one ``<cls> protein <eos>`` per sample, cropped to ``max_length``;
+            ``"family"``: a family dataset's members drawn by sequence weight into windows of
+            ``max_length`` (:class:`~protein_performer.datasets.FamilyWindowDataset`).
         max_length: Tokens per window (concat) or the longest sample (protein).
         batch_size: Samples per batch (ignored when ``token_budget`` is set).
         token_budget: Protein mode only: batch proteins sorted by length so that
@@ -157,6 +160,8 @@ class ProteinDataModule(pl.LightningDataModule):
         limit = None if split == "test" else self.limit_windows
         if self.mode == "concat":
             return ConcatWindowDataset(shard, self.max_length, seed=self.seed, random_offset=train, limit=limit)
+        if self.mode == "family":
+            return FamilyWindowDataset(shard, self.max_length, seed=self.seed, random=train, limit=limit)
         return ProteinDataset(shard, self.max_length, crop="random" if train else "start", seed=self.seed, limit=limit)
 
     def check(self, stage: str | None = None) -> None:

@@ -1,6 +1,6 @@
 """Datasets, samplers and collators that turn prepared shards into training batches (torch + numpy).
 
-Two ways to serve a split (:class:`~protein_performer.corpus.shards.Shard`):
+Three ways to serve a split (:class:`~protein_performer.corpus.shards.Shard`):
 
 * :class:`ConcatWindowDataset` — the Performer paper's setting: proteins joined by ``<eos>`` into
   one stream, cut into non-overlapping windows of ``max_length`` tokens. Each epoch starts the cut
@@ -9,6 +9,8 @@ Two ways to serve a split (:class:`~protein_performer.corpus.shards.Shard`):
   :meth:`~protein_performer.alphabet.Alphabet.frame`, long proteins cropped; batch it with
   :class:`TokenBudgetBatchSampler` (ESM-style: sort by length, fill a token budget, the one
   batcher :func:`token_budget_batches` that ``embed`` uses too).
+* :class:`FamilyWindowDataset` — one protein family (``prepare --family``): members drawn by
+  sequence weight, each framed ``<cls> seq <eos>``, joined into windows of ``max_length``.
 
 Collators (:class:`MLMCollator`, :class:`CLMCollator`) pad samples and return the batch contract::
 
@@ -50,6 +52,7 @@ Oversize = Literal["error", "alone"]
 
 # Stream tags keep the random streams of different uses apart for the same (seed, epoch, index).
 _OFFSET_STREAM, _CROP_STREAM, _MASK_STREAM, _EVAL_MASK_STREAM = 1, 2, 3, 4
+_FAMILY_STREAM, _FAMILY_EVAL_STREAM = 5, 6
 
 
 def check_objective(objective: str) -> str:
@@ -262,6 +265,89 @@ class ProteinDataset(Dataset):
         state = self.__dict__.copy()
         state["shard"] = Shard(self.shard.path)
         return state
+
+
+# --------------------------------------------------------------------------- family windows
+
+
+def weighted_order(weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random order of all members, drawn without replacement with probability proportional to
+    ``weights`` (Gumbel top-k: sort ``log w + Gumbel`` descending); members of weight 0 come last."""
+    keys = np.log(np.maximum(weights, 1e-300)) + rng.gumbel(size=len(weights))
+    return np.argsort(-keys, kind="stable")
+
+
+def family_window(proteins: Sequence[np.ndarray], order: np.ndarray, max_length: int) -> np.ndarray:
+    """Members in ``order``, each framed ``<cls> residues <eos>``, joined until ``max_length`` tokens;
+    the last member is cut at the window's end. (n,) ``uint8``, n <= max_length."""
+    parts, used = [], 0
+    for k in order:
+        framed = ALPHABET.frame(proteins[int(k)])
+        parts.append(framed[: max_length - used])
+        used += len(parts[-1])
+        if used >= max_length:
+            break
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint8)
+
+
+class FamilyWindowDataset(Dataset):
+    """Windows of one protein family: members drawn by sequence weight, shuffled, each framed
+    ``<cls> ... <eos>``, joined to ``max_length`` tokens (the last member cut at the end).
+
+    Attention crosses members, so a residue can look at the same site in its homologs; models
+    for these windows count positions from each member's start (``restart_positions``). An epoch
+    serves ``ceil(framed tokens of the split / max_length)`` windows, so it reads about as many
+    tokens as the split holds; window ``index`` of ``epoch`` is a function of ``(seed, epoch,
+    index)`` (training) or of ``(seed, index)`` (evaluation: the same windows every time).
+    Members without weights (a plain corpus) weigh 1.
+    """
+
+    def __init__(self, shard: Shard, max_length: int = 8192, *, seed: int = 0, epoch: int = 0,
+                 random: bool = True, limit: int | None = None) -> None:
+        if max_length < 3:
+            raise ValueError(f"max_length must be >= 3 (<cls>, a residue, <eos>), got {max_length}")
+        if len(shard) == 0:
+            raise ValueError(f"{shard.path}: split holds no members; prepare the family with more homologs or "
+                             "smaller --valid-fraction / --test-fraction")
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be >= 1 or None, got {limit}")
+        self.shard, self.max_length, self.seed, self.epoch = shard, max_length, seed, epoch
+        self.random, self.limit = random, limit
+        weights = shard.weights
+        self.weights = np.ones(len(shard)) if weights is None else weights
+        if not self.weights.sum() > 0:
+            raise ValueError(f"{shard.path}: every member weighs 0; prepare the family again")
+        self.num_windows = max(1, math.ceil(int((shard.lengths + 2).sum()) / max_length))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_windows if self.limit is None else min(self.num_windows, self.limit)
+
+    def __getitem__(self, index: int) -> Sample:
+        if not 0 <= index < len(self):
+            raise IndexError(f"window {index} out of range for {len(self)} windows")
+        keys = (self.epoch, index) if self.random else (index,)
+        rng = _rng(self.seed, _FAMILY_STREAM if self.random else _FAMILY_EVAL_STREAM, *keys)
+        order = weighted_order(self.weights, rng)
+        proteins = _LazyProteins(self.shard)
+        return Sample(family_window(proteins, order, self.max_length), index, self.epoch)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["shard"] = Shard(self.shard.path)
+        return state
+
+
+class _LazyProteins:
+    """``shard.protein(i)`` by index, read only for the members a window uses."""
+
+    def __init__(self, shard: Shard) -> None:
+        self.shard = shard
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.shard.protein(i)
 
 
 # --------------------------------------------------------------------------- samplers

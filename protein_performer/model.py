@@ -67,6 +67,10 @@ class PerformerConfig:
     """Per-protein attention in concatenated windows: a residue attends only within its own
     protein (the stretch ending at its ``<eos>``), causal state restarts after each ``<eos>``, and
     positions count from the protein's start, so each protein is computed as if served alone."""
+    restart_positions: bool = False
+    """Positions count from each protein's start in concatenated windows (as with
+    ``segment_attention``) while attention still crosses proteins: family windows, where a residue
+    can look at the same site in its homologs (residues of equal position have rotary distance 0)."""
     feature_map: Literal["favor+", "favor++"] = "favor+"
     """Softmax random features: FAVOR+, or FAVOR++ (optimal positive features, A from a running
     statistic of training batches)."""
@@ -183,6 +187,17 @@ class Block(nn.Module):
         return x + self.ff(self.norm2(x)), weights
 
 
+def protein_positions(input_ids: Tensor, eos_idx: int) -> Tensor:
+    """(B, L) ids -> (B, L) positions counted from each protein's start: 0 after every ``<eos>``
+    (and at the window's start), the ``<eos>`` itself the last position of its protein."""
+    B, L = input_ids.shape
+    index = torch.arange(L, device=input_ids.device).expand(B, L)  # (B, L)
+    after_eos = torch.zeros_like(input_ids, dtype=torch.bool)
+    after_eos[:, 1:] = input_ids[:, :-1] == eos_idx
+    start = torch.where(after_eos, index, torch.zeros_like(index)).cummax(dim=1).values  # (B, L)
+    return index - start
+
+
 def layer_index(i: int, depth: int, *, first: int = 0) -> int:
     """A layer number as a non-negative index in ``first..depth``; negatives count from the end
     (-1 = ``depth``, the last block), as ESM's ``repr_layers``.
@@ -277,13 +292,13 @@ class PerformerLM(nn.Module):
             x = self._token_dropout(x, input_ids, attention_mask)
         segments = protein_segments(input_ids, ALPHABET.eos_idx) if self.config.segment_attention else None
         positions = torch.arange(L, device=x.device)  # (L,), or (B, L) restarting at every protein
-        if segments is not None:
-            positions = torch.tensor([[t - a for a, e in row for t in range(a, e)] for row in segments],
-                                     device=x.device)
+        per_protein = segments is not None or self.config.restart_positions
+        if per_protein:
+            positions = protein_positions(input_ids, ALPHABET.eos_idx)  # (B, L)
         rotary = None
         if self.rotary is not None:
             rotary = self.rotary(L, device=x.device, dtype=x.dtype)  # (L, head_dim) x 2
-            if segments is not None:
+            if per_protein:
                 rotary = tuple(t[positions].unsqueeze(1) for t in rotary)  # (B, 1, L, head_dim) x 2
         else:
             if L > self.config.max_position:
@@ -355,6 +370,8 @@ class PerformerLM(nn.Module):
             for layer in state.layers:
                 layer.reset_rows(ended)
             state.segment_start = torch.where(ended, state.step, state.segment_start)
+            state.positions = torch.where(ended, 0, state.positions + 1)
+        elif self.config.restart_positions:  # positions restart, the attention state carries on
             state.positions = torch.where(ended, 0, state.positions + 1)
         else:
             state.positions = state.positions + 1

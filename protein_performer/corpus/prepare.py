@@ -50,6 +50,7 @@ from protein_performer.corpus.shards import (
     SPLIT_FILES,
     SPLITS,
     TOKENS_FILE,
+    WEIGHTS_FILE,
     DamagedDataset,
     read_manifest,
     sha256_of,
@@ -224,6 +225,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class FamilyOptions:
+    """``prepare --family``: the input is one homolog set (see :mod:`protein_performer.corpus.families`)."""
+
+    query: str | None = None
+    """Id of the query (default: the first record)."""
+    format: str = "auto"
+    """a3m, a2m, stockholm, aligned-fasta, fasta or auto."""
+    identity: float = 0.8
+    """Sequence weights: 1 / members within this identity."""
+    split_identity: float = 0.8
+    """Held-out members are below this identity to every training member."""
+
+
 def _scratch_name(out: Path, kind: str) -> Path:
     """A hidden sibling of ``out`` named after this process (see :func:`remove_dead_partials`)."""
     return out.parent / f".{out.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -231,10 +246,13 @@ def _scratch_name(out: Path, kind: str) -> Path:
 
 def prepare(inputs: list[Path], out: Path, *, policy: CleaningPolicy = CleaningPolicy(),
             valid_fraction: float = 0.05, test_fraction: float = 0.05, salt: str = "",
-            format: str = "auto", overwrite: bool = False, progress: bool | None = False) -> dict:
+            format: str = "auto", overwrite: bool = False, progress: bool | None = False,
+            family: FamilyOptions | None = None) -> dict:
     """Tokenise ``inputs`` into a prepared dataset at ``out``; returns its manifest.
 
     ``progress``: ``True`` draws a tqdm bar on stderr, ``None`` only when stderr is a terminal.
+    ``family``: the one input is a homolog set; members are split by similarity, their sequence
+    weights go to ``<split>/weights.f32`` and the manifest gains a ``family`` entry.
     """
     inputs = [Path(p) for p in inputs]
     out = Path(out)
@@ -245,10 +263,17 @@ def prepare(inputs: list[Path], out: Path, *, policy: CleaningPolicy = CleaningP
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such input file")
     check_out_dir(out, inputs, overwrite)
-    formats = [sniff_format(p) if format == "auto" else format for p in inputs]
+    if family is not None and len(inputs) != 1:
+        raise ValueError(f"--family takes one homolog set, got {len(inputs)} inputs; prepare one family per --out")
+    if family is not None:
+        formats = ["family"]
+    else:
+        formats = [sniff_format(p) if format == "auto" else format for p in inputs]
     input_info = [{"path": str(p), "bytes": p.stat().st_size, "sha256": sha256_of(p), "format": f}
                   for p, f in zip(inputs, formats)]
     options = {**asdict(policy), "valid_fraction": valid_fraction, "test_fraction": test_fraction, "salt": salt}
+    if family is not None:
+        options["family"] = asdict(family)
 
     existing = _reusable(out, input_info, options, overwrite)
     if existing is not None:
@@ -263,11 +288,21 @@ def prepare(inputs: list[Path], out: Path, *, policy: CleaningPolicy = CleaningP
     writers: dict[str, SplitWriter] = {}
     try:
         writers = {split: SplitWriter(tmp / split) for split in SPLITS}
-        counts = _tokenise(inputs, formats, policy, fractions, writers, progress)
+        family_info = None
+        if family is not None:
+            counts, family_info = _tokenise_family(inputs[0], family, policy, fractions, writers)
+        else:
+            counts = _tokenise(inputs, formats, policy, fractions, writers, progress)
         if counts.kept == 0:
             raise ValueError(f"no sequences in {', '.join(map(str, inputs))} ({counts.records_read} records read, "
                              f"skipped: {dict(counts.skipped) or 'none'}); check the input file and the filters")
         splits = {split: writers[split].close() for split in SPLITS}
+        if family_info is not None:
+            for split in SPLITS:
+                weights = np.asarray(family_info.pop(f"_weights_{split}"), dtype="<f4")
+                (tmp / split / WEIGHTS_FILE).write_bytes(weights.tobytes())
+                splits[split]["files"][WEIGHTS_FILE] = {"bytes": weights.nbytes,
+                                                        "sha256": sha256_of(tmp / split / WEIGHTS_FILE)}
         manifest = {
             "alphabet_version": ALPHABET_VERSION,
             "alphabet": list(ALPHABET.tokens),
@@ -281,6 +316,9 @@ def prepare(inputs: list[Path], out: Path, *, policy: CleaningPolicy = CleaningP
                                 "test": test_fraction},
             "split_rule": SPLIT_RULE,
         }
+        if family_info is not None:
+            manifest["family"] = family_info
+            manifest["split_rule"] = family_info["split_rule"]
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")  # last: marks it complete
         _swap_into_place(tmp, out)
     except BaseException:
@@ -316,6 +354,46 @@ def _tokenise(inputs: list[Path], formats: list[str], policy: CleaningPolicy, fr
     return counts
 
 
+def _tokenise_family(path: Path, options: FamilyOptions, policy: CleaningPolicy, fractions: SplitFractions,
+                     writers: dict[str, SplitWriter]) -> tuple[ReadCounts, dict]:
+    """Write the members of one homolog set to the splits :func:`similarity_splits` assigns."""
+    from protein_performer.corpus.families import read_family, similarity_splits
+
+    fam = read_family(path, query=options.query, format=options.format, identity=options.identity)
+    splits = similarity_splits(fam, split_identity=options.split_identity, valid_fraction=fractions.valid,
+                               test_fraction=fractions.test, salt=fractions.salt)
+    counts = ReadCounts()
+    weights: dict[str, list[float]] = {split: [] for split in SPLITS}
+    for k, (name, seq, split) in enumerate(zip(fam.ids, fam.sequences, splits)):
+        counts.records_read += 1
+        if len(seq) < policy.min_length or (policy.max_length is not None and len(seq) > policy.max_length):
+            counts.skipped["length filter"] += 1
+            continue
+        try:
+            tokens = ALPHABET.encode(seq)
+        except ValueError as err:
+            raise ValueError(f"{path}: record {k + 1} ({name!r}): {err}; fix or remove the record") from None
+        writers[split].add(name, tokens.tobytes())
+        weights[split].append(float(fam.weights[k]))
+        counts.kept += 1
+        counts.residues += len(seq)
+    info = {
+        "path": str(path), "format": fam.format, "query_id": fam.ids[fam.query], "query": fam.query_sequence,
+        "members": len(fam), "aligned": fam.aligned, "neff": round(fam.neff, 3),
+        "identity": options.identity, "split_identity": options.split_identity,
+        "split_rule": (f"members joined when either's identity to the other is >= {options.split_identity}; "
+                       "each connected group goes whole to the split that blake2b(salt + its first member's id) "
+                       "picks (test if u < test_fraction, valid if u < test_fraction + valid_fraction); the "
+                       "query's group is in train") if fam.aligned else SPLIT_RULE + " (unaligned set: by id)",
+        "neff_by_split": {split: round(sum(weights[split]), 3) for split in SPLITS},
+    }
+    for split in SPLITS:
+        info[f"_weights_{split}"] = weights[split]
+    log.info("%s: family of %d members (%s, query %s, Neff %.1f at %.0f%% identity)", path, len(fam), fam.format,
+             fam.ids[fam.query], fam.neff, 100 * options.identity)
+    return counts, info
+
+
 def _swap_into_place(tmp: Path, out: Path) -> None:
     """Rename ``tmp`` to ``out``; an old ``out`` is moved aside first and removed after."""
     old = None
@@ -344,14 +422,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-fraction", type=float, default=0.05)
     parser.add_argument("--split-salt", default="", help="salt of the id hash that assigns splits")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing, different dataset")
+    family = parser.add_argument_group("families (one homolog set per dataset)")
+    family.add_argument("--family", action="store_true",
+                        help="the input is a query and its homologs (A3M, A2M, Stockholm, aligned or plain FASTA): "
+                             "sequence weights, similarity splits, the query recorded")
+    family.add_argument("--query", default=None, help="id of the query record (default: the first record)")
+    family.add_argument("--family-format", default="auto",
+                        choices=("auto", "a3m", "a2m", "stockholm", "aligned-fasta", "fasta"))
+    family.add_argument("--identity", type=float, default=0.8,
+                        help="sequence weight = 1 / members within this identity (default 0.8)")
+    family.add_argument("--split-identity", type=float, default=0.8,
+                        help="held-out members are below this identity to every training member (default 0.8)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     policy = CleaningPolicy(unknown=args.unknown, min_length=args.min_length, max_length=args.max_length)
+    family = None
+    if args.family:
+        family = FamilyOptions(query=args.query, format=args.family_format, identity=args.identity,
+                               split_identity=args.split_identity)
+    elif args.query or args.family_format != "auto":
+        raise ValueError("--query and --family-format describe a homolog set; add --family")
     manifest = prepare(args.inputs, args.out, policy=policy, valid_fraction=args.valid_fraction,
                        test_fraction=args.test_fraction, salt=args.split_salt, format=args.format,
-                       overwrite=args.overwrite, progress=False if args.no_progress else None)
+                       overwrite=args.overwrite, progress=False if args.no_progress else None, family=family)
     print_summary(manifest)
     return 0
 

@@ -6,6 +6,7 @@ A prepared dataset is a directory::
     DIR/<split>/tokens.u8        uint8 token ids of every protein of the split, back to back
     DIR/<split>/offsets.i64      int64[n + 1]: protein i is tokens[offsets[i]:offsets[i + 1]]
     DIR/<split>/ids.txt          one protein id per line, in the same order
+    DIR/<split>/weights.f32      family datasets only: float32 sequence weight of each member
 
 Splits are ``train``, ``valid`` and ``test``. Tokens hold residues only (no special tokens):
 datasets add separators, ``<cls>`` and padding when they serve batches. The manifest records
@@ -33,6 +34,8 @@ TOKENS_FILE = "tokens.u8"
 OFFSETS_FILE = "offsets.i64"
 IDS_FILE = "ids.txt"
 SPLIT_FILES = (TOKENS_FILE, OFFSETS_FILE, IDS_FILE)
+WEIGHTS_FILE = "weights.f32"
+"""Family datasets only (``prepare --family``): float32[n], each member's sequence weight."""
 
 
 class DamagedDataset(ValueError):
@@ -99,6 +102,18 @@ class Shard:
             want = (manifest_split or {}).get(key)
             if want is not None and want != have:
                 raise DamagedDataset(offsets_file, f"{have:,} {key}, the manifest says {want:,}")
+
+    @cached_property
+    def weights(self) -> np.ndarray | None:
+        """(n,) float64 sequence weights of a family dataset; None for a plain corpus."""
+        file = self.path / WEIGHTS_FILE
+        if not file.is_file():
+            return None
+        weights = np.fromfile(file, dtype="<f4").astype(np.float64)
+        if len(weights) != len(self) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
+            raise DamagedDataset(file, f"{len(weights)} weights for {len(self)} members, or a weight that is "
+                                       "negative or not finite")
+        return weights
 
     def __len__(self) -> int:
         return len(self.offsets) - 1

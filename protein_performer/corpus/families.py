@@ -1,0 +1,339 @@
+"""Protein families: a query and its homologs, read from an alignment or a plain FASTA (numpy only).
+
+Formats (``sniff_family_format`` picks one from the name and the content; ``--family-format``
+overrides):
+
+* ``a3m`` (HHblits / ColabFold / jackhmmer ``homologs``): upper case and ``-`` are the query's
+  columns, lower case are insertions, ``.`` is ignored. Every record has the same number of
+  upper-case-plus-``-`` characters.
+* ``a2m``: as A3M, with ``.`` marking gaps in insert columns.
+* ``stockholm``: ``# STOCKHOLM 1.0``, one or more blocks of ``name sequence``, ``//``. The query's
+  non-gap columns are the match columns; the other columns are insertions.
+* ``aligned-fasta``: every record the same length with ``-`` gaps; columns as Stockholm.
+* ``fasta``: unaligned homologs (no gaps). No columns: weights are 1 and splits are by id hash
+  (a warning says so; ``protein-performer homologs`` aligns them).
+
+The query is the first record or ``query`` (an id). Members are kept as ungapped upper-case
+residues (what the model trains on) and, for alignments, as codes of the query's columns
+(0..19 for ``STANDARD_AMINO_ACIDS``, 20 for a gap or a non-standard residue): what the sequence
+weights, the similarity splits and the profile are computed from.
+
+Sequence weights (EVcouplings / DeepSequence): ``w_i = 1 / |{j : id(i, j) >= identity}|``, where
+``id(i, j)`` is the share of i's non-gap columns at which j has the same residue (so ``w_i <= 1``,
+and a member counts itself). ``Neff = sum(w)``.
+
+Similarity splits: members are joined when ``max(id(i, j), id(j, i)) >= split_identity``; each
+connected group goes, whole, to one split by a hash of its first member's id (the query's group is
+always in train). So every held-out member is below ``split_identity`` to every training member,
+and held-out perplexity is not inflated by near copies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from protein_performer.alphabet import STANDARD_AMINO_ACIDS
+from protein_performer.corpus.fasta import open_binary
+
+log = logging.getLogger(__name__)
+
+FamilyFormat = Literal["a3m", "a2m", "stockholm", "aligned-fasta", "fasta"]
+FAMILY_FORMATS: tuple[str, ...] = ("a3m", "a2m", "stockholm", "aligned-fasta", "fasta")
+GAP = 20
+"""Column code of a gap (or of a residue outside the 20 standard amino acids)."""
+_CODE = np.full(256, GAP, dtype=np.uint8)
+for _i, _a in enumerate(STANDARD_AMINO_ACIDS):
+    _CODE[ord(_a)] = _i
+_RESIDUE = re.compile(r"^[A-Za-z]*$")
+_MAX_PAIRWISE = 60_000
+"""Members above this need more than ~25 GiB for the identity matrix in blocks; refused with advice."""
+
+
+@dataclass
+class Family:
+    """A query and its homologs."""
+
+    path: Path
+    format: str
+    ids: list[str]
+    sequences: list[str]
+    """Ungapped upper-case residues of every member (the query included)."""
+    query: int
+    """Index of the query among the members."""
+    columns: np.ndarray | None = None
+    """(N, C) uint8 codes of the query's C columns (see the module docstring); None if unaligned."""
+    weights: np.ndarray = field(default=None)  # type: ignore[assignment]
+    """(N,) sequence weights (1 for unaligned sets)."""
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def query_sequence(self) -> str:
+        return self.sequences[self.query]
+
+    @property
+    def aligned(self) -> bool:
+        return self.columns is not None
+
+    @property
+    def neff(self) -> float:
+        return float(self.weights.sum())
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _text_lines(path: Path) -> list[str]:
+    with open_binary(path) as fh:
+        raw = fh.read()
+    try:
+        return raw.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not a text file ({err}); give an A3M, A2M, Stockholm or FASTA file") from None
+
+
+def sniff_family_format(path: Path, lines: list[str] | None = None) -> FamilyFormat:
+    """The format of ``path`` from its suffix (``.a3m``, ``.a2m``, ``.sto``) or its content."""
+    name = path.name.lower()
+    for suffix in (".gz", ".bz2", ".xz"):
+        name = name.removesuffix(suffix)
+    if name.endswith(".a3m"):
+        return "a3m"
+    if name.endswith(".a2m"):
+        return "a2m"
+    if name.endswith((".sto", ".stk", ".stockholm")):
+        return "stockholm"
+    lines = _text_lines(path) if lines is None else lines
+    first = next((line for line in lines if line.strip()), "")
+    if first.startswith("# STOCKHOLM"):
+        return "stockholm"
+    records = _fasta_records(path, lines)
+    body = "".join(seq for _, seq in records)
+    if any(c.islower() or c == "." for c in body):
+        return "a3m"
+    if "-" in body or (len(records) > 1 and len({len(seq) for _, seq in records}) == 1):
+        return "aligned-fasta"
+    return "fasta"
+
+
+def _fasta_records(path: Path, lines: list[str]) -> list[tuple[str, str]]:
+    records: list[tuple[str, list[str]]] = []
+    for number, line in enumerate(lines, start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith(">"):
+            records.append((line[1:].strip(), []))
+        elif not records:
+            raise ValueError(f"{path}: line {number} comes before the first '>' header; "
+                             "give a FASTA / A3M file whose records start with '>'")
+        else:
+            records[-1][1].append(line.replace(" ", ""))
+    return [(header, "".join(parts)) for header, parts in records]
+
+
+def _stockholm_records(path: Path, lines: list[str]) -> list[tuple[str, str]]:
+    order: list[str] = []
+    parts: dict[str, list[str]] = {}
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line == "//":
+            break
+        fields = line.split()
+        if len(fields) != 2:
+            raise ValueError(f"{path}: Stockholm line {line[:60]!r} is not 'name sequence'; check the file")
+        name, seq = fields
+        if name not in parts:
+            order.append(name)
+            parts[name] = []
+        parts[name].append(seq)
+    return [(name, "".join(parts[name])) for name in order]
+
+
+def read_family(path: Path, *, query: str | None = None, format: str = "auto", identity: float = 0.8) -> Family:
+    """Read a homolog set (see the module docstring) and compute its sequence weights.
+
+    Raises ``ValueError`` naming the file, the record and the fix for an empty set, an unknown
+    query id, a character that is not an amino-acid code, or a ragged alignment.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such family file")
+    lines = _text_lines(path)
+    fmt = sniff_family_format(path, lines) if format == "auto" else format
+    if fmt not in FAMILY_FORMATS:
+        raise ValueError(f"family format must be one of {', '.join(FAMILY_FORMATS)} or auto, got {fmt!r}")
+    records = _stockholm_records(path, lines) if fmt == "stockholm" else _fasta_records(path, lines)
+    records = [(header.split()[0] if header.split() else f"record{k + 1}", seq) for k, (header, seq) in
+               enumerate(records)]
+    if not records:
+        raise ValueError(f"{path}: no sequences; give the query and its homologs")
+    ids = [name for name, _ in records]
+    if query is None:
+        q = 0
+    elif query in ids:
+        q = ids.index(query)
+    else:
+        raise ValueError(f"{path}: no record with id {query!r} for --query (first ids: {', '.join(ids[:5])}); "
+                         "give one of the record ids, or leave --query out to use the first record")
+    for k, (name, seq) in enumerate(records, start=1):
+        bad = re.sub(r"[A-Za-z.\-*]", "", seq)
+        if bad:
+            raise ValueError(f"{path}: record {k} ({name!r}): character {bad[0]!r} is not an amino-acid code or gap; "
+                             "fix or remove the record")
+    if fmt in ("a3m", "a2m"):
+        columns, sequences = _match_columns_a3m(path, records, q)
+    elif fmt in ("stockholm", "aligned-fasta"):
+        columns, sequences = _match_columns_aligned(path, records, q)
+    else:
+        for k, (name, seq) in enumerate(records, start=1):
+            if "-" in seq or "." in seq:
+                raise ValueError(f"{path}: record {k} ({name!r}) has gaps but the set was read as unaligned FASTA; "
+                                 "pass --family-format aligned-fasta (or a3m)")
+        columns, sequences = None, [seq.upper().replace("*", "") for _, seq in records]
+    for k, seq in enumerate(sequences):
+        if not seq:
+            raise ValueError(f"{path}: record {k + 1} ({ids[k]!r}) has no residues; remove it")
+    family = Family(path=path, format=fmt, ids=ids, sequences=sequences, query=q, columns=columns)
+    family.weights = sequence_weights(family, identity) if columns is not None else np.ones(len(ids))
+    if columns is None:
+        log.warning("%s: unaligned homologs: every member weighs 1 and splits are by id hash, not by "
+                    "identity (align them with `protein-performer homologs` for weights and similarity splits)", path)
+    return family
+
+
+def _match_columns_a3m(path: Path, records: list[tuple[str, str]], q: int) -> tuple[np.ndarray, list[str]]:
+    width = None
+    rows = []
+    for k, (name, seq) in enumerate(records, start=1):
+        match = "".join(c for c in seq if c.isupper() or c == "-")
+        if width is None:
+            width = len(match)
+        elif len(match) != width:
+            raise ValueError(f"{path}: record {k} ({name!r}) has {len(match)} aligned columns (upper case and '-'), "
+                             f"the first record has {width}: a ragged A3M; realign it or remove the record")
+        rows.append(np.frombuffer(match.encode("ascii"), dtype=np.uint8))
+    seqs = [re.sub(r"[.\-*]", "", seq).upper() for _, seq in records]
+    return _CODE[np.stack(rows)], seqs
+
+
+def _match_columns_aligned(path: Path, records: list[tuple[str, str]], q: int) -> tuple[np.ndarray, list[str]]:
+    width = len(records[q][1])
+    for k, (name, seq) in enumerate(records, start=1):
+        if len(seq) != width:
+            raise ValueError(f"{path}: record {k} ({name!r}) is {len(seq)} columns long, the query "
+                             f"{records[q][0]!r} {width}: a ragged alignment; realign it or remove the record")
+    raw = np.stack([np.frombuffer(seq.upper().encode("ascii"), dtype=np.uint8) for _, seq in records])  # (N, W)
+    keep = (raw[q] != ord("-")) & (raw[q] != ord("."))
+    seqs = [re.sub(r"[.\-*]", "", seq).upper() for _, seq in records]
+    return _CODE[raw[:, keep]], seqs
+
+
+# --------------------------------------------------------------------------- weights and splits
+
+
+def _identity_blocks(columns: np.ndarray, block: int = 2048):
+    """Yield ``(rows, same)``: for a block of members, (b, N) counts of columns where both have the
+    same standard residue; computed as one-hot products in float32 (exact for counts < 2**24)."""
+    n, c = columns.shape
+    onehot = np.zeros((n, c * 20), dtype=np.float32)  # (N, C * 20)
+    real = columns < GAP
+    r, col = np.nonzero(real)
+    onehot[r, col * 20 + columns[r, col]] = 1.0
+    for lo in range(0, n, block):
+        yield slice(lo, min(lo + block, n)), onehot[lo : lo + block] @ onehot.T  # (b, N)
+
+
+def _check_size(family: Family) -> None:
+    if len(family) > _MAX_PAIRWISE:
+        raise ValueError(f"{family.path}: {len(family):,} members; weights and similarity splits compare every "
+                         f"pair, so at most {_MAX_PAIRWISE:,} are supported; filter the set (e.g. hhfilter, or "
+                         "--max-seqs in `protein-performer homologs`)")
+
+
+def sequence_weights(family: Family, identity: float = 0.8) -> np.ndarray:
+    """(N,) ``1 / |{j : id(i, j) >= identity}|`` (module docstring); 1 for every member if unaligned."""
+    if not 0 < identity <= 1:
+        raise ValueError(f"identity must be in (0, 1], got {identity}")
+    if family.columns is None:
+        return np.ones(len(family))
+    _check_size(family)
+    nongap = np.maximum((family.columns < GAP).sum(1), 1).astype(np.float64)  # (N,)
+    neighbours = np.zeros(len(family))
+    for rows, same in _identity_blocks(family.columns):
+        neighbours[rows] = (same >= identity * nongap[rows, None] - 1e-6).sum(1)
+    return 1.0 / np.maximum(neighbours, 1)
+
+
+def _hash_unit(text: str, salt: str) -> float:
+    digest = hashlib.blake2b((salt + text).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") / 2**64
+
+
+def similarity_splits(family: Family, *, split_identity: float = 0.8, valid_fraction: float = 0.05,
+                      test_fraction: float = 0.05, salt: str = "") -> list[str]:
+    """The split (``train`` / ``valid`` / ``test``) of every member: connected groups at
+    ``split_identity`` (module docstring) go whole to one split, the query's to train."""
+    n = len(family)
+    if family.columns is None:
+        groups = np.arange(n)
+    else:
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        _check_size(family)
+        nongap = np.maximum((family.columns < GAP).sum(1), 1).astype(np.float64)
+        src, dst = [], []
+        for rows, same in _identity_blocks(family.columns):
+            # symmetric: the larger of the two directional identities
+            close = (same >= split_identity * nongap[rows, None] - 1e-6) | \
+                    (same >= split_identity * nongap[None, :] - 1e-6)
+            i, j = np.nonzero(close)
+            src.append(i + rows.start)
+            dst.append(j)
+        src_a, dst_a = np.concatenate(src), np.concatenate(dst)
+        graph = coo_matrix((np.ones(len(src_a), dtype=np.int8), (src_a, dst_a)), shape=(n, n))
+        _, groups = connected_components(graph, directed=False)
+    first_member: dict[int, int] = {}
+    for i, g in enumerate(groups):
+        first_member.setdefault(int(g), i)
+    splits = []
+    query_group = int(groups[family.query])
+    for i, g in enumerate(groups):
+        if int(g) == query_group:
+            splits.append("train")
+            continue
+        u = _hash_unit(family.ids[first_member[int(g)]], salt)
+        splits.append("test" if u < test_fraction else "valid" if u < test_fraction + valid_fraction else "train")
+    return splits
+
+
+# --------------------------------------------------------------------------- profile
+
+
+def column_profile(family: Family, *, pseudocount: float = 0.5, weighted: bool = True,
+                   members: np.ndarray | None = None) -> np.ndarray:
+    """(C, 20) residue frequencies of the query's columns, ``(counts + pseudocount) / (total + 20 *
+    pseudocount)`` with counts weighted by the sequence weights (``members``: a boolean subset)."""
+    if family.columns is None:
+        raise ValueError(f"{family.path}: a profile needs aligned homologs (A3M, A2M, Stockholm or aligned "
+                         "FASTA); align them with `protein-performer homologs`")
+    if pseudocount <= 0:
+        raise ValueError(f"pseudocount must be > 0, got {pseudocount}")
+    cols = family.columns if members is None else family.columns[members]
+    w = (family.weights if weighted else np.ones(len(family)))
+    w = w if members is None else w[members]
+    counts = np.zeros((cols.shape[1], 20))
+    for a in range(20):
+        counts[:, a] = ((cols == a) * w[:, None]).sum(0)
+    return (counts + pseudocount) / (counts.sum(1, keepdims=True) + 20 * pseudocount)

@@ -1,0 +1,175 @@
+"""Model scores of mutants: masked marginals, wild-type marginals, pseudo-perplexity, and the causal
+log-likelihood ratio, read in overlapping windows; BLOSUM62 and unigram baselines; the DMS matrix.
+
+Proteins longer than ``max_length`` tokens are cut into overlapping windows (stride half a window)
+and every position is read from the window that gives it the most context (masked: the one it is
+nearest the centre of; causal: the one with the longest prefix), never truncated.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+
+from protein_performer.alphabet import ALPHABET, STANDARD_AMINO_ACIDS
+from protein_performer.model import PerformerLM
+from protein_performer.variants.mutants import Substitution, apply_mutant
+
+Strategy = Literal["masked-marginals", "wt-marginals", "pseudo-ppl"]
+STRATEGIES: tuple[str, ...] = ("masked-marginals", "wt-marginals", "pseudo-ppl")
+
+# --------------------------------------------------------------------------- windows
+
+
+def assign_windows(n_tokens: int, size: int, causal: bool) -> tuple[list[int], np.ndarray]:
+    """Overlapping windows over ``n_tokens`` framed tokens: ``(starts, owner)`` where window w is
+    ``[starts[w], starts[w] + size)`` and ``owner[i]`` is the window that token i is read from."""
+    if size < 3:
+        raise ValueError(f"--max-length must be >= 3 tokens, got {size}")
+    if n_tokens <= size:
+        return [0], np.zeros(n_tokens, dtype=np.int64)
+    stride = size // 2
+    starts = list(range(0, n_tokens - size, stride)) + [n_tokens - size]
+    s = np.asarray(starts)[:, None]  # (W, 1)
+    i = np.arange(n_tokens)[None, :]  # (1, n)
+    inside = (i >= s) & (i < s + size)  # (W, n)
+    if causal:  # the longest prefix: the first window that holds the token (after its first position)
+        owner = (inside & ((i > s) | (i == 0))).argmax(axis=0)
+    else:  # nearest the centre
+        owner = np.where(inside, np.abs(i - (s + size / 2 - 0.5)), np.inf).argmin(axis=0)
+    return starts, owner
+
+
+@torch.no_grad()
+def _log_probs(model: PerformerLM, batch: list[np.ndarray]) -> torch.Tensor:
+    """(B, L) equal-length token windows -> (B, L, V) float64 log-probabilities (on the CPU)."""
+    device = next(model.parameters()).device
+    ids = torch.tensor(np.stack(batch), dtype=torch.long, device=device)
+    return model(ids).logits.double().log_softmax(-1).cpu()
+
+
+def masked_log_probs(model: PerformerLM, tokens: np.ndarray, targets: Sequence[int], *, max_length: int,
+                     batch_size: int = 8) -> dict[int, torch.Tensor]:
+    """For each token index in ``targets``: (V,) log-probs with that token masked (in its window)."""
+    starts, owner = assign_windows(len(tokens), max_length, causal=False)
+    inputs, where = [], []
+    for i in targets:
+        a = starts[owner[i]]
+        window = tokens[a : a + max_length].copy()
+        window[i - a] = ALPHABET.mask_idx
+        inputs.append(window)
+        where.append(i - a)
+    out = {}
+    for lo in range(0, len(inputs), batch_size):
+        lp = _log_probs(model, inputs[lo : lo + batch_size])  # (b, L, V)
+        for j, i in enumerate(targets[lo : lo + batch_size]):
+            out[i] = lp[j, where[lo + j]]
+    return out
+
+
+def unmasked_log_probs(model: PerformerLM, tokens: np.ndarray, *, max_length: int) -> torch.Tensor:
+    """(n, V) log-probs of every token index of a masked model, one unmasked pass per window."""
+    starts, owner = assign_windows(len(tokens), max_length, causal=False)
+    out = torch.zeros(len(tokens), len(ALPHABET), dtype=torch.float64)
+    for w, a in enumerate(starts):
+        lp = _log_probs(model, [tokens[a : a + max_length]])[0]  # (L, V)
+        mine = np.flatnonzero(owner == w)
+        out[mine] = lp[mine - a]
+    return out
+
+
+def causal_log_likelihoods(model: PerformerLM, sequences: Sequence[np.ndarray], *, max_length: int,
+                           batch_size: int = 8) -> np.ndarray:
+    """log p(sequence) of framed sequences (all tokens after ``<cls>``), windows as above."""
+    out = np.zeros(len(sequences))
+    by_length: dict[int, list[int]] = {}
+    for k, s in enumerate(sequences):
+        by_length.setdefault(len(s), []).append(k)
+    for n, members in by_length.items():
+        starts, owner = assign_windows(n, max_length, causal=True)
+        for w, a in enumerate(starts):
+            mine = np.flatnonzero(owner == w)
+            mine = mine[mine > 0]
+            if not len(mine):
+                continue
+            for lo in range(0, len(members), batch_size):
+                chunk = members[lo : lo + batch_size]
+                lp = _log_probs(model, [sequences[k][a : a + max_length] for k in chunk])  # (b, L, V)
+                for j, k in enumerate(chunk):
+                    target = torch.as_tensor(sequences[k][mine].astype(np.int64))
+                    out[k] += float(lp[j, mine - 1 - a].gather(-1, target[:, None]).sum())
+    return out
+
+
+def pseudo_log_likelihoods(model: PerformerLM, sequences: Sequence[np.ndarray], *, max_length: int,
+                           batch_size: int = 8) -> np.ndarray:
+    """Sum over residues of log p(residue | the rest, residue masked) of framed sequences."""
+    out = np.zeros(len(sequences))
+    for k, tokens in enumerate(sequences):
+        targets = list(range(1, len(tokens) - 1))
+        lp = masked_log_probs(model, tokens, targets, max_length=max_length, batch_size=batch_size)
+        out[k] = sum(float(lp[i][tokens[i]]) for i in targets)
+    return out
+
+
+def _id(letter: str) -> int:
+    return int(ALPHABET.encode(letter)[0])
+
+
+def score_mutants(model: PerformerLM, sequence: str, mutants: Sequence[tuple[Substitution, ...] | None], *,
+                  causal: bool, strategy: Strategy = "masked-marginals", max_length: int = 1024,
+                  batch_size: int = 8) -> np.ndarray:
+    """One score per mutant (NaN where the mutant is None), as in the module docstring."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    model.eval()
+    wt = ALPHABET.frame(sequence)  # (n + 2,): <cls> residues <eos>; residue j is token j + 1
+    scores = np.full(len(mutants), np.nan)
+    valid = [k for k, m in enumerate(mutants) if m is not None]
+    if causal or strategy == "pseudo-ppl":
+        seqs = [wt] + [ALPHABET.frame(apply_mutant(sequence, mutants[k])) for k in valid]
+        fn = causal_log_likelihoods if causal else pseudo_log_likelihoods
+        ll = fn(model, seqs, max_length=max_length, batch_size=batch_size)
+        scores[valid] = ll[1:] - ll[0]
+        return scores
+    if strategy == "masked-marginals":
+        targets = sorted({s.index + 1 for k in valid for s in mutants[k]})
+        lp = masked_log_probs(model, wt, targets, max_length=max_length, batch_size=batch_size)
+    else:
+        table = unmasked_log_probs(model, wt, max_length=max_length)
+        lp = {i: table[i] for i in range(len(wt))}
+    for k in valid:
+        scores[k] = sum(float(lp[s.index + 1][_id(s.mt)] - lp[s.index + 1][_id(s.wt)]) for s in mutants[k])
+    return scores
+
+
+# --------------------------------------------------------------------------- baselines and statistics
+
+
+def blosum62_scores(mutants: Sequence[tuple[Substitution, ...] | None]) -> np.ndarray:
+    """BLOSUM62[wt, mut] summed over each mutant's substitutions (NaN for None)."""
+    from protein_performer.analysis.similarity import blosum62
+
+    matrix, order = blosum62(), {a: i for i, a in enumerate(STANDARD_AMINO_ACIDS)}
+    return np.array([np.nan if m is None else float(sum(matrix[order[s.wt], order[s.mt]] for s in m))
+                     for m in mutants])
+
+
+def unigram_scores(mutants: Sequence[tuple[Substitution, ...] | None], probs: np.ndarray) -> np.ndarray:
+    """``log u(mut) - log u(wt)`` summed over each mutant's substitutions; ``probs`` by token id."""
+    logu = np.log(np.maximum(probs, 1e-300))
+    return np.array([np.nan if m is None else float(sum(logu[_id(s.mt)] - logu[_id(s.wt)] for s in m))
+                     for m in mutants])
+
+
+def substitution_matrix(model: PerformerLM, sequence: str, *, max_length: int = 1024,
+                        batch_size: int = 8) -> np.ndarray:
+    """(n, 20) masked marginals ``log p(aa) - log p(wt)`` at every position, all 19 substitutions
+    (columns in ``STANDARD_AMINO_ACIDS`` order; 0 at the wild type): the standard DMS heatmap."""
+    wt = ALPHABET.frame(sequence)
+    lp = masked_log_probs(model, wt, list(range(1, len(wt) - 1)), max_length=max_length, batch_size=batch_size)
+    aa = list(ALPHABET.standard_indices)
+    return np.stack([(lp[i][aa] - lp[i][wt[i]]).numpy() for i in range(1, len(wt) - 1)])
+
