@@ -93,6 +93,20 @@ class DecodeState:
         """Bytes held by the attention states of all layers."""
         return sum(layer.nbytes() for layer in self.layers)
 
+    def repeat(self, n: int) -> "DecodeState":
+        """A new state of ``n`` rows, each a copy of this one-row state: a shared prefix (say a
+        protein's homologs) stepped once, then continued by ``n`` different suffixes."""
+        if self.positions.shape[0] != 1:
+            raise ValueError(f"repeat() copies a one-row state; this one has {self.positions.shape[0]} rows")
+
+        def rows(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.expand(n, *t.shape[1:]).clone()
+
+        layers = [LayerState(**{name: (value.clone() if name == "local_step" and value is not None else rows(value))
+                                for name, value in vars(layer).items()}) for layer in self.layers]
+        return DecodeState(layers, positions=rows(self.positions), segment_start=rows(self.segment_start),
+                           step=self.step)
+
 
 def init_layer_state(attn: FavorAttention, batch_size: int, *, device: torch.device, dtype: torch.dtype) -> LayerState:
     """The empty state of ``attn`` (causal) for ``batch_size`` rows."""
