@@ -38,6 +38,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("protein_performer.convert.esm", "turn ESM-2 weights (Hugging Face / fair-esm) into a checkpoint"),
     "generate": ("protein_performer.generate", "sample proteins from a causal model (constant-memory FAVOR+ state)"),
     "score-variants": ("protein_performer.variants", "zero-shot variant-effect scores of mutants (DMS CSV)"),
+    "homologs": ("protein_performer.corpus.homologs",
+                 "find a protein's homologs with jackhmmer (pyhmmer) and write an A3M"),
 }
 
 
