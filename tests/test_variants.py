@@ -220,7 +220,7 @@ def test_score_variants_command_on_a_tem1_slice(tmp_path, tem1):
     for entry in [*summary["models"], *summary["baselines"].values()]:
         assert -1 <= entry["spearman"] <= 1 and entry["ci95"][0] <= entry["spearman"] <= entry["ci95"][1]
     assert (tmp_path / "dms.png").stat().st_size > 0
-    matrix = np.loadtxt(tmp_path / "dms.csv", delimiter=",", skiprows=1)
+    matrix = np.loadtxt(tmp_path / "dms.matrix.csv", delimiter=",", skiprows=1)
     assert matrix.shape == (263, 20)
 
 

@@ -71,6 +71,8 @@ class Family:
     """(N, C) uint8 codes of the query's C columns (see the module docstring); None if unaligned."""
     weights: np.ndarray = field(default=None)  # type: ignore[assignment]
     """(N,) sequence weights (1 for unaligned sets)."""
+    rows: list[str] | None = None
+    """Aligned records as A3M rows (upper case and '-': the query's columns; lower case: insertions)."""
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -86,6 +88,21 @@ class Family:
     @property
     def neff(self) -> float:
         return float(self.weights.sum())
+
+    def residue_columns(self, k: int) -> np.ndarray:
+        """(n_k,) the query column of each residue of member ``k``'s ungapped sequence (-1: insertion)."""
+        if self.rows is None:
+            raise ValueError(f"{self.path}: unaligned homologs have no columns")
+        out, column = [], 0
+        for c in self.rows[k]:
+            if c == "-":
+                column += 1
+            elif c.isupper():
+                out.append(column)
+                column += 1
+            elif c.islower():
+                out.append(-1)
+        return np.asarray(out, dtype=np.int64)
 
 
 # --------------------------------------------------------------------------- reading
@@ -191,10 +208,15 @@ def read_family(path: Path, *, query: str | None = None, format: str = "auto", i
         if bad:
             raise ValueError(f"{path}: record {k} ({name!r}): character {bad[0]!r} is not an amino-acid code or gap; "
                              "fix or remove the record")
+    rows = None
     if fmt in ("a3m", "a2m"):
         columns, sequences = _match_columns_a3m(path, records, q)
+        rows = [seq.replace(".", "").replace("*", "") for _, seq in records]
     elif fmt in ("stockholm", "aligned-fasta"):
         columns, sequences = _match_columns_aligned(path, records, q)
+        query_row = records[q][1]
+        rows = ["".join(c.upper() if query_row[i] not in "-." else (c.lower() if c not in "-." else "")
+                        for i, c in enumerate(seq)).replace(".", "").replace("*", "") for _, seq in records]
     else:
         for k, (name, seq) in enumerate(records, start=1):
             if "-" in seq or "." in seq:
@@ -204,7 +226,7 @@ def read_family(path: Path, *, query: str | None = None, format: str = "auto", i
     for k, seq in enumerate(sequences):
         if not seq:
             raise ValueError(f"{path}: record {k + 1} ({ids[k]!r}) has no residues; remove it")
-    family = Family(path=path, format=fmt, ids=ids, sequences=sequences, query=q, columns=columns)
+    family = Family(path=path, format=fmt, ids=ids, sequences=sequences, query=q, columns=columns, rows=rows)
     family.weights = sequence_weights(family, identity) if columns is not None else np.ones(len(ids))
     if columns is None:
         log.warning("%s: unaligned homologs: every member weighs 1 and splits are by id hash, not by "

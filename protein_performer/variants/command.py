@@ -22,6 +22,15 @@ Baselines: BLOSUM62 (``B[wt, mut]`` summed over a multi-mutant) and the unigram 
 (``log u(mut) - log u(wt)`` with u the residue frequencies of the checkpoint's training split, or
 of the wild type when the checkpoint does not record them). With ``--score-col`` every score gets
 a Spearman correlation with the measurements and a 95% percentile-bootstrap interval over rows.
+
+With ``--homologs`` (the wild type's family): the ``profile`` column (:mod:`.profile`), for each
+checkpoint ``NAME+homologs``, the model with homologs in its window (:mod:`.context`), and
+``NAME+homologs+profile``, its mix with the profile (:mod:`.mixing`; the weight chosen on held-out
+homologs unless ``--profile-weight`` fixes it).
+
+Every output (``--out``, ``--summary``, ``--plot`` and its ``.matrix.csv``) is checked before any
+work: none may be an input or another output, and an existing one is replaced only with
+``--overwrite``.
 """
 
 from __future__ import annotations
@@ -56,8 +65,8 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from protein_performer.checkpoint import add_device_argument
 
-    parser.add_argument("--checkpoint", required=True, nargs="+", type=Path,
-                        help="one or more ProteinLM checkpoints: one score column each")
+    parser.add_argument("--checkpoint", nargs="+", type=Path, default=[],
+                        help="ProteinLM checkpoints: one score column each (none: only the profile, with --homologs)")
     parser.add_argument("--fasta", required=True, type=Path, help="the wild-type sequence (first record)")
     parser.add_argument("--variants", required=True, type=Path, help="CSV with one mutant per row (e.g. a DMS)")
     parser.add_argument("--mutation-col", default="mutant", help="column of mutants like H24C or H24C:A30G")
@@ -75,11 +84,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="count invalid rows (left unscored) instead of stopping at the first")
     parser.add_argument("--plot", type=Path, default=None,
                         help="draw the DMS heatmap (all 19 substitutions per position, masked marginals of the "
-                             "first masked checkpoint) to this PNG; its matrix goes beside it as CSV")
+                             "first masked checkpoint) to this PNG; its matrix goes to PLOT's name with .matrix.csv")
+    family = parser.add_argument_group("the protein's family (homologs)")
+    family.add_argument("--homologs", type=Path, default=None,
+                        help="the wild type's homologs (A3M, A2M, Stockholm, aligned or plain FASTA): adds the "
+                             "profile scorer, each model with homologs in its window, and the model-profile mix")
+    family.add_argument("--query", default=None, help="id of the family's query record (default: the first)")
+    family.add_argument("--family-format", default="auto",
+                        choices=("auto", "a3m", "a2m", "stockholm", "aligned-fasta", "fasta"))
+    family.add_argument("--contexts", type=int, default=4,
+                        help="independent draws of homologs into the window; scores are averaged (default 4)")
+    family.add_argument("--context-length", type=int, default=8192,
+                        help="tokens in a window of homologs plus the wild type (default 8192; 0: no homologs in "
+                             "the window, the profile and the mix only)")
+    family.add_argument("--pseudocount", type=float, default=0.5, help="of the profile (default 0.5)")
+    family.add_argument("--profile-weight", default="auto",
+                        help="w in (1 - w) model + w profile: a number in [0, 1], or auto (default): the w that "
+                             "best predicts hidden residues of held-out homologs (never the assay)")
+    family.add_argument("--seed", type=int, default=0, help="seed of the context draws")
     add_device_argument(parser)
-    parser.add_argument("--out", required=True, type=Path, help="the input CSV plus one score column per checkpoint")
+    parser.add_argument("--out", required=True, type=Path, help="the input CSV plus one score column per scorer")
     parser.add_argument("--summary", type=Path, default=None,
                         help="JSON summary (default: --out with .json, written when --score-col is given)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 
 def _read_wild_type(path: Path) -> str:
@@ -105,30 +132,80 @@ def _measured(table: VariantTable, column: str) -> np.ndarray:
     if column not in table.header:
         raise ValueError(f"{table.path}: no column {column!r} for --score-col; columns: {', '.join(table.header[:12])}")
     col = table.header.index(column)
-    values = []
-    for row in table.rows:
+    values, bad = [], []
+    for number, row in enumerate(table.rows, start=1):
+        text = row[col].strip() if col < len(row) else ""
         try:
-            values.append(float(row[col]) if col < len(row) and row[col].strip() else math.nan)
+            values.append(float(text) if text else math.nan)
         except ValueError:
             values.append(math.nan)
+            bad.append((number, text))
+    if bad and not np.isfinite(values).any():
+        raise ValueError(f"{table.path}: --score-col {column!r} is not numeric (row {bad[0][0]}: {bad[0][1]!r}); "
+                         "name the column of measured scores")
+    if bad:
+        log.warning("%s: %d rows of --score-col %r are not numbers (first: row %d, %r); they are left out of the "
+                    "correlations", table.path, len(bad), column, bad[0][0], bad[0][1])
     return np.asarray(values)
+
+
+def _outputs(args: argparse.Namespace) -> dict[str, Path]:
+    """Every file this run writes, checked before any work: none is an input, none repeats another,
+    and none exists unless ``--overwrite``."""
+    from protein_performer.outputs import check_output
+
+    outputs = {"--out": args.out}
+    if args.score_col:
+        outputs["--summary"] = args.summary or args.out.with_suffix(".json")
+    if args.plot:
+        outputs["--plot"] = args.plot
+        outputs["--plot's matrix"] = args.plot.with_suffix(".matrix.csv")
+    inputs = [args.variants, args.fasta, *args.checkpoint, *([args.homologs] if args.homologs else [])]
+    seen: dict[Path, str] = {}
+    for flag, path in outputs.items():
+        check_output(path, "file", inputs=inputs, flag=flag, existing_ok=args.overwrite)
+        key = path.resolve()
+        if key in seen or any(key == Path(p).resolve() for p in inputs):
+            raise ValueError(f"{flag} {path} is also {seen.get(key, 'an input')}; choose another name")
+        seen[key] = flag
+    return outputs
+
+
+def _check_family_arguments(args: argparse.Namespace) -> float | None:
+    if not args.checkpoint and not args.homologs:
+        raise ValueError("nothing to score: give --checkpoint, --homologs, or both")
+    if args.contexts < 1:
+        raise ValueError(f"--contexts must be >= 1, got {args.contexts}")
+    if args.context_length < 0:
+        raise ValueError(f"--context-length must be >= 0 tokens (0: no homologs in the window), got {args.context_length}")
+    if args.profile_weight == "auto":
+        return None
+    try:
+        weight = float(args.profile_weight)
+    except ValueError:
+        raise ValueError(f"--profile-weight must be a number in [0, 1] or auto, got {args.profile_weight!r}") from None
+    if not 0 <= weight <= 1:
+        raise ValueError(f"--profile-weight must be in [0, 1], got {weight}")
+    return weight
 
 
 def run(args: argparse.Namespace) -> int:
     from protein_performer.baselines import unigram_probabilities
     from protein_performer.checkpoint import default_device, load_checkpoint
-    from protein_performer.outputs import check_output
 
-    summary_path = args.summary or args.out.with_suffix(".json")
-    check_output(args.out, "file", inputs=[args.variants, args.fasta, *args.checkpoint])
-    if args.score_col:
-        check_output(summary_path, "file", inputs=[args.variants, args.out], flag="--summary")
+    fixed_weight = _check_family_arguments(args)
+    outputs = _outputs(args)
     sequence = _read_wild_type(args.fasta)
     table = read_variants(args.variants, sequence, mutation_col=args.mutation_col, offset=args.offset_idx,
                           skip_invalid=args.skip_invalid)
     measured = _measured(table, args.score_col) if args.score_col else None
+    family = profile = None
+    if args.homologs:
+        family, profile = _family_scores(args, sequence, table)
     device = args.device or default_device()
     taken, columns, models, unigram = set(table.header), {}, [], None
+    if profile is not None:
+        columns[_unique("profile", taken)] = profile["scores"]
     for path in args.checkpoint:
         loaded = load_checkpoint(path)
         model = loaded.model.to(device)
@@ -139,14 +216,17 @@ def run(args: argparse.Namespace) -> int:
         columns[name] = score_mutants(model, sequence, table.mutants, causal=causal, strategy=args.strategy,
                                       max_length=args.max_length, batch_size=args.batch_size)
         models.append({"checkpoint": str(path), "column": name, "objective": loaded.objective, "strategy": strategy})
+        if family is not None:
+            _family_columns(args, model, family, sequence, table, name, columns, models, profile, fixed_weight, taken)
         if unigram is None:
             unigram = unigram_probabilities(loaded.train_token_counts)
         if args.plot and not causal and not any(m.get("plot") for m in models):
             matrix = substitution_matrix(model, sequence, max_length=args.max_length, batch_size=args.batch_size)
-            np.savetxt(args.plot.with_suffix(".csv"), matrix, delimiter=",", fmt="%.6f",
-                       header=",".join(STANDARD_AMINO_ACIDS), comments="")
+            _write_matrix(outputs["--plot's matrix"], matrix)
             plot_substitution_matrix(matrix, sequence, args.offset_idx, args.plot, title=f"{name}: masked marginals")
+            log.info("wrote %s and its matrix %s", args.plot, outputs["--plot's matrix"])
             models[-1]["plot"] = str(args.plot)
+            models[-1]["plot_matrix"] = str(outputs["--plot's matrix"])
     if args.plot and not any(m.get("plot") for m in models):
         log.warning("--plot needs a masked checkpoint (the heatmap is of masked marginals); none was given")
     _write_csv(args.out, table, columns)
@@ -159,23 +239,98 @@ def run(args: argparse.Namespace) -> int:
         unigram, unigram_source = unigram_probabilities(counts), "wild-type composition (no training counts)"
     baselines = {"blosum62": blosum62_scores(table.mutants), "unigram": unigram_scores(table.mutants, unigram)}
     kw = dict(bootstrap=args.bootstrap, seed=0)
+
+    def corr(scores: np.ndarray) -> dict:
+        return {k: v for k, v in asdict(spearman(scores, measured, **kw)).items() if k != "name"}
+
     for m in models:
-        m.update({k: v for k, v in asdict(spearman(columns[m["column"]], measured, **kw)).items() if k != "name"})
+        m.update(corr(columns[m["column"]]))
     summary = {
         "variants": str(args.variants), "fasta": str(args.fasta), "score_col": args.score_col,
         "offset_idx": args.offset_idx, "rows": len(table.rows), "invalid_rows": len(table.problems),
         "models": models,
-        "baselines": {name: {k: v for k, v in asdict(spearman(s, measured, **kw)).items() if k != "name"}
-                      for name, s in baselines.items()},
+        "baselines": {name: corr(s) for name, s in baselines.items()},
         "unigram_source": unigram_source,
     }
+    if profile is not None:
+        summary["profile"] = {**{k: v for k, v in profile.items() if k != "scores"}, **corr(profile["scores"])}
     text = json.dumps(_finite(summary), indent=2, allow_nan=False)
-    summary_path.write_text(text + "\n")
+    outputs["--summary"].write_text(text + "\n")
     for m in models:
         log.info("%s: Spearman %s (95%% CI %s) on %d rows", m["column"], m["spearman"], m["ci95"], m["n"])
+    if profile is not None:
+        log.info("profile: Spearman %s (95%% CI %s)", summary["profile"]["spearman"], summary["profile"]["ci95"])
     for name, b in summary["baselines"].items():
         log.info("%s baseline: Spearman %s (95%% CI %s)", name, b["spearman"], b["ci95"])
+    log.info("wrote %s", outputs["--summary"])
     return 0
+
+
+def _family_scores(args: argparse.Namespace, sequence: str, table: VariantTable) -> tuple[object, dict | None]:
+    """Read the family; the profile column when it is aligned."""
+    from protein_performer.corpus.families import read_family
+    from protein_performer.variants.profile import profile_log_probs, profile_scores, wild_type_columns
+
+    family = read_family(args.homologs, query=args.query, format=args.family_format)
+    log.info("%s: %d homologs (%s), Neff %.1f", args.homologs, len(family), family.format, family.neff)
+    if not family.aligned:
+        log.warning("%s: unaligned homologs: no profile scorer (align them with `protein-performer homologs`)",
+                    args.homologs)
+        return family, None
+    columns = wild_type_columns(family, sequence)
+    scores = profile_scores(profile_log_probs(family, pseudocount=args.pseudocount), columns, table.mutants)
+    info = {"homologs": str(args.homologs), "members": len(family), "neff": round(family.neff, 3),
+            "pseudocount": args.pseudocount, "wild_type_residues_in_columns": int((columns >= 0).sum()),
+            "scores": scores}
+    return family, info
+
+
+def _family_columns(args, model, family, sequence, table, name, columns, models, profile, fixed_weight,
+                    taken) -> None:
+    """Add ``NAME+homologs`` (the model with homologs in its window) and the mix with the profile."""
+    from protein_performer.variants.context import ContextOptions, causal_context_scores, masked_context_scores
+    from protein_performer.variants.mixing import choose_profile_weight, mix_scores
+
+    base = name
+    context_length = args.context_length or None
+    if context_length:
+        options = ContextOptions(context_length=context_length, contexts=args.contexts, seed=args.seed,
+                                 batch_size=args.batch_size)
+        fn = causal_context_scores if model.config.causal else masked_context_scores
+        base = _unique(f"{name}+homologs", taken)
+        columns[base] = fn(model, family, sequence, table.mutants, options)
+        models.append({"column": base, "checkpoint": models[-1]["checkpoint"], "objective": models[-1]["objective"],
+                       "strategy": models[-1]["strategy"] + " with homologs in the window",
+                       "contexts": args.contexts, "context_length": context_length})
+    if profile is None:
+        return
+    if fixed_weight is None:
+        choice = choose_profile_weight(model, family, context_length=context_length, seed=args.seed,
+                                       pseudocount=args.pseudocount)
+        weight, rule = choice.weight, {"rule": "held-out homologs' hidden residues (variants.mixing)",
+                                       "residues": choice.residues, "members": choice.members,
+                                       "log_likelihood": {str(k): round(v, 5) for k, v in
+                                                          choice.log_likelihood.items()}}
+    else:
+        weight, rule = fixed_weight, {"rule": "--profile-weight"}
+    mixed = _unique(f"{base}+profile", taken)
+    columns[mixed] = mix_scores(columns[base], profile["scores"], weight)
+    models.append({"column": mixed, "checkpoint": models[-1]["checkpoint"], "objective": models[-1]["objective"],
+                   "strategy": f"(1 - w) {base} + w profile", "profile_weight": weight, "profile_weight_choice": rule})
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    out, k = name, 2
+    while out in taken:
+        out, k = f"{name}_{k}", k + 1
+    taken.add(out)
+    return out
+
+
+def _write_matrix(path: Path, matrix: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    np.savetxt(tmp, matrix, delimiter=",", fmt="%.6f", header=",".join(STANDARD_AMINO_ACIDS), comments="")
+    tmp.replace(path)
 
 
 def _finite(value):

@@ -92,6 +92,9 @@ def read_variants(path: Path, sequence: str, *, mutation_col: str = "mutant", of
     for number, row in enumerate(rows, start=1):
         text = row[col] if col < len(row) else ""
         try:
+            if len(row) > len(header):
+                raise InvalidVariant(f"{len(row)} fields for {len(header)} columns (an unquoted comma? write "
+                                     "multi-mutants as H24C:P25A, or quote the field)")
             table.mutants.append(parse_mutant(text, sequence, offset))
         except InvalidVariant as err:
             message = f"{path}: row {number} (line {number + 1}, mutant {text!r}): {err}"
@@ -105,7 +108,6 @@ def read_variants(path: Path, sequence: str, *, mutation_col: str = "mutant", of
     if all(m is None for m in table.mutants):
         raise ValueError(f"{path}: no valid mutants to score")
     return table
-
 
 
 def apply_mutant(sequence: str, subs: tuple[Substitution, ...]) -> str:

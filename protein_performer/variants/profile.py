@@ -6,7 +6,7 @@ The profile is the weighted frequency of each residue in each of the query's col
 summed over a multi-mutant (an independent-sites model, as EVmutation's "independent").
 
 The wild type of a variants file need not be the family's query: it is aligned to the query
-(Biopython's ``PairwiseAligner``, global, BLOSUM62, gaps -10 / -1; an exact substring is used as
+(Biopython's ``PairwiseAligner``, global with free end gaps, BLOSUM62, gaps -10 / -1; an exact substring is used as
 is), and a wild-type residue that no query column matches has no profile score (NaN, counted).
 """
 
@@ -35,9 +35,8 @@ def wild_type_columns(family: Family, sequence: str) -> np.ndarray:
     from Bio import Align
     from Bio.Align import substitution_matrices
 
-    aligner = Align.PairwiseAligner(mode="global", open_gap_score=-10, extend_gap_score=-1)
+    aligner = Align.PairwiseAligner(mode="global", open_gap_score=-10, extend_gap_score=-1, end_gap_score=0)
     aligner.substitution_matrix = substitution_matrices.load("BLOSUM62")
-    aligner.target_end_gap_score = aligner.query_end_gap_score = 0
     alignment = aligner.align(sequence, query)[0]
     out = np.full(len(sequence), -1, dtype=np.int64)
     for (a0, a1), (b0, b1) in zip(*alignment.aligned):
