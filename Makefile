@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench reproduce clean
+.PHONY: install demo test bench reproduce variants clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py $(if $(FASTA),--fasta $(FASTA),) $(if $(STEPS),--steps $(STEPS),)
+
+variants: $(STAMP)
+	$(PY) scripts/variants.py $(if $(STEPS),--steps $(STEPS),)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile tests

@@ -336,3 +336,24 @@ def test_score_variants_with_homologs_adds_profile_context_and_mix_columns(tmp_p
     assert main([*argv, "--overwrite", "--profile-weight", "0.3", "--context-length", "0"]) == 0
     header = next(csv.reader(open(out)))
     assert header[-3:] == ["profile", "m", "m+profile"]
+
+
+def test_the_workflow_summary_is_a_function_of_saved_results(tmp_path):
+    from protein_performer.experiments.families import reference_correlations, summary_markdown
+
+    variants = _write(tmp_path, "v.csv", "mutant,fit,mutation_effect_prediction_pairwise\nA1C,1,3\nA1D,2,2\n"
+                                         "A1E,3,1\nA1F,4,\n")
+    refs = reference_correlations(variants, "fit", bootstrap=0)
+    assert refs == {"EVmutation, pairwise (CSV column)": {"spearman": pytest.approx(-1.0), "ci95": None, "n": 3}}
+    corr = {"spearman": 0.5, "ci95": [0.4, 0.6], "n": 4}
+    summary = {"command": "python scripts/variants.py", "date": "2026-12-03", "minutes": 12.0, "cpus": 2,
+               "variants": "v.csv", "homologs": "f.a3m", "checkpoint": "best.ckpt", "steps": 1500,
+               "stage_minutes": {"prepare": 0.1, "fit": 10.0, "score-variants": 2.0}, "references": refs,
+               "scored": {"rows": 4, "score_col": "fit", "baselines": {"blosum62": corr},
+                          "profile": {**corr, "pseudocount": 0.5},
+                          "models": [{"column": "m", **corr}, {"column": "m+homologs+profile", "profile_weight": 0.3,
+                                                               **corr}]}}
+    text = summary_markdown(summary)
+    assert "| m+homologs+profile (profile weight 0.30) | 0.500 [0.400, 0.600] | 4 |" in text
+    assert "| EVmutation, pairwise (CSV column) | -1.000 | 3 |" in text
+    assert "fit 10.0" in text and "step 1,500" in text

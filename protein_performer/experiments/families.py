@@ -1,0 +1,175 @@
+"""``make variants`` (``scripts/variants.py``): variant effects from a protein's family, end to end (TEM-1 by default).
+
+1. ``prepare --family``: the homologs (A3M) with sequence weights and similarity splits;
+2. ``fit`` configs/family_mlm.yaml: a small hybrid Performer MLM on 8,192-token windows of
+   homologs, from scratch (a fixed number of steps, never a wall-clock cap);
+3. ``score-variants --homologs``: BLOSUM62, the family profile, the model alone, the model with
+   homologs in its window, and the model-profile mix (its weight chosen on held-out homologs);
+4. ``summary.md`` / ``summary.json`` in ``--out``: Spearman with 95% intervals for every scorer,
+   beside the published columns the variants CSV carries (EVmutation independent and pairwise,
+   DeepSequence), and the minutes each stage took.
+
+Defaults are the shared TEM-1 files (../shared/data/families and ../shared/data/variants); give
+your own with ``--homologs``, ``--fasta``, ``--variants``, ``--offset-idx`` and ``--score-col``.
+Every step is the project's CLI, called in-process and logged, so each can be rerun by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from protein_performer.cli import main as cli
+
+log = logging.getLogger("variants")
+REPO = Path.cwd()
+"""Outputs go under the working directory (``make variants`` runs in the repository)."""
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+TEM1 = {"homologs": SHARED / "families" / "BLAT_ECOLX_ColabFold_2202.a3m",
+        "fasta": SHARED / "variants" / "BLAT_ECOLX_Ranganathan2015.fasta",
+        "variants": SHARED / "variants" / "BLAT_ECOLX_Ranganathan2015.csv",
+        "offset_idx": 24, "score_col": "2500"}
+REFERENCES = {"mutation_effect_prediction_independent": "EVmutation, independent (CSV column)",
+              "mutation_effect_prediction_pairwise": "EVmutation, pairwise (CSV column)",
+              "mutation_effect_prediction_vae_ensemble": "DeepSequence, ensemble (CSV column)"}
+
+
+def _run(*args: str) -> float:
+    """Run one CLI command in-process; its wall-clock minutes."""
+    log.info("$ protein-performer %s", " ".join(args))
+    started = time.time()
+    code = cli(list(args))
+    if code:
+        raise SystemExit(f"variants: `protein-performer {' '.join(args)}` failed with exit code {code}")
+    return (time.time() - started) / 60
+
+
+def reference_correlations(variants: Path, score_col: str, bootstrap: int) -> dict[str, dict]:
+    """Spearman of the published predictions the CSV carries (rows where both are present)."""
+    import csv
+
+    from protein_performer.variants import spearman
+
+    with open(variants, newline="", encoding="utf-8-sig") as fh:
+        rows = list(csv.DictReader(fh))
+    out = {}
+    for column, label in REFERENCES.items():
+        if not rows or column not in rows[0]:
+            continue
+
+        def number(text: str | None) -> float:
+            try:
+                return float(text) if text not in (None, "") else np.nan
+            except ValueError:
+                return np.nan
+
+        x = np.array([number(r[column]) for r in rows])
+        y = np.array([number(r[score_col]) for r in rows])
+        c = spearman(x, y, bootstrap=bootstrap)
+        out[label] = {"spearman": c.spearman, "ci95": c.ci95, "n": c.n}
+    return out
+
+
+def scorer_rows(summary: dict) -> list[tuple[str, dict]]:
+    """(name, correlation) for every scorer of a score-variants summary, baselines first."""
+    rows = [("BLOSUM62", summary["baselines"]["blosum62"])]
+    if "profile" in summary:
+        rows.append(("family profile (weighted, pseudocount %s)" % summary["profile"]["pseudocount"],
+                     summary["profile"]))
+    for m in summary["models"]:
+        label = m["column"]
+        if "profile_weight" in m:
+            label += f" (profile weight {m['profile_weight']:.2f})"
+        rows.append((label, m))
+    return rows
+
+
+def summary_markdown(summary: dict) -> str:
+    """The table of ``summary.md``: every scorer's Spearman with its interval, and where it came from."""
+    def fmt(c: dict) -> str:
+        ci = c.get("ci95")
+        return f"{c['spearman']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+    lines = [f"Measured by `{summary['command']}` on {summary['date']} ({summary['minutes']:.1f} minutes in all, "
+             f"{summary['cpus']} CPUs). Variants: `{summary['variants']}` ({summary['scored']['rows']:,} rows, "
+             f"score column `{summary['scored']['score_col']}`); homologs: `{summary['homologs']}`.",
+             "",
+             "| scorer | Spearman [95% CI] | rows |",
+             "|---|---:|---:|"]
+    for name, c in scorer_rows(summary["scored"]):
+        lines.append(f"| {name} | {fmt(c)} | {c['n']:,} |")
+    for name, c in summary["references"].items():
+        lines.append(f"| {name} | {fmt(c)} | {c['n']:,} |")
+    lines += ["", "Minutes per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["stage_minutes"].items()),
+              f"Checkpoint: `{summary['checkpoint']}` (best on the held-out homologs, step {summary['steps']:,})."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--homologs", type=Path, default=TEM1["homologs"])
+    parser.add_argument("--fasta", type=Path, default=TEM1["fasta"], help="the assay's wild type")
+    parser.add_argument("--variants", type=Path, default=TEM1["variants"])
+    parser.add_argument("--offset-idx", type=int, default=TEM1["offset_idx"])
+    parser.add_argument("--score-col", default=TEM1["score_col"])
+    parser.add_argument("--config", type=Path, default=REPO / "configs" / "family_mlm.yaml")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
+    parser.add_argument("--contexts", type=int, default=4, help="context draws for the homolog-conditioned score")
+    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "variants")
+    parser.add_argument("--bootstrap", type=int, default=2000)
+    args = parser.parse_args(argv)
+    for flag in ("homologs", "fasta", "variants"):
+        if not getattr(args, flag).is_file():
+            parser.error(f"--{flag} {getattr(args, flag)}: no such file")
+    if args.steps is not None and args.steps < 1:
+        parser.error(f"--steps must be a positive number of training steps, got {args.steps}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    started = time.time()
+    name = args.homologs.name.split(".")[0]
+    data_dir = REPO / "data" / "prepared" / name
+    run_dir = REPO / "runs" / f"family_{name}"
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    minutes = {"prepare": _run("prepare", str(args.homologs), "--family", "--out", str(data_dir), "--no-progress")}
+
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # this run's checkpoints only
+    steps = [] if args.steps is None else ["--trainer.max_steps", str(args.steps)]
+    minutes["fit"] = _run("fit", "--config", str(args.config), "--data.data_dir", str(data_dir),
+                          "--trainer.default_root_dir", str(run_dir), *steps)
+    best = sorted((run_dir / "checkpoints").glob("best-*.ckpt"))
+    checkpoint = best[-1] if best else run_dir / "checkpoints" / "last.ckpt"
+
+    scored = out / "scored.csv"
+    minutes["score-variants"] = _run(
+        "score-variants", "--checkpoint", str(checkpoint), "--fasta", str(args.fasta), "--variants",
+        str(args.variants), "--offset-idx", str(args.offset_idx), "--score-col", args.score_col,
+        "--homologs", str(args.homologs), "--contexts", str(args.contexts), "--bootstrap", str(args.bootstrap),
+        "--out", str(scored), "--overwrite")
+    import torch
+
+    summary = {"date": datetime.date.today().isoformat(), "minutes": (time.time() - started) / 60,
+               "command": " ".join(["python scripts/variants.py", *(sys.argv[1:] if argv is None else argv)]),
+               "cpus": os.cpu_count(), "homologs": str(args.homologs), "variants": str(args.variants),
+               "checkpoint": str(checkpoint),
+               "steps": int(torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"]),
+               "stage_minutes": minutes, "scored": json.loads(scored.with_suffix(".json").read_text()),
+               "references": reference_correlations(args.variants, args.score_col, args.bootstrap)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (out / "summary.md").write_text(summary_markdown(summary))
+    log.info("\n%s", summary_markdown(summary))
+    log.info("summary: %s, %s; scores: %s", out / "summary.md", out / "summary.json", scored)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
