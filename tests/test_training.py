@@ -271,11 +271,13 @@ def test_the_cli_resolves_an_unset_precision_says_why_and_an_explicit_one_wins(d
                                                                                caplog):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("protein_performer.cli.cpu_has_bf16", lambda: detected)
-    args = ["--config", str(REPO / "configs" / "demo.yaml"), "--trainer.logger", "false", "--trainer.accelerator", "cpu"]
+    args = ["--config", str(REPO / "configs" / "demo.yaml"), "--trainer.logger", "false",
+            "--trainer.accelerator", "cpu"]
     with caplog.at_level(logging.INFO, logger="protein_performer.cli"):
         cli = run_lightning_cli(args, run=False)
     assert cli.trainer.precision == ("bf16-mixed" if detected else "32-true")
-    assert f"precision {cli.trainer.precision}: training on a CPU with{'' if detected else 'out'} native bf16" in caplog.text
+    why = "training on a CPU with native bf16" if detected else "training on a CPU without native bf16"
+    assert f"precision {cli.trainer.precision}: {why}" in caplog.text
     other = "32-true" if detected else "bf16-mixed"
     assert run_lightning_cli([*args, "--trainer.precision", other], run=False).trainer.precision == other
     config = tmp_path / "precision.yaml"
