@@ -43,6 +43,49 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU multiplies bfloat16 natively (``avx512_bf16`` or ``amx_bf16`` among the
+    flags of ``cpuinfo``) and torch's oneDNN can use it. False where there is no
+    ``/proc/cpuinfo`` (not Linux): bf16 there is not known to be faster."""
+    import torch
+
+    try:
+        lines = cpuinfo.read_text().splitlines()
+    except OSError:
+        return False
+    flags = {flag for line in lines if line.startswith("flags") for flag in line.split(":", 1)[-1].split()}
+    return (bool(flags & {"avx512_bf16", "amx_bf16"}) and torch.backends.mkldnn.is_available()
+            and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def _on_cpu(accelerator: object) -> bool:
+    """Whether ``trainer.accelerator`` (a name, ``auto``, or a class_path) trains on the CPU."""
+    name = str(getattr(accelerator, "class_path", accelerator)).lower()
+    if name == "auto":
+        import torch
+
+        return not torch.cuda.is_available() and not torch.backends.mps.is_available()
+    return name == "cpu" or name.endswith("cpuaccelerator")
+
+
+def resolve_precision(precision: object, accelerator: object, *, training: bool, cpu_bf16: bool) -> tuple[object, str]:
+    """``trainer.precision`` and why. A precision set by a config or the command line stands. Unset
+    (null, configs/base.yaml's): ``bf16-mixed`` when training on a CPU with native bf16, where the
+    step is faster (``scripts/bench_train.py --precision`` measures by how much; FAVOR+ keeps its
+    features, normaliser and prefix sums in float32 inside autocast); ``32-true`` for GPUs (set
+    bf16-mixed there), for CPUs without bf16 (``cpu_bf16``: :func:`cpu_has_bf16`) and for
+    validate/test."""
+    if precision is not None:
+        return precision, "set by the config or the command line"
+    if not training:
+        return "32-true", "evaluation runs in float32 (--trainer.precision to change)"
+    if not _on_cpu(accelerator):
+        return "32-true", "not set; on GPUs set --trainer.precision bf16-mixed"
+    if cpu_bf16:
+        return "bf16-mixed", "training on a CPU with native bf16 (avx512_bf16/amx_bf16); --trainer.precision to change"
+    return "32-true", "training on a CPU without native bf16 (no avx512_bf16 or amx_bf16 flag)"
+
+
 def _lightning_main(argv: Sequence[str]) -> int:
     run_lightning_cli(list(argv))
     return 0
@@ -71,7 +114,8 @@ def lightning_cli_class() -> type:
     class ProteinCLI(LightningCLI):
         """``fit``, ``validate`` and ``test`` of a :class:`~protein_performer.lit.ProteinLM`.
 
-        Settings start from :data:`BASE_CONFIG`. The data's objective follows the model's. Relative
+        Settings start from :data:`BASE_CONFIG`. The data's objective follows the model's. An unset
+        ``trainer.precision`` is resolved by :func:`resolve_precision` (logged). Relative
         ``save_dir`` of loggers and ``dirpath`` of checkpoint callbacks are placed under
         ``trainer.default_root_dir``, and a ``WandbLogger`` without a name is named after its last folder. The data and
         ``--ckpt_path`` are checked before anything is written, checkpoints given by
@@ -90,6 +134,10 @@ def lightning_cli_class() -> type:
         def before_instantiate_classes(self) -> None:
             config = self.config[self.subcommand] if self.subcommand else self.config
             trainer = config.trainer
+            trainer.precision, why = resolve_precision(trainer.get("precision"), trainer.get("accelerator", "auto"),
+                                                       training=self.subcommand in (None, "fit"),
+                                                       cpu_bf16=cpu_has_bf16())
+            logging.getLogger(__name__).info("precision %s: %s", trainer.precision, why)
             root = trainer.get("default_root_dir")
             for logger in trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]:
                 if getattr(logger, "init_args", None) is None:

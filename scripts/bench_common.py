@@ -99,11 +99,12 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def autocast(device: str):
-    """The benchmarks' precision: bf16 autocast on CUDA, plain fp32 on CPU."""
+def autocast(device: str, bf16: bool | None = None):
+    """The benchmarks' precision: bf16 autocast on CUDA, plain fp32 on CPU; ``bf16`` decides instead
+    when given (True: Lightning's ``bf16-mixed`` on either device)."""
     import torch
 
-    return torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda")
+    return torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda" if bf16 is None else bf16)
 
 
 def time_call(fn, device: str) -> float:

@@ -23,12 +23,22 @@ same model whose attention returns V (:class:`ValueOnlyAttention`). Per L one fr
 holds the three models, which take turns for ``--rounds`` rounds; step time and step peak memory
 are reported as ratios to the bound's in the same rounds.
 
+``--precision`` measures the step in float32 against ``bf16-mixed`` (autocast to bfloat16, as
+Lightning runs it, FAVOR+ inside in float32) for the shapes of ``configs/demo.yaml`` and
+``configs/performer_softmax_mlm.yaml`` (model, batch, window and MLM share as the CLI reads them,
+base.yaml first). Per config one model per precision, in this process; they take turns for
+``--rounds`` rounds (``--long-rounds`` at L >= 8192), the order alternating, after a warm-up step
+each, and the ratio is the median over rounds of the two step times in the same round. ``--profile
+N`` adds the N ops with the most self time in one bf16-mixed step of each config.
+
 ``--device cuda``: bf16 autocast, the device synchronised around every timer, and memory from
 ``torch.cuda.max_memory_allocated`` (no address-space cap).
 
     python scripts/bench_train.py [--lengths 1024,8192,32768] [--repeats 2] [--threads 2]
         [--out-md docs/benchmarks/train.md] [--out-json FILE] [--quick] [--device cpu|cuda]
     python scripts/bench_train.py --bound [--rounds 5] [--long-rounds 2] [--ckpt-from 32768] ...
+    python scripts/bench_train.py --precision [--configs demo,performer_softmax_mlm] [--rounds 5]
+        [--long-rounds 2] [--profile 25]
 """
 
 from __future__ import annotations
@@ -48,6 +58,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import yaml
 from torch import Tensor, nn
 
 from protein_performer.allocator import keep_freed_memory
@@ -82,6 +93,7 @@ BOUND_CASES = ["softmax", "softmax_causal", "bound"]
 BOUND_LABEL = "Attention returns V (bound)"
 BOUND_TARGET = 1.5
 QUICK_CONFIG = {"dim": 32, "depth": 2, "heads": 4, "ff_mult": 2, "nb_features": 16}
+PRECISIONS = ["32-true", "bf16-mixed"]  # --precision: Lightning's names
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -118,29 +130,31 @@ def make_model(case: str, *, checkpointing: bool, quick: bool, device: str) -> P
     return model.to(device).train()
 
 
-def make_batch(length: int, causal: bool, generator: torch.Generator, device: str) -> tuple[Tensor, Tensor, Tensor]:
-    """input_ids (1, L), attention_mask (1, L) all True, labels (1, L) with -100 where no loss."""
-    ids = torch.randint(5, 25, (1, length), generator=generator)  # amino-acid ids
-    mask = torch.ones(1, length, dtype=torch.bool)
+def make_batch(length: int, causal: bool, generator: torch.Generator, device: str, *, batch_size: int = 1,
+               mlm_fraction: float = MLM_FRACTION) -> tuple[Tensor, Tensor, Tensor]:
+    """input_ids (B, L), attention_mask (B, L) all True, labels (B, L) with -100 where no loss."""
+    ids = torch.randint(5, 25, (batch_size, length), generator=generator)  # amino-acid ids
+    mask = torch.ones(batch_size, length, dtype=torch.bool)
     if causal:
         labels = torch.full_like(ids, IGNORE_INDEX)
         labels[:, :-1] = ids[:, 1:]  # next token
     else:
-        chosen = torch.rand(1, length, generator=generator) < MLM_FRACTION
+        chosen = torch.rand(batch_size, length, generator=generator) < mlm_fraction
         labels = torch.where(chosen, ids, torch.full_like(ids, IGNORE_INDEX))
         ids = ids.masked_fill(chosen, ALPHABET.mask_idx)
     return ids.to(device), mask.to(device), labels.to(device)
 
 
-def training_step(model: PerformerLM, device: str, *, probe: bool = False) -> Callable[[tuple], None]:
-    """``step(batch)``: forward (bf16 autocast on CUDA) + cross-entropy + backward + AdamW step
-    (``probe``: no optimizer step)."""
+def training_step(model: PerformerLM, device: str, *, probe: bool = False,
+                  bf16: bool | None = None) -> Callable[[tuple], None]:
+    """``step(batch)``: forward (bf16 autocast on CUDA; ``bf16`` decides when given) + cross-entropy
+    + backward + AdamW step (``probe``: no optimizer step)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
 
     def step(batch: tuple[Tensor, Tensor, Tensor]) -> None:
         ids, mask, labels = batch
         optimizer.zero_grad(set_to_none=True)
-        with autocast(device):
+        with autocast(device, bf16):
             logits = model(ids, mask).logits
         loss_sum, _, count = lm_metrics(logits, labels)
         (loss_sum / count.clamp_min(1)).backward()
@@ -197,6 +211,66 @@ def run_bound(length: int, *, rounds: int, checkpointing: bool, quick: bool, thr
             steps[case](batches[case])
         peaks[case].append(peak.bytes)
     return {"seconds": seconds, "step_peak_bytes": peaks}
+
+
+def config_shape(name: str) -> tuple[PerformerConfig, int, int, float]:
+    """The model, batch size, window length and MLM share that ``configs/NAME.yaml`` trains with,
+    read as the CLI reads it: configs/base.yaml first, then the config."""
+    model, data = {}, {}
+    for path in (REPO_ROOT / "configs" / "base.yaml", REPO_ROOT / "configs" / f"{name}.yaml"):
+        config = yaml.safe_load(path.read_text())
+        model.update((config.get("model") or {}).get("config") or {})
+        data.update(config.get("data") or {})
+    return PerformerConfig(**model), data["batch_size"], data["max_length"], data.get("mask_prob", MLM_FRACTION)
+
+
+def run_precision(name: str, *, rounds: int, profile_rows: int, device: str) -> dict:
+    """Float32 and bf16-mixed training steps of config ``name``'s shape, taking turns for ``rounds``
+    rounds (the order alternating) after a warm-up step each; per precision the step times, and
+    with ``profile_rows`` the profiler's table of one bf16-mixed step."""
+    config, batch_size, length, mlm_fraction = config_shape(name)
+    batch = make_batch(length, config.causal, torch.Generator().manual_seed(0), device, batch_size=batch_size,
+                       mlm_fraction=mlm_fraction)
+    steps = {}
+    for precision in PRECISIONS:
+        torch.manual_seed(0)
+        model = PerformerLM(config).to(device).train()
+        steps[precision] = training_step(model, device, bf16=precision == "bf16-mixed")
+        steps[precision](batch)  # warm-up: thread pool, AdamW state, kernels picked for these shapes
+    seconds: dict[str, list[float]] = {p: [] for p in PRECISIONS}
+    for r in range(rounds):
+        for precision in PRECISIONS[r % 2:] + PRECISIONS[: r % 2]:
+            seconds[precision].append(time_call(lambda: steps[precision](batch), device))
+    result = {"config": name, "batch_size": batch_size, "length": length, "seconds": seconds, "profile": ""}
+    if profile_rows:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+            steps["bf16-mixed"](batch)
+        result["profile"] = prof.key_averages(group_by_input_shape=True).table(
+            sort_by="self_cpu_time_total", row_limit=profile_rows, max_name_column_width=40, max_shapes_column_width=80)
+    return result
+
+
+def precision_report(results: list[dict], args: argparse.Namespace, command: str) -> str:
+    lines = [
+        f"Measured {datetime.date.today().isoformat()} on {machine_description(args.device)}; device "
+        f"{args.device}, {args.threads} threads. One training step (forward, cross-entropy, backward, AdamW) of "
+        "each config's model, batch and window on random amino acids; float32 against bf16-mixed "
+        "(torch.autocast to bfloat16, as Lightning runs it; FAVOR+ forms its features, normaliser and prefix "
+        "sums in float32 inside it). One model per precision in one process, taking turns for "
+        f"{args.rounds} rounds ({args.long_rounds} at L >= {TARGET_L}), the order alternating, after a warm-up "
+        "step each. fp32 / bf16 = median over rounds of the two step times in the same round.",
+        "",
+        f"Command: `{command}`",
+        "",
+        "| config | batch x L | fp32 s/step (median) | bf16-mixed s/step (median) | fp32 / bf16 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        fp32, bf16 = r["seconds"]["32-true"], r["seconds"]["bf16-mixed"]
+        ratio = statistics.median(a / b for a, b in zip(fp32, bf16))
+        lines.append(f"| {r['config']} | {r['batch_size']} x {r['length']} | {statistics.median(fp32):.3g} "
+                     f"(n={len(fp32)}) | {statistics.median(bf16):.3g} | {ratio:.2f}x |")
+    return "\n".join(lines)
 
 
 def run_worker(args: argparse.Namespace) -> None:
@@ -608,6 +682,11 @@ def create_parser() -> argparse.ArgumentParser:
     parser.add_argument("--long-rounds", type=int, default=2, help="--bound: rounds from --single-step-length on")
     parser.add_argument("--ckpt-from", type=int, default=32768,
                         help="--bound: activation checkpointing (all models) from this L on; 0: never")
+    parser.add_argument("--precision", action="store_true",
+                        help="instead of the sweep: fp32 vs bf16-mixed step time of the --configs' shapes")
+    parser.add_argument("--configs", default="demo,performer_softmax_mlm",
+                        help="--precision: comma-separated names of configs/NAME.yaml")
+    parser.add_argument("--profile", type=int, default=0, help="--precision: print the top N ops of a bf16 step")
     parser.add_argument("--case", default=None, choices=list(CASES), help=argparse.SUPPRESS)  # worker mode
     parser.add_argument("--bound-case", action="store_true", help=argparse.SUPPRESS)  # worker mode, --bound
     parser.add_argument("--case-length", type=int, default=0, help=argparse.SUPPRESS)
@@ -628,6 +707,26 @@ def main(argv: list[str] | None = None) -> None:
         args.lengths, args.probe_max, args.repeats, args.rounds = [128, 256], 1024, 1, 1
     args.deadline = time.monotonic() + args.budget_s
     command = "python scripts/bench_train.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.precision:
+        keep_freed_memory()  # as every protein-performer command does
+        torch.set_num_threads(args.threads)
+        results = []
+        for name in ["demo"] if args.quick else args.configs.split(","):
+            length = config_shape(name)[2]
+            results.append(run_precision(name, rounds=args.long_rounds if length >= TARGET_L else args.rounds,
+                                         profile_rows=args.profile, device=args.device))
+            log.info("%s: %s", name, "; ".join(f"{p} {', '.join(f'{t:.3f}' for t in s)} s"
+                                               for p, s in results[-1]["seconds"].items()))
+        if args.out_json:
+            args.out_json.write_text(json.dumps({"command": command, "precision": results}, indent=1))
+        block = precision_report(results, args, command)
+        if args.out_md:
+            write_marked_block(args.out_md, block, "bench_train_precision", "Training-step benchmark")
+        print(block)
+        for r in results:
+            if r["profile"]:
+                print(f"\nOne bf16-mixed step of {r['config']}, ops by self CPU time:\n{r['profile']}")
+        return
     if args.bound:
         rows = bound_sweep(args)
         if args.out_json:

@@ -313,3 +313,49 @@ def test_half_precision_inputs_stay_finite():
     assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
     # Only the final rounding to bf16 differs: the maths ran in fp32.
     torch.testing.assert_close(out.float(), ref, rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("grad", [True, False], ids=["train", "inference"])
+def test_favor_under_cpu_bf16_autocast_runs_in_float32(causal, grad, monkeypatch):
+    """Lightning's bf16-mixed on CPU is ``torch.autocast("cpu", bfloat16)``. Inside it FAVOR+ must
+    form its feature exponents, normaliser and prefix sums in float32 (bf16 keeps 8 bits: a sum
+    over thousands of keys would lose most of its terms). Inputs as the model hands them over: the
+    q/k/v projection gives bf16, rotary brings q and k back to float32. Then the output and the
+    gradients are the float32 results on the same inputs, each rounded once to bf16, bit for bit."""
+    import protein_performer.attention.linear as linear
+
+    seen: dict[str, set] = {}
+
+    def spy(name, fn, pick):
+        def wrapped(*args, **kwargs):
+            result = fn(*args, **kwargs)
+            seen.setdefault(name, set()).add(pick(args, result).dtype)
+            return result
+        monkeypatch.setattr(linear, name, wrapped)
+
+    spy("softmax_log_terms", linear.softmax_log_terms, lambda a, r: r[0])  # the exponents' argument
+    spy("softmax_feature_logits", linear.softmax_feature_logits, lambda a, r: r[0])
+    spy("causal_chunked", linear.causal_chunked, lambda a, r: r)  # prefix sums, normaliser channel last
+    spy("_ratio", linear._ratio, lambda a, r: a[0])  # numerator and normaliser before the division
+    q, k, v = _qkv(B=1, H=2, L=96, D=16, dtype=torch.float32, scale=2.0)
+    q, k, v = q.bfloat16().float(), k.bfloat16().float(), v.bfloat16()  # what the model hands over
+    w = gaussian_orthogonal_matrix(32, 16, generator=torch.Generator().manual_seed(0))
+    up = torch.randn(q.shape, generator=torch.Generator().manual_seed(1)).bfloat16()  # d loss / d out
+
+    def run(q, k, v, autocast):
+        q, k, v = (t.clone().requires_grad_(grad) for t in (q, k, v))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast), torch.set_grad_enabled(grad):
+            out = favor_attention(q, k, v, w, causal=causal, chunk_size=16)
+        if grad:
+            (out.float() * up.float()).sum().backward()
+        return out, [t.grad for t in (q, k, v)]
+
+    out, grads = run(q, k, v, autocast=True)
+    assert seen and all(dtypes == {torch.float32} for dtypes in seen.values()), seen
+    ref, ref_grads = run(q, k, v.float(), autocast=False)  # the same inputs in float32, no autocast
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out, ref.bfloat16(), rtol=0, atol=0)
+    for got, want in zip(grads, ref_grads):
+        if grad:
+            torch.testing.assert_close(got.float(), want.to(got.dtype).float(), rtol=0, atol=0)

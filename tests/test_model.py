@@ -140,7 +140,8 @@ def test_tied_embeddings_share_one_matrix_and_count_once():
 
 
 @pytest.mark.parametrize("options", [dict(attention="softmax"), dict(attention="relu"),
-                                     dict(attention="softmax", causal=True), dict(attention="exact")])
+                                     dict(attention="softmax", causal=True), dict(attention="exact"),
+                                     dict(attention="softmax", local_heads=1, local_window=4)])
 def test_forward_under_bf16_autocast_matches_float32(options):
     """Under autocast the projections give bf16 while rotary brings q and k back to fp32: FAVOR+
     must take the mix (it failed with 'expected m1 and m2 to have the same dtype'). The same

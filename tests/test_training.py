@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import yaml
 
 from protein_performer.callbacks import EpochReseed, FeatureRedraw, NonFiniteGuard, Throughput, redraw_generator
 from protein_performer.checkpoint import load_checkpoint
-from protein_performer.cli import BASE_CONFIG, run_lightning_cli
+from protein_performer.cli import BASE_CONFIG, cpu_has_bf16, resolve_precision, run_lightning_cli
 from protein_performer.cli import main as cli_main
 from protein_performer.lit import ProteinLM, lr_factor, resolve_objective
 from protein_performer.model import PerformerConfig, PerformerLM
@@ -175,6 +176,22 @@ def test_init_from_exact_checkpoint_and_score(prepared_ecoli, ecoli_fasta, tmp_p
     assert 0 <= r["accuracy"] <= 1 and r["perplexity"] > 1 and 0 < r["unigram_accuracy"] < 1
 
 
+def test_bf16_mixed_fit_on_cpu_keeps_float32_weights_and_its_checkpoint_resumes(prepared_ecoli, tmp_path,
+                                                                               monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ckpt = _tiny_checkpoint(tmp_path, prepared_ecoli, "softmax", "bf16", "--trainer.precision", "bf16-mixed")
+    loaded = load_checkpoint(ckpt)  # weights_only
+    for name, p in loaded.model.named_parameters():  # autocast computes in bf16; the weights stay float32
+        assert p.dtype == torch.float32 and torch.isfinite(p).all(), name
+    code = cli_main(_fit_args(REPO / "configs" / "demo.yaml", prepared_ecoli, tmp_path / "resumed",
+                              "--trainer.max_steps", "6", "--trainer.limit_val_batches", "1",
+                              "--trainer.val_check_interval", "null", "--trainer.max_time", "null",
+                              "--data.limit_windows", "8", "--trainer.precision", "bf16-mixed",
+                              *_ckpt_args(str(tmp_path / "resumed_ckpt")), "--ckpt_path", str(ckpt)))
+    assert code == 0
+    assert torch.load(tmp_path / "resumed_ckpt" / "last.ckpt", weights_only=True)["global_step"] == 6
+
+
 def test_causal_score_counts_every_residue(prepared_ecoli, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     ckpt = _tiny_checkpoint(tmp_path, prepared_ecoli, "relu", "clm", "--model.objective", "clm",
@@ -228,6 +245,44 @@ def test_lr_factor_warms_up_then_follows_a_cosine_to_its_floor():
     assert all(a >= b for a, b in zip(cosine, cosine[1:]))  # never rises again
     assert [lr_factor(s, warmup, None, floor) for s in (warmup, 10 * total)] == [1.0, 1.0]  # constant
     assert lr_factor(0, 0, total, floor) == 1.0  # no warm-up
+
+
+def test_unset_precision_is_bf16_mixed_only_for_training_on_a_cpu_with_bf16():
+    assert resolve_precision(None, "cpu", training=True, cpu_bf16=True)[0] == "bf16-mixed"
+    assert resolve_precision(None, "cpu", training=True, cpu_bf16=False)[0] == "32-true"
+    assert resolve_precision(None, "cpu", training=False, cpu_bf16=True)[0] == "32-true"  # validate / test
+    assert resolve_precision(None, "gpu", training=True, cpu_bf16=True)[0] == "32-true"  # GPUs: as configured
+    for given in ("32-true", "bf16-mixed", 64):
+        for bf16 in (True, False):  # a precision that is set wins
+            assert resolve_precision(given, "cpu", training=True, cpu_bf16=bf16)[0] == given
+
+
+def test_cpu_bf16_is_read_from_the_cpu_flags(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n")
+    assert not cpu_has_bf16(info)
+    assert not cpu_has_bf16(tmp_path / "missing")  # no /proc/cpuinfo: not Linux
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_tile amx_bf16\n")
+    assert cpu_has_bf16(info) == torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+@pytest.mark.parametrize("detected", [True, False])
+def test_the_cli_resolves_an_unset_precision_says_why_and_an_explicit_one_wins(detected, tmp_path, monkeypatch,
+                                                                               caplog):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("protein_performer.cli.cpu_has_bf16", lambda: detected)
+    args = ["--config", str(REPO / "configs" / "demo.yaml"), "--trainer.logger", "false",
+            "--trainer.accelerator", "cpu"]
+    with caplog.at_level(logging.INFO, logger="protein_performer.cli"):
+        cli = run_lightning_cli(args, run=False)
+    assert cli.trainer.precision == ("bf16-mixed" if detected else "32-true")
+    why = "training on a CPU with native bf16" if detected else "training on a CPU without native bf16"
+    assert f"precision {cli.trainer.precision}: {why}" in caplog.text
+    other = "32-true" if detected else "bf16-mixed"
+    assert run_lightning_cli([*args, "--trainer.precision", other], run=False).trainer.precision == other
+    config = tmp_path / "precision.yaml"
+    config.write_text(f"trainer:\n  precision: {other}\n")
+    assert run_lightning_cli([*args, "--config", str(config)], run=False).trainer.precision == other
 
 
 def test_objective_and_causal_follow_one_another():

@@ -56,14 +56,17 @@ def local_attention(
             query still sees itself, so no row is empty; its output is unspecified).
 
     Returns:
-        (B, H, L, D).
+        (B, H, L, D) in the dtype of ``v`` (q and k are cast to it).
     """
     _check_window(window)
     B, H, L, D = q.shape
     W = min(window, L)
     pad = (-L) % W
     N = (L + pad) // W
-    qb = F.pad(q * D**-0.5, (0, 0, 0, pad)).view(B, H, N, W, D)
+    # Under autocast rotary hands over q and k in float32 and v in bf16; the products would round q
+    # and k to bf16 anyway, so round them once here, before the neighbours triple k (same values).
+    q, k = (q * D**-0.5).to(v.dtype), k.to(v.dtype)
+    qb = F.pad(q, (0, 0, 0, pad)).view(B, H, N, W, D)
     kn = _neighbours(F.pad(k, (0, 0, 0, pad)).view(B, H, N, W, D), causal)  # (B, H, N, kW, D)
     vn = _neighbours(F.pad(v, (0, 0, 0, pad)).view(B, H, N, W, D), causal)
     kW = kn.shape[3]
