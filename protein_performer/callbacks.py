@@ -9,6 +9,9 @@ Named in the configs (``trainer.callbacks``):
   a resumed run continues bit for bit;
 - :class:`Throughput` logs ``train/tokens_per_s``.
 
+Added by the CLI when the progress bar is on: :class:`StepProgressBar`, Lightning's rich bar counting
+optimizer steps in a run bounded by steps (not "Epoch 0/-2").
+
 Supplied by the model itself (``ProteinLM.configure_callbacks``), because its schedule is a
 hyperparameter saved with the model: :class:`FeatureRedraw`, which redraws the FAVOR+ projections
 every ``redraw_interval`` optimizer steps.
@@ -26,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import RichProgressBar
 
 log = logging.getLogger(__name__)
 
@@ -182,3 +186,27 @@ class Throughput(pl.Callback):
         elapsed = time.perf_counter() - self._start
         pl_module.log("train/tokens_per_s", self._tokens * trainer.world_size / max(elapsed, 1e-9),
                       prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
+
+
+class StepProgressBar(RichProgressBar):
+    """Lightning's rich progress bar; a run bounded by ``max_steps`` alone (``max_epochs`` -1 or unset,
+    the configs' way) shows ``Step s/max_steps`` and fills over the run, instead of ``Epoch 0/-2``."""
+
+    def _by_steps(self) -> bool:
+        return self.trainer.max_epochs in (None, -1) and self.trainer.max_steps > 0
+
+    @property
+    def total_train_batches(self) -> int | float:
+        return self.trainer.max_steps if self._by_steps() else super().total_train_batches
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        if not self._by_steps():
+            return super()._get_train_description(current_epoch)
+        return f"Step {self.trainer.global_step}/{self.trainer.max_steps}"
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if self._by_steps() and self.progress is not None and self.train_progress_bar_id is not None:
+            self.progress.update(self.train_progress_bar_id, completed=trainer.global_step,
+                                 description=self._get_train_description(trainer.current_epoch))

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, type=Path, help="ProteinLM checkpoint (.ckpt)")
-    parser.add_argument("--fasta", required=True, type=Path, help="FASTA or UniProt file (may be compressed)")
+    parser.add_argument("--fasta", required=True, type=Path,
+                        help="FASTA or UniProt file (may be compressed); - reads standard input")
     parser.add_argument("--out", required=True, type=Path,
                         help="output: FILE.h5 (default), FILE.npz, or a directory of .pt files")
     parser.add_argument("--format", choices=("h5", "npz", "pt"), default=None,
@@ -99,12 +100,20 @@ def embed_to_file(embedder: Embedder, inputs: Iterable[ProteinInput], writer: H5
 
 
 def run(args: argparse.Namespace) -> int:
+    from protein_performer.corpus.fasta import input_file
+
+    if str(args.fasta) != "-" and not args.fasta.exists():
+        raise FileNotFoundError(f"{args.fasta}: no such input file")
+    check_output(args.out, "dir" if output_format(args.out, args.format) == "pt" else "file", inputs=[args.fasta])
+    with input_file(args.fasta) as fasta:  # standard input (-, /dev/stdin) is copied to a temporary file
+        return _embed(args, fasta)
+
+
+def _embed(args: argparse.Namespace, fasta: Path) -> int:
+    """``run`` once the input is a file, ``fasta`` (``args.fasta`` names it in messages)."""
     from protein_performer.checkpoint import load_checkpoint
     from protein_performer.corpus.fasta import CleaningPolicy, ReadCounts, read_records
 
-    if not args.fasta.is_file():
-        raise FileNotFoundError(f"{args.fasta}: no such input file")
-    check_output(args.out, "dir" if output_format(args.out, args.format) == "pt" else "file", inputs=[args.fasta])
     loaded = load_checkpoint(args.checkpoint)
     embedder = Embedder(loaded.model, layers=args.layers, per_residue=args.per_residue,
                         token_budget=args.token_budget, max_length=args.max_length,
@@ -118,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     })
     counts = ReadCounts()
     inputs = (ProteinInput(r.id, r.sequence, r.header)
-              for r in read_records(args.fasta, CleaningPolicy(unknown=args.unknown), counts))
+              for r in read_records(fasta, CleaningPolicy(unknown=args.unknown), counts))
     try:
         stats = embed_to_file(embedder, inputs, writer)
         if counts.kept == 0:
