@@ -81,29 +81,36 @@ def _same(a: Path, b: Path) -> bool:
 
 
 @contextmanager
-def written_atomically(path: Path) -> Iterator[Path]:
+def written_atomically(path: Path, *, sweep: bool = True) -> Iterator[Path]:
     """Yield a hidden temporary path beside ``path`` to write; it becomes ``path`` (one rename) when
     the block ends, and is removed when the block fails or is interrupted. A full disk raises
-    ``OSError("no space left on <folder> ...")``. Temporaries left by killed processes are removed
-    first (their names carry the process id)."""
+    ``OSError("no space left on <folder> ...")``. With ``sweep``, temporaries of ``path`` left by
+    killed processes are removed first (their names carry the process id)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_dead_temporaries(path)
+    if sweep:
+        remove_dead_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         yield tmp
         os.replace(tmp, path)
     except BaseException as err:
         tmp.unlink(missing_ok=True)
-        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        if disk_full(err) and not str(err).startswith("no space left on "):  # (not said already)
             raise no_space(path) from err
         raise
 
 
-def no_space(path: Path) -> OSError:
-    """The error of a write to ``path`` that found its disk full."""
-    return OSError(f"no space left on {Path(path).parent.resolve()} while writing {Path(path).name}; nothing was "
-                   "left there: free some space or choose another output folder, then run again")
+def disk_full(err: BaseException) -> bool:
+    """Whether ``err`` is a write that found no space left (``ENOSPC``, also as HDF5 reports it)."""
+    return isinstance(err, OSError) and (err.errno == errno.ENOSPC or "No space left on device" in str(err)
+                                         or str(err).startswith("no space left on "))
+
+
+def no_space(path: Path, kept: str = "nothing was left there") -> OSError:
+    """The error of a write to ``path`` that found its disk full; ``kept`` says what remains of it."""
+    return OSError(f"no space left on {Path(path).parent.resolve()} while writing {Path(path).name}; {kept}: free "
+                   "some space or choose another output folder, then run again")
 
 
 def remove_dead_temporaries(path: Path) -> None:

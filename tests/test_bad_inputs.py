@@ -526,6 +526,48 @@ def test_generate_creates_its_out_folder_and_leaves_nothing_on_a_full_disk(clm_c
     assert out.read_text().startswith(">generated_0")
 
 
+def _fill_disk_at(monkeypatch, owner, name: str, call: int) -> None:
+    """Make ``owner.name`` (a low-level write of an embed writer) find the disk full at its ``call``-th
+    call: it writes part of its data first, as a real write does, then raises ENOSPC."""
+    real, calls = getattr(owner, name), []
+
+    def write(*args, **kwargs):
+        calls.append(1)
+        result = real(*args, **kwargs)  # (the bytes reach the file; the error comes at the end)
+        if len(calls) == call:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return result
+
+    monkeypatch.setattr(owner, name, write)
+
+
+@pytest.mark.parametrize("fmt", ["h5", "npz", "pt"])
+def test_embed_on_a_full_disk_says_so_and_resumes(tmp_path, ckpt, capsys, monkeypatch, fmt):
+    import h5py
+    import numpy as np
+
+    from protein_performer.embed import read_embeddings
+
+    fasta = write_fasta(tmp_path / "in.fasta", [(f"p{i}", s) for i, s in enumerate(random_sequences(4, 40, 50))])
+    out = tmp_path / ("e" if fmt == "pt" else f"e.{fmt}")
+    argv = ["embed", "--checkpoint", str(ckpt), "--fasta", str(fasta), "--out", str(out), "--format", fmt,
+            "--token-budget", "64", "--device", "cpu"]  # one protein per batch
+    write = {"h5": (h5py.Group, "create_dataset"), "npz": (np, "savez"), "pt": (Path, "write_bytes")}[fmt]
+    with monkeypatch.context() as patch:
+        _fill_disk_at(patch, *write, call=1)
+        code, err = _cli(capsys, *argv)
+    assert code == 1 and f"no space left on {tmp_path} while writing {out.name}; nothing was left there" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.fasta"]
+    with monkeypatch.context() as patch:
+        _fill_disk_at(patch, *write, call=3)
+        code, err = _cli(capsys, *argv)
+    assert code == 1 and "no space left on" in err and "Traceback" not in err
+    assert f"the 2 proteins embedded before are kept in {out} and a rerun resumes from them" in err
+    assert not [p.name for p in tmp_path.rglob(".*")]  # no temporary files
+    assert cli.main(argv) == 0
+    assert sorted(read_embeddings(out)) == ["p0", "p1", "p2", "p3"]
+
+
 # ------------------------------------------------------------------ issue 24, 11. messages that point somewhere
 
 

@@ -21,7 +21,7 @@ from protein_performer.corpus.fasta import add_unknown_argument
 from protein_performer.embed.embedder import DEFAULT_TOKEN_BUDGET, DEFAULT_WINDOW_OVERLAP, Embedder
 from protein_performer.embed.files import H5Writer, NpzWriter, PtDirWriter, open_writer, output_format
 from protein_performer.embed.inputs import ProteinInput
-from protein_performer.outputs import check_output
+from protein_performer.outputs import check_output, disk_full, no_space
 
 log = logging.getLogger(__name__)
 
@@ -133,15 +133,27 @@ def _embed(args: argparse.Namespace, fasta: Path) -> int:
         if counts.kept == 0:
             raise ValueError(f"no sequences in {args.fasta} ({counts.records_read} records read, skipped: "
                              f"{dict(counts.skipped) or 'none'}); check the input file")
-    except BaseException:
+    except BaseException as err:
         if created and not writer.keys:  # leave no empty output behind
             _remove_output(args.out)
+        if disk_full(err):
+            raise _no_space(args.out, writer) from err
         raise
     log.info("embedded %d proteins (%d residues, %d windowed) in %.1f s: %.1f proteins/s, %.0f residues/s; "
              "%d skipped (already in %s or repeated ids); input: %s", stats.proteins, stats.residues,
              stats.windowed, stats.seconds, stats.to_dict()["proteins_per_s"], stats.to_dict()["residues_per_s"],
              stats.skipped_existing, args.out, counts.to_dict())
     return 0
+
+
+def _no_space(out: Path, writer: H5Writer | NpzWriter | PtDirWriter) -> OSError:
+    """The error of a run whose disk filled up: what is kept of ``out`` and how to go on."""
+    parts = getattr(writer, "parts", None)
+    kept = parts if parts is not None and parts.exists() else out
+    if not kept.exists():
+        return no_space(out)
+    return no_space(out, f"the {len(writer.keys)} proteins embedded before are kept in {kept} and a rerun resumes "
+                         "from them")
 
 
 def _remove_output(path: Path) -> None:
