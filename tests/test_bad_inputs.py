@@ -262,7 +262,7 @@ def test_unknown_and_device_have_one_default_everywhere():
     import importlib
 
     defaults = {}
-    for name in ("prepare", "embed", "score", "similarity", "attention"):
+    for name in ("prepare", "embed", "score", "similarity", "attention", "generate"):
         parser = argparse.ArgumentParser()
         importlib.import_module(cli.COMMANDS[name][0]).add_arguments(parser)
         options = {a.dest: a.default for a in parser._actions}
