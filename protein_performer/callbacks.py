@@ -139,15 +139,22 @@ class EpochReseed(pl.Callback):
     epochs by *processed* epochs, which runs ahead of ``current_epoch`` after such a resume, so
     the samplers are set to ``current_epoch`` too (after Lightning's ``set_epoch``, before the
     epoch's loader and workers start). The run's seed is saved in checkpoints as ``base_seed``.
+
+    A checkpoint written inside an epoch also holds the global random states (``rng_states``); a
+    run resumed from it restores them before its first training batch (Lightning starts no new
+    epoch then, and :class:`~protein_performer.datamodule.ProteinDataModule` serves the epoch's
+    remaining batches), so it continues bit for bit too.
     """
 
     def __init__(self) -> None:
         self.base_seed = torch.initial_seed()
+        self._rng_states: dict[str, Any] | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.base_seed = torch.initial_seed()  # the seed of seed_everything, before any reseeding
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._rng_states = None  # a new epoch: its seed rules
         seed = epoch_seed(self.base_seed, trainer.current_epoch)
         torch.manual_seed(seed)
         np.random.seed(seed)
@@ -158,13 +165,40 @@ class EpochReseed(pl.Callback):
             if callable(getattr(part, "set_epoch", None)):
                 part.set_epoch(trainer.current_epoch)
 
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch,
+                             batch_idx: int) -> None:
+        if self._rng_states is not None:  # the first batch of a run resumed mid-epoch
+            _set_rng_states(self._rng_states)
+            self._rng_states = None
+
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
         checkpoint["base_seed"] = self.base_seed
+        checkpoint["rng_states"] = _rng_states()
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
         self.base_seed = int(checkpoint.get("base_seed", self.base_seed))
+        self._rng_states = checkpoint.get("rng_states")
+
+
+def _rng_states() -> dict[str, Any]:
+    """The global random states (torch, CUDA, numpy, ``random``) as tensors and plain types, so a
+    checkpoint holding them still loads with ``weights_only``."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+            "random": random.getstate()}
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(states["random"])
 
 
 class Throughput(pl.Callback):

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -544,7 +545,6 @@ def _fill_disk_at(monkeypatch, owner, name: str, call: int) -> None:
 @pytest.mark.parametrize("fmt", ["h5", "npz", "pt"])
 def test_embed_on_a_full_disk_says_so_and_resumes(tmp_path, ckpt, capsys, monkeypatch, fmt):
     import h5py
-    import numpy as np
 
     from protein_performer.embed import read_embeddings
 
@@ -608,3 +608,66 @@ def test_step_based_fit_shows_steps_not_epoch_minus_two(small_fasta, tmp_path, c
                      "--trainer.limit_val_batches", "0"]) == 0
     shown = capsys.readouterr().out
     assert "Step 3/3" in shown and "Epoch" not in shown, shown[-2000:]
+
+
+# ------------------------------------------------------------------ issue 24, 5. resumed mid-epoch, bit for bit
+
+
+def test_fit_resumed_mid_epoch_ends_with_the_weights_of_an_uninterrupted_run(small_fasta, tmp_path, monkeypatch):
+    """A run dies after step 7 (last.ckpt is step 6's, in the middle of epoch 1); resumed from
+    last.ckpt it ends with exactly the weights of a run that was never stopped."""
+    from protein_performer.lit import ProteinLM
+
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "ds"
+    _prepare(small_fasta, data)
+    argv = ["fit", "--config", str(REPO / "configs" / "demo.yaml"), *TINY_FIT, "--data.data_dir", str(data),
+            "--model.config.dropout", "0.2", "--trainer.logger", "false", "--trainer.max_steps", "9",
+            "--trainer.val_check_interval", "3", "--trainer.check_val_every_n_epoch", "null"]
+
+    def final_weights(root: Path) -> dict[str, torch.Tensor]:
+        ckpt = torch.load(root / "checkpoints" / "last.ckpt", weights_only=True)
+        assert ckpt["global_step"] == 9
+        return ckpt["state_dict"]
+
+    assert cli.main([*argv, "--trainer.default_root_dir", str(tmp_path / "whole")]) == 0
+    steps = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", weights_only=True)["loops"]["fit_loop"]
+    assert steps["epoch_progress"]["current"]["completed"] >= 1  # step 6 lies past the first epoch
+    original_step = ProteinLM.training_step
+
+    def dies_at_step_7(self, batch, batch_idx):
+        if self.global_step == 7:
+            raise RuntimeError("killed")
+        return original_step(self, batch, batch_idx)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ProteinLM, "training_step", dies_at_step_7)
+        assert cli.main([*argv, "--trainer.default_root_dir", str(tmp_path / "parts")]) == 1
+    last = tmp_path / "parts" / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, weights_only=True)
+    assert saved["global_step"] == 6
+    assert 0 < saved["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"]  # mid-epoch
+    assert cli.main([*argv, "--trainer.default_root_dir", str(tmp_path / "parts"), "--ckpt_path", str(last)]) == 0
+    whole, resumed = final_weights(tmp_path / "whole"), final_weights(tmp_path / "parts")
+    differ = {k: float((whole[k].float() - resumed[k].float()).abs().max()) for k in whole
+              if not torch.equal(whole[k], resumed[k])}
+    assert not differ, differ
+
+
+def test_samplers_resume_an_epoch_after_the_batches_it_served():
+    from protein_performer.datasets import EpochSampler, TokenBudgetBatchSampler
+
+    dataset = list(range(23))
+    sampler = EpochSampler(dataset, seed=3)
+    sampler.set_epoch(2)
+    whole = list(sampler)
+    sampler = EpochSampler(dataset, seed=3)
+    sampler.resume(2, 8)
+    assert list(sampler) == whole[8:] and list(sampler) == whole  # once, then whole epochs again
+    lengths = np.random.default_rng(0).integers(5, 60, size=40)
+    batches = TokenBudgetBatchSampler(EpochSampler(lengths, seed=3), lengths, 128, seed=3)
+    batches.sampler.set_epoch(1)
+    whole = list(batches)
+    batches = TokenBudgetBatchSampler(EpochSampler(lengths, seed=3), lengths, 128, seed=3)
+    batches.resume(1, 5)
+    assert list(batches) == whole[5:] and list(batches) == whole
