@@ -6,7 +6,8 @@ Every batch follows the contract of :mod:`protein_performer.datasets`: ``input_i
 Training windows (``mode="concat"``) move each epoch: the train sampler is an
 :class:`~protein_performer.datasets.EpochSampler`, a ``DistributedSampler`` (so Lightning keeps
 it under DDP instead of injecting its own) whose ``set_epoch`` — called by Lightning before
-each epoch's workers start — also draws the dataset's new window offset. Validation and test use
+each epoch's workers start — also draws the dataset's new window offset; a fit resumed from a
+checkpoint written inside an epoch is served that epoch's remaining batches. Validation and test use
 offset 0, ``crop="start"`` and deterministic masking with ``mask_token_prob=1.0`` (the
 definition of ``protein-performer score``), so their metrics compare across runs.
 """
