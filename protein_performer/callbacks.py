@@ -9,6 +9,9 @@ Named in the configs (``trainer.callbacks``):
   a resumed run continues bit for bit;
 - :class:`Throughput` logs ``train/tokens_per_s``.
 
+Added by the CLI when the progress bar is on: :class:`StepProgressBar`, Lightning's rich bar counting
+optimizer steps in a run bounded by steps (not "Epoch 0/-2").
+
 Supplied by the model itself (``ProteinLM.configure_callbacks``), because its schedule is a
 hyperparameter saved with the model: :class:`FeatureRedraw`, which redraws the FAVOR+ projections
 every ``redraw_interval`` optimizer steps.
@@ -26,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import RichProgressBar
 
 log = logging.getLogger(__name__)
 
@@ -135,15 +139,22 @@ class EpochReseed(pl.Callback):
     epochs by *processed* epochs, which runs ahead of ``current_epoch`` after such a resume, so
     the samplers are set to ``current_epoch`` too (after Lightning's ``set_epoch``, before the
     epoch's loader and workers start). The run's seed is saved in checkpoints as ``base_seed``.
+
+    A checkpoint written inside an epoch also holds the global random states (``rng_states``); a
+    run resumed from it restores them before its first training batch (Lightning starts no new
+    epoch then, and :class:`~protein_performer.datamodule.ProteinDataModule` serves the epoch's
+    remaining batches), so it continues bit for bit too.
     """
 
     def __init__(self) -> None:
         self.base_seed = torch.initial_seed()
+        self._rng_states: dict[str, Any] | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.base_seed = torch.initial_seed()  # the seed of seed_everything, before any reseeding
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._rng_states = None  # a new epoch: its seed rules
         seed = epoch_seed(self.base_seed, trainer.current_epoch)
         torch.manual_seed(seed)
         np.random.seed(seed)
@@ -154,13 +165,40 @@ class EpochReseed(pl.Callback):
             if callable(getattr(part, "set_epoch", None)):
                 part.set_epoch(trainer.current_epoch)
 
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch,
+                             batch_idx: int) -> None:
+        if self._rng_states is not None:  # the first batch of a run resumed mid-epoch
+            _set_rng_states(self._rng_states)
+            self._rng_states = None
+
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
         checkpoint["base_seed"] = self.base_seed
+        checkpoint["rng_states"] = _rng_states()
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
         self.base_seed = int(checkpoint.get("base_seed", self.base_seed))
+        self._rng_states = checkpoint.get("rng_states")
+
+
+def _rng_states() -> dict[str, Any]:
+    """The global random states (torch, CUDA, numpy, ``random``) as tensors and plain types, so a
+    checkpoint holding them still loads with ``weights_only``."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+            "random": random.getstate()}
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(states["random"])
 
 
 class Throughput(pl.Callback):
@@ -182,3 +220,27 @@ class Throughput(pl.Callback):
         elapsed = time.perf_counter() - self._start
         pl_module.log("train/tokens_per_s", self._tokens * trainer.world_size / max(elapsed, 1e-9),
                       prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
+
+
+class StepProgressBar(RichProgressBar):
+    """Lightning's rich progress bar; a run bounded by ``max_steps`` alone (``max_epochs`` -1 or unset,
+    the configs' way) shows ``Step s/max_steps`` and fills over the run, instead of ``Epoch 0/-2``."""
+
+    def _by_steps(self) -> bool:
+        return self.trainer.max_epochs in (None, -1) and self.trainer.max_steps > 0
+
+    @property
+    def total_train_batches(self) -> int | float:
+        return self.trainer.max_steps if self._by_steps() else super().total_train_batches
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        if not self._by_steps():
+            return super()._get_train_description(current_epoch)
+        return f"Step {self.trainer.global_step}/{self.trainer.max_steps}"
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if self._by_steps() and self.progress is not None and self.train_progress_bar_id is not None:
+            self.progress.update(self.train_progress_bar_id, completed=trainer.global_step,
+                                 description=self._get_train_description(trainer.current_epoch))

@@ -7,7 +7,8 @@
 exposes ``add_arguments(parser)`` and ``run(args) -> int``; this file only dispatches,
 importing a command's module when that command runs so ``--help`` stays fast. Every command,
 Lightning's included, reports bad input and faults in one line on stderr and exits with 1;
-``-v`` adds the traceback.
+``-v`` adds the traceback. Ctrl-C (SIGINT) or SIGTERM stops the other commands with one line,
+``interrupted``, and exit status 130 or 143, after their cleanup (no partial output files).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import argparse
 import functools
 import importlib
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -87,7 +90,12 @@ def resolve_precision(precision: object, accelerator: object, *, training: bool,
 
 
 def _lightning_main(argv: Sequence[str]) -> int:
-    run_lightning_cli(list(argv))
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        run_lightning_cli(list(argv))
+    except MisconfigurationException as err:  # a bad trainer setting, e.g. --trainer.max_steps -5
+        raise ValueError(str(err)) from err
     return 0
 
 
@@ -97,6 +105,7 @@ def lightning_cli_class() -> type:
     other commands (and ``--help``) never import Lightning, which takes seconds."""
     import shutil
 
+    from jsonargparse import Namespace
     from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.cli import LightningCLI
 
@@ -115,7 +124,8 @@ def lightning_cli_class() -> type:
         """``fit``, ``validate`` and ``test`` of a :class:`~protein_performer.lit.ProteinLM`.
 
         Settings start from :data:`BASE_CONFIG`. The data's objective follows the model's. An unset
-        ``trainer.precision`` is resolved by :func:`resolve_precision` (logged). Relative
+        ``trainer.precision`` is resolved by :func:`resolve_precision` (logged). The progress bar is
+        :class:`~protein_performer.callbacks.StepProgressBar` unless the callbacks name one. Relative
         ``save_dir`` of loggers and ``dirpath`` of checkpoint callbacks are placed under
         ``trainer.default_root_dir``, and a ``WandbLogger`` without a name is named after its last folder. The data and
         ``--ckpt_path`` are checked before anything is written, checkpoints given by
@@ -149,6 +159,11 @@ def lightning_cli_class() -> type:
             for callback in trainer.get("callbacks") or []:
                 if str(getattr(callback, "class_path", "")).endswith("ModelCheckpoint"):
                     callback.init_args.dirpath = under_root(root, callback.init_args.get("dirpath"))
+            callbacks = trainer.get("callbacks") or []
+            if trainer.get("enable_progress_bar") is not False and not any(
+                    str(getattr(c, "class_path", "")).endswith("ProgressBar") for c in callbacks):
+                trainer.callbacks = [*callbacks, Namespace(class_path="protein_performer.callbacks.StepProgressBar",
+                                                           init_args=Namespace())]
             if "weights_only" in config and config.weights_only is None:
                 config.weights_only = True  # unpickle only tensors and plain types from --ckpt_path
 
@@ -244,12 +259,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = argparse.ArgumentParser(prog=f"protein-performer {name}", description=COMMANDS[name][1])
         module.add_arguments(parser)
         args = parser.parse_args(rest)
-        return int(module.run(args) or 0)
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # (Lightning has its own)
+        try:
+            return int(module.run(args) or 0)
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     except (ValueError, OSError, RuntimeError, EOFError) as err:
         # Bad input or a fault: one clear line, no traceback (use -v for the traceback).
         logging.getLogger("protein_performer").debug("traceback", exc_info=True)
         print(f"protein-performer {name}: error: {_one_line(err)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM, after the command's own cleanup
+        logging.getLogger("protein_performer").debug("traceback", exc_info=True)
+        print(f"protein-performer {name}: interrupted", file=sys.stderr)
+        return 143 if str(err) == "SIGTERM" else 130
+
+
+def _interrupt(signum: int, frame) -> None:
+    """SIGTERM raises ``KeyboardInterrupt('SIGTERM')``, so that cleanup runs as on Ctrl-C."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _one_line(err: BaseException) -> str:

@@ -6,7 +6,8 @@ Every batch follows the contract of :mod:`protein_performer.datasets`: ``input_i
 Training windows (``mode="concat"``) move each epoch: the train sampler is an
 :class:`~protein_performer.datasets.EpochSampler`, a ``DistributedSampler`` (so Lightning keeps
 it under DDP instead of injecting its own) whose ``set_epoch`` — called by Lightning before
-each epoch's workers start — also draws the dataset's new window offset. Validation and test use
+each epoch's workers start — also draws the dataset's new window offset; a fit resumed from a
+checkpoint written inside an epoch is served that epoch's remaining batches. Validation and test use
 offset 0, ``crop="start"`` and deterministic masking with ``mask_token_prob=1.0`` (the
 definition of ``protein-performer score``), so their metrics compare across runs.
 """
@@ -220,7 +221,27 @@ class ProteinDataModule(pl.LightningDataModule):
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, **common)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
+        loader = self._loader("train")
+        resumed = self._resumed_mid_epoch()
+        if resumed is not None:  # continue the epoch where the checkpoint left it, not from its start
+            epoch, batches = resumed
+            if isinstance(loader.batch_sampler, TokenBudgetBatchSampler):
+                loader.batch_sampler.resume(epoch, batches)
+            else:
+                loader.sampler.resume(epoch, batches * self.batch_size)
+            log.info("resuming epoch %d after its first %d batches", epoch, batches)
+        return loader
+
+    def _resumed_mid_epoch(self) -> tuple[int, int] | None:
+        """(epoch, batches it had served) when the attached trainer resumes ``fit`` from a checkpoint
+        written inside an epoch (Lightning restarts such an epoch's loader from its first batch)."""
+        loop = getattr(self.trainer, "fit_loop", None)
+        if loop is None or not loop.restarting:
+            return None
+        epochs, done = loop.epoch_progress.total, loop.epoch_loop.batch_progress.current.processed
+        if done == 0 or epochs.processed != epochs.started - 1:  # not inside an epoch
+            return None
+        return self.trainer.current_epoch, done
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("valid")

@@ -371,12 +371,24 @@ class EpochSampler(DistributedSampler):
         drop_last: bool = False,
     ) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        self._skip = 0
 
     def set_epoch(self, epoch: int) -> None:
         super().set_epoch(epoch)
         set_dataset_epoch = getattr(self.dataset, "set_epoch", None)
         if callable(set_dataset_epoch):
             set_dataset_epoch(epoch)
+
+    def resume(self, epoch: int, done: int) -> None:
+        """Serve epoch ``epoch`` without its first ``done`` indices, once: a run resumed mid-epoch
+        continues where its checkpoint left off."""
+        self.set_epoch(epoch)
+        self._skip = done
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(super().__iter__())[self._skip :]
+        self._skip = 0
+        return iter(indices)
 
 
 def token_budget_batches(
@@ -440,6 +452,7 @@ class TokenBudgetBatchSampler(BatchSampler):
         self.lengths, self.max_tokens, self.shuffle, self.seed = lengths, max_tokens, shuffle, seed
         self.batch_size, self.drop_last = None, False  # BatchSampler attributes; batches vary in size
         self.batches = token_budget_batches(lengths, max_tokens)
+        self._skip = 0
 
     @property
     def epoch(self) -> int:
@@ -448,13 +461,21 @@ class TokenBudgetBatchSampler(BatchSampler):
     def __len__(self) -> int:
         return math.ceil(len(self.batches) / self.num_replicas)
 
+    def resume(self, epoch: int, done: int) -> None:
+        """Serve epoch ``epoch`` without its first ``done`` batches, once (see :meth:`EpochSampler.resume`)."""
+        set_epoch = getattr(self.sampler, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(epoch)
+        self._skip = done
+
     def __iter__(self) -> Iterator[list[int]]:
         order = np.arange(len(self.batches))
         if self.shuffle:
             order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.batches))
         total = len(self) * self.num_replicas
         order = np.resize(order, total)  # repeats the first batches so all ranks get len(self)
-        for i in order[self.rank :: self.num_replicas]:
+        skip, self._skip = self._skip, 0
+        for i in order[self.rank :: self.num_replicas][skip:]:
             yield self.batches[i]
 
 

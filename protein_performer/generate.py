@@ -139,6 +139,7 @@ def format_record(name: str, item: Generated) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from protein_performer.checkpoint import add_device_argument
+    from protein_performer.corpus.fasta import add_unknown_argument
 
     parser.add_argument("--checkpoint", required=True, type=Path, help="a causal ProteinLM checkpoint (.ckpt)")
     source = parser.add_mutually_exclusive_group()
@@ -150,15 +151,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=None)
     parser.add_argument("--top-p", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0, help="same seed, same sequences (default 0)")
+    add_unknown_argument(parser)
     add_device_argument(parser)
     parser.add_argument("--out", required=True, type=Path, help="FASTA to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
 
 def run(args: argparse.Namespace) -> int:
     from protein_performer.checkpoint import default_device, load_checkpoint
-    from protein_performer.outputs import check_output
+    from protein_performer.outputs import check_output, written_atomically
 
-    check_output(args.out, "file", inputs=[args.checkpoint, *([args.prompts] if args.prompts else [])])
+    check_output(args.out, "file", inputs=[args.checkpoint, *([args.prompts] if args.prompts else [])],
+                 existing_ok=args.overwrite)
     sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                               max_length=args.max_length)
     prompts = _read_prompts(args)
@@ -173,9 +177,8 @@ def run(args: argparse.Namespace) -> int:
     for name, prompt in prompts:
         for i, item in enumerate(generate(model, prompt, args.num, sampling, generator)):
             records.append(format_record(f"{name}_{i}", item))
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text("".join(records))
-    tmp.replace(args.out)
+    with written_atomically(args.out) as tmp:
+        tmp.write_text("".join(records))
     log.info("wrote %d sequences to %s", len(records), args.out)
     return 0
 
@@ -188,9 +191,17 @@ def _read_prompts(args: argparse.Namespace) -> list[tuple[str, str]]:
         except ValueError as err:
             raise ValueError(f"--prompt: {err}; give amino-acid letters only") from None
         return [("generated", args.prompt.upper())]
-    from protein_performer.corpus.fasta import read_records
+    from protein_performer.corpus.fasta import CleaningPolicy, ReadCounts, read_records
 
-    prompts = [(r.id, r.sequence) for r in read_records(args.prompts)]
+    counts = ReadCounts()
+    prompts = [(r.id, r.sequence) for r in read_records(args.prompts, CleaningPolicy(unknown=args.unknown), counts)]
+    if "empty" in counts.skipped:
+        raise ValueError(f"{args.prompts}: {counts.first_skipped['empty']} has no residues "
+                         f"({counts.skipped['empty']} such records); every record is a prompt: remove it, or use "
+                         "--prompt '' (the default) for sequences without a prompt")
     if not prompts:
         raise ValueError(f"{args.prompts}: no sequences; give a FASTA file with at least one record")
+    if counts.skipped:
+        log.warning("%s: skipped %d prompt records (%s; first: %s)", args.prompts, sum(counts.skipped.values()),
+                    dict(counts.skipped), ", ".join(counts.first_skipped.values()))
     return prompts

@@ -10,6 +10,8 @@ are callbacks named in the configs (:mod:`protein_performer.callbacks`), and the
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import logging
 import math
 from typing import Any, Literal
@@ -38,6 +40,13 @@ def resolve_objective(config: PerformerConfig | dict | None, objective: str | No
     if objective is not None:
         check_objective(objective)
     fields = config.to_dict() if isinstance(config, PerformerConfig) else dict(config or {})
+    known = [f.name for f in dataclasses.fields(PerformerConfig)]
+    for name in fields:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            raise ValueError(f"model.config: unknown setting {name!r}"
+                             + (f" (did you mean {close[0]!r}?)" if close else "")
+                             + f"; the settings are {', '.join(known)}")
     fields.setdefault("causal", objective == "clm")
     causal = bool(fields["causal"])
     if objective is None:

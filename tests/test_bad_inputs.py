@@ -1,18 +1,24 @@
-"""Bad input and faults, fed to every command (issue 13): each test failed before its fix.
+"""Bad input and faults, fed to every command (issues 13 and 24): each test failed before its fix.
 
-Items: 1 diverged training, 2 damaged prepared data, 4 non-ASCII letters, 5 Lightning errors,
-6 output paths, 7 empty input, 8 leftovers, 9 fetch limits, 10 messages. Item 3 (FAVOR+ at
-large norms, bidirectional and causal) is tested in test_attention_options.py.
+Issue 13 items: 1 diverged training, 2 damaged prepared data, 4 non-ASCII letters, 5 Lightning
+errors, 6 output paths, 7 empty input, 8 leftovers, 9 fetch limits, 10 messages. Item 3 (FAVOR+
+at large norms, bidirectional and causal) is tested in test_attention_options.py.
+
+Issue 24 items (the last sections): 1 side files and --overwrite, 6 corrupted tokens, 7 empty
+prompts, 8 one-line errors and interrupts, 9 full disks, 10 outputs checked first, 11 messages
+that point somewhere. Its convert items (2, 4, 8, 10) are tested in test_convert.py.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -257,7 +263,7 @@ def test_unknown_and_device_have_one_default_everywhere():
     import importlib
 
     defaults = {}
-    for name in ("prepare", "embed", "score", "similarity", "attention"):
+    for name in ("prepare", "embed", "score", "similarity", "attention", "generate"):
         parser = argparse.ArgumentParser()
         importlib.import_module(cli.COMMANDS[name][0]).add_arguments(parser)
         options = {a.dest: a.default for a in parser._actions}
@@ -367,3 +373,301 @@ def test_fit_failing_in_setup_leaves_no_run_folders(small_fasta, tmp_path):
                            str(data), *TINY_FIT, "--trainer.max_steps", "2")
     assert proc.returncode == 1 and "no token_counts for split 'train'" in proc.stderr, proc.stderr[-3000:]
     assert not (tmp_path / "runs").exists()
+
+
+# ------------------------------------------------------------------ issue 24, 1. side files never collide
+
+
+def test_attention_and_plot_embeddings_never_replace_an_unrelated_csv(tmp_path, ckpt, capsys, caplog):
+    fasta = write_fasta(tmp_path / "in.fasta", [(f"p{i}", s) for i, s in enumerate(random_sequences(5, 20, 40))])
+    csv = tmp_path / "v.csv"
+    csv.write_text("the user's table\n")
+    png = tmp_path / "v.png"
+    attention = ["attention", "--checkpoint", str(ckpt), "--fasta", str(fasta), "--id", "p0", "--device", "cpu"]
+    code, err = _cli(capsys, *attention, "--out", str(png))
+    assert code == 1 and f"{csv} already exists" in err and "--overwrite" in err, err
+    assert csv.read_text() == "the user's table\n" and not png.exists()
+    code, err = _cli(capsys, *attention, "--out", str(csv), "--overwrite")  # its CSV would be --out itself
+    assert code == 1 and "would be --out itself" in err and csv.read_text() == "the user's table\n"
+    emb = tmp_path / "e.npz"
+    assert cli.main(["embed", "--checkpoint", str(ckpt), "--fasta", str(fasta), "--out", str(emb)]) == 0
+    views = ["plot-embeddings", "--embeddings", str(emb), "--neighbours", "p0", "-k", "2"]
+    code, err = _cli(capsys, *views, "--out", str(png))
+    assert code == 1 and f"{csv} already exists" in err and csv.read_text() == "the user's table\n"
+    code, err = _cli(capsys, *views, "--out", str(tmp_path / "e.png"))  # e.csv, e.neighbours.csv: new
+    assert code == 0, err
+    code, err = _cli(capsys, *views, "--out", str(tmp_path / "e.png"))  # now all three exist
+    assert code == 1 and "e.png already exists" in err and "--overwrite" in err
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert cli.main([*attention, "--out", str(png), "--overwrite"]) == 0  # asked for: replaced, announced
+    assert csv.read_text().startswith(",0:<cls>") and png.stat().st_size > 1000
+    assert f"wrote {png} and {csv}" in caplog.text
+
+
+# ------------------------------------------------------------------ issue 24, 6. corrupted token bytes
+
+
+def test_corrupted_token_bytes_are_refused_when_a_split_opens(small_fasta, tmp_path):
+    out = tmp_path / "ds"
+    _prepare(small_fasta, out)
+    tokens = out / "train" / "tokens.u8"
+    data = bytearray(tokens.read_bytes())
+    data[100] = 200  # same size, so the manifest's sizes and the offsets still agree
+    tokens.write_bytes(bytes(data))
+    with pytest.raises(DamagedDataset, match=r"train/tokens.u8: damaged prepared dataset \(byte 100 .* holds 200, "
+                                             r"not a residue id.*prepare INPUT\.\.\. --out .* --overwrite"):
+        open_split(out, "train")
+    from protein_performer.datamodule import ProteinDataModule
+
+    with pytest.raises(DamagedDataset, match="train/tokens.u8"):  # fit stops in setup, not in the embedding
+        ProteinDataModule(str(out), max_length=32).setup("fit")
+
+
+# ------------------------------------------------------------------ issue 24, 7 and 11. generate's prompts
+
+
+@pytest.fixture
+def clm_ckpt(tmp_path) -> Path:
+    from test_generate import random_model, save_checkpoint
+
+    return save_checkpoint(random_model(std=0.1), tmp_path / "clm.ckpt", "clm")
+
+
+def test_generate_refuses_an_empty_prompt_record(clm_ckpt, tmp_path, capsys):
+    prompts = tmp_path / "prompts.fasta"
+    prompts.write_text(">a\nMKV\n>b empty\n>c\nMA\n")
+    out = tmp_path / "gen.fasta"
+    code, err = _cli(capsys, "generate", "--checkpoint", str(clm_ckpt), "--prompts", str(prompts), "--out", str(out),
+                     "--max-length", "10", "--device", "cpu")
+    assert code == 1 and "record 2 ('b') has no residues" in err and "--prompt ''" in err
+    assert not out.exists()
+
+
+def test_generate_offers_the_unknown_flag_its_message_names(clm_ckpt, tmp_path, capsys):
+    prompts = tmp_path / "prompts.fasta"
+    prompts.write_text(">a\nMKJV\n")
+    out = tmp_path / "gen.fasta"
+    argv = ["generate", "--checkpoint", str(clm_ckpt), "--prompts", str(prompts), "--out", str(out),
+            "--max-length", "10", "--device", "cpu"]
+    code, err = _cli(capsys, *argv)
+    assert code == 1 and "character 'J'" in err and "--unknown=x" in err
+    assert cli.main([*argv, "--unknown", "x"]) == 0
+    assert out.read_text().splitlines()[1].startswith("MKXV")
+
+
+# ------------------------------------------------------------------ issue 24, 8. one line, not a traceback
+
+
+def test_fit_config_mistakes_are_one_line(small_fasta, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "ds"
+    _prepare(small_fasta, data)
+    base = ["fit", "--config", str(REPO / "configs" / "demo.yaml"), *TINY_FIT, "--data.data_dir", str(data)]
+    cases = [
+        ([*base, "--model.config.dimm", "16", "--trainer.max_steps", "1"],
+         "model.config: unknown setting 'dimm' (did you mean 'dim'?)"),
+        ([*base, "--trainer.max_steps", "-5"], "`max_steps` must be a non-negative integer or -1"),
+    ]
+    for argv, expected in cases:
+        code, err = _cli(capsys, *argv)
+        lines = [line for line in err.splitlines() if "error:" in line]
+        assert code == 1 and len(lines) == 1 and expected in lines[0] and "Traceback" not in err, (argv, err)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_interrupted_generate_says_so_in_one_line(clm_ckpt, tmp_path, capsys, monkeypatch):
+    from protein_performer import generate
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(generate, "generate", interrupted)  # Ctrl-C while sampling
+    out = tmp_path / "gen.fasta"
+    code, err = _cli(capsys, "generate", "--checkpoint", str(clm_ckpt), "--out", str(out), "--device", "cpu")
+    assert code == 130 and err.strip() == "protein-performer generate: interrupted"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clm.ckpt"]
+
+
+def test_sigterm_interrupts_a_command_like_ctrl_c(clm_ckpt, tmp_path, capsys, monkeypatch):
+    import signal
+
+    from protein_performer import generate
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler raises here
+        raise AssertionError("SIGTERM did not stop the command")
+
+    monkeypatch.setattr(generate, "generate", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    code, err = _cli(capsys, "generate", "--checkpoint", str(clm_ckpt), "--out", str(tmp_path / "g.fasta"))
+    assert code == 143 and err.strip() == "protein-performer generate: interrupted"
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+# ------------------------------------------------------------------ issue 24, 9 and 10. outputs, full disks
+
+
+def test_generate_creates_its_out_folder_and_leaves_nothing_on_a_full_disk(clm_ckpt, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "new" / "folder" / "gen.fasta"
+    argv = ["generate", "--checkpoint", str(clm_ckpt), "--out", str(out), "--max-length", "10", "--device", "cpu"]
+    assert cli.main(argv) == 0 and out.read_text().startswith(">generated_0")
+    code, err = _cli(capsys, *argv)
+    assert code == 1 and "already exists; use --overwrite" in err
+
+    def full(self, *args, **kwargs):
+        with open(self, "w") as fh:
+            fh.write(">partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    code, err = _cli(capsys, *argv, "--overwrite")
+    assert code == 1 and f"no space left on {out.parent}" in err and "Traceback" not in err
+    assert sorted(p.name for p in out.parent.iterdir()) == ["gen.fasta"]  # the old output, no partial file
+    assert out.read_text().startswith(">generated_0")
+
+
+def _fill_disk_at(monkeypatch, owner, name: str, call: int) -> None:
+    """Make ``owner.name`` (a low-level write of an embed writer) find the disk full at its ``call``-th
+    call: it writes part of its data first, as a real write does, then raises ENOSPC."""
+    real, calls = getattr(owner, name), []
+
+    def write(*args, **kwargs):
+        calls.append(1)
+        result = real(*args, **kwargs)  # (the bytes reach the file; the error comes at the end)
+        if len(calls) == call:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return result
+
+    monkeypatch.setattr(owner, name, write)
+
+
+@pytest.mark.parametrize("fmt", ["h5", "npz", "pt"])
+def test_embed_on_a_full_disk_says_so_and_resumes(tmp_path, ckpt, capsys, monkeypatch, fmt):
+    import h5py
+
+    from protein_performer.embed import read_embeddings
+
+    fasta = write_fasta(tmp_path / "in.fasta", [(f"p{i}", s) for i, s in enumerate(random_sequences(4, 40, 50))])
+    out = tmp_path / ("e" if fmt == "pt" else f"e.{fmt}")
+    argv = ["embed", "--checkpoint", str(ckpt), "--fasta", str(fasta), "--out", str(out), "--format", fmt,
+            "--token-budget", "64", "--device", "cpu"]  # one protein per batch
+    write = {"h5": (h5py.Group, "create_dataset"), "npz": (np, "savez"), "pt": (Path, "write_bytes")}[fmt]
+    with monkeypatch.context() as patch:
+        _fill_disk_at(patch, *write, call=1)
+        code, err = _cli(capsys, *argv)
+    assert code == 1 and f"no space left on {tmp_path} while writing {out.name}; nothing was left there" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.fasta"]
+    with monkeypatch.context() as patch:
+        _fill_disk_at(patch, *write, call=3)
+        code, err = _cli(capsys, *argv)
+    assert code == 1 and "no space left on" in err and "Traceback" not in err
+    assert f"the 2 proteins embedded before are kept in {out} and a rerun resumes from them" in err
+    assert not [p.name for p in tmp_path.rglob(".*")]  # no temporary files
+    assert cli.main(argv) == 0
+    assert sorted(read_embeddings(out)) == ["p0", "p1", "p2", "p3"]
+
+
+# ------------------------------------------------------------------ issue 24, 11. messages that point somewhere
+
+
+def test_embed_reads_standard_input(tmp_path, ckpt, monkeypatch):
+    import io
+
+    from protein_performer.embed import read_embeddings
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b">a\nMKVLA\n>b\nGAGAL\n")))
+    assert cli.main(["embed", "--checkpoint", str(ckpt), "--fasta", "-", "--out", str(tmp_path / "e.npz")]) == 0
+    assert set(read_embeddings(tmp_path / "e.npz")) == {"a", "b"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.npz"]
+
+
+def test_embed_reads_dev_stdin_and_other_commands_say_pipes_are_not_files(tmp_path, ckpt):
+    out = tmp_path / "e.npz"
+    proc = subprocess.run([sys.executable, "-m", "protein_performer.cli", "embed", "--checkpoint", str(ckpt),
+                           "--fasta", "/dev/stdin", "--out", str(out)], input=b">a\nMKVLA\n", capture_output=True,
+                          cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    from protein_performer.embed import read_embeddings
+
+    assert set(read_embeddings(out)) == {"a"}
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    with pytest.raises(ValueError, match="not a regular file .* save the sequences to a file"):
+        read_records(pipe)
+
+
+def test_step_based_fit_shows_steps_not_epoch_minus_two(small_fasta, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "ds"
+    _prepare(small_fasta, data)
+    off = TINY_FIT.index("--trainer.enable_progress_bar")
+    bar_on = TINY_FIT[:off] + TINY_FIT[off + 2 :]
+    assert cli.main(["fit", "--config", str(REPO / "configs" / "demo.yaml"), *bar_on, "--data.data_dir", str(data),
+                     "--trainer.logger", "false", "--trainer.max_steps", "3", "--trainer.val_check_interval", "null",
+                     "--trainer.limit_val_batches", "0"]) == 0
+    shown = capsys.readouterr().out
+    assert "Step 3/3" in shown and "Epoch" not in shown, shown[-2000:]
+
+
+# ------------------------------------------------------------------ issue 24, 5. resumed mid-epoch, bit for bit
+
+
+def test_fit_resumed_mid_epoch_ends_with_the_weights_of_an_uninterrupted_run(small_fasta, tmp_path, monkeypatch):
+    """A run dies after step 7 (last.ckpt is step 6's, in the middle of epoch 1); resumed from
+    last.ckpt it ends with exactly the weights of a run that was never stopped."""
+    from protein_performer.lit import ProteinLM
+
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "ds"
+    _prepare(small_fasta, data)
+    argv = ["fit", "--config", str(REPO / "configs" / "demo.yaml"), *TINY_FIT, "--data.data_dir", str(data),
+            "--model.config.dropout", "0.2", "--trainer.logger", "false", "--trainer.max_steps", "9",
+            "--trainer.val_check_interval", "3", "--trainer.check_val_every_n_epoch", "null"]
+
+    def final_weights(root: Path) -> dict[str, torch.Tensor]:
+        ckpt = torch.load(root / "checkpoints" / "last.ckpt", weights_only=True)
+        assert ckpt["global_step"] == 9
+        return ckpt["state_dict"]
+
+    assert cli.main([*argv, "--trainer.default_root_dir", str(tmp_path / "whole")]) == 0
+    steps = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", weights_only=True)["loops"]["fit_loop"]
+    assert steps["epoch_progress"]["current"]["completed"] >= 1  # step 6 lies past the first epoch
+    original_step = ProteinLM.training_step
+
+    def dies_at_step_7(self, batch, batch_idx):
+        if self.global_step == 7:
+            raise RuntimeError("killed")
+        return original_step(self, batch, batch_idx)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ProteinLM, "training_step", dies_at_step_7)
+        assert cli.main([*argv, "--trainer.default_root_dir", str(tmp_path / "parts")]) == 1
+    last = tmp_path / "parts" / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, weights_only=True)
+    assert saved["global_step"] == 6
+    assert 0 < saved["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"]  # mid-epoch
+    assert cli.main([*argv, "--trainer.default_root_dir", str(tmp_path / "parts"), "--ckpt_path", str(last)]) == 0
+    whole, resumed = final_weights(tmp_path / "whole"), final_weights(tmp_path / "parts")
+    differ = {k: float((whole[k].float() - resumed[k].float()).abs().max()) for k in whole
+              if not torch.equal(whole[k], resumed[k])}
+    assert not differ, differ
+
+
+def test_samplers_resume_an_epoch_after_the_batches_it_served():
+    from protein_performer.datasets import EpochSampler, TokenBudgetBatchSampler
+
+    dataset = list(range(23))
+    sampler = EpochSampler(dataset, seed=3)
+    sampler.set_epoch(2)
+    whole = list(sampler)
+    sampler = EpochSampler(dataset, seed=3)
+    sampler.resume(2, 8)
+    assert list(sampler) == whole[8:] and list(sampler) == whole  # once, then whole epochs again
+    lengths = np.random.default_rng(0).integers(5, 60, size=40)
+    batches = TokenBudgetBatchSampler(EpochSampler(lengths, seed=3), lengths, 128, seed=3)
+    batches.sampler.set_epoch(1)
+    whole = list(batches)
+    batches = TokenBudgetBatchSampler(EpochSampler(lengths, seed=3), lengths, 128, seed=3)
+    batches.resume(1, 5)
+    assert list(batches) == whole[5:] and list(batches) == whole

@@ -367,3 +367,100 @@ def test_convert_command_writes_a_hybrid(hf_dir, tmp_path):
     loaded = load_checkpoint(out)
     assert (loaded.config.attention, loaded.config.local_heads, loaded.config.local_window) == ("softmax", 3, 8)
     assert yaml.safe_load(out.with_suffix(".yaml").read_text())["model"]["config"]["local_heads"] == 3
+
+
+# ------------------------------------------------------------------------------- issue 24: bad sources, outputs
+
+
+def _damaged_copy(hf_dir, tmp_path, name: str, edit) -> str:
+    """A copy of the Hugging Face folder whose model.safetensors went through ``edit(path)``."""
+    import shutil
+
+    folder = tmp_path / name
+    shutil.copytree(hf_dir, folder)
+    edit(folder / "model.safetensors")
+    return str(folder)
+
+
+def test_convert_never_replaces_outputs_without_overwrite(hf_dir, tmp_path, capsys):
+    out, fit_yaml = tmp_path / "demo.ckpt", tmp_path / "demo.yaml"
+    fit_yaml.write_text("trainer: {max_steps: 5}\n")  # the user's own fit YAML
+    argv = ["convert", "--esm", str(hf_dir), "--out", str(out), "--nb-features", "8"]
+    assert cli_main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"{fit_yaml} already exists" in err and "--overwrite" in err
+    assert fit_yaml.read_text() == "trainer: {max_steps: 5}\n" and not out.exists()
+    fit_yaml.unlink()
+    assert cli_main(argv) == 0
+    first = out.read_bytes()
+    assert cli_main([*argv, "--attention", "exact"]) == 1  # an existing checkpoint, too
+    assert "demo.ckpt already exists" in capsys.readouterr().err and out.read_bytes() == first
+    assert cli_main([*argv, "--attention", "exact", "--overwrite"]) == 0
+    assert load_checkpoint(out).config.attention == "exact"
+    assert cli_main(["convert", "--esm", str(hf_dir), "--out", str(tmp_path / "m.yaml"), "--overwrite"]) == 1
+    assert "would be --out itself" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.ckpt", "demo.yaml"]
+
+
+def test_convert_refuses_missing_or_unexpected_weights(hf_dir, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    def drop_a_layer(path):
+        state = {k: v for k, v in load_file(path).items() if ".layer.2." not in k}
+        save_file({**state, "esm.extra.weight": torch.zeros(3)}, path, metadata={"format": "pt"})
+
+    source = _damaged_copy(hf_dir, tmp_path, "no_layer_2", drop_a_layer)
+    out = tmp_path / "o.ckpt"
+    assert cli_main(["convert", "--esm", source, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if "error:" in x)
+    assert "weights missing (they would be random): esm.encoder.layer.2." in line and "(and 11 more)" in line
+    assert "not part of ESM-2: esm.extra.weight" in line and "LOAD REPORT" not in err
+    assert not out.exists() and not out.with_suffix(".yaml").exists()
+
+
+def test_convert_unreadable_weight_files_are_one_line(hf_dir, tmp_path, capsys):
+    def truncate(path):
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    def malicious(path):
+        path.unlink()
+        torch.save({"esm.embeddings.word_embeddings.weight": Payload()}, path.with_name("pytorch_model.bin"))
+
+    cases = {"truncated": (truncate, "model.safetensors is truncated or damaged"),
+             "malicious": (malicious, "pytorch_model.bin holds Python objects that are not safe to load")}
+    for name, (edit, expected) in cases.items():
+        assert cli_main(["convert", "--esm", _damaged_copy(hf_dir, tmp_path, name, edit), "--out",
+                         str(tmp_path / f"{name}.ckpt")]) == 1
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert "weights_only=False" not in err and "weights_only` set to `False" not in err
+    assert not marker.exists() and not list(tmp_path.glob("*.ckpt"))
+
+
+def test_convert_interrupted_while_writing_leaves_no_temporary_file(hf_dir, tmp_path, capsys, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout)
+    (tmp_path / f".o.ckpt.tmp-{dead}").write_bytes(b"\0" * 1000)  # left by a convert killed with -9
+    real_save = torch.save
+
+    def interrupted(obj, path, *args, **kwargs):
+        real_save(obj, path, *args, **kwargs)
+        with open(path, "r+b") as fh:
+            fh.truncate(os.path.getsize(path) // 2)
+        raise KeyboardInterrupt  # Ctrl-C (or SIGTERM) mid-write
+
+    monkeypatch.setattr(torch, "save", interrupted)
+    assert cli_main(["convert", "--esm", str(hf_dir), "--out", str(tmp_path / "o.ckpt"), "--nb-features", "8"]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "protein-performer convert: interrupted"
+    assert list(tmp_path.iterdir()) == []

@@ -149,7 +149,8 @@ def test_generate_command_writes_fasta_and_refuses_masked_models(tmp_path, capsy
     assert len(headers) == 3
     assert all(re.match(r">generated_\d mean_log_likelihood=-?\d+\.\d{4} length=\d+ prompt_length=2 stop=(eos|max_length)$", h)
                for h in headers)
-    assert main(argv) == 0 and out.read_text() == text  # same seed, same file
+    assert main(argv) == 1 and "already exists; use --overwrite" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0 and out.read_text() == text  # same seed, same file
 
     masked = tiny_checkpoint(tmp_path / "mlm.ckpt")
     assert main(["generate", "--checkpoint", str(masked), "--out", str(tmp_path / "x.fasta"), "--device", "cpu"]) == 1

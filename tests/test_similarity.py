@@ -304,7 +304,7 @@ def test_cli_attention_map(ckpt, ecoli_head, model, tmp_path):
     per_head = [attention_map(model, rec.id, rec.sequence, 2, h, row_block=5).weights for h in (1, 2)]
     np.testing.assert_allclose(mean, (per_head[0] + per_head[1]) / 2, atol=1e-6)
     assert cli_main(["attention", "--checkpoint", str(ckpt), "--fasta", str(ecoli_head), "--id", "NOPE",
-                     "--out", str(png)]) == 1
+                     "--out", str(png), "--overwrite"]) == 1
 
 
 def test_cli_plot_embeddings_and_neighbours(ckpt, ecoli_head, tmp_path):

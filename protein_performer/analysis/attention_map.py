@@ -4,6 +4,7 @@
 
 The map is ``<cls> sequence <eos>`` x the same (query rows x keys), computed ``--row-block``
 query rows at a time; it is saved as CSV (``map.csv``, labelled ``position:token``) beside the PNG.
+Neither file may exist already unless ``--overwrite`` is given.
 FAVOR+ models show their implicit attention ``phi(q) . phi(k)`` normalised per row.
 """
 
@@ -87,6 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer", type=int, default=-1, help="attention block, 1-based; negatives from the end (default -1)")
     parser.add_argument("--head", default="all", help="head, 1-based, or 'all' for the head average (default all)")
     parser.add_argument("--out", required=True, type=Path, help="output PNG (a CSV of the weights is written beside it)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--row-block", type=int, default=256, help="query rows per block (default 256)")
     parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
 
@@ -96,7 +98,11 @@ def run(args: argparse.Namespace) -> int:
 
     from protein_performer.analysis.plots import attention_heatmap, save_figure
     from protein_performer.checkpoint import load_checkpoint
+    from protein_performer.outputs import check_output, side_file
 
+    out = args.out if args.out.suffix else args.out.with_suffix(".png")
+    check_output(out, "file", inputs=[args.checkpoint, args.fasta], existing_ok=args.overwrite)
+    csv_path = side_file(out, ".csv", inputs=[args.checkpoint, args.fasta], overwrite=args.overwrite)
     if args.head != "all" and not str(args.head).isdigit():
         raise ValueError(f"--head {args.head!r}: expected a 1-based head number or 'all'")
     head = None if args.head == "all" else int(args.head)
@@ -104,14 +110,13 @@ def run(args: argparse.Namespace) -> int:
     model = loaded.model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     _, sequence = find_sequence(args.fasta, args.id)
     amap = attention_map(model, args.id, sequence, args.layer, head, args.row_block)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    csv = amap.save_csv(args.out.with_suffix(".csv"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    csv = amap.save_csv(csv_path)
     who = "mean of heads" if head is None else f"head {head}"
     kind = "FAVOR+ implicit" if loaded.config.attention != "exact" else "exact"
     fig = attention_heatmap(amap.weights, amap.tokens,
                             title=f"{args.id}: block {amap.layer}, {who} ({kind} attention, L={len(amap.tokens)})")
-    fmt = args.out.suffix.lstrip(".").lower() or "png"
-    (png,) = save_figure(fig, args.out, formats=(fmt,))
+    (png,) = save_figure(fig, out, formats=(out.suffix.lstrip(".").lower(),))
     plt.close(fig)
     log.info("wrote %s and %s", png, csv)
     return 0

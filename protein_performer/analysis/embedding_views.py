@@ -7,7 +7,8 @@ Reads an ``embed`` output (HDF5, npz or .pt folder), projects the mean embedding
 t-SNE (scikit-learn) and colours points by a UniProt header field: ``os`` (organism), ``pe``
 (protein existence level), ``gn3`` (first three letters of the gene name, e.g. ``rpl``), or ``gn``.
 The 2-D coordinates go to ``views.csv``; neighbours (cosine) of ``--neighbours`` to
-``views.neighbours.csv`` and the log.
+``views.neighbours.csv`` and the log. None of these files may exist already unless ``--overwrite``
+is given.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ def nearest_neighbours(matrix: np.ndarray, ids: list[str], query: str, k: int = 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embeddings", required=True, type=Path, help="output of `protein-performer embed`")
     parser.add_argument("--out", required=True, type=Path, help="output PNG (coordinates go to the .csv beside it)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--color-by", choices=FIELDS, default="gn3",
                         help="header field: gn3 (gene-name prefix, default), gn, os, pe")
     parser.add_argument("--top-groups", type=int, default=10, help="colours for the N most frequent values (default 10)")
@@ -117,7 +119,13 @@ def run(args: argparse.Namespace) -> int:
 
     from protein_performer.analysis.plots import embedding_scatter, save_figure
     from protein_performer.embed import read_embeddings
+    from protein_performer.outputs import check_output, side_file
 
+    out = args.out if args.out.suffix else args.out.with_suffix(".png")
+    check_output(out, "file", inputs=[args.embeddings], existing_ok=args.overwrite)
+    csv_path = side_file(out, ".csv", inputs=[args.embeddings], overwrite=args.overwrite)
+    neighbours_path = side_file(out, ".neighbours.csv", inputs=[args.embeddings], outputs=[csv_path],
+                                overwrite=args.overwrite) if args.neighbours else None
     stored = read_embeddings(args.embeddings)
     layer = stored.layers[0] if args.layer is None else args.layer
     if layer not in stored.layers:
@@ -127,21 +135,19 @@ def run(args: argparse.Namespace) -> int:
     if args.neighbours:
         table = nearest_neighbours(matrix, ids, args.neighbours, args.k)
         table["header"] = [stored[i].header for i in table["id"]]
-        path = args.out.with_suffix(".neighbours.csv")
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(path, index=False, float_format="%.4f")
-        log.info("nearest neighbours of %s (cosine, layer %d), written to %s:\n%s", args.neighbours, layer, path,
-                 table.to_string(index=False))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(neighbours_path, index=False, float_format="%.4f")
+        log.info("nearest neighbours of %s (cosine, layer %d), written to %s:\n%s", args.neighbours, layer,
+                 neighbours_path, table.to_string(index=False))
     groups = top_groups([header_field(stored[i].header, args.color_by) for i in ids], args.top_groups)
     views = project(matrix, ids, groups, args.seed)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    views.frame().to_csv(args.out.with_suffix(".csv"), index=False, float_format="%.5f")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    views.frame().to_csv(csv_path, index=False, float_format="%.5f")
     coords = {f"PCA ({views.explained_variance[0]:.0%}, {views.explained_variance[1]:.0%} var.)": views.pca}
     if views.tsne is not None:
         coords["t-SNE"] = views.tsne
     fig = embedding_scatter(coords, groups, title=f"{len(ids)} proteins, layer {layer}, coloured by {args.color_by}")
-    fmt = args.out.suffix.lstrip(".").lower() or "png"
-    save_figure(fig, args.out, formats=(fmt,))
+    save_figure(fig, out, formats=(out.suffix.lstrip(".").lower(),))
     plt.close(fig)
-    log.info("wrote %s and %s", args.out, args.out.with_suffix(".csv"))
+    log.info("wrote %s and %s", out, csv_path)
     return 0

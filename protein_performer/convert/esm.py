@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import pickle
 import re
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from torch import Tensor, nn
 
 from protein_performer.alphabet import ALPHABET, ALPHABET_VERSION
 from protein_performer.model import PerformerConfig, PerformerLM
+from protein_performer.outputs import check_output, side_file, written_atomically
 
 log = logging.getLogger(__name__)
 
@@ -215,11 +215,7 @@ def load_esm(source: str) -> EsmModel:
         raise FileNotFoundError(f"{source}: no such file or folder, and not a hub id (owner/name) or fair-esm "
                                 "model name (esm2_t6_8M_UR50D ...)")
     transformers = _import("transformers")
-    try:
-        model = transformers.EsmForMaskedLM.from_pretrained(source)
-    except OSError as err:
-        raise OSError(f"{source}: cannot load a Hugging Face ESM model ({str(err).splitlines()[0]}); check the "
-                      "name, the network, or HF_HUB_OFFLINE and the cache") from err
+    model = _read_hf_weights(transformers, source)
     tokens = None
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(source)
@@ -229,6 +225,45 @@ def load_esm(source: str) -> EsmModel:
         # assumed, and checked against the model's vocabulary size and pad / mask ids
         log.info("%s: no tokenizer (%s); assuming ESM-2's vocabulary", source, type(err).__name__)
     return read_transformers(model.eval(), source, tokens)
+
+
+def _read_hf_weights(transformers, source: str) -> nn.Module:
+    """``EsmForMaskedLM.from_pretrained(source)``, refusing what it would only warn about (weights
+    missing from the files, which it initialises at random, or left unused) and reporting unreadable
+    files in one line that names them (and never advises unsafe loading)."""
+    from safetensors import SafetensorError
+
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # its table of missing weights: reported below, in one line
+    try:
+        model, info = transformers.EsmForMaskedLM.from_pretrained(source, output_loading_info=True)
+    except OSError as err:
+        raise OSError(f"{source}: cannot load a Hugging Face ESM model ({str(err).splitlines()[0]}); check the "
+                      "name, the network, or HF_HUB_OFFLINE and the cache") from err
+    except SafetensorError as err:
+        raise ValueError(f"{source}: model.safetensors is truncated or damaged ({err}); download or copy the "
+                         "model again") from err
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"{source}: pytorch_model.bin holds Python objects that are not safe to load (they could "
+                         "run code); convert a copy with model.safetensors instead") from err
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    missing = [k for k in info.get("missing_keys", ()) if "contact_head" not in k]
+    unexpected = [k for k in info.get("unexpected_keys", ()) if "contact_head" not in k]
+    mismatched = [k for k, *_ in info.get("mismatched_keys", ())]
+    problems = [f"{what}: {_some(keys)}" for what, keys in (
+        ("missing (they would be random)", missing), ("not part of ESM-2", unexpected),
+        ("of the wrong shape", mismatched)) if keys]
+    if problems:
+        raise ValueError(f"{source}: the weight files do not match the model's config.json; weights "
+                         f"{'; '.join(problems)}. Download or copy the model again")
+    return model
+
+
+def _some(keys: list[str], show: int = 5) -> str:
+    """Up to ``show`` sorted names of ``keys`` and how many more there are."""
+    keys = sorted(keys)
+    return ", ".join(keys[:show]) + (f" (and {len(keys) - show} more)" if len(keys) > show else "")
 
 
 def _fair_esm_call(source: str, loader, *args):
@@ -337,20 +372,20 @@ def convert(esm: EsmModel, attention: str = "softmax", nb_features: int = 256, l
     return Converted(config=config, model=model.eval(), token_rows=rows, meta=meta)
 
 
-def save(converted: Converted, out: str | Path) -> Path:
-    """Write the checkpoint atomically (a temporary file, then a rename) and a YAML beside it with the
-    ``model`` section for ``protein-performer fit --config BASE.yaml --config OUT.yaml``."""
+def save(converted: Converted, out: str | Path, fit_yaml: str | Path | None = None) -> Path:
+    """Write the checkpoint and a YAML beside it (``fit_yaml``, default ``out`` with ``.yaml``) with
+    the ``model`` section for ``protein-performer fit --config BASE.yaml --config OUT.yaml``. Both are
+    written atomically (temporary files, then renames): a failure or an interrupt leaves neither
+    temporary file behind."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    torch.save(converted.checkpoint(), tmp)
-    os.replace(tmp, out)
-    fit_yaml = out.with_suffix(".yaml")
+    fit_yaml = out.with_suffix(".yaml") if fit_yaml is None else Path(fit_yaml)
     text = (f"# `protein-performer fit --config configs/demo.yaml --config {fit_yaml.name}` fine-tunes {out.name}\n"
             f"# (converted from {converted.meta['source']}); for CLM add "
             "--model.config.causal true (the objective follows)\n")
-    fit_yaml.write_text(text + yaml.safe_dump({"model": {"init_from": str(out), "config": converted.config.to_dict()}},
-                                              sort_keys=False))
+    text += yaml.safe_dump({"model": {"init_from": str(out), "config": converted.config.to_dict()}}, sort_keys=False)
+    with written_atomically(out) as tmp_ckpt, written_atomically(fit_yaml) as tmp_yaml:
+        torch.save(converted.checkpoint(), tmp_ckpt)
+        tmp_yaml.write_text(text)
     return out
 
 
@@ -363,6 +398,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "file, or a fair-esm model name (esm2_t12_35M_UR50D)")
     parser.add_argument("--out", required=True, type=Path, help="checkpoint to write (.ckpt); a fit YAML is "
                         "written beside it (same name, .yaml)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint and YAML")
     parser.add_argument("--attention", choices=("softmax", "relu", "exact"), default="softmax",
                         help="FAVOR+ softmax (default), FAVOR+ ReLU, or exact attention (reproduces ESM)")
     parser.add_argument("--nb-features", type=int, default=256, help="random features per head (default 256)")
@@ -374,13 +410,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from protein_performer.outputs import check_output
-
-    check_output(args.out, "file")
-    check_output(args.out.with_suffix(".yaml"), "file")
+    inputs = [Path(args.esm)] if Path(args.esm).exists() else []
+    check_output(args.out, "file", inputs=inputs, existing_ok=args.overwrite)
+    fit_yaml = side_file(args.out, ".yaml", inputs=inputs, overwrite=args.overwrite)
     if args.nb_features < 1:
         raise ValueError(f"--nb-features must be >= 1, got {args.nb_features}")
     converted = convert(load_esm(args.esm), args.attention, args.nb_features, args.local_heads, args.local_window)
-    save(converted, args.out)
-    log.info("wrote %s and %s", args.out, args.out.with_suffix(".yaml"))
+    save(converted, args.out, fit_yaml)
+    log.info("wrote %s and %s", args.out, fit_yaml)
     return 0

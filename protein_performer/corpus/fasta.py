@@ -22,9 +22,12 @@ import gzip
 import io
 import lzma
 import re
+import shutil
 import sys
+import tempfile
 import zlib
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterator, Literal
@@ -86,6 +89,13 @@ class ReadCounts:
     oddities: Counter = field(default_factory=Counter)
     seen_ids: set[str] = field(default_factory=set, repr=False)
     """Ids of kept records, to count duplicates (memory grows with unique ids, not residues)."""
+    first_skipped: dict[str, str] = field(default_factory=dict, repr=False)
+    """Per reason, the first record skipped for it (``record 3 ('P0A7Z4')``), for messages."""
+
+    def skip(self, reason: str, number: int, rid: str) -> None:
+        """Count record ``number`` (id ``rid``) as skipped for ``reason``."""
+        self.skipped[reason] += 1
+        self.first_skipped.setdefault(reason, f"record {number}" + (f" ({rid!r})" if rid else ""))
 
     def to_dict(self) -> dict:
         return {
@@ -315,10 +325,10 @@ def _accept(record: ProteinRecord, policy: CleaningPolicy, counts: ReadCounts) -
     """Length filters and duplicate counting; updates ``counts``."""
     n = len(record.tokens)
     if n < policy.min_length:
-        counts.skipped["too_short"] += 1
+        counts.skip("too_short", record.number, record.id)
         return False
     if policy.max_length is not None and n > policy.max_length:
-        counts.skipped["too_long"] += 1
+        counts.skip("too_long", record.number, record.id)
         return False
     if record.id in counts.seen_ids:
         counts.duplicate_ids += 1
@@ -398,7 +408,7 @@ def read_fasta(path: Path, policy: CleaningPolicy = CleaningPolicy(), counts: Re
     """
     path = Path(path)
     counts = ReadCounts() if counts is None else counts
-    seen, skipped = counts.seen_ids, counts.skipped
+    seen = counts.seen_ids
     min_length, max_length = policy.min_length, policy.max_length or sys.maxsize
     number = 0
     for block in _raw_fasta(path, counts):
@@ -409,7 +419,7 @@ def read_fasta(path: Path, policy: CleaningPolicy = CleaningPolicy(), counts: Re
             header = head.decode("utf-8", "replace").strip()
             rid, name, description = _parse_header(header)
             if not rid:
-                skipped["no_id"] += 1
+                counts.skip("no_id", number, rid)
                 continue
             seq = body.translate(None, _WHITESPACE)
             tokens = seq.translate(_TOKEN_TABLE)
@@ -417,14 +427,14 @@ def read_fasta(path: Path, policy: CleaningPolicy = CleaningPolicy(), counts: Re
                 try:
                     seq, tokens = _clean(seq, policy, counts, (path, number, rid))
                 except _Skip as skip:
-                    skipped[skip.reason] += 1
+                    counts.skip(skip.reason, number, rid)
                     continue
             n = len(tokens)
             if n < min_length:
-                skipped["too_short"] += 1
+                counts.skip("too_short", number, rid)
                 continue
             if n > max_length:
-                skipped["too_long"] += 1
+                counts.skip("too_long", number, rid)
                 continue
             if rid in seen:
                 counts.duplicate_ids += 1
@@ -465,7 +475,7 @@ def read_swiss(path: Path, policy: CleaningPolicy = CleaningPolicy(), counts: Re
                 residues, tokens = _clean(str(rec.seq).encode("utf-8").translate(None, _WHITESPACE),
                                           policy, counts, (path, number, rec.id))
             except _Skip as skip:
-                counts.skipped[skip.reason] += 1
+                counts.skip(skip.reason, number, rec.id)
                 continue
             record = ProteinRecord(rec.id, rec.name, rec.description, f"{rec.name} {rec.description}",
                                    residues, tokens, number, path, _swiss_fields(rec.annotations))
@@ -487,6 +497,9 @@ def read_records(path: Path, policy: CleaningPolicy = CleaningPolicy(), counts: 
                  format: Format = "auto") -> Iterator[ProteinRecord]:
     """Stream records of a FASTA or UniProt flat file; ``format="auto"`` sniffs the content."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{path}: not a regular file (a folder, a pipe or standard input); this command reads "
+                         "files only: save the sequences to a file and pass that")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     kind = sniff_format(path) if format == "auto" else format
@@ -495,6 +508,27 @@ def read_records(path: Path, policy: CleaningPolicy = CleaningPolicy(), counts: 
     if kind == "swiss":
         return read_swiss(path, policy, counts)
     raise ValueError(f"format={format!r}; expected 'auto', 'fasta' or 'swiss'")
+
+
+@contextmanager
+def input_file(path: Path) -> Iterator[Path]:
+    """``path`` itself when it is a regular file; for ``-`` (standard input) and pipes such as
+    ``/dev/stdin`` a temporary copy of what they hold, removed afterwards (the readers open a file
+    more than once: to detect compression and format, then to read it)."""
+    path = Path(path)
+    if str(path) != "-" and (path.is_file() or not path.exists()):
+        yield path
+        return
+    if path.is_dir():
+        raise ValueError(f"{path}: a folder, not a sequence file")
+    with tempfile.NamedTemporaryFile(prefix="protein_performer_stdin_", suffix=".fasta") as copy:
+        if str(path) == "-":
+            shutil.copyfileobj(sys.stdin.buffer, copy, CHUNK_SIZE)
+        else:
+            with open(path, "rb") as source:
+                shutil.copyfileobj(source, copy, CHUNK_SIZE)
+        copy.flush()
+        yield Path(copy.name)
 
 
 def count_fasta_records(path: Path) -> int:

@@ -56,7 +56,7 @@ from protein_performer.corpus.shards import (
     sha256_of,
     verify_checksums,
 )
-from protein_performer.outputs import check_output
+from protein_performer.outputs import check_output, process_alive
 
 log = logging.getLogger(__name__)
 
@@ -209,20 +209,10 @@ def remove_dead_partials(out: Path) -> None:
         if not match or not path.is_dir():
             continue
         pid = match.group(1)
-        dead = not _alive(int(pid)) if pid else time.time() - path.stat().st_mtime > 3600
+        dead = not process_alive(int(pid)) if pid else time.time() - path.stat().st_mtime > 3600
         if dead:
             log.warning("removing %s, left by an interrupted prepare", path)
             shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ A prepared dataset is a directory::
 Splits are ``train``, ``valid`` and ``test``. Tokens hold residues only (no special tokens):
 datasets add separators, ``<cls>`` and padding when they serve batches. The manifest records
 each split file's size and sha256 (``splits.<split>.files``). :func:`open_split` checks the
-sizes and the offsets against the token file (cheap, every time); :func:`verify_checksums`
-reads every byte (``prepare`` does, before it calls a dataset up to date). A damaged dataset
+sizes, the offsets against the token file and that every token is a residue id (one pass of
+``min``/``max`` over the tokens, every time); :func:`verify_checksums` hashes every byte
+(``prepare`` does, before it calls a dataset up to date). A damaged dataset
 raises :class:`DamagedDataset`, naming the file; ``prepare --overwrite`` rebuilds it.
 """
 
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from protein_performer.alphabet import ALPHABET_VERSION
+from protein_performer.alphabet import ALPHABET, ALPHABET_VERSION
 
 SPLITS = ("train", "valid", "test")
 MANIFEST = "manifest.json"
@@ -102,6 +103,21 @@ class Shard:
             want = (manifest_split or {}).get(key)
             if want is not None and want != have:
                 raise DamagedDataset(offsets_file, f"{have:,} {key}, the manifest says {want:,}")
+        self._check_token_range()
+
+    def _check_token_range(self, block: int = 1 << 24) -> None:
+        """Raise :class:`DamagedDataset` naming the first token that is no residue id (corrupted bytes
+        of the right size would otherwise reach the model's embedding as out-of-range indices)."""
+        low, high = min(ALPHABET.amino_acid_indices), max(ALPHABET.amino_acid_indices)
+        tokens = self.tokens
+        for start in range(0, len(tokens), block):
+            chunk = tokens[start : start + block]
+            if chunk.min() < low or chunk.max() > high:
+                at = start + int(np.flatnonzero((chunk < low) | (chunk > high))[0])
+                protein = int(np.searchsorted(self.offsets, at, side="right")) - 1
+                raise DamagedDataset(self.path / TOKENS_FILE,
+                                     f"byte {at:,} (protein {protein + 1}) holds {int(tokens[at])}, not a residue id "
+                                     f"({low}-{high}); the file is corrupted")
 
     @cached_property
     def weights(self) -> np.ndarray | None:

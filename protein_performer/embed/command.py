@@ -21,14 +21,15 @@ from protein_performer.corpus.fasta import add_unknown_argument
 from protein_performer.embed.embedder import DEFAULT_TOKEN_BUDGET, DEFAULT_WINDOW_OVERLAP, Embedder
 from protein_performer.embed.files import H5Writer, NpzWriter, PtDirWriter, open_writer, output_format
 from protein_performer.embed.inputs import ProteinInput
-from protein_performer.outputs import check_output
+from protein_performer.outputs import check_output, disk_full, no_space
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, type=Path, help="ProteinLM checkpoint (.ckpt)")
-    parser.add_argument("--fasta", required=True, type=Path, help="FASTA or UniProt file (may be compressed)")
+    parser.add_argument("--fasta", required=True, type=Path,
+                        help="FASTA or UniProt file (may be compressed); - reads standard input")
     parser.add_argument("--out", required=True, type=Path,
                         help="output: FILE.h5 (default), FILE.npz, or a directory of .pt files")
     parser.add_argument("--format", choices=("h5", "npz", "pt"), default=None,
@@ -99,12 +100,20 @@ def embed_to_file(embedder: Embedder, inputs: Iterable[ProteinInput], writer: H5
 
 
 def run(args: argparse.Namespace) -> int:
+    from protein_performer.corpus.fasta import input_file
+
+    if str(args.fasta) != "-" and not args.fasta.exists():
+        raise FileNotFoundError(f"{args.fasta}: no such input file")
+    check_output(args.out, "dir" if output_format(args.out, args.format) == "pt" else "file", inputs=[args.fasta])
+    with input_file(args.fasta) as fasta:  # standard input (-, /dev/stdin) is copied to a temporary file
+        return _embed(args, fasta)
+
+
+def _embed(args: argparse.Namespace, fasta: Path) -> int:
+    """``run`` once the input is a file, ``fasta`` (``args.fasta`` names it in messages)."""
     from protein_performer.checkpoint import load_checkpoint
     from protein_performer.corpus.fasta import CleaningPolicy, ReadCounts, read_records
 
-    if not args.fasta.is_file():
-        raise FileNotFoundError(f"{args.fasta}: no such input file")
-    check_output(args.out, "dir" if output_format(args.out, args.format) == "pt" else "file", inputs=[args.fasta])
     loaded = load_checkpoint(args.checkpoint)
     embedder = Embedder(loaded.model, layers=args.layers, per_residue=args.per_residue,
                         token_budget=args.token_budget, max_length=args.max_length,
@@ -118,21 +127,33 @@ def run(args: argparse.Namespace) -> int:
     })
     counts = ReadCounts()
     inputs = (ProteinInput(r.id, r.sequence, r.header)
-              for r in read_records(args.fasta, CleaningPolicy(unknown=args.unknown), counts))
+              for r in read_records(fasta, CleaningPolicy(unknown=args.unknown), counts))
     try:
         stats = embed_to_file(embedder, inputs, writer)
         if counts.kept == 0:
             raise ValueError(f"no sequences in {args.fasta} ({counts.records_read} records read, skipped: "
                              f"{dict(counts.skipped) or 'none'}); check the input file")
-    except BaseException:
+    except BaseException as err:
         if created and not writer.keys:  # leave no empty output behind
             _remove_output(args.out)
+        if disk_full(err):
+            raise _no_space(args.out, writer) from err
         raise
     log.info("embedded %d proteins (%d residues, %d windowed) in %.1f s: %.1f proteins/s, %.0f residues/s; "
              "%d skipped (already in %s or repeated ids); input: %s", stats.proteins, stats.residues,
              stats.windowed, stats.seconds, stats.to_dict()["proteins_per_s"], stats.to_dict()["residues_per_s"],
              stats.skipped_existing, args.out, counts.to_dict())
     return 0
+
+
+def _no_space(out: Path, writer: H5Writer | NpzWriter | PtDirWriter) -> OSError:
+    """The error of a run whose disk filled up: what is kept of ``out`` and how to go on."""
+    parts = getattr(writer, "parts", None)
+    kept = parts if parts is not None and parts.exists() else out
+    if not kept.exists():
+        return no_space(out)
+    return no_space(out, f"the {len(writer.keys)} proteins embedded before are kept in {kept} and a rerun resumes "
+                         "from them")
 
 
 def _remove_output(path: Path) -> None:

@@ -19,9 +19,9 @@ Every writer resumes: opened on an existing output, it skips the proteins alread
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
-import os
 import re
 from pathlib import Path
 
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from protein_performer.embed.embedder import EmbeddingResult, ProteinEmbedding
+from protein_performer.outputs import written_atomically
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,10 @@ class H5Writer:
         try:
             f = h5py.File(path, "a")
         except OSError as err:
+            if _is_hdf5(path):
+                raise ValueError(f"{path}: a damaged HDF5 file ({str(err).splitlines()[0][:200]}), e.g. from a run "
+                                 "stopped by a full disk; delete it to embed everything again, or choose another "
+                                 "--out") from err
             raise ValueError(f"{path}: exists and is not an HDF5 file of embeddings ({err}); "
                              "choose another --out") from err
         with f:
@@ -156,9 +161,9 @@ class NpzWriter:
                 arrays[f"{key}.per_residue"] = np.stack([p.per_residue[k] for k in layers])
             index.append({"key": key, "id": p.id, "header": p.header, "sequence": p.sequence,
                           "windowed": p.windowed, "layers": layers})
-            self.keys.add(key)
         number = len(list(self.parts.glob("part-*.npz"))) + 1
         _atomic_savez(self.parts / f"part-{number:06d}.npz", arrays, index, self.meta)
+        self.keys.update(row["key"] for row in index)
 
     def close(self) -> None:
         """Merge the existing file and the parts into ``OUT.npz`` (atomically), drop the parts."""
@@ -180,10 +185,8 @@ class NpzWriter:
 
 
 def _atomic_savez(path: Path, arrays: dict[str, np.ndarray], index: list[dict], meta: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    with written_atomically(path, sweep=False) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, __index__=np.array(json.dumps(index)), __meta__=np.array(json.dumps(meta)), **arrays)
-    os.replace(tmp, path)
 
 
 class PtDirWriter:
@@ -211,9 +214,10 @@ class PtDirWriter:
                     "mean_representations": {k: torch.from_numpy(v) for k, v in p.mean.items()}}
             if p.per_residue is not None:
                 item["representations"] = {k: torch.from_numpy(v) for k, v in p.per_residue.items()}
-            tmp = self.path / f"{key}.pt.tmp"
-            torch.save(item, tmp)
-            os.replace(tmp, self.path / f"{key}.pt")
+            data = io.BytesIO()  # serialised first: a full disk then fails a plain write, with its errno
+            torch.save(item, data)
+            with written_atomically(self.path / f"{key}.pt", sweep=False) as tmp:
+                tmp.write_bytes(data.getbuffer())
             self.keys.add(key)
 
     def close(self) -> None:
@@ -225,6 +229,11 @@ def open_writer(path: str | Path, fmt: str | None, meta: dict) -> H5Writer | Npz
     path = Path(path)
     kind = output_format(path, fmt)
     return {"h5": H5Writer, "npz": NpzWriter, "pt": PtDirWriter}[kind](path, meta)
+
+
+def _is_hdf5(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(8) == b"\x89HDF\r\n\x1a\n"
 
 
 def _stored_format(path: Path, fmt: str | None) -> str:
