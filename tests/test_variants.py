@@ -240,3 +240,55 @@ def test_score_variants_command_reports_a_bad_row_or_counts_skips(tmp_path, caps
     out = list(csv.reader(open(tmp_path / "o.csv")))
     assert len(out) == 4 and out[1][-1] and out[2][-1] == "" and out[3][-1]
     assert json.loads((tmp_path / "o.json").read_text())["invalid_rows"] == 1
+
+
+def _masked_ckpt(tmp_path: Path) -> Path:
+    from test_generate import save_checkpoint
+
+    return save_checkpoint(tiny(False), tmp_path / "m.ckpt", "mlm")
+
+
+def test_plot_never_replaces_the_input_csv_or_another_output(tmp_path, capsys):
+    """Issue 24 item 1: `--variants dms.csv --plot dms.png` used to replace the input with the matrix."""
+    fasta = tmp_path / "wt.fasta"
+    fasta.write_text(">wt\nMKTAYIAKQR\n")
+    variants = _write_csv(tmp_path / "dms.csv", [("K2A", "1"), ("T3W", "2"), ("Q9E", "3")])
+    before = variants.read_bytes()
+    base = ["score-variants", "--checkpoint", str(_masked_ckpt(tmp_path)), "--fasta", str(fasta),
+            "--variants", str(variants), "--device", "cpu", "--plot", str(tmp_path / "dms.png")]
+    assert main([*base, "--out", str(tmp_path / "scored.csv")]) == 0
+    assert variants.read_bytes() == before
+    assert np.loadtxt(tmp_path / "dms.matrix.csv", delimiter=",", skiprows=1).shape == (10, 20)
+    # an existing output is replaced only with --overwrite; an output may not be another output
+    assert main([*base, "--out", str(tmp_path / "scored.csv")]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "dms.matrix.csv"), "--overwrite"]) == 1
+    assert "dms.matrix.csv is also --out" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "scored.csv"), "--overwrite"]) == 0
+    assert variants.read_bytes() == before
+
+
+def test_a_row_with_more_fields_than_the_header_is_an_error(tmp_path, capsys):
+    """Issue 24 item 3: `H24C,P25A,0.4` (an unquoted multi-mutant) was scored as H24C."""
+    fasta = tmp_path / "wt.fasta"
+    fasta.write_text(">wt\nMKTAYIAKQR\n")
+    variants = tmp_path / "v.csv"
+    variants.write_text("mutant,fitness\nK2A,1\nK2A,T3W,0.4\nQ9E,3\n")
+    argv = ["score-variants", "--checkpoint", str(_masked_ckpt(tmp_path)), "--fasta", str(fasta),
+            "--variants", str(variants), "--device", "cpu", "--out", str(tmp_path / "o.csv")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "row 2 (line 3, mutant 'K2A')" in err and "3 fields for 2 columns" in err and "H24C:P25A" in err
+    assert main([*argv, "--skip-invalid", "--score-col", "fitness", "--bootstrap", "0"]) == 0
+    assert json.loads((tmp_path / "o.json").read_text())["invalid_rows"] == 1
+
+
+def test_a_non_numeric_score_column_is_an_error_naming_it(tmp_path, capsys):
+    """Issue 24 item 7: `--score-col mutant` gave 'Spearman nan on 0 rows' and exit 0."""
+    fasta = tmp_path / "wt.fasta"
+    fasta.write_text(">wt\nMKTAYIAKQR\n")
+    variants = _write_csv(tmp_path / "v.csv", [("K2A", "1"), ("T3W", "2"), ("Q9E", "3")])
+    argv = ["score-variants", "--checkpoint", str(_masked_ckpt(tmp_path)), "--fasta", str(fasta),
+            "--variants", str(variants), "--device", "cpu", "--out", str(tmp_path / "o.csv"), "--score-col", "mutant"]
+    assert main(argv) == 1
+    assert "--score-col 'mutant' is not numeric (row 1: 'K2A')" in capsys.readouterr().err

@@ -67,7 +67,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--checkpoint", nargs="+", type=Path, default=[],
                         help="ProteinLM checkpoints: one score column each (none: only the profile, with --homologs)")
+    from protein_performer.corpus.fasta import add_unknown_argument
+
     parser.add_argument("--fasta", required=True, type=Path, help="the wild-type sequence (first record)")
+    add_unknown_argument(parser)
     parser.add_argument("--variants", required=True, type=Path, help="CSV with one mutant per row (e.g. a DMS)")
     parser.add_argument("--mutation-col", default="mutant", help="column of mutants like H24C or H24C:A30G")
     parser.add_argument("--offset-idx", type=int, default=1, help="number of the sequence's first residue (default 1)")
@@ -109,10 +112,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 
-def _read_wild_type(path: Path) -> str:
-    from protein_performer.corpus.fasta import read_records
+def _read_wild_type(path: Path, unknown: str = "error") -> str:
+    from protein_performer.corpus.fasta import CleaningPolicy, read_records
 
-    records = list(read_records(path))
+    records = list(read_records(path, CleaningPolicy(unknown=unknown)))
     if not records:
         raise ValueError(f"{path}: no sequence; give the wild type as a FASTA record")
     if len(records) > 1:
@@ -195,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
 
     fixed_weight = _check_family_arguments(args)
     outputs = _outputs(args)
-    sequence = _read_wild_type(args.fasta)
+    sequence = _read_wild_type(args.fasta, args.unknown)
     table = read_variants(args.variants, sequence, mutation_col=args.mutation_col, offset=args.offset_idx,
                           skip_invalid=args.skip_invalid)
     measured = _measured(table, args.score_col) if args.score_col else None
