@@ -63,11 +63,13 @@ def check_objective(objective: str) -> str:
 
 
 class Sample(NamedTuple):
-    """One served sample: its tokens (1-D ``uint8``), its index in the dataset, and the epoch."""
+    """One served sample: its tokens (1-D ``uint8``), its index in the dataset, the epoch, and
+    optionally each token's position (aligned family windows; else the model counts them)."""
 
     tokens: np.ndarray
     index: int
     epoch: int = 0
+    positions: np.ndarray | None = None
 
 
 def residue_targets_only(labels: torch.Tensor) -> torch.Tensor:
@@ -277,17 +279,31 @@ def weighted_order(weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.argsort(-keys, kind="stable")
 
 
-def family_window(proteins: Sequence[np.ndarray], order: np.ndarray, max_length: int) -> np.ndarray:
+def framed_positions(residue_positions: np.ndarray) -> np.ndarray:
+    """Positions of ``<cls> residues <eos>`` from the residues' (aligned) positions: ``<cls>`` one
+    before the first residue (at least 0), ``<eos>`` one after the last. (n + 2,) int64."""
+    p = np.asarray(residue_positions, dtype=np.int64)
+    first, last = (int(p[0]), int(p[-1])) if len(p) else (1, -1)
+    return np.concatenate([[max(first - 1, 0)], p, [last + 1]])
+
+
+def family_window(proteins: Sequence[np.ndarray], order: np.ndarray, max_length: int,
+                  positions: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Members in ``order``, each framed ``<cls> residues <eos>``, joined until ``max_length`` tokens;
-    the last member is cut at the window's end. (n,) ``uint8``, n <= max_length."""
-    parts, used = [], 0
+    the last member is cut at the window's end: ((n,) ``uint8`` tokens, n <= max_length, and with
+    ``positions`` (each member's residue positions) the (n,) positions of the tokens, else None)."""
+    parts, where, used = [], [], 0
     for k in order:
         framed = ALPHABET.frame(proteins[int(k)])
         parts.append(framed[: max_length - used])
+        if positions is not None:
+            where.append(framed_positions(positions[int(k)])[: max_length - used])
         used += len(parts[-1])
         if used >= max_length:
             break
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint8)
+    if not parts:
+        return np.zeros(0, dtype=np.uint8), None if positions is None else np.zeros(0, dtype=np.int64)
+    return np.concatenate(parts), None if positions is None else np.concatenate(where)
 
 
 class FamilyWindowDataset(Dataset):
@@ -331,8 +347,9 @@ class FamilyWindowDataset(Dataset):
         keys = (self.epoch, index) if self.random else (index,)
         rng = _rng(self.seed, _FAMILY_STREAM if self.random else _FAMILY_EVAL_STREAM, *keys)
         order = weighted_order(self.weights, rng)
-        proteins = _LazyProteins(self.shard)
-        return Sample(family_window(proteins, order, self.max_length), index, self.epoch)
+        positions = _LazyPositions(self.shard) if self.shard.positions is not None else None
+        tokens, where = family_window(_LazyProteins(self.shard), order, self.max_length, positions)
+        return Sample(tokens, index, self.epoch, where)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -348,6 +365,13 @@ class _LazyProteins:
 
     def __getitem__(self, i: int) -> np.ndarray:
         return self.shard.protein(i)
+
+
+class _LazyPositions(_LazyProteins):
+    """``shard.member_positions(i)`` by index."""
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.shard.member_positions(i)
 
 
 # --------------------------------------------------------------------------- samplers
@@ -497,6 +521,18 @@ def _pad(samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
     return out, out != ALPHABET.pad_idx
 
 
+def _positions(samples: Sequence[Sample], width: int) -> dict[str, torch.Tensor]:
+    """``{"position_ids": (B, L) long}`` when every sample carries positions (padding at 0), else {}."""
+    if not samples or any(s.positions is None for s in samples):
+        if any(s.positions is not None for s in samples):
+            raise ValueError("a batch mixes samples with and without positions")
+        return {}
+    out = np.zeros((len(samples), width), dtype=np.int64)  # (B, L)
+    for row, s in zip(out, samples):
+        row[: len(s.positions)] = s.positions
+    return {"position_ids": torch.from_numpy(out)}
+
+
 def collate_proteins(proteins: Sequence[Sample | np.ndarray]) -> dict[str, torch.Tensor]:
     """Framed proteins (:meth:`~protein_performer.alphabet.Alphabet.frame`) as one model input.
 
@@ -574,6 +610,7 @@ class MLMCollator:
             "input_ids": torch.from_numpy(input_ids),
             "labels": torch.from_numpy(labels),
             "attention_mask": torch.from_numpy(attention_mask),
+            **_positions(samples, input_ids.shape[1]),
         }
 
 
@@ -584,7 +621,8 @@ class CLMCollator:
     """
 
     def __call__(self, samples: Sequence[Sample | np.ndarray]) -> dict[str, torch.Tensor]:
-        input_ids, attention_mask = _pad(_unpack(samples))  # (B, L) x 2
+        samples = _unpack(samples)
+        input_ids, attention_mask = _pad(samples)  # (B, L) x 2
         labels = np.full_like(input_ids, IGNORE_INDEX)  # (B, L)
         labels[:, :-1] = input_ids[:, 1:]
         labels[:, :-1][~attention_mask[:, 1:] | ~attention_mask[:, :-1]] = IGNORE_INDEX
@@ -592,6 +630,7 @@ class CLMCollator:
             "input_ids": torch.from_numpy(input_ids),
             "labels": torch.from_numpy(labels),
             "attention_mask": torch.from_numpy(attention_mask),
+            **_positions(samples, input_ids.shape[1]),
         }
 
 

@@ -269,6 +269,7 @@ class PerformerLM(nn.Module):
         return_layers: Sequence[int] = (),
         return_attention: bool | Sequence[int] = False,
         attention_rows: Tensor | None = None,
+        position_ids: Tensor | None = None,
     ) -> PerformerOutput:
         """Run the model.
 
@@ -280,6 +281,9 @@ class PerformerLM(nn.Module):
             return_attention: True for every block, or a list of 1-based block indices; returns
                 (B, H, R, L) weights (implicit FAVOR+ weights; never used by training).
             attention_rows: (R,) query positions for the returned weights (default all).
+            position_ids: (B, L) long, each token's position (aligned family windows: its column
+                in the query's frame); default: counted along the window, or from each protein's
+                start with ``restart_positions`` / ``segment_attention``.
         """
         B, L = input_ids.shape
         want = {layer_index(i, self.config.depth) for i in return_layers}
@@ -292,17 +296,23 @@ class PerformerLM(nn.Module):
             x = self._token_dropout(x, input_ids, attention_mask)
         segments = protein_segments(input_ids, ALPHABET.eos_idx) if self.config.segment_attention else None
         positions = torch.arange(L, device=x.device)  # (L,), or (B, L) restarting at every protein
-        per_protein = segments is not None or self.config.restart_positions
-        if per_protein:
+        per_protein = segments is not None or self.config.restart_positions or position_ids is not None
+        if position_ids is not None:
+            if position_ids.shape != input_ids.shape:
+                raise ValueError(f"position_ids {tuple(position_ids.shape)} must match input_ids {(B, L)}")
+            positions = position_ids.to(device=x.device, dtype=torch.long)  # (B, L)
+        elif per_protein:
             positions = protein_positions(input_ids, ALPHABET.eos_idx)  # (B, L)
         rotary = None
         if self.rotary is not None:
-            rotary = self.rotary(L, device=x.device, dtype=x.dtype)  # (L, head_dim) x 2
+            span = L if position_ids is None else max(L, int(positions.max()) + 1)
+            rotary = self.rotary(span, device=x.device, dtype=x.dtype)  # (span, head_dim) x 2
             if per_protein:
                 rotary = tuple(t[positions].unsqueeze(1) for t in rotary)  # (B, 1, L, head_dim) x 2
         else:
-            if L > self.config.max_position:
-                raise ValueError(f"sequence length {L} exceeds max_position {self.config.max_position} "
+            top = L if position_ids is None else int(positions.max()) + 1
+            if top > self.config.max_position:
+                raise ValueError(f"position {top - 1} exceeds max_position {self.config.max_position} "
                                  "of this learned-position model")
             x = x + self.pos_embed(positions)
         x = self.dropout(x)

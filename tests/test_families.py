@@ -221,26 +221,32 @@ def _tiny(causal: bool) -> PerformerLM:
 def test_causal_context_scores_equal_a_full_forward_over_homologs_and_mutant(tmp_path):
     """The homologs' state is computed once and copied: the scores must equal a plain forward over
     [homologs, mutant] for every mutant."""
-    from protein_performer.variants.context import ContextOptions, causal_context_scores, context_pool, draw_context
-    from protein_performer.variants.mutants import parse_mutant
+    from protein_performer.variants.context import (
+        ContextOptions,
+        _pool,
+        causal_context_scores,
+        draw_context,
+        wild_type_positions,
+    )
+    from protein_performer.variants.mutants import apply_mutant, parse_mutant
 
     fam = read_family(_write(tmp_path, "f.a3m", A3M))
     model = _tiny(True)
-    wt = "MKTAYIAKQR"
-    mutants = [parse_mutant(m, wt, 1) for m in ("K2A", "T3W:Q9E", "R10K")] + [None]
+    wt = "KTAYIAKQR"  # the query without its first residue: positions 1.. in the query's frame
+    mutants = [parse_mutant(m, wt, 2) for m in ("K2A", "T3W:Q9E", "R10K")] + [None]
     options = ContextOptions(context_length=40, contexts=1, seed=5, batch_size=2)
     got = causal_context_scores(model, fam, wt, mutants, options)
-    pool, weights = context_pool(fam, wt)
-    members = draw_context(pool, weights, 40 - 12, np.random.default_rng(np.random.SeedSequence([5, 0])))
+    pool, weights, positions = _pool(fam, wt)
+    members = draw_context(pool, weights, 40 - 11, np.random.default_rng(np.random.SeedSequence([5, 0])))
     prefix = np.concatenate([pool[k] for k in members])
+    where = np.concatenate([*(positions[k] for k in members), wild_type_positions(fam, wt)])
+    assert wild_type_positions(fam, wt).tolist() == list(range(0, 11))  # <cls> at 0, residues 1..9, <eos> 10
 
     def ll(seq: str) -> float:
         ids = torch.as_tensor(np.concatenate([prefix, ALPHABET.frame(seq)]).astype(np.int64))[None]
-        lp = model(ids).logits.double().log_softmax(-1)[0].detach()
+        lp = model(ids, position_ids=torch.as_tensor(where)[None]).logits.double().log_softmax(-1)[0].detach()
         p = len(prefix)
         return float(sum(lp[t - 1, ids[0, t]] for t in range(p, ids.shape[1])))
-
-    from protein_performer.variants.mutants import apply_mutant
 
     want = [ll(apply_mutant(wt, m)) - ll(wt) for m in mutants[:3]]
     np.testing.assert_allclose(got[:3], want, rtol=0, atol=1e-9)
@@ -357,3 +363,36 @@ def test_the_workflow_summary_is_a_function_of_saved_results(tmp_path):
     assert "| m+homologs+profile (profile weight 0.30) | 0.500 [0.400, 0.600] | 4 |" in text
     assert "| EVmutation, pairwise (CSV column) | -1.000 | 3 |" in text
     assert "fit 10.0" in text and "step 1,500" in text
+
+
+def test_aligned_family_windows_carry_each_residues_column_to_the_model(tmp_path):
+    from protein_performer.corpus.prepare import FamilyOptions, prepare
+    from protein_performer.corpus.shards import open_split
+    from protein_performer.datasets import CLMCollator, FamilyWindowDataset, MLMCollator, framed_positions
+
+    fam = read_family(_write(tmp_path, "f.a3m", A3M))
+    # h1's insertion KK takes the column before it (4); h2 starts at column 1
+    assert fam.residue_positions(1).tolist() == [0, 1, 2, 3, 4, 4, 4, 5, 6, 7, 8, 9]
+    assert framed_positions(fam.residue_positions(2)).tolist() == [0, 1, 2, 3, 4, 6, 7, 8, 9, 10]
+    prepare([tmp_path / "f.a3m"], tmp_path / "p", family=FamilyOptions(), valid_fraction=0.0, test_fraction=0.0)
+    shard = open_split(tmp_path / "p", "train")
+    by_id = {name: i for i, name in enumerate(shard.ids)}
+    assert shard.member_positions(by_id["h1"]).tolist() == fam.residue_positions(1).tolist()
+    sample = FamilyWindowDataset(shard, 30, seed=1)[0]
+    assert len(sample.positions) == len(sample.tokens) == 30
+    cls = np.flatnonzero(sample.tokens == ALPHABET.cls_idx)
+    for a in cls:  # every member restarts in the query's frame: <cls> at its first column - 1
+        assert sample.positions[a] <= 1
+    batch = MLMCollator(0.15, seed=0)([sample, sample])
+    assert torch.equal(batch["position_ids"][0], torch.as_tensor(sample.positions))
+    assert "position_ids" in CLMCollator()([sample])
+    # a model given the positions that restart_positions would count computes the same thing
+    cfg = PerformerConfig(dim=16, depth=1, heads=2, nb_features=8, restart_positions=True, dropout=0.0)
+    model = PerformerLM(cfg).double().eval()
+    from protein_performer.model import protein_positions
+
+    ids = batch["input_ids"][:1]
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, model(ids, position_ids=protein_positions(ids, 3)).logits,
+                                   rtol=0, atol=0)
+        assert not torch.equal(model(ids).logits, model(ids, position_ids=batch["position_ids"][:1]).logits)

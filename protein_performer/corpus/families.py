@@ -104,8 +104,23 @@ class Family:
                 out.append(-1)
         return np.asarray(out, dtype=np.int64)
 
+    def residue_positions(self, k: int) -> np.ndarray:
+        """(n_k,) the position of each residue of member ``k`` in the query's frame: its column, an
+        insertion the column before it (0 before the first): residues aligned to one column share
+        a position, so with rotary positions they sit at distance 0 from each other."""
+        return fill_insertions(self.residue_columns(k))
+
 
 # --------------------------------------------------------------------------- reading
+
+
+def fill_insertions(columns: np.ndarray) -> np.ndarray:
+    """(n,) columns with -1 for residues outside every column -> the last column before each (0
+    before the first)."""
+    columns = np.asarray(columns, dtype=np.int64)
+    index = np.where(columns >= 0, np.arange(len(columns)), -1)
+    last = np.maximum.accumulate(index) if len(index) else index
+    return np.where(last >= 0, columns[np.maximum(last, 0)], 0)
 
 
 def _text_lines(path: Path) -> list[str]:

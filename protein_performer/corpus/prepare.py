@@ -50,6 +50,7 @@ from protein_performer.corpus.shards import (
     SPLIT_FILES,
     SPLITS,
     TOKENS_FILE,
+    POSITIONS_FILE,
     WEIGHTS_FILE,
     DamagedDataset,
     read_manifest,
@@ -289,10 +290,13 @@ def prepare(inputs: list[Path], out: Path, *, policy: CleaningPolicy = CleaningP
         splits = {split: writers[split].close() for split in SPLITS}
         if family_info is not None:
             for split in SPLITS:
-                weights = np.asarray(family_info.pop(f"_weights_{split}"), dtype="<f4")
-                (tmp / split / WEIGHTS_FILE).write_bytes(weights.tobytes())
-                splits[split]["files"][WEIGHTS_FILE] = {"bytes": weights.nbytes,
-                                                        "sha256": sha256_of(tmp / split / WEIGHTS_FILE)}
+                arrays = {WEIGHTS_FILE: np.asarray(family_info.pop(f"_weights_{split}"), dtype="<f4")}
+                positions = family_info.pop(f"_positions_{split}")
+                if positions is not None:
+                    arrays[POSITIONS_FILE] = (np.concatenate(positions) if positions else np.zeros(0)).astype("<u2")
+                for name, array in arrays.items():
+                    (tmp / split / name).write_bytes(array.tobytes())
+                    splits[split]["files"][name] = {"bytes": array.nbytes, "sha256": sha256_of(tmp / split / name)}
         manifest = {
             "alphabet_version": ALPHABET_VERSION,
             "alphabet": list(ALPHABET.tokens),
@@ -354,6 +358,9 @@ def _tokenise_family(path: Path, options: FamilyOptions, policy: CleaningPolicy,
                                test_fraction=fractions.test, salt=fractions.salt)
     counts = ReadCounts()
     weights: dict[str, list[float]] = {split: [] for split in SPLITS}
+    positions: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
+    if fam.aligned and fam.columns.shape[1] > np.iinfo(np.uint16).max:
+        raise ValueError(f"{path}: {fam.columns.shape[1]:,} aligned columns; at most 65,535 are supported")
     for k, (name, seq, split) in enumerate(zip(fam.ids, fam.sequences, splits)):
         counts.records_read += 1
         if len(seq) < policy.min_length or (policy.max_length is not None and len(seq) > policy.max_length):
@@ -365,6 +372,8 @@ def _tokenise_family(path: Path, options: FamilyOptions, policy: CleaningPolicy,
             raise ValueError(f"{path}: record {k + 1} ({name!r}): {err}; fix or remove the record") from None
         writers[split].add(name, tokens.tobytes())
         weights[split].append(float(fam.weights[k]))
+        if fam.aligned:
+            positions[split].append(fam.residue_positions(k))
         counts.kept += 1
         counts.residues += len(seq)
     info = {
@@ -379,6 +388,7 @@ def _tokenise_family(path: Path, options: FamilyOptions, policy: CleaningPolicy,
     }
     for split in SPLITS:
         info[f"_weights_{split}"] = weights[split]
+        info[f"_positions_{split}"] = positions[split] if fam.aligned else None
     log.info("%s: family of %d members (%s, query %s, Neff %.1f at %.0f%% identity)", path, len(fam), fam.format,
              fam.ids[fam.query], fam.neff, 100 * options.identity)
     return counts, info

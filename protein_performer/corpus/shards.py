@@ -7,6 +7,7 @@ A prepared dataset is a directory::
     DIR/<split>/offsets.i64      int64[n + 1]: protein i is tokens[offsets[i]:offsets[i + 1]]
     DIR/<split>/ids.txt          one protein id per line, in the same order
     DIR/<split>/weights.f32      family datasets only: float32 sequence weight of each member
+    DIR/<split>/positions.u16    aligned families only: each residue's column in the query's frame
 
 Splits are ``train``, ``valid`` and ``test``. Tokens hold residues only (no special tokens):
 datasets add separators, ``<cls>`` and padding when they serve batches. The manifest records
@@ -37,6 +38,8 @@ IDS_FILE = "ids.txt"
 SPLIT_FILES = (TOKENS_FILE, OFFSETS_FILE, IDS_FILE)
 WEIGHTS_FILE = "weights.f32"
 """Family datasets only (``prepare --family``): float32[n], each member's sequence weight."""
+POSITIONS_FILE = "positions.u16"
+"""Aligned family datasets only: uint16 per residue (as ``tokens.u8``), its column in the query's frame."""
 
 
 class DamagedDataset(ValueError):
@@ -130,6 +133,22 @@ class Shard:
             raise DamagedDataset(file, f"{len(weights)} weights for {len(self)} members, or a weight that is "
                                        "negative or not finite")
         return weights
+
+    @cached_property
+    def positions(self) -> np.ndarray | None:
+        """uint16 per residue (as :attr:`tokens`): its column in the family query's frame; None
+        unless this is an aligned family dataset."""
+        file = self.path / POSITIONS_FILE
+        if not file.is_file():
+            return None
+        positions = np.fromfile(file, dtype="<u2")
+        if len(positions) != int(self.offsets[-1]):
+            raise DamagedDataset(file, f"{len(positions)} positions for {int(self.offsets[-1])} residues")
+        return positions
+
+    def member_positions(self, i: int) -> np.ndarray | None:
+        positions = self.positions
+        return None if positions is None else positions[self.offsets[i] : self.offsets[i + 1]]
 
     def __len__(self) -> int:
         return len(self.offsets) - 1

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from protein_performer.alphabet import ALPHABET
-from protein_performer.corpus.families import Family
-from protein_performer.datasets import weighted_order
+from protein_performer.corpus.families import Family, fill_insertions
+from protein_performer.datasets import framed_positions, weighted_order
 from protein_performer.model import PerformerLM
 from protein_performer.variants.mutants import Substitution, apply_mutant
 
@@ -51,11 +51,28 @@ class ContextOptions:
 def context_pool(family: Family, sequence: str) -> tuple[list[np.ndarray], np.ndarray]:
     """Members that may enter a context (framed token arrays) and their weights: all but the query
     and exact copies of ``sequence``."""
+    pool, weights, _ = _pool(family, sequence)
+    return pool, weights
+
+
+def _pool(family: Family, sequence: str) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray] | None]:
+    """:func:`context_pool` plus, for an aligned family, each member's framed positions in the
+    query's frame (as training windows carry them), else None."""
     keep = [k for k, s in enumerate(family.sequences) if k != family.query and s != sequence]
     if not keep:
         raise ValueError(f"{family.path}: no homologs besides the query and copies of the wild type; "
                          "a context needs other members")
-    return [ALPHABET.frame(family.sequences[k]) for k in keep], np.asarray(family.weights)[keep]
+    positions = [framed_positions(family.residue_positions(k)) for k in keep] if family.aligned else None
+    return [ALPHABET.frame(family.sequences[k]) for k in keep], np.asarray(family.weights)[keep], positions
+
+
+def wild_type_positions(family: Family, sequence: str) -> np.ndarray | None:
+    """Framed positions of the wild type in the query's frame (aligned families), else None."""
+    if not family.aligned:
+        return None
+    from protein_performer.variants.profile import wild_type_columns
+
+    return framed_positions(fill_insertions(wild_type_columns(family, sequence)))
 
 
 def draw_context(pool: Sequence[np.ndarray], weights: np.ndarray, budget: int,
@@ -89,7 +106,8 @@ def masked_context_scores(model: PerformerLM, family: Family, sequence: str,
     model.eval()
     device = next(model.parameters()).device
     wt = ALPHABET.frame(sequence)  # (n + 2,)
-    pool, weights = context_pool(family, sequence)
+    pool, weights, pool_positions = _pool(family, sequence)
+    wt_positions = wild_type_positions(family, sequence)
     budget = _budget(options, wt)
     valid = [k for k, m in enumerate(mutants) if m is not None]
     targets = sorted({s.index + 1 for k in valid for s in mutants[k]})  # token indices in wt
@@ -101,6 +119,11 @@ def masked_context_scores(model: PerformerLM, family: Family, sequence: str,
         before = [pool[k] for k in members[:half]]
         after = [pool[k] for k in members[half:]]
         window = np.concatenate([*before, wt, *after])  # (T,)
+        position_ids = None
+        if pool_positions is not None:
+            where = np.concatenate([*(pool_positions[k] for k in members[:half]), wt_positions,
+                                    *(pool_positions[k] for k in members[half:])])  # (T,)
+            position_ids = torch.as_tensor(where, device=device)
         start = sum(len(p) for p in before)  # wt's first token in the window
         lp: dict[int, torch.Tensor] = {}
         for lo in range(0, len(targets), options.batch_size):
@@ -109,7 +132,8 @@ def masked_context_scores(model: PerformerLM, family: Family, sequence: str,
             for j, i in enumerate(chunk):
                 batch[j, start + i] = ALPHABET.mask_idx
             ids = torch.as_tensor(batch.astype(np.int64), device=device)
-            logits = model(ids).logits  # (b, T, V)
+            pos = None if position_ids is None else position_ids.expand(len(chunk), -1)
+            logits = model(ids, position_ids=pos).logits  # (b, T, V)
             rows = torch.as_tensor([start + i for i in chunk], device=device)
             picked = logits[torch.arange(len(chunk), device=device), rows].double().log_softmax(-1).cpu()  # (b, V)
             for j, i in enumerate(chunk):
@@ -132,7 +156,8 @@ def causal_context_scores(model: PerformerLM, family: Family, sequence: str,
     model.eval()
     device = next(model.parameters()).device
     wt = ALPHABET.frame(sequence)
-    pool, weights = context_pool(family, sequence)
+    pool, weights, pool_positions = _pool(family, sequence)
+    wt_positions = wild_type_positions(family, sequence)
     budget = _budget(options, wt)
     valid = [k for k, m in enumerate(mutants) if m is not None]
     sequences = [wt] + [ALPHABET.frame(apply_mutant(sequence, mutants[k])) for k in valid]
@@ -141,8 +166,11 @@ def causal_context_scores(model: PerformerLM, family: Family, sequence: str,
         rng = np.random.default_rng(np.random.SeedSequence([options.seed, draw]))
         members = draw_context(pool, weights, budget, rng)
         prefix = np.concatenate([pool[k] for k in members])  # (P,) ends with <eos>
+        where = None if pool_positions is None else np.concatenate([pool_positions[k] for k in members])
         state = model.init_state(1)
-        for token in prefix:
+        for t, token in enumerate(prefix):
+            if where is not None:  # the aligned position of this token (step() would count on)
+                state.positions = torch.full_like(state.positions, int(where[t]))
             logits = model.step(torch.tensor([int(token)], device=device), state)
         first = logits.double().log_softmax(-1).cpu()  # (1, V): the next token, <cls> of the query
         for lo in range(0, len(sequences), options.batch_size):
@@ -151,6 +179,8 @@ def causal_context_scores(model: PerformerLM, family: Family, sequence: str,
             run = state.repeat(len(chunk))
             ll = first[0, ids[:, 0].cpu()].clone()  # log p(<cls> | homologs): the same for every row
             for t in range(ids.shape[1] - 1):
+                if wt_positions is not None:
+                    run.positions = torch.full_like(run.positions, int(wt_positions[t]))
                 lp = model.step(ids[:, t], run).double().log_softmax(-1).cpu()  # (b, V)
                 ll += lp.gather(-1, ids[:, t + 1].cpu()[:, None])[:, 0]
             total[lo : lo + len(chunk)] += ll.numpy()

@@ -26,6 +26,7 @@ from protein_performer.alphabet import ALPHABET
 from protein_performer.corpus.families import Family, column_profile, similarity_splits
 from protein_performer.datasets import SCORE_MASK_PROB, weighted_order
 from protein_performer.model import PerformerLM
+from protein_performer.datasets import framed_positions
 from protein_performer.variants.context import draw_context
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ def choose_profile_weight(model: PerformerLM, family: Family, *, context_length:
     log_profile = np.log(column_profile(family, pseudocount=pseudocount, members=train))  # (C, 20)
     pool_index = [k for k in np.flatnonzero(train) if k != family.query]
     pool = [ALPHABET.frame(family.sequences[k]) for k in pool_index]
+    pool_positions = [framed_positions(family.residue_positions(k)) for k in pool_index]
     pool_weights = family.weights[pool_index]
     model_lp, profile_lp, truth = [], [], []
     for k in held:
@@ -74,20 +76,24 @@ def choose_profile_weight(model: PerformerLM, family: Family, *, context_length:
         if len(candidates) == 0:
             continue
         hide = rng.choice(candidates, size=max(1, int(round(SCORE_MASK_PROB * len(candidates)))), replace=False)
-        before, after = [], []
+        chosen: list[int] = []
         if context_length is not None:
             chosen = draw_context(pool, pool_weights, max(context_length - len(tokens), 3), rng)
-            half = len(chosen) // 2
-            before, after = [pool[j] for j in chosen[:half]], [pool[j] for j in chosen[half:]]
+        half = len(chosen) // 2
+        before, after = [pool[j] for j in chosen[:half]], [pool[j] for j in chosen[half:]]
         start = sum(len(p) for p in before)
         window = np.concatenate([*before, tokens, *after]).astype(np.int64)
+        where = np.concatenate([*(pool_positions[j] for j in chosen[:half]),
+                                framed_positions(family.residue_positions(int(k))),
+                                *(pool_positions[j] for j in chosen[half:])])
+        position_ids = torch.as_tensor(where[None], device=device)
         rows = start + 1 + hide  # token positions of the hidden residues
         if model.config.causal:
-            logits = model(torch.as_tensor(window[None], device=device)).logits[0]  # (T, V)
+            logits = model(torch.as_tensor(window[None], device=device), position_ids=position_ids).logits[0]
             picked = logits[torch.as_tensor(rows - 1, device=device)]  # next-token predictions
         else:
             window[rows] = ALPHABET.mask_idx
-            logits = model(torch.as_tensor(window[None], device=device)).logits[0]
+            logits = model(torch.as_tensor(window[None], device=device), position_ids=position_ids).logits[0]
             picked = logits[torch.as_tensor(rows, device=device)]
         lp = picked.double().log_softmax(-1)[:, _STANDARD].cpu().numpy()  # (h, 20) (not renormalised)
         model_lp.append(lp)
