@@ -169,7 +169,8 @@ class ProteinLM(pl.LightningModule):
         labels = batch["labels"]
         if stage != "train":  # the scoring definition: residues only (see protein_performer.score)
             labels = residue_targets_only(labels)
-        out = self.model(batch["input_ids"], batch.get("attention_mask"), position_ids=batch.get("position_ids"))
+        position_ids = batch.get("position_ids") if self.config.aligned_positions else None
+        out = self.model(batch["input_ids"], batch.get("attention_mask"), position_ids=position_ids)
         loss_sum, correct, count = lm_metrics(out.logits, labels)
         n = count.clamp_min(1)
         loss = loss_sum / n

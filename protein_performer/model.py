@@ -71,6 +71,10 @@ class PerformerConfig:
     """Positions count from each protein's start in concatenated windows (as with
     ``segment_attention``) while attention still crosses proteins: family windows, where a residue
     can look at the same site in its homologs (residues of equal position have rotary distance 0)."""
+    aligned_positions: bool = False
+    """Family models: positions come from the family alignment (``position_ids``: each residue's
+    column in the query's frame, from ``prepare --family``), so a residue and the same site in its
+    homologs sit at rotary distance 0. Training passes them and so does scoring with homologs."""
     feature_map: Literal["favor+", "favor++"] = "favor+"
     """Softmax random features: FAVOR+, or FAVOR++ (optimal positive features, A from a running
     statistic of training batches)."""

@@ -211,10 +211,10 @@ def test_restart_positions_counts_from_each_member_and_steps_equal_the_forward()
         torch.testing.assert_close(stepped, full, rtol=0, atol=1e-12)
 
 
-def _tiny(causal: bool) -> PerformerLM:
+def _tiny(causal: bool, aligned: bool = False) -> PerformerLM:
     torch.manual_seed(0)
     cfg = PerformerConfig(dim=16, depth=2, heads=2, nb_features=8, causal=causal, restart_positions=True,
-                          local_heads=1, dropout=0.0)
+                          local_heads=1, dropout=0.0, aligned_positions=aligned)
     return PerformerLM(cfg).double().eval()
 
 
@@ -231,15 +231,16 @@ def test_causal_context_scores_equal_a_full_forward_over_homologs_and_mutant(tmp
     from protein_performer.variants.mutants import apply_mutant, parse_mutant
 
     fam = read_family(_write(tmp_path, "f.a3m", A3M))
-    model = _tiny(True)
+    model = _tiny(True, aligned=True)
     wt = "KTAYIAKQR"  # the query without its first residue: positions 1.. in the query's frame
     mutants = [parse_mutant(m, wt, 2) for m in ("K2A", "T3W:Q9E", "R10K")] + [None]
     options = ContextOptions(context_length=40, contexts=1, seed=5, batch_size=2)
     got = causal_context_scores(model, fam, wt, mutants, options)
-    pool, weights, positions = _pool(fam, wt)
+    pool, weights, positions = _pool(fam, wt, model)
     members = draw_context(pool, weights, 40 - 11, np.random.default_rng(np.random.SeedSequence([5, 0])))
     prefix = np.concatenate([pool[k] for k in members])
-    where = np.concatenate([*(positions[k] for k in members), wild_type_positions(fam, wt)])
+    where = np.concatenate([*(positions[k] for k in members), wild_type_positions(fam, wt, model)])
+    assert _pool(fam, wt, _tiny(True))[2] is None  # a model trained without aligned positions gets none
     assert wild_type_positions(fam, wt).tolist() == list(range(0, 11))  # <cls> at 0, residues 1..9, <eos> 10
 
     def ll(seq: str) -> float:

@@ -216,6 +216,10 @@ def remove_dead_partials(out: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+FAMILY_LAYOUT = 2
+"""Version of what ``prepare --family`` writes (2: positions.u16); a dataset of another is rebuilt."""
+
+
 @dataclass(frozen=True)
 class FamilyOptions:
     """``prepare --family``: the input is one homolog set (see :mod:`protein_performer.corpus.families`)."""
@@ -264,7 +268,7 @@ def prepare(inputs: list[Path], out: Path, *, policy: CleaningPolicy = CleaningP
                   for p, f in zip(inputs, formats)]
     options = {**asdict(policy), "valid_fraction": valid_fraction, "test_fraction": test_fraction, "salt": salt}
     if family is not None:
-        options["family"] = asdict(family)
+        options["family"] = {**asdict(family), "layout": FAMILY_LAYOUT}
 
     existing = _reusable(out, input_info, options, overwrite)
     if existing is not None:

@@ -55,20 +55,23 @@ def context_pool(family: Family, sequence: str) -> tuple[list[np.ndarray], np.nd
     return pool, weights
 
 
-def _pool(family: Family, sequence: str) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray] | None]:
-    """:func:`context_pool` plus, for an aligned family, each member's framed positions in the
-    query's frame (as training windows carry them), else None."""
+def _pool(family: Family, sequence: str, model: PerformerLM | None = None
+          ) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray] | None]:
+    """:func:`context_pool` plus, for a model with ``aligned_positions`` and an aligned family,
+    each member's framed positions in the query's frame (as its training windows had), else None."""
     keep = [k for k, s in enumerate(family.sequences) if k != family.query and s != sequence]
     if not keep:
         raise ValueError(f"{family.path}: no homologs besides the query and copies of the wild type; "
                          "a context needs other members")
-    positions = [framed_positions(family.residue_positions(k)) for k in keep] if family.aligned else None
+    aligned = family.aligned and (model is None or model.config.aligned_positions)
+    positions = [framed_positions(family.residue_positions(k)) for k in keep] if aligned else None
     return [ALPHABET.frame(family.sequences[k]) for k in keep], np.asarray(family.weights)[keep], positions
 
 
-def wild_type_positions(family: Family, sequence: str) -> np.ndarray | None:
-    """Framed positions of the wild type in the query's frame (aligned families), else None."""
-    if not family.aligned:
+def wild_type_positions(family: Family, sequence: str, model: PerformerLM | None = None) -> np.ndarray | None:
+    """Framed positions of the wild type in the query's frame (aligned families, and a model with
+    ``aligned_positions``), else None."""
+    if not family.aligned or (model is not None and not model.config.aligned_positions):
         return None
     from protein_performer.variants.profile import wild_type_columns
 
@@ -106,8 +109,8 @@ def masked_context_scores(model: PerformerLM, family: Family, sequence: str,
     model.eval()
     device = next(model.parameters()).device
     wt = ALPHABET.frame(sequence)  # (n + 2,)
-    pool, weights, pool_positions = _pool(family, sequence)
-    wt_positions = wild_type_positions(family, sequence)
+    pool, weights, pool_positions = _pool(family, sequence, model)
+    wt_positions = wild_type_positions(family, sequence, model)
     budget = _budget(options, wt)
     valid = [k for k, m in enumerate(mutants) if m is not None]
     targets = sorted({s.index + 1 for k in valid for s in mutants[k]})  # token indices in wt
@@ -156,8 +159,8 @@ def causal_context_scores(model: PerformerLM, family: Family, sequence: str,
     model.eval()
     device = next(model.parameters()).device
     wt = ALPHABET.frame(sequence)
-    pool, weights, pool_positions = _pool(family, sequence)
-    wt_positions = wild_type_positions(family, sequence)
+    pool, weights, pool_positions = _pool(family, sequence, model)
+    wt_positions = wild_type_positions(family, sequence, model)
     budget = _budget(options, wt)
     valid = [k for k, m in enumerate(mutants) if m is not None]
     sequences = [wt] + [ALPHABET.frame(apply_mutant(sequence, mutants[k])) for k in valid]

@@ -86,7 +86,7 @@ def choose_profile_weight(model: PerformerLM, family: Family, *, context_length:
         where = np.concatenate([*(pool_positions[j] for j in chosen[:half]),
                                 framed_positions(family.residue_positions(int(k))),
                                 *(pool_positions[j] for j in chosen[half:])])
-        position_ids = torch.as_tensor(where[None], device=device)
+        position_ids = torch.as_tensor(where[None], device=device) if model.config.aligned_positions else None
         rows = start + 1 + hide  # token positions of the hidden residues
         if model.config.causal:
             logits = model(torch.as_tensor(window[None], device=device), position_ids=position_ids).logits[0]
