@@ -3,9 +3,9 @@
 1. **Equal wall clock at 8,192-token family windows.** The family recipe (configs/family_mlm.yaml:
    the hybrid Performer, 3 local exact heads + 1 FAVOR+ head per block) and the same shape with
    exact softmax attention over the whole window are each given ``--minutes`` of training. Each
-   model's seconds per step are measured first, in this run, as the difference of a 10-step and a
-   40-step fit (start-up cancels), and its step count is set from them; the cosine spans those
-   steps. Then both are scored on the variants: alone, with homologs in the window, and mixed with
+   model's seconds per step are measured first, in this run, as the difference of a 20-step and a
+   60-step fit after a warm-up fit (start-up cancels), and its step count is set from them; the
+   cosine spans those steps. Then both are scored on the variants: alone, with homologs in the window, and mixed with
    the profile (score-variants --homologs).
 2. **Context length.** The better model is scored with 1k, 4k, 8k and 16k tokens of homologs +
    wild type in the window (one context draw each): how Spearman grows with homologs in context.
@@ -47,10 +47,16 @@ def _fit(config: Path, data_dir: Path, root: Path, steps: int, extra: list[str],
 
 
 def seconds_per_step(config: Path, data_dir: Path, root: Path, extra: list[str]) -> float:
-    """(time of a 40-step fit - time of a 10-step fit) / 30: start-up and validation setup cancel."""
-    short = _fit(config, data_dir, root / "probe10", 10, extra, 1000)
-    long = _fit(config, data_dir, root / "probe40", 40, extra, 1000)
-    return max(long - short, 1e-3) / 30
+    """(time of a 60-step fit - time of a 20-step fit) / 40, after a 5-step warm-up fit: start-up
+    and validation setup cancel, and the first fit's one-off costs (imports, first touch of
+    memory) fall on the warm-up."""
+    _fit(config, data_dir, root / "warmup", 5, extra, 1000)
+    short = _fit(config, data_dir, root / "probe20", 20, extra, 1000)
+    long = _fit(config, data_dir, root / "probe60", 60, extra, 1000)
+    if long <= short:
+        raise SystemExit(f"bench_families: a 60-step fit ({long:.1f} s) was not slower than a 20-step one "
+                         f"({short:.1f} s); the machine is too noisy to measure, rerun it alone")
+    return (long - short) / 40
 
 
 def _score(checkpoint: Path, out: Path, args, *, context_length: int, contexts: int) -> dict:
@@ -143,7 +149,7 @@ def markdown(results: dict) -> str:
     for name, r in results["models"].items():
         alone, ctx, mix = r["scored"]["models"][:3]  # score-variants' order: alone, + homologs, + profile
         lines.append(f"| {name} | {results['seconds_per_step'][name]:.3f} | {r['steps']:,} | "
-                     f"{r['val_ppl']:.3f} | {corr(alone)} | {corr(ctx)} | {corr(mix)} ({mix['profile_weight']:.2f}) |")
+                     f"{r['val_ppl'] or float('nan'):.3f} | {corr(alone)} | {corr(ctx)} | {corr(mix)} ({mix['profile_weight']:.2f}) |")
     first = next(iter(results["models"].values()))["scored"]
     lines += ["", "| baseline | Spearman |", "|---|---:|",
               f"| BLOSUM62 | {corr(first['baselines']['blosum62'])} |",

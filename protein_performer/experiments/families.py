@@ -43,6 +43,11 @@ REFERENCES = {"mutation_effect_prediction_independent": "EVmutation, independent
               "mutation_effect_prediction_vae_ensemble": "DeepSequence, ensemble (CSV column)"}
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory (summaries carry no machine's absolute paths)."""
+    return os.path.relpath(Path(path).resolve(), Path.cwd())
+
+
 def _run(*args: str) -> float:
     """Run one CLI command in-process; its wall-clock minutes."""
     log.info("$ protein-performer %s", " ".join(args))
@@ -159,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = {"date": datetime.date.today().isoformat(), "minutes": (time.time() - started) / 60,
                "command": " ".join(["python scripts/variants.py", *(sys.argv[1:] if argv is None else argv)]),
-               "cpus": os.cpu_count(), "homologs": str(args.homologs), "variants": str(args.variants),
-               "checkpoint": str(checkpoint),
+               "cpus": os.cpu_count(), "homologs": _shown(args.homologs), "variants": _shown(args.variants),
+               "checkpoint": _shown(checkpoint),
                "steps": int(torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"]),
                "stage_minutes": minutes, "scored": json.loads(scored.with_suffix(".json").read_text()),
                "references": reference_correlations(args.variants, args.score_col, args.bootstrap)}
