@@ -5,7 +5,7 @@ layer and head, the (m, D + 1) sums and their stabiliser) and every new residue 
 however long the protein already is; exact attention keeps a key/value cache.
 
 A sequence starts as ``<cls>`` plus the prompt's residues and grows until the model emits
-``<eos>`` or it holds ``--max-length`` residues. Only the 20 standard amino acids and ``<eos>``
+``<eos>`` or it holds ``--max-residues`` residues. Only the 20 standard amino acids and ``<eos>``
 can be drawn. The header of each FASTA record holds the sequence's mean log-likelihood: the mean
 of log p(token | prefix) under the model itself (temperature 1, nothing truncated) over every
 residue after ``<cls>`` and the final ``<eos>`` when there is one. The same ``--seed`` gives the
@@ -23,7 +23,9 @@ import torch
 from torch import Tensor
 
 from protein_performer.alphabet import ALPHABET
+from protein_performer.cli_args import deprecated_alias
 from protein_performer.model import PerformerLM
+from protein_performer.progress import add_quiet_argument, from_args, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ class SamplingConfig:
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise ValueError(f"--top-p must be in (0, 1], got {self.top_p}")
         if self.max_length < 1:
-            raise ValueError(f"--max-length must be >= 1, got {self.max_length}")
+            raise ValueError(f"--max-residues must be >= 1, got {self.max_length}")
 
 
 @dataclass
@@ -88,15 +90,18 @@ def sample_next(logits: Tensor, sampling: SamplingConfig, generator: torch.Gener
 
 @torch.inference_mode()
 def generate(model: PerformerLM, prompt: str, num: int, sampling: SamplingConfig,
-             generator: torch.Generator) -> list[Generated]:
-    """Sample ``num`` proteins that start with ``prompt`` (residues; may be empty), as one batch."""
+             generator: torch.Generator, progress: bool | None = False, desc: str = "generate") -> list[Generated]:
+    """Sample ``num`` proteins that start with ``prompt`` (residues; may be empty), as one batch.
+
+    ``progress``: a bar over the residues drawn, on stderr (None: only on a terminal;
+    :mod:`protein_performer.progress`); it is cleared when the batch is done."""
     if num < 1:
         raise ValueError(f"--num must be >= 1, got {num}")
     model.eval()
     device = next(model.parameters()).device
     framed = ALPHABET.frame(prompt)[:-1]  # <cls> + prompt residues, no <eos>
     if len(framed) - 1 > sampling.max_length:
-        raise ValueError(f"the prompt has {len(framed) - 1} residues, more than --max-length {sampling.max_length}")
+        raise ValueError(f"the prompt has {len(framed) - 1} residues, more than --max-residues {sampling.max_length}")
     state = model.init_state(num)
     tokens = torch.tensor(framed, dtype=torch.long, device=device)
     log_lik = torch.zeros(num, dtype=torch.float64, device=device)
@@ -108,7 +113,8 @@ def generate(model: PerformerLM, prompt: str, num: int, sampling: SamplingConfig
     out = [tokens[1:].tolist() for _ in range(num)]  # token ids after <cls>, per row
     scored = torch.full((num,), len(framed) - 1, dtype=torch.long, device=device)  # tokens in log_lik
     running = torch.ones(num, dtype=torch.bool, device=device)
-    for _ in range(sampling.max_length - (len(framed) - 1)):  # one draw per residue still allowed
+    steps = sampling.max_length - (len(framed) - 1)  # one draw per residue still allowed
+    for _ in progress_bar(range(steps), desc=desc, unit="residues", enabled=progress, leave=False):
         nxt = sample_next(logits, sampling, generator)  # (num,)
         lp = logits.float().log_softmax(-1).gather(-1, nxt[:, None])[:, 0].double()  # (num,)
         log_lik += torch.where(running, lp, 0.0)
@@ -146,13 +152,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--prompt", default="", help="residues every sequence starts with (default: none)")
     source.add_argument("--prompts", type=Path, help="FASTA of prompts: --num sequences for each record")
     parser.add_argument("--num", type=int, default=1, help="sequences per prompt (default 1)")
-    parser.add_argument("--max-length", type=int, default=512, help="residues per sequence at most (default 512)")
+    deprecated_alias(parser, parser.add_argument(
+        "--max-residues", type=int, default=512, metavar="N",
+        help="residues per sequence at most, the prompt's included (default 512)"), "--max-length")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=None)
     parser.add_argument("--top-p", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0, help="same seed, same sequences (default 0)")
     add_unknown_argument(parser)
     add_device_argument(parser)
+    add_quiet_argument(parser)
     parser.add_argument("--out", required=True, type=Path, help="FASTA to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
@@ -164,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.out, "file", inputs=[args.checkpoint, *([args.prompts] if args.prompts else [])],
                  existing_ok=args.overwrite)
     sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                              max_length=args.max_length)
+                              max_length=args.max_residues)
     prompts = _read_prompts(args)
     loaded = load_checkpoint(args.checkpoint)
     if not loaded.config.causal:
@@ -174,8 +183,9 @@ def run(args: argparse.Namespace) -> int:
     model = loaded.model.to(device)
     generator = torch.Generator(device=device).manual_seed(args.seed)
     records = []
-    for name, prompt in prompts:
-        for i, item in enumerate(generate(model, prompt, args.num, sampling, generator)):
+    for k, (name, prompt) in enumerate(prompts, start=1):
+        desc = "generate" if len(prompts) == 1 else f"generate {k}/{len(prompts)}"
+        for i, item in enumerate(generate(model, prompt, args.num, sampling, generator, from_args(args), desc)):
             records.append(format_record(f"{name}_{i}", item))
     with written_atomically(args.out) as tmp:
         tmp.write_text("".join(records))

@@ -2,7 +2,7 @@
 
 Definitions (shared with validation in :mod:`protein_performer.lit`):
 
-* masked (``mlm``): proteins are joined with ``<eos>`` into windows of ``--max-length``; 15% of
+* masked (``mlm``): proteins are joined with ``<eos>`` into windows of ``--window-tokens``; 15% of
   residues are hidden, *every one* replaced by ``<mask>`` (no random or unchanged replacements,
   which would let a model copy visible answers), drawn from a fixed seed per window. Accuracy is
   the fraction of hidden residues recovered; perplexity is exp of their mean cross-entropy.
@@ -33,6 +33,7 @@ import torch
 
 from protein_performer.baselines import ContextBaseline, unigram_probabilities
 from protein_performer.checkpoint import add_device_argument
+from protein_performer.cli_args import deprecated_alias
 from protein_performer.corpus.fasta import add_unknown_argument
 from protein_performer.datasets import (
     IGNORE_INDEX,
@@ -184,7 +185,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--data-dir", type=Path, help="a prepared dataset (protein-performer prepare)")
     parser.add_argument("--split", default="test", choices=("train", "valid", "test"),
                         help="split of --data-dir to score (default: test, the held-out proteins)")
-    parser.add_argument("--max-length", type=int, default=8192, help="window length in tokens (default 8192)")
+    deprecated_alias(parser, parser.add_argument(
+        "--window-tokens", type=int, default=8192, metavar="N",
+        help="tokens per window: the proteins, joined with <eos>, are cut into windows of N tokens (default 8192)"),
+        "--max-length")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0, help="seed of the hidden positions (mlm)")
     parser.add_argument("--passes", type=int, default=1,
@@ -211,11 +215,11 @@ def run(args: argparse.Namespace) -> int:
     if context_dir is not None:
         # unigram None (a checkpoint saved before training started): from_split counts the split itself
         context = ContextBaseline.from_split(loaded.objective, context_dir, unigram,
-                                             max_length=min(args.max_length, 512))
+                                             max_length=min(args.window_tokens, 512))
         log.info("context baseline fitted on %s:train", context_dir)
-    log.info("scoring %d proteins from %s (%s, windows of %d)", len(proteins), source, loaded.objective,
-             args.max_length)
-    result = score_windows(model, loaded.objective, proteins, max_length=args.max_length,
+    log.info("scoring %d proteins from %s (%s, windows of %d tokens)", len(proteins), source, loaded.objective,
+             args.window_tokens)
+    result = score_windows(model, loaded.objective, proteins, max_length=args.window_tokens,
                            batch_size=args.batch_size, seed=args.seed, passes=args.passes,
                            bootstrap=args.bootstrap, unigram=unigram, context=context)
     if not math.isfinite(result.loss):

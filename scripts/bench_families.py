@@ -62,7 +62,7 @@ def seconds_per_step(config: Path, data_dir: Path, root: Path, extra: list[str])
 def _score(checkpoint: Path, out: Path, args, *, context_length: int, contexts: int) -> dict:
     _cli("score-variants", "--checkpoint", str(checkpoint), "--fasta", str(args.fasta), "--variants",
          str(args.variants), "--offset-idx", str(args.offset_idx), "--score-col", args.score_col,
-         "--homologs", str(args.homologs), "--contexts", str(contexts), "--context-length", str(context_length),
+         "--homologs", str(args.homologs), "--contexts", str(contexts), "--context-tokens", str(context_length),
          "--bootstrap", str(args.bootstrap), "--out", str(out), "--overwrite")
     return json.loads(out.with_suffix(".json").read_text())
 
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     data_dir = out / "data"
-    _cli("prepare", str(args.homologs), "--family", "--out", str(data_dir), "--no-progress")
+    _cli("prepare", str(args.homologs), "--family", "--out", str(data_dir), "--quiet")
 
     models = {"hybrid Performer": [], "exact attention": EXACT}
     rates = {name: seconds_per_step(args.config, data_dir, out / "probe" / name.split()[0], extra)

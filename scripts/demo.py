@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = best[-1] if best else run_dir / "checkpoints" / "last.ckpt"
 
     _run("score", "--checkpoint", str(checkpoint), "--data-dir", str(data_dir), "--split", "test",
-         "--max-length", "512", "--batch-size", "8", "--passes", "5", "--out", str(out / "score_test.json"))
+         "--window-tokens", "512", "--batch-size", "8", "--passes", "5", "--out", str(out / "score_test.json"))
     score = json.loads((out / "score_test.json").read_text())
 
     held_out = out / "test_proteins.fasta"

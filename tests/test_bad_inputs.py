@@ -6,7 +6,8 @@ at large norms, bidirectional and causal) is tested in test_attention_options.py
 
 Issue 24 items (the last sections): 1 side files and --overwrite, 6 corrupted tokens, 7 empty
 prompts, 8 one-line errors and interrupts, 9 full disks, 10 outputs checked first, 11 messages
-that point somewhere. Its convert items (2, 4, 8, 10) are tested in test_convert.py.
+that point somewhere. Its convert items (2, 4, 8, 10) are tested in test_convert.py, items 12
+(progress bars) and 13 (flag names) in test_flags.py.
 """
 
 from __future__ import annotations
@@ -116,15 +117,15 @@ def test_non_ascii_letter_becomes_one_x(tmp_path):
 def test_prepare_out_paths_are_checked_before_the_work(small_fasta, tmp_path, capsys, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    code, err = _cli(capsys, "prepare", str(small_fasta), "--out", str(blocker / "sub"), "--no-progress")
+    code, err = _cli(capsys, "prepare", str(small_fasta), "--out", str(blocker / "sub"), "--quiet")
     assert code == 1 and "is a file, not a folder" in err and "Traceback" not in err
     monkeypatch.chdir(tmp_path)
-    code, err = _cli(capsys, "prepare", str(small_fasta), "--out", ".", "--overwrite", "--no-progress")
+    code, err = _cli(capsys, "prepare", str(small_fasta), "--out", ".", "--overwrite", "--quiet")
     assert code == 1 and "current directory" in err
     assert small_fasta.is_file()
     # A read-only location (os.access says no; root ignores chmod, so ask the check directly).
     monkeypatch.setattr(prep.os, "access", lambda path, mode: False)
-    code, err = _cli(capsys, "prepare", str(small_fasta), "--out", str(tmp_path / "ro" / "ds"), "--no-progress")
+    code, err = _cli(capsys, "prepare", str(small_fasta), "--out", str(tmp_path / "ro" / "ds"), "--quiet")
     assert code == 1 and "cannot write in" in err and "read-only" in err
     assert not (tmp_path / "ro").exists()
 
@@ -141,7 +142,7 @@ def test_prepare_overwrite_never_deletes_its_input(small_fasta, tmp_path):
 def test_headers_only_fasta_fails_prepare(tmp_path, capsys):
     fasta = tmp_path / "headers.fasta"
     fasta.write_text(">a\n>b\n>c\n")
-    code, err = _cli(capsys, "prepare", str(fasta), "--out", str(tmp_path / "ds"), "--no-progress")
+    code, err = _cli(capsys, "prepare", str(fasta), "--out", str(tmp_path / "ds"), "--quiet")
     assert code == 1 and f"no sequences in {fasta}" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["headers.fasta"]
 
@@ -439,7 +440,7 @@ def test_generate_refuses_an_empty_prompt_record(clm_ckpt, tmp_path, capsys):
     prompts.write_text(">a\nMKV\n>b empty\n>c\nMA\n")
     out = tmp_path / "gen.fasta"
     code, err = _cli(capsys, "generate", "--checkpoint", str(clm_ckpt), "--prompts", str(prompts), "--out", str(out),
-                     "--max-length", "10", "--device", "cpu")
+                     "--max-residues", "10", "--device", "cpu")
     assert code == 1 and "record 2 ('b') has no residues" in err and "--prompt ''" in err
     assert not out.exists()
 
@@ -449,7 +450,7 @@ def test_generate_offers_the_unknown_flag_its_message_names(clm_ckpt, tmp_path, 
     prompts.write_text(">a\nMKJV\n")
     out = tmp_path / "gen.fasta"
     argv = ["generate", "--checkpoint", str(clm_ckpt), "--prompts", str(prompts), "--out", str(out),
-            "--max-length", "10", "--device", "cpu"]
+            "--max-residues", "10", "--device", "cpu"]
     code, err = _cli(capsys, *argv)
     assert code == 1 and "character 'J'" in err and "--unknown=x" in err
     assert cli.main([*argv, "--unknown", "x"]) == 0
@@ -510,7 +511,7 @@ def test_sigterm_interrupts_a_command_like_ctrl_c(clm_ckpt, tmp_path, capsys, mo
 
 def test_generate_creates_its_out_folder_and_leaves_nothing_on_a_full_disk(clm_ckpt, tmp_path, capsys, monkeypatch):
     out = tmp_path / "new" / "folder" / "gen.fasta"
-    argv = ["generate", "--checkpoint", str(clm_ckpt), "--out", str(out), "--max-length", "10", "--device", "cpu"]
+    argv = ["generate", "--checkpoint", str(clm_ckpt), "--out", str(out), "--max-residues", "10", "--device", "cpu"]
     assert cli.main(argv) == 0 and out.read_text().startswith(">generated_0")
     code, err = _cli(capsys, *argv)
     assert code == 1 and "already exists; use --overwrite" in err

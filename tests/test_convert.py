@@ -279,7 +279,7 @@ def test_convert_errors_name_the_source(tmp_path, capsys):
 
 def test_score_similarity_and_attention_take_a_converted_model(exact_ckpt, proteins, tmp_path, capsys):
     fasta, seqs = proteins
-    assert cli_main(["score", "--checkpoint", str(exact_ckpt), "--fasta", str(fasta), "--max-length", "256"]) == 0
+    assert cli_main(["score", "--checkpoint", str(exact_ckpt), "--fasta", str(fasta), "--window-tokens", "256"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["objective"] == "mlm" and np.isfinite(r["perplexity"]) and r["proteins"] == 3
     sim = tmp_path / "sim"
@@ -288,7 +288,7 @@ def test_score_similarity_and_attention_take_a_converted_model(exact_ckpt, prote
     assert len(profiles) == LAYERS * HEADS  # one profile dimension per head of every layer (120 for ESM-2 8M)
     png = tmp_path / "attn.png"
     assert cli_main(["attention", "--checkpoint", str(exact_ckpt), "--fasta", str(fasta), "--id", "p0",
-                     "--layer", "-1", "--out", str(png)]) == 0
+                     "--block", "-1", "--out", str(png)]) == 0
     weights = pd.read_csv(png.with_suffix(".csv"), index_col=0).values
     assert weights.shape == (len(seqs[0]) + 2,) * 2
     np.testing.assert_allclose(weights.sum(1), 1.0, atol=1e-4)

@@ -198,7 +198,7 @@ def test_cli_embed_real_proteins_and_resume(ckpt, ecoli_fasta, tmp_path, capsys)
     n = small.read_text().count(">")
     out = tmp_path / "ecoli.h5"
     args = ["embed", "--checkpoint", str(ckpt), "--fasta", str(small), "--out", str(out), "--layers", "0", "-1",
-            "--token-budget", "2048", "--max-length", "300"]
+            "--token-budget", "2048", "--window-residues", "300"]
     assert cli_main(args) == 0
     assert cli_main(args) == 0  # resume: nothing new
     with h5py.File(out, "r") as f:
@@ -221,7 +221,7 @@ def test_cli_embed_refuses_to_resume_with_other_weights(ckpt, ecoli_fasta, tmp_p
     small = tmp_path / "ecoli_head.fasta"
     small.write_text(text[: text.rfind("\n>") + 1])
     out = tmp_path / "ecoli.h5"
-    args = ["embed", "--fasta", str(small), "--out", str(out), "--max-length", "300"]
+    args = ["embed", "--fasta", str(small), "--out", str(out), "--window-residues", "300"]
     assert cli_main([*args, "--checkpoint", str(ckpt)]) == 0
     before = out.read_bytes()
     state = torch.load(ckpt, map_location="cpu", weights_only=True)

@@ -142,7 +142,7 @@ def test_prepare_family_writes_weights_and_similarity_splits(tmp_path):
     out = tmp_path / "fam"
     src = _random_family(tmp_path, n=60)
     assert main(["prepare", str(src), "--out", str(out), "--family", "--split-identity", "0.7",
-                 "--valid-fraction", "0.2", "--test-fraction", "0.2", "--no-progress"]) == 0
+                 "--valid-fraction", "0.2", "--test-fraction", "0.2", "--quiet"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     fam = read_family(src)
     assert manifest["family"]["query_id"] == "m0" and manifest["family"]["members"] == 60
@@ -155,7 +155,7 @@ def test_prepare_family_writes_weights_and_similarity_splits(tmp_path):
         assert len(shard.weights) == len(shard)
         total += shard.weights.sum()
     assert total == pytest.approx(fam.neff, rel=1e-6)
-    assert main(["prepare", str(src), "--out", str(tmp_path / "x"), "--query", "m3", "--no-progress"]) == 1
+    assert main(["prepare", str(src), "--out", str(tmp_path / "x"), "--query", "m3", "--quiet"]) == 1
 
 
 def test_family_windows_are_whole_framed_members_drawn_by_weight(tmp_path):
@@ -269,7 +269,7 @@ def test_masked_context_scores_mask_the_wild_type_inside_the_homologs(tmp_path):
     sep = masked_context_scores(model, fam, wt, [parse_mutant("T3W", wt, 1), parse_mutant("Q9E", wt, 1)],
                                 ContextOptions(context_length=48, contexts=1))
     assert one[2] == pytest.approx(sep.sum(), abs=1e-9)
-    with pytest.raises(ValueError, match="--context-length 10 leaves no room"):
+    with pytest.raises(ValueError, match="--context-tokens 10 leaves no room"):
         masked_context_scores(model, fam, wt, mutants, ContextOptions(context_length=10))
 
 
@@ -330,7 +330,7 @@ def test_score_variants_with_homologs_adds_profile_context_and_mix_columns(tmp_p
     out = tmp_path / "scored.csv"
     argv = ["score-variants", "--checkpoint", str(ckpt), "--fasta", str(TEM1_FASTA), "--variants", str(variants),
             "--offset-idx", "24", "--score-col", "2500", "--bootstrap", "100", "--homologs", str(TEM1_A3M),
-            "--contexts", "1", "--context-length", "1200", "--out", str(out), "--device", "cpu"]
+            "--contexts", "1", "--context-tokens", "1200", "--out", str(out), "--device", "cpu"]
     assert main(argv) == 0
     header = next(csv.reader(open(out)))
     assert header[-4:] == ["profile", "m", "m+homologs", "m+homologs+profile"]
@@ -340,7 +340,7 @@ def test_score_variants_with_homologs_adds_profile_context_and_mix_columns(tmp_p
     assert 0 <= mix["profile_weight"] <= 1 and mix["profile_weight_choice"]["members"] > 0
     # outputs are never replaced silently
     assert main(argv) == 1
-    assert main([*argv, "--overwrite", "--profile-weight", "0.3", "--context-length", "0"]) == 0
+    assert main([*argv, "--overwrite", "--profile-weight", "0.3", "--context-tokens", "0"]) == 0
     header = next(csv.reader(open(out)))
     assert header[-3:] == ["profile", "m", "m+profile"]
 

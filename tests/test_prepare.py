@@ -150,7 +150,7 @@ def test_refuses_unrelated_directory(tmp_path):
 def test_cli(tmp_path, ecoli_fasta, capsys):
     out = tmp_path / "cli"
     assert cli.main(["prepare", str(ecoli_fasta), "--out", str(out), "--valid-fraction", "0.1",
-                     "--test-fraction", "0.1", "--max-length", "1000", "--no-progress"]) == 0
+                     "--test-fraction", "0.1", "--max-residues", "1000", "--quiet"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["options"]["max_length"] == 1000 and manifest["split_fractions"]["valid"] == 0.1
     assert manifest["counts"]["kept"] + manifest["counts"]["skipped"]["too_long"] == 4352
@@ -161,7 +161,7 @@ def test_cli(tmp_path, ecoli_fasta, capsys):
     assert "bad_char.fasta: record 2 ('P99998'): character 'J'" in err and "--unknown=x" in err
     assert not bad.exists()
     assert cli.main(["prepare", str(MALFORMED / "bad_char.fasta"), "--out", str(bad), "--unknown", "skip",
-                     "--no-progress"]) == 0
+                     "--quiet"]) == 0
     assert read_manifest(bad)["counts"]["skipped"] == {"unknown_char": 1}
 
 

@@ -295,7 +295,7 @@ def test_cli_attention_map(ckpt, ecoli_head, model, tmp_path):
 
     rec = next(r for r in read_records(ecoli_head) if len(r) < 60)
     assert cli_main(["attention", "--checkpoint", str(ckpt), "--fasta", str(ecoli_head), "--id", rec.id,
-                     "--layer", "2", "--head", "1", "--out", str(png), "--row-block", "16"]) == 0
+                     "--block", "2", "--head", "1", "--out", str(png), "--row-block", "16"]) == 0
     _check_png(png, min_kb=15)
     weights = pd.read_csv(png.with_suffix(".csv"), index_col=0).values
     assert weights.shape == (len(rec) + 2, len(rec) + 2)

@@ -168,7 +168,7 @@ def test_init_from_exact_checkpoint_and_score(prepared_ecoli, ecoli_fasta, tmp_p
     capsys.readouterr()  # drop the training output
     runs = []
     for _ in range(2):
-        assert cli_main(["score", "--checkpoint", str(exact), "--fasta", str(fasta), "--max-length", "32"]) == 0
+        assert cli_main(["score", "--checkpoint", str(exact), "--fasta", str(fasta), "--window-tokens", "32"]) == 0
         runs.append(json.loads(capsys.readouterr().out))
     assert runs[0] == runs[1]
     r = runs[0]
@@ -199,7 +199,7 @@ def test_causal_score_counts_every_residue(prepared_ecoli, tmp_path, capsys, mon
     fasta = tmp_path / "x.fasta"
     fasta.write_text(">a\nACDEFGHIK\n>b\nLMNPQ\n")
     capsys.readouterr()  # drop the training output
-    assert cli_main(["score", "--checkpoint", str(ckpt), "--fasta", str(fasta), "--max-length", "64"]) == 0
+    assert cli_main(["score", "--checkpoint", str(ckpt), "--fasta", str(fasta), "--window-tokens", "64"]) == 0
     r = json.loads(capsys.readouterr().out)
     # Stream "ACDEFGHIK<eos>LMNPQ<eos>": 14 residues, the first has no prefix -> 13 targets.
     assert r["objective"] == "clm" and r["tokens"] == 13

@@ -205,7 +205,7 @@ def test_score_variants_command_on_a_tem1_slice(tmp_path, tem1):
     out = tmp_path / "scored.csv"
     argv = ["score-variants", "--checkpoint", str(masked), str(causal), "--fasta", str(TEM1_FASTA),
             "--variants", str(slice_path), "--offset-idx", "24", "--score-col", "2500", "--bootstrap", "200",
-            "--max-length", "128", "--plot", str(tmp_path / "dms.png"), "--out", str(out), "--device", "cpu"]
+            "--window-tokens", "128", "--plot", str(tmp_path / "dms.png"), "--out", str(out), "--device", "cpu"]
     assert main(argv) == 0
     with open(out, newline="") as fh:
         scored = list(csv.reader(fh))

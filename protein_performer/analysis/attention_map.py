@@ -1,6 +1,6 @@
 """``protein-performer attention``: one protein's attention map for one head (or the head average).
 
-    protein-performer attention --checkpoint CKPT --fasta IN --id P0A7Z4 --layer 2 --head 1 --out map.png
+    protein-performer attention --checkpoint CKPT --fasta IN --id P0A7Z4 --block 2 --head 1 --out map.png
 
 The map is ``<cls> sequence <eos>`` x the same (query rows x keys), computed ``--row-block``
 query rows at a time; it is saved as CSV (``map.csv``, labelled ``position:token``) beside the PNG.
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from protein_performer.alphabet import ALPHABET
+from protein_performer.cli_args import deprecated_alias
 from protein_performer.datasets import collate_proteins
 from protein_performer.model import PerformerLM, layer_index
 
@@ -85,7 +86,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, type=Path, help="ProteinLM checkpoint (.ckpt)")
     parser.add_argument("--fasta", required=True, type=Path, help="FASTA / UniProt file holding the protein")
     parser.add_argument("--id", required=True, help="protein id (accession) or entry name")
-    parser.add_argument("--layer", type=int, default=-1, help="attention block, 1-based; negatives from the end (default -1)")
+    deprecated_alias(parser, parser.add_argument(
+        "--block", type=int, default=-1, metavar="K",
+        help="attention block, 1..depth (block K's output is embed's --layers K), negatives from the end "
+             "(default -1, the last)"), "--layer")
     parser.add_argument("--head", default="all", help="head, 1-based, or 'all' for the head average (default all)")
     parser.add_argument("--out", required=True, type=Path, help="output PNG (a CSV of the weights is written beside it)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -109,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_checkpoint(args.checkpoint)
     model = loaded.model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     _, sequence = find_sequence(args.fasta, args.id)
-    amap = attention_map(model, args.id, sequence, args.layer, head, args.row_block)
+    amap = attention_map(model, args.id, sequence, args.block, head, args.row_block)
     out.parent.mkdir(parents=True, exist_ok=True)
     csv = amap.save_csv(csv_path)
     who = "mean of heads" if head is None else f"head {head}"

@@ -1,6 +1,6 @@
 """``protein-performer similarity``: amino-acid similarity from attention and embeddings vs BLOSUM62.
 
-    protein-performer similarity --checkpoint CKPT --fasta IN --out DIR [--max-proteins N] [--layers ...]
+    protein-performer similarity --checkpoint CKPT --fasta IN --out DIR [--max-proteins N] [--blocks ...] [--quiet]
 
 Writes into DIR: ``similarity.csv`` (attention profiles, 20 x 20), ``pair_similarity.csv``
 (attention-pair log-odds), ``context_similarity.csv`` (attention contexts),
@@ -18,7 +18,9 @@ import logging
 from pathlib import Path
 
 from protein_performer.checkpoint import add_device_argument
+from protein_performer.cli_args import deprecated_alias
 from protein_performer.corpus.fasta import add_unknown_argument
+from protein_performer.progress import add_quiet_argument, from_args
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +31,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--max-proteins", type=int, default=500,
                         help="analyse the first N proteins of the file (default 500; 0 = all)")
-    parser.add_argument("--layers", type=int, nargs="+", default=None,
-                        help="attention blocks, 1-based, negatives from the end (default: all)")
+    deprecated_alias(parser, parser.add_argument(
+        "--blocks", type=int, nargs="+", default=None, metavar="K",
+        help="attention blocks to analyse, 1..depth (the blocks whose outputs are embed's --layers 1..depth), "
+             "negatives from the end (default: all)"), "--layers")
     parser.add_argument("--method", choices=("pearson", "cosine"), default="pearson",
                         help="similarity of amino-acid attention profiles (default pearson)")
     parser.add_argument("--row-block", type=int, default=256, help="query rows per attention block (default 256)")
     parser.add_argument("--top", type=int, default=10, help="top similar pairs to report (default 10)")
     add_unknown_argument(parser)
     add_device_argument(parser)
+    add_quiet_argument(parser)
 
 
 def draw(result, out_dir: Path) -> list[Path]:
@@ -95,8 +100,9 @@ def run(args: argparse.Namespace) -> int:
     records = read_records(args.fasta, CleaningPolicy(unknown=args.unknown), counts)
     if args.max_proteins:
         records = itertools.islice(records, args.max_proteins)
-    result = analyse(model, (r.sequence for r in records), layers=args.layers, method=args.method,
-                     row_block=args.row_block, top=args.top)
+    sequences = [r.sequence for r in records]  # read first: the progress bar knows the total
+    result = analyse(model, sequences, layers=args.blocks, method=args.method, row_block=args.row_block,
+                     top=args.top, progress=from_args(args))
     paths = list(result.save(args.out).values()) + draw(result, args.out)
     log.info("%d proteins, blocks %s: attention profiles vs BLOSUM62 Pearson %.3f Spearman %.3f; "
              "attention pairs Pearson %.3f; attention contexts Pearson %.3f; embedding vs BLOSUM62 Pearson %.3f "

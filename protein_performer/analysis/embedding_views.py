@@ -108,7 +108,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--color-by", choices=FIELDS, default="gn3",
                         help="header field: gn3 (gene-name prefix, default), gn, os, pe")
     parser.add_argument("--top-groups", type=int, default=10, help="colours for the N most frequent values (default 10)")
-    parser.add_argument("--layer", type=int, default=None, help="layer to plot (default: the first stored)")
+    parser.add_argument("--layer", type=int, default=None,
+                        help="hidden state to plot, one of the layers embed wrote, numbered as embed's --layers "
+                             "stores them (0 = the token embeddings, k = the output of block k; default: the "
+                             "first stored)")
     parser.add_argument("--neighbours", default=None, metavar="ID", help="print the nearest neighbours of this id")
     parser.add_argument("-k", type=int, default=10, help="number of neighbours (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of PCA / t-SNE")

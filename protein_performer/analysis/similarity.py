@@ -42,7 +42,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import Iterable, Literal, Sequence, Sized
 
 import numpy as np
 import pandas as pd
@@ -56,6 +56,7 @@ from torch import Tensor
 from protein_performer.alphabet import ALPHABET, STANDARD_AMINO_ACIDS
 from protein_performer.datasets import collate_proteins
 from protein_performer.model import PerformerLM, layer_index
+from protein_performer.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -147,10 +148,12 @@ def attention_profiles(
     *,
     layers: Sequence[int] | None = None,
     row_block: int = 256,
+    progress: bool | None = False,
 ) -> AttentionProfiles:
     """Accumulate :class:`AttentionProfiles` over ``sequences`` (each framed ``<cls> s <eos>``).
 
-    Query rows are processed ``row_block`` at a time (one forward pass per block).
+    Query rows are processed ``row_block`` at a time (one forward pass per block). ``progress``:
+    a bar over the proteins on stderr (None: only on a terminal; :mod:`protein_performer.progress`).
     """
     model.eval()
     device = next(model.parameters()).device
@@ -166,7 +169,8 @@ def attention_profiles(
     n_proteins = 0
     config = model.config
     windows = [config.local_window if h < config.local_heads else None for h in range(H)]  # per head
-    for seq in sequences:
+    n_given = len(sequences) if isinstance(sequences, Sized) else None
+    for seq in progress_bar(sequences, total=n_given, desc="similarity", unit="proteins", enabled=progress):
         batch = collate_proteins([ALPHABET.frame(seq)])  # (1, L): <cls> residues <eos>
         ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
         residues = batch["input_ids"][0, 1:-1]  # (n,) residue ids
@@ -357,9 +361,10 @@ class SimilarityResult:
 
 
 def analyse(model: PerformerLM, sequences: Iterable[str], *, layers: Sequence[int] | None = None,
-            method: Method = "pearson", row_block: int = 256, top: int = 10) -> SimilarityResult:
+            method: Method = "pearson", row_block: int = 256, top: int = 10,
+            progress: bool | None = False) -> SimilarityResult:
     """Attention and embedding similarity of ``model`` on ``sequences``, compared with BLOSUM62."""
-    profiles = attention_profiles(model, sequences, layers=layers, row_block=row_block)
+    profiles = attention_profiles(model, sequences, layers=layers, row_block=row_block, progress=progress)
     attention = profile_similarity(profiles.enrichment(), method)
     embedding = embedding_similarity(model)
     pairs = profiles.pair_log_odds()

@@ -24,7 +24,6 @@ import logging
 import os
 import re
 import shutil
-import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -36,6 +35,7 @@ from typing import BinaryIO
 import numpy as np
 
 from protein_performer.alphabet import ALPHABET, ALPHABET_VERSION
+from protein_performer.cli_args import deprecated_alias
 from protein_performer.corpus.fasta import (
     CleaningPolicy,
     ReadCounts,
@@ -58,6 +58,7 @@ from protein_performer.corpus.shards import (
     verify_checksums,
 )
 from protein_performer.outputs import check_output, process_alive
+from protein_performer.progress import add_quiet_argument, from_args, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -331,14 +332,11 @@ def prepare(inputs: list[Path], out: Path, *, policy: CleaningPolicy = CleaningP
 
 def _tokenise(inputs: list[Path], formats: list[str], policy: CleaningPolicy, fractions: SplitFractions,
               writers: dict[str, SplitWriter], progress: bool | None) -> ReadCounts:
-    from tqdm import tqdm
-
     counts = ReadCounts()
     split_of = fractions.split_of
     add = {split: writer.add for split, writer in writers.items()}
     start = time.perf_counter()
-    with tqdm(unit=" rec", unit_scale=True, file=sys.stderr, disable=None if progress is None else not progress,
-              desc="prepare") as bar:
+    with progress_bar(unit="rec", unit_scale=True, enabled=progress, desc="prepare") as bar:
         for path, fmt in zip(inputs, formats):
             n = 0
             for record in read_records(path, policy, counts, format=fmt):  # type: ignore[arg-type]
@@ -420,8 +418,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("auto", "fasta", "swiss"), default="auto",
                         help="input format (auto: sniffed from the content)")
     add_unknown_argument(parser)
-    parser.add_argument("--min-length", type=int, default=1, help="skip proteins shorter than this")
-    parser.add_argument("--max-length", type=int, default=None, help="skip proteins longer than this")
+    deprecated_alias(parser, parser.add_argument("--min-residues", type=int, default=1, metavar="N",
+                                                 help="skip proteins of fewer than N residues (default 1)"),
+                     "--min-length")
+    deprecated_alias(parser, parser.add_argument("--max-residues", type=int, default=None, metavar="N",
+                                                 help="skip proteins of more than N residues (default: none)"),
+                     "--max-length")
     parser.add_argument("--valid-fraction", type=float, default=0.05)
     parser.add_argument("--test-fraction", type=float, default=0.05)
     parser.add_argument("--split-salt", default="", help="salt of the id hash that assigns splits")
@@ -437,11 +439,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sequence weight = 1 / members within this identity (default 0.8)")
     family.add_argument("--split-identity", type=float, default=0.8,
                         help="held-out members are below this identity to every training member (default 0.8)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    deprecated_alias(parser, add_quiet_argument(parser), "--no-progress")
 
 
 def run(args: argparse.Namespace) -> int:
-    policy = CleaningPolicy(unknown=args.unknown, min_length=args.min_length, max_length=args.max_length)
+    policy = CleaningPolicy(unknown=args.unknown, min_length=args.min_residues, max_length=args.max_residues)
     family = None
     if args.family:
         family = FamilyOptions(query=args.query, format=args.family_format, identity=args.identity,
@@ -450,7 +452,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--query and --family-format describe a homolog set; add --family")
     manifest = prepare(args.inputs, args.out, policy=policy, valid_fraction=args.valid_fraction,
                        test_fraction=args.test_fraction, salt=args.split_salt, format=args.format,
-                       overwrite=args.overwrite, progress=False if args.no_progress else None, family=family)
+                       overwrite=args.overwrite, progress=from_args(args), family=family)
     print_summary(manifest)
     return 0
 

@@ -1,6 +1,6 @@
 """``protein-performer embed``: embed a FASTA file into HDF5, npz or a folder of ESM-style .pt files.
 
-    protein-performer embed --checkpoint CKPT --fasta IN.fasta --out OUT.h5 [--layers -1] [--per-residue]
+    protein-performer embed --checkpoint CKPT --fasta IN.fasta --out OUT.h5 [--layers -1] [--per-residue] [--quiet]
 
 Rerunning with the same output skips proteins already there (resume).
 """
@@ -10,18 +10,19 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from protein_performer.checkpoint import add_device_argument, weights_fingerprint
+from protein_performer.cli_args import deprecated_alias
 from protein_performer.corpus.fasta import add_unknown_argument
 from protein_performer.embed.embedder import DEFAULT_TOKEN_BUDGET, DEFAULT_WINDOW_OVERLAP, Embedder
 from protein_performer.embed.files import H5Writer, NpzWriter, PtDirWriter, open_writer, output_format
 from protein_performer.embed.inputs import ProteinInput
 from protein_performer.outputs import check_output, disk_full, no_space
+from protein_performer.progress import add_quiet_argument, from_args, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +35,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output: FILE.h5 (default), FILE.npz, or a directory of .pt files")
     parser.add_argument("--format", choices=("h5", "npz", "pt"), default=None,
                         help="output format (default: from the extension of --out; h5 otherwise)")
-    parser.add_argument("--layers", type=int, nargs="+", default=[-1],
-                        help="hidden layers (0 = embeddings, -1 = final; default -1)")
+    parser.add_argument("--layers", type=int, nargs="+", default=[-1], metavar="K",
+                        help="hidden states to write, numbered as ESM's repr_layers: 0 = the token embeddings, "
+                             "k = the output of block k (1..depth, the block of attention --block k), negatives "
+                             "from the end (default -1, the final layer)")
     parser.add_argument("--per-residue", action="store_true", help="also write (L, dim) states")
     parser.add_argument("--token-budget", type=int, default=DEFAULT_TOKEN_BUDGET,
                         help=f"padded tokens per batch (default {DEFAULT_TOKEN_BUDGET})")
-    parser.add_argument("--max-length", type=int, default=None,
-                        help="embed longer proteins in overlapping windows (default: token budget - 2)")
-    parser.add_argument("--window-overlap", type=int, default=None,
+    deprecated_alias(parser, parser.add_argument(
+        "--window-residues", type=int, default=None, metavar="N",
+        help="residues per window: longer proteins are embedded in overlapping windows of N residues "
+             "(default: the token budget - 2)"), "--max-length")
+    parser.add_argument("--window-overlap", type=int, default=None, metavar="N",
                         help=f"residues shared by consecutive windows (default min({DEFAULT_WINDOW_OVERLAP}, "
-                             "max length / 4))")
+                             "window residues / 4))")
     add_unknown_argument(parser)
     add_device_argument(parser)
+    add_quiet_argument(parser)
 
 
 @dataclass
@@ -65,10 +71,9 @@ class EmbedStats:
 
 
 def embed_to_file(embedder: Embedder, inputs: Iterable[ProteinInput], writer: H5Writer | NpzWriter | PtDirWriter,
-                  progress: bool = True) -> EmbedStats:
-    """Embed ``inputs`` not yet in ``writer``'s output and write them batch by batch; closes ``writer``."""
-    from tqdm import tqdm
-
+                  progress: bool | None = False) -> EmbedStats:
+    """Embed ``inputs`` not yet in ``writer``'s output and write them batch by batch; closes ``writer``.
+    ``progress``: a bar on stderr (None: only on a terminal; :mod:`protein_performer.progress`)."""
     stats = EmbedStats()
     seen: set[str] = set()
 
@@ -81,7 +86,7 @@ def embed_to_file(embedder: Embedder, inputs: Iterable[ProteinInput], writer: H5
             yield item
 
     start = time.perf_counter()
-    bar = tqdm(unit=" proteins", desc="embed", disable=None if progress else True, file=sys.stderr)
+    bar = progress_bar(unit="proteins", desc="embed", enabled=progress)
     try:
         for batch in embedder.embed_iter(todo()):
             writer.write(batch)
@@ -116,7 +121,7 @@ def _embed(args: argparse.Namespace, fasta: Path) -> int:
 
     loaded = load_checkpoint(args.checkpoint)
     embedder = Embedder(loaded.model, layers=args.layers, per_residue=args.per_residue,
-                        token_budget=args.token_budget, max_length=args.max_length,
+                        token_budget=args.token_budget, max_length=args.window_residues,
                         window_overlap=args.window_overlap, device=args.device)
     created = not args.out.exists()
     writer = open_writer(args.out, args.format, meta={
@@ -129,7 +134,7 @@ def _embed(args: argparse.Namespace, fasta: Path) -> int:
     inputs = (ProteinInput(r.id, r.sequence, r.header)
               for r in read_records(fasta, CleaningPolicy(unknown=args.unknown), counts))
     try:
-        stats = embed_to_file(embedder, inputs, writer)
+        stats = embed_to_file(embedder, inputs, writer, progress=from_args(args))
         if counts.kept == 0:
             raise ValueError(f"no sequences in {args.fasta} ({counts.records_read} records read, skipped: "
                              f"{dict(counts.skipped) or 'none'}); check the input file")

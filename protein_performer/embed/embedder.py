@@ -137,12 +137,13 @@ class Embedder:
             window_overlap = min(DEFAULT_WINDOW_OVERLAP, self.max_length // 4)
         self.window_overlap = int(window_overlap)
         if self.token_budget < 3 or self.max_length < 1:
-            raise ValueError(f"token budget {token_budget} / max length {max_length} too small")
+            raise ValueError(f"--token-budget {token_budget} / --window-residues {max_length} too small")
         if not 0 <= self.window_overlap < self.max_length:
-            raise ValueError(f"window overlap {window_overlap} must be in [0, max_length={self.max_length})")
+            raise ValueError(f"--window-overlap {window_overlap} must be in [0, --window-residues "
+                             f"{self.max_length})")
         if self.max_length + 2 > model.config.max_position and model.config.position == "learned":
-            raise ValueError(f"max length {self.max_length} exceeds the model's max_position "
-                             f"{model.config.max_position}; pass --max-length {model.config.max_position - 2}")
+            raise ValueError(f"--window-residues {self.max_length} exceeds the model's max_position "
+                             f"{model.config.max_position}; pass --window-residues {model.config.max_position - 2}")
         log.debug("embedder: layers %s of %d, budget %d, max length %d", self.layers, depth,
                   self.token_budget, self.max_length)
 

@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = REPO / "runs" / f"family_{name}"
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    minutes = {"prepare": _run("prepare", str(args.homologs), "--family", "--out", str(data_dir), "--no-progress")}
+    minutes = {"prepare": _run("prepare", str(args.homologs), "--family", "--out", str(data_dir), "--quiet")}
 
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # this run's checkpoints only
     steps = [] if args.steps is None else ["--trainer.max_steps", str(args.steps)]

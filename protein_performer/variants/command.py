@@ -14,7 +14,7 @@ Scores (higher = predicted fitter), by model kind and strategy:
 * causal: ``log p(mutant sequence) - log p(wild type)``, every token after ``<cls>`` (and ``<eos>``)
   predicted from its prefix.
 
-Proteins longer than ``--max-length`` tokens are cut into overlapping windows (stride half a
+Proteins longer than ``--window-tokens`` tokens are cut into overlapping windows (stride half a
 window) and every position is read from the window that gives it the most context (masked: the
 one it is nearest the centre of; causal: the one with the longest prefix), never truncated.
 
@@ -30,7 +30,8 @@ homologs unless ``--profile-weight`` fixes it).
 
 Every output (``--out``, ``--summary``, ``--plot`` and its ``.matrix.csv``) is checked before any
 work: none may be an input or another output, and an existing one is replaced only with
-``--overwrite``.
+``--overwrite``. On a terminal a progress bar follows each scorer and the ``--plot`` matrix
+(``--quiet``: none).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ from pathlib import Path
 import numpy as np
 
 from protein_performer.alphabet import ALPHABET, STANDARD_AMINO_ACIDS
+from protein_performer.cli_args import deprecated_alias
+from protein_performer.progress import add_quiet_argument, from_args
 from protein_performer.variants.mutants import VariantTable, read_variants
 from protein_performer.variants.plots import plot_substitution_matrix
 from protein_performer.variants.scoring import (
@@ -79,8 +82,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(slow); causal models always score the log-likelihood ratio")
     parser.add_argument("--score-col", default=None, help="column of measured scores: Spearman with 95%% CIs, "
                                                           "BLOSUM62 and unigram baselines, JSON summary")
-    parser.add_argument("--max-length", type=int, default=1024,
-                        help="window length in tokens; longer proteins are read in overlapping windows (default 1024)")
+    deprecated_alias(parser, parser.add_argument(
+        "--window-tokens", type=int, default=1024, metavar="N",
+        help="tokens per window (<cls> and <eos> included): a longer wild type is read in overlapping windows of "
+             "N tokens (default 1024)"), "--max-length")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the intervals (0: none)")
     parser.add_argument("--skip-invalid", action="store_true",
@@ -97,15 +102,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         choices=("auto", "a3m", "a2m", "stockholm", "aligned-fasta", "fasta"))
     family.add_argument("--contexts", type=int, default=4,
                         help="independent draws of homologs into the window; scores are averaged (default 4)")
-    family.add_argument("--context-length", type=int, default=8192,
-                        help="tokens in a window of homologs plus the wild type (default 8192; 0: no homologs in "
-                             "the window, the profile and the mix only)")
+    deprecated_alias(family, family.add_argument(
+        "--context-tokens", type=int, default=8192, metavar="N",
+        help="tokens in a window of homologs plus the wild type (default 8192; 0: no homologs in the window, the "
+             "profile and the mix only)"), "--context-length")
     family.add_argument("--pseudocount", type=float, default=0.5, help="of the profile (default 0.5)")
     family.add_argument("--profile-weight", default="auto",
                         help="w in (1 - w) model + w profile: a number in [0, 1], or auto (default): the w that "
                              "best predicts hidden residues of held-out homologs (never the assay)")
     family.add_argument("--seed", type=int, default=0, help="seed of the context draws")
     add_device_argument(parser)
+    add_quiet_argument(parser)
     parser.add_argument("--out", required=True, type=Path, help="the input CSV plus one score column per scorer")
     parser.add_argument("--summary", type=Path, default=None,
                         help="JSON summary (default: --out with .json, written when --score-col is given)")
@@ -179,8 +186,8 @@ def _check_family_arguments(args: argparse.Namespace) -> float | None:
         raise ValueError("nothing to score: give --checkpoint, --homologs, or both")
     if args.contexts < 1:
         raise ValueError(f"--contexts must be >= 1, got {args.contexts}")
-    if args.context_length < 0:
-        raise ValueError(f"--context-length must be >= 0 tokens (0: no homologs in the window), got {args.context_length}")
+    if args.context_tokens < 0:
+        raise ValueError(f"--context-tokens must be >= 0 (0: no homologs in the window), got {args.context_tokens}")
     if args.profile_weight == "auto":
         return None
     try:
@@ -217,14 +224,16 @@ def run(args: argparse.Namespace) -> int:
         strategy = "log-likelihood-ratio" if causal else args.strategy
         log.info("%s: scoring %d mutants (%s)", path, sum(m is not None for m in table.mutants), strategy)
         columns[name] = score_mutants(model, sequence, table.mutants, causal=causal, strategy=args.strategy,
-                                      max_length=args.max_length, batch_size=args.batch_size)
+                                      max_length=args.window_tokens, batch_size=args.batch_size,
+                                      progress=from_args(args))
         models.append({"checkpoint": str(path), "column": name, "objective": loaded.objective, "strategy": strategy})
         if family is not None:
             _family_columns(args, model, family, sequence, table, name, columns, models, profile, fixed_weight, taken)
         if unigram is None:
             unigram = unigram_probabilities(loaded.train_token_counts)
         if args.plot and not causal and not any(m.get("plot") for m in models):
-            matrix = substitution_matrix(model, sequence, max_length=args.max_length, batch_size=args.batch_size)
+            matrix = substitution_matrix(model, sequence, max_length=args.window_tokens, batch_size=args.batch_size,
+                                         progress=from_args(args))
             _write_matrix(outputs["--plot's matrix"], matrix)
             plot_substitution_matrix(matrix, sequence, args.offset_idx, args.plot, title=f"{name}: masked marginals")
             log.info("wrote %s and its matrix %s", args.plot, outputs["--plot's matrix"])
@@ -295,13 +304,13 @@ def _family_columns(args, model, family, sequence, table, name, columns, models,
     from protein_performer.variants.mixing import choose_profile_weight, mix_scores
 
     base = name
-    context_length = args.context_length or None
+    context_length = args.context_tokens or None
     if context_length:
         options = ContextOptions(context_length=context_length, contexts=args.contexts, seed=args.seed,
                                  batch_size=args.batch_size)
         fn = causal_context_scores if model.config.causal else masked_context_scores
         base = _unique(f"{name}+homologs", taken)
-        columns[base] = fn(model, family, sequence, table.mutants, options)
+        columns[base] = fn(model, family, sequence, table.mutants, options, progress=from_args(args))
         models.append({"column": base, "checkpoint": models[-1]["checkpoint"], "objective": models[-1]["objective"],
                        "strategy": models[-1]["strategy"] + " with homologs in the window",
                        "contexts": args.contexts, "context_length": context_length})
@@ -309,7 +318,7 @@ def _family_columns(args, model, family, sequence, table, name, columns, models,
         return
     if fixed_weight is None:
         choice = choose_profile_weight(model, family, context_length=context_length, seed=args.seed,
-                                       pseudocount=args.pseudocount)
+                                       pseudocount=args.pseudocount, progress=from_args(args))
         weight, rule = choice.weight, {"rule": "held-out homologs' hidden residues (variants.mixing)",
                                        "residues": choice.residues, "members": choice.members,
                                        "log_likelihood": {str(k): round(v, 5) for k, v in

@@ -27,6 +27,7 @@ from protein_performer.corpus.families import Family, column_profile, similarity
 from protein_performer.datasets import SCORE_MASK_PROB, weighted_order
 from protein_performer.model import PerformerLM
 from protein_performer.datasets import framed_positions
+from protein_performer.progress import progress_bar
 from protein_performer.variants.context import draw_context
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,10 @@ class MixChoice:
 
 @torch.no_grad()
 def choose_profile_weight(model: PerformerLM, family: Family, *, context_length: int | None = None,
-                          members: int = 48, seed: int = 0, pseudocount: float = 0.5) -> MixChoice:
-    """The profile weight by the rule of the module docstring."""
+                          members: int = 48, seed: int = 0, pseudocount: float = 0.5,
+                          progress: bool | None = False) -> MixChoice:
+    """The profile weight by the rule of the module docstring. ``progress``: a bar over the held-out
+    members on stderr (None: only on a terminal; :mod:`protein_performer.progress`)."""
     if family.columns is None:
         raise ValueError(f"{family.path}: choosing a profile weight needs aligned homologs")
     model.eval()
@@ -68,7 +71,7 @@ def choose_profile_weight(model: PerformerLM, family: Family, *, context_length:
     pool_positions = [framed_positions(family.residue_positions(k)) for k in pool_index]
     pool_weights = family.weights[pool_index]
     model_lp, profile_lp, truth = [], [], []
-    for k in held:
+    for k in progress_bar(held, desc="profile weight", unit="members", enabled=progress):
         tokens = ALPHABET.frame(family.sequences[k])  # (n + 2,)
         cols = family.residue_columns(int(k))  # (n,)
         aa = tokens[1:-1].astype(np.int64) - _STANDARD[0]

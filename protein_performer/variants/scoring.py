@@ -4,6 +4,9 @@ log-likelihood ratio, read in overlapping windows; BLOSUM62 and unigram baseline
 Proteins longer than ``max_length`` tokens are cut into overlapping windows (stride half a window)
 and every position is read from the window that gives it the most context (masked: the one it is
 nearest the centre of; causal: the one with the longest prefix), never truncated.
+
+Functions that run many forwards take ``progress``: a bar on stderr (None: only on a terminal;
+:mod:`protein_performer.progress`), off by default.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch
 
 from protein_performer.alphabet import ALPHABET, STANDARD_AMINO_ACIDS
 from protein_performer.model import PerformerLM
+from protein_performer.progress import progress_bar
 from protein_performer.variants.mutants import Substitution, apply_mutant
 
 Strategy = Literal["masked-marginals", "wt-marginals", "pseudo-ppl"]
@@ -27,7 +31,7 @@ def assign_windows(n_tokens: int, size: int, causal: bool) -> tuple[list[int], n
     """Overlapping windows over ``n_tokens`` framed tokens: ``(starts, owner)`` where window w is
     ``[starts[w], starts[w] + size)`` and ``owner[i]`` is the window that token i is read from."""
     if size < 3:
-        raise ValueError(f"--max-length must be >= 3 tokens, got {size}")
+        raise ValueError(f"--window-tokens must be >= 3 tokens, got {size}")
     if n_tokens <= size:
         return [0], np.zeros(n_tokens, dtype=np.int64)
     stride = size // 2
@@ -51,7 +55,8 @@ def _log_probs(model: PerformerLM, batch: list[np.ndarray]) -> torch.Tensor:
 
 
 def masked_log_probs(model: PerformerLM, tokens: np.ndarray, targets: Sequence[int], *, max_length: int,
-                     batch_size: int = 8) -> dict[int, torch.Tensor]:
+                     batch_size: int = 8, progress: bool | None = False,
+                     desc: str = "masked marginals") -> dict[int, torch.Tensor]:
     """For each token index in ``targets``: (V,) log-probs with that token masked (in its window)."""
     starts, owner = assign_windows(len(tokens), max_length, causal=False)
     inputs, where = [], []
@@ -62,10 +67,12 @@ def masked_log_probs(model: PerformerLM, tokens: np.ndarray, targets: Sequence[i
         inputs.append(window)
         where.append(i - a)
     out = {}
-    for lo in range(0, len(inputs), batch_size):
-        lp = _log_probs(model, inputs[lo : lo + batch_size])  # (b, L, V)
-        for j, i in enumerate(targets[lo : lo + batch_size]):
-            out[i] = lp[j, where[lo + j]]
+    with progress_bar(total=len(inputs), desc=desc, unit="positions", enabled=progress) as bar:
+        for lo in range(0, len(inputs), batch_size):
+            lp = _log_probs(model, inputs[lo : lo + batch_size])  # (b, L, V)
+            for j, i in enumerate(targets[lo : lo + batch_size]):
+                out[i] = lp[j, where[lo + j]]
+            bar.update(len(lp))
     return out
 
 
@@ -81,33 +88,39 @@ def unmasked_log_probs(model: PerformerLM, tokens: np.ndarray, *, max_length: in
 
 
 def causal_log_likelihoods(model: PerformerLM, sequences: Sequence[np.ndarray], *, max_length: int,
-                           batch_size: int = 8) -> np.ndarray:
+                           batch_size: int = 8, progress: bool | None = False) -> np.ndarray:
     """log p(sequence) of framed sequences (all tokens after ``<cls>``), windows as above."""
     out = np.zeros(len(sequences))
     by_length: dict[int, list[int]] = {}
     for k, s in enumerate(sequences):
         by_length.setdefault(len(s), []).append(k)
-    for n, members in by_length.items():
-        starts, owner = assign_windows(n, max_length, causal=True)
-        for w, a in enumerate(starts):
-            mine = np.flatnonzero(owner == w)
-            mine = mine[mine > 0]
-            if not len(mine):
-                continue
-            for lo in range(0, len(members), batch_size):
-                chunk = members[lo : lo + batch_size]
-                lp = _log_probs(model, [sequences[k][a : a + max_length] for k in chunk])  # (b, L, V)
-                for j, k in enumerate(chunk):
-                    target = torch.as_tensor(sequences[k][mine].astype(np.int64))
-                    out[k] += float(lp[j, mine - 1 - a].gather(-1, target[:, None]).sum())
+    windows = {n: assign_windows(n, max_length, causal=True) for n in by_length}  # n -> (starts, owner)
+    total = sum(len(members) * len(windows[n][0]) for n, members in by_length.items())
+    with progress_bar(total=total, desc="log-likelihoods", unit="windows", enabled=progress) as bar:
+        for n, members in by_length.items():
+            starts, owner = windows[n]
+            for w, a in enumerate(starts):
+                mine = np.flatnonzero(owner == w)
+                mine = mine[mine > 0]
+                if not len(mine):
+                    bar.update(len(members))
+                    continue
+                for lo in range(0, len(members), batch_size):
+                    chunk = members[lo : lo + batch_size]
+                    lp = _log_probs(model, [sequences[k][a : a + max_length] for k in chunk])  # (b, L, V)
+                    for j, k in enumerate(chunk):
+                        target = torch.as_tensor(sequences[k][mine].astype(np.int64))
+                        out[k] += float(lp[j, mine - 1 - a].gather(-1, target[:, None]).sum())
+                    bar.update(len(chunk))
     return out
 
 
 def pseudo_log_likelihoods(model: PerformerLM, sequences: Sequence[np.ndarray], *, max_length: int,
-                           batch_size: int = 8) -> np.ndarray:
+                           batch_size: int = 8, progress: bool | None = False) -> np.ndarray:
     """Sum over residues of log p(residue | the rest, residue masked) of framed sequences."""
     out = np.zeros(len(sequences))
-    for k, tokens in enumerate(sequences):
+    for k, tokens in enumerate(progress_bar(sequences, desc="pseudo-log-likelihoods", unit="sequences",
+                                            enabled=progress)):
         targets = list(range(1, len(tokens) - 1))
         lp = masked_log_probs(model, tokens, targets, max_length=max_length, batch_size=batch_size)
         out[k] = sum(float(lp[i][tokens[i]]) for i in targets)
@@ -120,7 +133,7 @@ def _id(letter: str) -> int:
 
 def score_mutants(model: PerformerLM, sequence: str, mutants: Sequence[tuple[Substitution, ...] | None], *,
                   causal: bool, strategy: Strategy = "masked-marginals", max_length: int = 1024,
-                  batch_size: int = 8) -> np.ndarray:
+                  batch_size: int = 8, progress: bool | None = False) -> np.ndarray:
     """One score per mutant (NaN where the mutant is None), as in the module docstring."""
     if strategy not in STRATEGIES:
         raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
@@ -131,12 +144,12 @@ def score_mutants(model: PerformerLM, sequence: str, mutants: Sequence[tuple[Sub
     if causal or strategy == "pseudo-ppl":
         seqs = [wt] + [ALPHABET.frame(apply_mutant(sequence, mutants[k])) for k in valid]
         fn = causal_log_likelihoods if causal else pseudo_log_likelihoods
-        ll = fn(model, seqs, max_length=max_length, batch_size=batch_size)
+        ll = fn(model, seqs, max_length=max_length, batch_size=batch_size, progress=progress)
         scores[valid] = ll[1:] - ll[0]
         return scores
     if strategy == "masked-marginals":
         targets = sorted({s.index + 1 for k in valid for s in mutants[k]})
-        lp = masked_log_probs(model, wt, targets, max_length=max_length, batch_size=batch_size)
+        lp = masked_log_probs(model, wt, targets, max_length=max_length, batch_size=batch_size, progress=progress)
     else:
         table = unmasked_log_probs(model, wt, max_length=max_length)
         lp = {i: table[i] for i in range(len(wt))}
@@ -165,11 +178,12 @@ def unigram_scores(mutants: Sequence[tuple[Substitution, ...] | None], probs: np
 
 
 def substitution_matrix(model: PerformerLM, sequence: str, *, max_length: int = 1024,
-                        batch_size: int = 8) -> np.ndarray:
+                        batch_size: int = 8, progress: bool | None = False) -> np.ndarray:
     """(n, 20) masked marginals ``log p(aa) - log p(wt)`` at every position, all 19 substitutions
     (columns in ``STANDARD_AMINO_ACIDS`` order; 0 at the wild type): the standard DMS heatmap."""
     wt = ALPHABET.frame(sequence)
-    lp = masked_log_probs(model, wt, list(range(1, len(wt) - 1)), max_length=max_length, batch_size=batch_size)
+    lp = masked_log_probs(model, wt, list(range(1, len(wt) - 1)), max_length=max_length, batch_size=batch_size,
+                          progress=progress, desc="substitution matrix")
     aa = list(ALPHABET.standard_indices)
     return np.stack([(lp[i][aa] - lp[i][wt[i]]).numpy() for i in range(1, len(wt) - 1)])
 
