@@ -114,6 +114,12 @@ class Family:
 # --------------------------------------------------------------------------- reading
 
 
+def add_family_arguments(group, *, query_help: str) -> None:
+    """``--query`` and ``--family-format``, the same in every command that reads a homolog set."""
+    group.add_argument("--query", default=None, help=query_help)
+    group.add_argument("--family-format", default="auto", choices=("auto", *FAMILY_FORMATS))
+
+
 def fill_insertions(columns: np.ndarray) -> np.ndarray:
     """(n,) columns with -1 for residues outside every column -> the last column before each (0
     before the first)."""

@@ -412,6 +412,8 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from protein_performer.corpus.families import add_family_arguments
+
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
                         help="FASTA or UniProt .dat files (plain, .gz, .bz2 or .xz)")
     parser.add_argument("--out", type=Path, required=True, help="output directory of the prepared dataset")
@@ -432,9 +434,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     family.add_argument("--family", action="store_true",
                         help="the input is a query and its homologs (A3M, A2M, Stockholm, aligned or plain FASTA): "
                              "sequence weights, similarity splits, the query recorded")
-    family.add_argument("--query", default=None, help="id of the query record (default: the first record)")
-    family.add_argument("--family-format", default="auto",
-                        choices=("auto", "a3m", "a2m", "stockholm", "aligned-fasta", "fasta"))
+    add_family_arguments(family, query_help="id of the query record (default: the first record)")
     family.add_argument("--identity", type=float, default=0.8,
                         help="sequence weight = 1 / members within this identity (default 0.8)")
     family.add_argument("--split-identity", type=float, default=0.8,

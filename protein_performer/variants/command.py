@@ -70,6 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--checkpoint", nargs="+", type=Path, default=[],
                         help="ProteinLM checkpoints: one score column each (none: only the profile, with --homologs)")
+    from protein_performer.corpus.families import add_family_arguments
     from protein_performer.corpus.fasta import add_unknown_argument
 
     parser.add_argument("--fasta", required=True, type=Path, help="the wild-type sequence (first record)")
@@ -97,9 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     family.add_argument("--homologs", type=Path, default=None,
                         help="the wild type's homologs (A3M, A2M, Stockholm, aligned or plain FASTA): adds the "
                              "profile scorer, each model with homologs in its window, and the model-profile mix")
-    family.add_argument("--query", default=None, help="id of the family's query record (default: the first)")
-    family.add_argument("--family-format", default="auto",
-                        choices=("auto", "a3m", "a2m", "stockholm", "aligned-fasta", "fasta"))
+    add_family_arguments(family, query_help="id of the family's query record (default: the first)")
     family.add_argument("--contexts", type=int, default=4,
                         help="independent draws of homologs into the window; scores are averaged (default 4)")
     deprecated_alias(family, family.add_argument(
@@ -131,11 +130,7 @@ def _read_wild_type(path: Path, unknown: str = "error") -> str:
 
 
 def _column_name(path: Path, taken: set[str]) -> str:
-    name, k = path.stem, 2
-    while name in taken:
-        name, k = f"{path.stem}_{k}", k + 1
-    taken.add(name)
-    return name
+    return _unique(path.stem, taken)
 
 
 def _measured(table: VariantTable, column: str) -> np.ndarray:

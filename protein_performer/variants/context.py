@@ -32,6 +32,7 @@ from protein_performer.datasets import framed_positions, weighted_order
 from protein_performer.model import PerformerLM
 from protein_performer.progress import progress_bar
 from protein_performer.variants.mutants import Substitution, apply_mutant
+from protein_performer.variants.scoring import _id
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +202,3 @@ def causal_context_scores(model: PerformerLM, family: Family, sequence: str,
     out[valid] = (total[1:] - total[0]) / options.contexts
     return out
 
-
-def _id(letter: str) -> int:
-    return int(ALPHABET.encode(letter)[0])
