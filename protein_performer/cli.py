@@ -2,8 +2,9 @@
 
 ``fit``, ``validate`` and ``test`` are Lightning's own (``LightningCLI`` over
 :class:`~protein_performer.lit.ProteinLM` and
-:class:`~protein_performer.datamodule.ProteinDataModule`, configured by YAML files in
-``configs/``). Every other subcommand lives in the module that does the work, which
+:class:`~protein_performer.datamodule.ProteinDataModule`, configured by the YAML files
+shipped in the package, ``protein_performer/configs/``, which a checkout also reaches as ``configs/``).
+Every other subcommand lives in the module that does the work, which
 exposes ``add_arguments(parser)`` and ``run(args) -> int``; this file only dispatches,
 importing a command's module when that command runs so ``--help`` stays fast. Every command,
 Lightning's included, reports bad input and faults in one line on stderr and exits with 1;
@@ -20,13 +21,17 @@ import logging
 import signal
 import sys
 import threading
+from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
 from protein_performer.allocator import keep_freed_memory
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
-BASE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "base.yaml"
+CONFIG_DIR = Path(str(resources.files("protein_performer") / "configs"))
+"""The shipped YAML configs, package data of ``protein_performer`` (a folder in a checkout, an
+editable install and an installed wheel alike; a checkout's ``configs/`` is a link to it)."""
+BASE_CONFIG = CONFIG_DIR / "base.yaml"
 """What every ``fit``/``validate``/``test`` reads before its ``--config`` files: the shared recipe."""
 
 # name -> (module, one-line help)
@@ -89,11 +94,34 @@ def resolve_precision(precision: object, accelerator: object, *, training: bool,
     return "32-true", "training on a CPU without native bf16 (no avx512_bf16 or amx_bf16 flag)"
 
 
+def packaged_config(value: str) -> str:
+    """``--config demo`` names the shipped ``demo.yaml`` (in :data:`CONFIG_DIR`). A value with a
+    folder or a suffix, or naming an existing file, is a path and stays as it is."""
+    shipped = CONFIG_DIR / f"{value}.yaml"
+    if value and Path(value).name == value and not Path(value).suffix and not Path(value).exists() and shipped.is_file():
+        return str(shipped)
+    return value
+
+
+def resolve_config_names(argv: Sequence[str]) -> list[str]:
+    """``argv`` with every ``--config NAME`` / ``-c NAME`` / ``--config=NAME`` of a shipped config
+    replaced by its path (:func:`packaged_config`)."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        if i and argv[i - 1] in ("--config", "-c"):
+            out.append(packaged_config(arg))
+        elif arg.startswith("--config="):
+            out.append("--config=" + packaged_config(arg.split("=", 1)[1]))
+        else:
+            out.append(arg)
+    return out
+
+
 def _lightning_main(argv: Sequence[str]) -> int:
     from lightning_fabric.utilities.exceptions import MisconfigurationException
 
     try:
-        run_lightning_cli(list(argv))
+        run_lightning_cli(resolve_config_names(argv))
     except MisconfigurationException as err:  # a bad trainer setting, e.g. --trainer.max_steps -5
         raise ValueError(str(err)) from err
     return 0
@@ -195,7 +223,7 @@ def lightning_cli_class() -> type:
 
 
 def run_lightning_cli(args: list[str], run: bool = True):
-    """``protein-performer fit|validate|test --config configs/X.yaml [overrides]``: the
+    """``protein-performer fit|validate|test --config configs/X.yaml|X [overrides]``: the
     :class:`ProteinCLI` over :class:`~protein_performer.lit.ProteinLM` and
     :class:`~protein_performer.datamodule.ProteinDataModule`. With ``run=False`` (and no
     subcommand in ``args``) it only instantiates the model, data and trainer, and returns them.
@@ -204,8 +232,8 @@ def run_lightning_cli(args: list[str], run: bool = True):
     from protein_performer.lit import ProteinLM
 
     if not BASE_CONFIG.is_file():
-        raise FileNotFoundError(f"{BASE_CONFIG}: the base config is missing; fit/validate/test run from a "
-                                "checkout of protein_performer (pip install -e .)")
+        raise FileNotFoundError(f"{BASE_CONFIG}: the base config is missing from the installed package "
+                                "(package data protein_performer/configs/); reinstall protein-performer")
     base = {"default_config_files": [str(BASE_CONFIG)]}
     return lightning_cli_class()(
         ProteinLM,
@@ -223,8 +251,8 @@ def create_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="protein-performer",
         description="Protein language models with Performers (FAVOR+). "
-        "Training: `protein-performer fit --config configs/demo.yaml` "
-        "(also validate / test; see `protein-performer fit --help`).",
+        "Training: `protein-performer fit --config configs/demo.yaml` (or `--config demo`: "
+        f"the configs shipped in {CONFIG_DIR}; also validate / test; see `protein-performer fit --help`).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

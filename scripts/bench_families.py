@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from protein_performer.cli import CONFIG_DIR
 from protein_performer.cli import main as cli
 
 log = logging.getLogger("bench_families")
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", type=Path, default=TEM1["variants"])
     parser.add_argument("--offset-idx", type=int, default=TEM1["offset_idx"])
     parser.add_argument("--score-col", default=TEM1["score_col"])
-    parser.add_argument("--config", type=Path, default=REPO / "configs" / "family_mlm.yaml")
+    parser.add_argument("--config", type=Path, default=CONFIG_DIR / "family_mlm.yaml")
     parser.add_argument("--minutes", type=float, default=10.0, help="training minutes per model")
     parser.add_argument("--contexts", type=int, default=2)
     parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 8192, 16384])

@@ -64,6 +64,7 @@ from torch import Tensor, nn
 from protein_performer.allocator import keep_freed_memory
 from protein_performer.alphabet import ALPHABET
 from protein_performer.attention import FavorAttention
+from protein_performer.cli import BASE_CONFIG, CONFIG_DIR
 from protein_performer.datasets import IGNORE_INDEX
 from protein_performer.lit import lm_metrics
 from protein_performer.model import PerformerConfig, PerformerLM
@@ -217,7 +218,7 @@ def config_shape(name: str) -> tuple[PerformerConfig, int, int, float]:
     """The model, batch size, window length and MLM share that ``configs/NAME.yaml`` trains with,
     read as the CLI reads it: configs/base.yaml first, then the config."""
     model, data = {}, {}
-    for path in (REPO_ROOT / "configs" / "base.yaml", REPO_ROOT / "configs" / f"{name}.yaml"):
+    for path in (BASE_CONFIG, CONFIG_DIR / f"{name}.yaml"):
         config = yaml.safe_load(path.read_text())
         model.update((config.get("model") or {}).get("config") or {})
         data.update(config.get("data") or {})

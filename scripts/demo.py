@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from protein_performer.cli import CONFIG_DIR
 from protein_performer.cli import main as cli
 from protein_performer.corpus.fasta import read_records
 from protein_performer.corpus.shards import open_split
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # this demo's checkpoints only
     # A fixed number of steps, never a wall-clock cap: on a busy machine the demo is slower, not worse.
     steps = [] if args.steps is None else ["--trainer.max_steps", str(args.steps)]
-    _run("fit", "--config", str(REPO / "configs" / "demo.yaml"), "--data.data_dir", str(data_dir), *steps)
+    _run("fit", "--config", str(CONFIG_DIR / "demo.yaml"), "--data.data_dir", str(data_dir), *steps)
     best = sorted((run_dir / "checkpoints").glob("best-*.ckpt"))
     checkpoint = best[-1] if best else run_dir / "checkpoints" / "last.ckpt"
 

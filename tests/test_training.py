@@ -17,13 +17,13 @@ import yaml
 
 from protein_performer.callbacks import EpochReseed, FeatureRedraw, NonFiniteGuard, Throughput, redraw_generator
 from protein_performer.checkpoint import load_checkpoint
-from protein_performer.cli import BASE_CONFIG, cpu_has_bf16, resolve_precision, run_lightning_cli
+from protein_performer.cli import BASE_CONFIG, CONFIG_DIR, cpu_has_bf16, resolve_precision, run_lightning_cli
 from protein_performer.cli import main as cli_main
 from protein_performer.lit import ProteinLM, lr_factor, resolve_objective
 from protein_performer.model import PerformerConfig, PerformerLM
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = sorted(c for c in (REPO / "configs").glob("*.yaml") if c != BASE_CONFIG)
+CONFIGS = sorted(c for c in CONFIG_DIR.glob("*.yaml") if c != BASE_CONFIG)
 TINY = ["--model.config.dim", "16", "--model.config.depth", "1", "--model.config.heads", "2",
         "--model.config.nb_features", "8", "--data.max_length", "64", "--data.batch_size", "2",
         "--data.num_workers", "0"]
