@@ -134,3 +134,18 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def repo_relative(text: str, root: Path | None = None) -> str:
+    """``text`` (a recorded command, a log line) with the absolute paths of this machine's checkout
+    made relative to the repository ``root``: ``ROOT/docs/x`` -> ``docs/x``, ``ROOT`` -> ``.``, and a
+    path beside the checkout, ``ROOT/../shared/data/x`` -> ``../shared/data/x``, so that generated
+    documents say what to type in any clone and not where one machine kept its files. Other absolute
+    paths (``/tmp/...``) stay. ``root`` defaults to the checkout this package is imported from."""
+    root = Path(__file__).resolve().parents[1] if root is None else Path(root)
+    for base, inside, itself in ((root, "", "."), (root.parent, "../", "..")):
+        if base == base.parent:  # the file-system root: every path is under it
+            break
+        pattern = rf"(?<![\w.~/-]){re.escape(str(base))}(/|(?![\w.~/-]))"
+        text = re.sub(pattern, lambda m, inside=inside, itself=itself: inside if m.group(1) == "/" else itself, text)
+    return text

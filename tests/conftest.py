@@ -1,29 +1,50 @@
-"""Shared fixtures: the real E. coli proteome from ../shared/data (never copied into the repo)."""
+"""Shared fixtures: the real data from ../shared/data (never copied into the repo; locations,
+environment variables and the skip rule in tests/shared_data.py) and a tiny trained checkpoint."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from shared_data import MARK, require
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-ECOLI_NAME = "UP000000625_83333.fasta.gz"
+DATA_FIXTURES = {"ecoli_fasta": "ecoli", "families_dir": "families", "variants_dir": "variants"}
+"""Fixture -> the data location it reads: a test that uses one, directly or through other fixtures,
+is marked ``shared_data`` with that location."""
 
 
-def ecoli_path() -> Path:
-    """The shared E. coli K-12 proteome: $PROTEIN_PERFORMER_ECOLI, else ../shared/data/."""
-    env = os.environ.get("PROTEIN_PERFORMER_ECOLI")
-    return Path(env) if env else REPO_ROOT.parent / "shared" / "data" / ECOLI_NAME
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        needs = sorted({DATA_FIXTURES[f] for f in getattr(item, "fixturenames", ()) if f in DATA_FIXTURES})
+        if needs:
+            item.add_marker(getattr(pytest.mark, MARK)(*needs))
+
+
+def pytest_runtest_setup(item) -> None:
+    """Skip a ``shared_data`` test whose data is absent before any of its fixtures is built."""
+    for mark in item.iter_markers(MARK):
+        for name in mark.args:
+            require(name)
 
 
 @pytest.fixture(scope="session")
 def ecoli_fasta() -> Path:
-    path = ecoli_path()
-    if not path.is_file():
-        pytest.fail(f"{path} not found: tests read the shared E. coli proteome from ../shared/data "
-                    "(or set PROTEIN_PERFORMER_ECOLI to its path)")
-    return path
+    """The E. coli K-12 proteome (``$PROTEIN_PERFORMER_ECOLI``, else ../shared/data/)."""
+    return require("ecoli")
+
+
+@pytest.fixture(scope="session")
+def families_dir() -> Path:
+    """The folder of the TEM-1 family alignment (``$PROTEIN_PERFORMER_FAMILIES``, else ../shared/data/families)."""
+    return require("families")
+
+
+@pytest.fixture(scope="session")
+def variants_dir() -> Path:
+    """The folder of the TEM-1 scan (``$PROTEIN_PERFORMER_VARIANTS``, else ../shared/data/variants)."""
+    return require("variants")
 
 
 @pytest.fixture(scope="session")

@@ -294,17 +294,28 @@ def test_score_similarity_and_attention_take_a_converted_model(exact_ckpt, prote
     np.testing.assert_allclose(weights.sum(1), 1.0, atol=1e-4)
 
 
+@pytest.fixture(scope="module")
+def small_prepared(tmp_path_factory):
+    """120 random proteins prepared into three splits: enough windows for a few steps, no shared data."""
+    from protein_performer.corpus.prepare import prepare
+
+    root = tmp_path_factory.mktemp("small")
+    fasta = write_fasta(root / "small.fasta", [(f"p{i}", s) for i, s in enumerate(random_sequences(120, 40, 200, 3))])
+    prepare([fasta], root / "prepared", valid_fraction=0.2, test_fraction=0.2)
+    return root / "prepared"
+
+
 @pytest.mark.parametrize("objective", ["mlm", "clm"])
-def test_fit_init_from_a_converted_model(hf_dir, prepared_ecoli, tmp_path, objective, monkeypatch):
-    from pathlib import Path
+def test_fit_init_from_a_converted_model(hf_dir, small_prepared, tmp_path, objective, monkeypatch):
+    from protein_performer.cli import CONFIG_DIR
 
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "favor.ckpt"
     assert cli_main(["convert", "--esm", str(hf_dir), "--out", str(out), "--nb-features", "16"]) == 0
-    demo = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+    demo = CONFIG_DIR / "demo.yaml"
     extra = ["--model.objective", "clm", "--model.config.causal", "true"] if objective == "clm" else []
     args = ["fit", "--config", str(demo), "--config", str(out.with_suffix(".yaml")), *extra,
-            "--data.data_dir", str(prepared_ecoli), "--data.max_length", "64", "--data.batch_size", "2",
+            "--data.data_dir", str(small_prepared), "--data.max_length", "64", "--data.batch_size", "2",
             "--data.num_workers", "0", "--trainer.max_steps", "3", "--trainer.limit_val_batches", "1",
             "--trainer.val_check_interval", "null", "--trainer.max_time", "null", "--data.limit_windows", "6",
             "--trainer.logger", "false",

@@ -21,11 +21,12 @@ from protein_performer.corpus.families import (
     similarity_splits,
 )
 from protein_performer.model import PerformerConfig, PerformerLM
+from shared_data import data_path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-TEM1_A3M = SHARED / "families" / "BLAT_ECOLX_ColabFold_2202.a3m"
-TEM1_CSV = SHARED / "variants" / "BLAT_ECOLX_Ranganathan2015.csv"
-TEM1_FASTA = SHARED / "variants" / "BLAT_ECOLX_Ranganathan2015.fasta"
+# The shared TEM-1 data; the tests that read it take the families_dir / variants_dir fixtures (conftest).
+TEM1_A3M = data_path("families") / "BLAT_ECOLX_ColabFold_2202.a3m"
+TEM1_CSV = data_path("variants") / "BLAT_ECOLX_Ranganathan2015.csv"
+TEM1_FASTA = data_path("variants") / "BLAT_ECOLX_Ranganathan2015.fasta"
 
 # One small family written in every format: the query, two homologs with an insertion and a gap.
 A3M = """>q query
@@ -287,9 +288,8 @@ def test_profile_weight_is_chosen_on_held_out_homologs(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tem1_family():
-    if not TEM1_A3M.is_file():
-        pytest.skip(f"{TEM1_A3M} not found (the shared TEM-1 family)")
+def tem1_family(families_dir, variants_dir):
+    """The TEM-1 family; the tests that use it also read the scan."""
     return read_family(TEM1_A3M)
 
 

@@ -24,16 +24,15 @@ from protein_performer.variants import (
     score_mutants,
     spearman,
 )
+from shared_data import data_path
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "variants"
+DATA = data_path("variants")  # the tests that read it take the variants_dir fixture (conftest: skipped without it)
 TEM1_CSV, TEM1_FASTA, TEM1_OFFSET = DATA / "BLAT_ECOLX_Ranganathan2015.csv", DATA / "BLAT_ECOLX_Ranganathan2015.fasta", 24
 SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQFEVVHSLAKWKRQTLGQHDFSAGEGLYTHMKALRPDEDRLSPLHSVYVDQWDWERVMGDGERQFSTLKSTVEAIWAGIKATEAAVSEEFGLAPFLPDQIHFVHSQELLSRYPDLDAKGRERAIAKDLGAVFLVGIGGKLSDGHRHDVRAPDYDDWUAFEHL".replace("U", "S")
 
 
 @pytest.fixture(scope="module")
-def tem1() -> tuple[str, Path]:
-    if not TEM1_CSV.is_file():
-        pytest.fail(f"{TEM1_CSV} not found: the tests read the TEM-1 scan from ../shared/data/variants")
+def tem1(variants_dir) -> tuple[str, Path]:
     from protein_performer.variants import _read_wild_type
 
     return _read_wild_type(TEM1_FASTA), TEM1_CSV

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 
+from protein_performer.outputs import repo_relative
 from protein_performer.report import rules
 from protein_performer.report.rules import (ATTENTIONS, LABELS, MIB, NAMES, OBJECTIVES, TOLERANCES, Tolerances,
                                             long_comparison, long_lengths, perplexity)
@@ -35,6 +36,7 @@ def portable(text: str) -> str:
     """Commands as they would be typed in the repository: no absolute or temporary paths."""
     text = re.sub(r"/tmp/\S+/attention\.md", "TMP/attention.md", text)
     text = re.sub(r"(?<![\w.])/\S*/python[0-9.]*(?=\s)", "python", text)  # an interpreter's full path
+    text = repo_relative(text)  # this checkout and the data beside it (../shared/data)
     return re.sub(r"(?<![\w.])/\S*?/((?:docs|scripts|runs)/)", r"\1", text)  # a checkout's absolute path
 
 
