@@ -26,7 +26,7 @@ TINY_FIT = ["--model.config.dim", "16", "--model.config.depth", "1", "--model.co
 
 
 def test_configs_live_in_the_package_and_the_checkout_links_to_them():
-    assert CONFIG_DIR == REPO / "protein_performer" / "configs" and BASE_CONFIG.is_file()
+    assert CONFIG_DIR.resolve() == REPO / "protein_performer" / "configs" and BASE_CONFIG.is_file()
     shipped = sorted(p.name for p in CONFIG_DIR.glob("*.yaml"))
     assert "demo.yaml" in shipped and "base.yaml" in shipped
     link = REPO / "configs"  # what the README, the docs and users type: --config configs/demo.yaml
@@ -65,7 +65,8 @@ def _fresh_venv(path: Path) -> Path:
     python = path / "bin" / "python"
     purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              capture_output=True, text=True, check=True).stdout.strip()
-    Path(purelib, "reuse_parent_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    parent = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
+    Path(purelib, "reuse_parent_packages.pth").write_text("".join(f"{p}\n" for p in parent))
     return python
 
 
@@ -86,7 +87,7 @@ def test_wheel_ships_the_configs_and_fit_runs_from_it_outside_the_checkout(tmp_p
     work = tmp_path / "elsewhere"  # not the checkout: nothing relative to the repository can be found
     work.mkdir()
     where = subprocess.run([str(python), "-c", "import protein_performer.cli as c; print(c.__file__); print(c.BASE_CONFIG)"],
-                           cwd=work, env=env, capture_output=True, text=True, check=True).stdout.split()
+                           cwd=work, env=env, capture_output=True, text=True, check=True).stdout.splitlines()
     assert all(Path(p).is_relative_to(tmp_path / "venv") for p in where) and Path(where[1]).is_file(), where
 
     cli = str(python.parent / "protein-performer")

@@ -379,7 +379,7 @@ def save(converted: Converted, out: str | Path, fit_yaml: str | Path | None = No
     temporary file behind."""
     out = Path(out)
     fit_yaml = out.with_suffix(".yaml") if fit_yaml is None else Path(fit_yaml)
-    text = (f"# `protein-performer fit --config configs/demo.yaml --config {fit_yaml.name}` fine-tunes {out.name}\n"
+    text = (f"# `protein-performer fit --config demo --config {fit_yaml.name}` fine-tunes {out.name}\n"
             f"# (converted from {converted.meta['source']}); for CLM add "
             "--model.config.causal true (the objective follows)\n")
     text += yaml.safe_dump({"model": {"init_from": str(out), "config": converted.config.to_dict()}}, sort_keys=False)
