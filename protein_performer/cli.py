@@ -98,7 +98,8 @@ def packaged_config(value: str) -> str:
     """``--config demo`` names the shipped ``demo.yaml`` (in :data:`CONFIG_DIR`). A value with a
     folder or a suffix, or naming an existing file, is a path and stays as it is."""
     shipped = CONFIG_DIR / f"{value}.yaml"
-    if value and Path(value).name == value and not Path(value).suffix and not Path(value).exists() and shipped.is_file():
+    bare = bool(value) and Path(value).name == value and not Path(value).suffix
+    if bare and not Path(value).exists() and shipped.is_file():
         return str(shipped)
     return value
 

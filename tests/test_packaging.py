@@ -86,12 +86,14 @@ def test_wheel_ships_the_configs_and_fit_runs_from_it_outside_the_checkout(tmp_p
                     "--quiet", str(wheel)], env=env, check=True, timeout=300)
     work = tmp_path / "elsewhere"  # not the checkout: nothing relative to the repository can be found
     work.mkdir()
-    where = subprocess.run([str(python), "-c", "import protein_performer.cli as c; print(c.__file__); print(c.BASE_CONFIG)"],
-                           cwd=work, env=env, capture_output=True, text=True, check=True).stdout.splitlines()
+    show = "import protein_performer.cli as c; print(c.__file__); print(c.BASE_CONFIG)"
+    where = subprocess.run([str(python), "-c", show], cwd=work, env=env, capture_output=True, text=True,
+                           check=True).stdout.splitlines()
     assert all(Path(p).is_relative_to(tmp_path / "venv") for p in where) and Path(where[1]).is_file(), where
 
     cli = str(python.parent / "protein-performer")
-    fasta = write_fasta(work / "small.fasta", [(f"p{i}", s) for i, s in enumerate(random_sequences(40, 20, 60, seed=1))])
+    proteins = [(f"p{i}", s) for i, s in enumerate(random_sequences(40, 20, 60, seed=1))]
+    fasta = write_fasta(work / "small.fasta", proteins)
     subprocess.run([cli, "prepare", str(fasta), "--out", "ds", "--valid-fraction", "0.3", "--test-fraction", "0.3"],
                    cwd=work, env=env, check=True, timeout=300, capture_output=True)
     proc = subprocess.run([cli, "fit", "--config", "demo", *TINY_FIT, "--data.data_dir", "ds",

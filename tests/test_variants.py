@@ -26,7 +26,7 @@ from protein_performer.variants import (
 )
 from shared_data import data_path
 
-DATA = data_path("variants")  # the tests that read it take the variants_dir fixture (conftest: skipped without it)
+DATA = data_path("variants")  # the tests that read it take the variants_dir fixture (conftest)
 TEM1_CSV, TEM1_FASTA, TEM1_OFFSET = DATA / "BLAT_ECOLX_Ranganathan2015.csv", DATA / "BLAT_ECOLX_Ranganathan2015.fasta", 24
 SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQFEVVHSLAKWKRQTLGQHDFSAGEGLYTHMKALRPDEDRLSPLHSVYVDQWDWERVMGDGERQFSTLKSTVEAIWAGIKATEAAVSEEFGLAPFLPDQIHFVHSQELLSRYPDLDAKGRERAIAKDLGAVFLVGIGGKLSDGHRHDVRAPDYDDWUAFEHL".replace("U", "S")
 
