@@ -173,6 +173,8 @@ def _outputs(args: argparse.Namespace) -> dict[str, Path]:
         if key in seen or any(key == Path(p).resolve() for p in inputs):
             raise ValueError(f"{flag} {path} is also {seen.get(key, 'an input')}; choose another name")
         seen[key] = flag
+    for path in outputs.values():  # every output may go into a folder that does not exist yet
+        path.parent.mkdir(parents=True, exist_ok=True)
     return outputs
 
 
