@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from protein_performer.alphabet import ALPHABET, STANDARD_AMINO_ACIDS
+from protein_performer.analysis.blosum import blosum62
 from protein_performer.model import PerformerLM
 from protein_performer.progress import progress_bar
 from protein_performer.variants.mutants import Substitution, apply_mutant
@@ -160,8 +161,6 @@ def score_mutants(model: PerformerLM, sequence: str, mutants: Sequence[tuple[Sub
 
 def blosum62_scores(mutants: Sequence[tuple[Substitution, ...] | None]) -> np.ndarray:
     """BLOSUM62[wt, mut] summed over each mutant's substitutions (NaN for None)."""
-    from protein_performer.analysis.similarity import blosum62
-
     matrix, order = blosum62(), {a: i for i, a in enumerate(STANDARD_AMINO_ACIDS)}
     return np.array([np.nan if m is None else float(sum(matrix[order[s.wt], order[s.mt]] for s in m))
                      for m in mutants])
