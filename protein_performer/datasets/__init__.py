@@ -10,7 +10,7 @@ Three ways to serve a split (:class:`~protein_performer.corpus.shards.Shard`):
   by :meth:`~protein_performer.alphabet.Alphabet.frame`, long proteins cropped; batch it with
   :class:`TokenBudgetBatchSampler` (:mod:`.samplers`; ESM-style: sort by length, fill a token
   budget, the one batcher :func:`token_budget_batches` that ``embed`` uses too).
-* :class:`FamilyWindowDataset` (:mod:`.families`) — one protein family (``prepare --family``):
+* :class:`FamilyWindowDataset` (:mod:`.family_windows`) — one protein family (``prepare --family``):
   members drawn by sequence weight, each framed ``<cls> seq <eos>``, joined into windows of
   ``max_length``.
 
@@ -33,7 +33,7 @@ objectives.
 """
 
 from protein_performer.datasets.collate import CLMCollator, MLMCollator, collate_proteins, scoring_collator
-from protein_performer.datasets.families import (
+from protein_performer.datasets.family_windows import (
     FamilyWindowDataset,
     family_window,
     framed_positions,
