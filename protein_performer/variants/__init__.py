@@ -12,6 +12,7 @@ Spearman with bootstrap intervals lives in :mod:`protein_performer.stats` (share
 BLOSUM62 in :mod:`protein_performer.analysis.blosum`, windows in :mod:`protein_performer.windows`.
 """
 
+from protein_performer.stats import Correlation, spearman
 from protein_performer.variants.command import _read_wild_type, add_arguments, run
 from protein_performer.variants.mutants import (
     InvalidVariant,
@@ -35,7 +36,6 @@ from protein_performer.variants.scoring import (
     unigram_scores,
     unmasked_log_probs,
 )
-from protein_performer.stats import Correlation, spearman
 
 __all__ = [
     "InvalidVariant", "Substitution", "VariantTable", "apply_mutant", "parse_mutant", "read_variants",
