@@ -1,5 +1,5 @@
 """Helpers shared by the benchmark scripts: machine description, process memory (Linux ``/proc``),
-marked markdown blocks, and timing and peak memory on CPU or CUDA."""
+marked markdown blocks, timing and peak memory on CPU or CUDA, and the best-of-repeats time of a cell."""
 
 from __future__ import annotations
 
@@ -83,6 +83,18 @@ def write_marked_block(path: Path, block: str, name: str, title: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     log.info("wrote %s", path)
+
+
+class BestOfRepeats:
+    """Mixed into a benchmark's ``Cell`` dataclass: ``seconds`` holds one wall time per repeat, and the
+    cell's :attr:`time` is the fastest of them (the least disturbed by the rest of the machine)."""
+
+    seconds: list[float]
+
+    @property
+    def time(self) -> float | None:
+        """The fastest repeat in seconds; None when the cell was not run."""
+        return min(self.seconds) if self.seconds else None
 
 
 # ----------------------------------------------------------------------------- devices

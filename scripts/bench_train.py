@@ -75,7 +75,7 @@ GIB = 2**30
 WARMUP_LENGTH = 1024
 
 from bench_common import (  # noqa: E402  (scripts/)
-    PeakMemory, autocast, machine_description, peak_rss_bytes, time_call, write_marked_block)
+    BestOfRepeats, PeakMemory, autocast, machine_description, peak_rss_bytes, time_call, write_marked_block)
 
 log = logging.getLogger("bench_train")
 
@@ -299,7 +299,7 @@ def run_worker(args: argparse.Namespace) -> None:
 
 
 @dataclass
-class Cell:
+class Cell(BestOfRepeats):
     """One (model, L) measurement, or why it was not run."""
 
     case: str
@@ -310,10 +310,6 @@ class Cell:
     process_peak_bytes: int | None = None
     skipped: str = ""
     note: str = ""
-
-    @property
-    def time(self) -> float | None:
-        return min(self.seconds) if self.seconds else None
 
     @property
     def tokens_per_s(self) -> float | None:
