@@ -6,6 +6,7 @@ plugs in through the registry alone."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import get_args
 
 import pytest
@@ -94,7 +95,7 @@ def test_recurrent_steps_restart_at_each_protein(name):
     got = _run_steps(kernel, q, k, v, features, starts)
     for b in range(B):
         bounds = [0, *sorted(starts[b]), L]
-        for a, e in zip(bounds[:-1], bounds[1:]):
+        for a, e in pairwise(bounds):
             alone = kernel.attend(*(x[b : b + 1, :, a:e] for x in (q, k, v)), features=features)
             torch.testing.assert_close(got[b : b + 1, :, a:e], alone, rtol=1e-10, atol=1e-12)
 
@@ -147,7 +148,7 @@ def test_the_config_literals_name_exactly_the_registered_kernels():
     assert set(get_args(FeatureMap)) == {f for _, f in KERNELS}
 
 
-TINY = dict(dim=16, depth=1, heads=2, nb_features=8, dropout=0.0)
+TINY = {"dim": 16, "depth": 1, "heads": 2, "nb_features": 8, "dropout": 0.0}
 
 
 @pytest.mark.parametrize("key", list(KERNELS))
@@ -166,16 +167,16 @@ def test_every_registered_combination_is_a_valid_config_and_keeps_its_checkpoint
 
 
 @pytest.mark.parametrize("bad, match", [
-    (dict(attention="linear"), "attention must be one of"),
-    (dict(feature_map="favor#"), "feature_map must be one of"),
-    (dict(attention="relu", feature_map="favor++"), "feature_map 'favor\\+\\+' needs attention 'softmax'"),
-    (dict(attention="exact", feature_map="favor++"), "needs attention 'softmax', not 'exact'"),
-    (dict(local_heads=3), "local_heads"),
-    (dict(local_heads=-1), "local_heads"),
-    (dict(local_window=0), "local_window"),
-    (dict(conv_width=1), "conv_width"),
-    (dict(chunk_size=0), "chunk_size"),
-    (dict(dim=18, heads=4), "divisible"),
+    ({"attention": "linear"}, "attention must be one of"),
+    ({"feature_map": "favor#"}, "feature_map must be one of"),
+    ({"attention": "relu", "feature_map": "favor++"}, "feature_map 'favor\\+\\+' needs attention 'softmax'"),
+    ({"attention": "exact", "feature_map": "favor++"}, "needs attention 'softmax', not 'exact'"),
+    ({"local_heads": 3}, "local_heads"),
+    ({"local_heads": -1}, "local_heads"),
+    ({"local_window": 0}, "local_window"),
+    ({"conv_width": 1}, "conv_width"),
+    ({"chunk_size": 0}, "chunk_size"),
+    ({"dim": 18, "heads": 4}, "divisible"),
 ])
 def test_config_rejects_bad_combinations(bad, match):
     with pytest.raises(ValueError, match=match):

@@ -19,16 +19,16 @@ one kind loads into another) and FAVOR++'s running statistic. A kernel's ``step`
 position, equals its causal ``attend`` (tests/test_kernels.py checks every registered kernel in
 float64). The mathematics lives elsewhere; a kernel only calls it:
 
-===================  =================================================  =======================
-:data:`KERNELS` key  kernel                                             mathematics
-===================  =================================================  =======================
-exact, favor+        :class:`ExactSoftmax` (SDPA; a growing KV cache)   exact.py
-softmax, favor+      :class:`FavorSoftmax` (positive random features)   linear.py, features.py
+===================  ==================================================  =====================
+:data:`KERNELS` key  kernel                                              mathematics
+===================  ==================================================  =====================
+exact, favor+        :class:`ExactSoftmax` (SDPA; a growing KV cache)    exact.py
+softmax, favor+      :class:`FavorSoftmax` (positive random features)    linear.py, features.py
 softmax, favor++     :class:`FavorPlusPlus` (optimal positive features)  linear.py, features.py
-relu, favor+         :class:`FavorRelu` (generalised ReLU kernel)       linear.py, features.py
-``local_heads`` > 0  :class:`LocalSoftmax` (exact in a window) on the    local.py
+relu, favor+         :class:`FavorRelu` (generalised ReLU kernel)        linear.py, features.py
+``local_heads`` > 0  :class:`LocalSoftmax` (exact in a window) on the     local.py
                      first heads, in a :class:`Hybrid` with the above
-===================  =================================================  =======================
+===================  ==================================================  =====================
 
 Two options are the layer's, not kernels, because they act around any kernel rather than mix
 positions themselves: the q/k/v convolution (``conv_width``) filters the projections before the
@@ -36,20 +36,22 @@ kernel sees them (its weight is the layer's parameter), and per-protein segments
 (``segment_attention``) run ``attend`` on each protein's slice and, when stepping, pass
 ``segment_start`` and reset finished rows (:meth:`State.reset_rows`). Every kernel supports both.
 
-Adding a kernel touches this file and its tests. A learned feature map, for instance::
+Adding a kernel touches this file and its tests. A learned feature map, phi(x) = elu(W x) + 1
+with W trained (its state: :class:`~.recurrent.FavorState` without ``log_ref``), for instance::
 
     class LearnedFeatures(AttentionKernel):
         def __init__(self, heads: int, options: KernelOptions) -> None:
             super().__init__(heads, options)
-            self.phi = nn.Linear(64, 64)  # its parameters: checkpoint keys attn.kernel.phi.*
+            self.map = nn.Linear(64, 64)  # trained with the model; checkpoint keys under attn.kernel
         def attend(self, q, k, v, key_padding_mask=None, *, features): ...  # linear attention of phi
         def weights(self, q, k, key_padding_mask=None, *, features, rows=None): ...
-        def init_state(self, batch_size, head_dim, *, features, device, dtype): ...  # -> a State
+        def init_state(self, batch_size, head_dim, *, features, device, dtype): ...
         def step(self, state, q, k, v, *, features, step, segment_start=None): ...
 
     KERNELS["learned", "favor+"] = LearnedFeatures
 
-and ``"learned"`` joins :data:`AttentionKind`; :class:`PerformerConfig` accepts it from then on.
+and ``"learned"`` joins :data:`AttentionKind`; :class:`PerformerConfig` accepts it from then on
+(tests/test_kernels.py registers a kernel of its own the same way and steps a model with it).
 
 Shapes: q, k, v are (B, H, L, D) with H the heads this kernel serves; in ``step`` L = 1.
 """
@@ -57,8 +59,9 @@ Shapes: q, k, v are (B, H, L, D) with H the heads this kernel serves; in ``step`
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Literal, NamedTuple
+from typing import ClassVar, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -74,7 +77,13 @@ from protein_performer.attention.linear import (
     favor_step,
 )
 from protein_performer.attention.local import local_attention, local_attention_weights
-from protein_performer.attention.recurrent import CacheState, FavorState, HybridState, State, WindowState
+from protein_performer.attention.recurrent import (
+    CacheState,
+    FavorState,
+    HybridState,
+    State,
+    WindowState,
+)
 
 AttentionKind = Literal["softmax", "relu", "exact"]
 """``PerformerConfig.attention``: the first half of a :data:`KERNELS` key."""

@@ -33,7 +33,6 @@ from protein_performer.attention.linear import DEFAULT_CHUNK_SIZE
 from protein_performer.attention.recurrent import LayerState
 from protein_performer.attention.rotary import apply_rotary
 
-
 Segments = list[list[tuple[int, int]]]
 """Per batch row, ``[start, end)`` ranges covering the row in order (one per protein)."""
 

@@ -146,7 +146,7 @@ class DecodeState:
         """Bytes held by the attention states of all layers."""
         return sum(layer.nbytes() for layer in self.layers)
 
-    def repeat(self, n: int) -> "DecodeState":
+    def repeat(self, n: int) -> DecodeState:
         """A new state of ``n`` rows, each a copy of this one-row state: a shared prefix (say a
         protein's homologs) stepped once, then continued by ``n`` different suffixes."""
         if self.positions.shape[0] != 1:
