@@ -100,6 +100,26 @@ def test_recurrent_steps_restart_at_each_protein(name):
             torch.testing.assert_close(got[b : b + 1, :, a:e], alone, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_a_repeated_state_continues_as_the_original_and_shares_no_memory(name):
+    kernel = _make(name, causal=True)
+    q, k, v = (x[:1] for x in _qkv(300, seed=4))  # one row
+    features = _features(kernel)
+    state = kernel.init_state(1, D, features=features, device=q.device, dtype=q.dtype)
+
+    def run(st, rows: int, start: int, end: int) -> torch.Tensor:
+        return torch.cat([kernel.step(st, *(x[:, :, t : t + 1].expand(rows, -1, -1, -1) for x in (q, k, v)),
+                                      features=features, step=t) for t in range(start, end)], dim=2)
+
+    run(state, 1, 0, 250)  # a shared prefix (homologs)
+    copy = state.repeat(2)
+    assert copy.nbytes() >= 2 * state.nbytes() - 8 * (WINDOW + 1)  # every per-row tensor doubled
+    twice = run(copy, 2, 250, 300)  # stepped first: writing into shared memory would spoil the original
+    once = run(state, 1, 250, 300)
+    assert torch.equal(twice[0], twice[1])
+    torch.testing.assert_close(twice[0], once[0], rtol=1e-12, atol=1e-14)  # batch size changes rounding only
+
+
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("name", NAMES)
 def test_weights_reproduce_attend(name, causal):
