@@ -3,8 +3,8 @@
 Every run trains the demo recipe as it was before this study (configs/demo.yaml without its local
 heads: Performer-Softmax, a cosine over the run, 30% masking, same data and seed) with one change
 (:data:`~protein_performer.experiments.registry.VARIANTS`), through the CLI's own path
-(:func:`~protein_performer.experiments.runs.train_run`), records held-out (validation) perplexity against *training* seconds
-(validation time excluded), then scores the test split with 5 masks against the unigram and the
+(:func:`~protein_performer.experiments.runs.train_run`), records held-out (validation) perplexity against
+*training* seconds (validation time excluded), then scores the test split with 5 masks against the unigram and the
 neighbour-context n-gram, with paired 95% bootstrap intervals over windows (as ``score`` does).
 
     # equal steps (the default: 1,600, the demo's):
