@@ -12,7 +12,14 @@ from pytorch_lightning.callbacks import Timer
 
 from protein_performer import callbacks
 from protein_performer.callbacks import Deadline, EpochReseed, NonFiniteGuard, WallClock
-from protein_performer.experiments.registry import VARIANTS, Variant, config_path, nest, paper_model, recipe
+from protein_performer.experiments.registry import (
+    VARIANTS,
+    Variant,
+    config_path,
+    nest,
+    paper_model,
+    recipe,
+)
 from protein_performer.experiments.results import Results
 from protein_performer.experiments.runs import prepare_run
 

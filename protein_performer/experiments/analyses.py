@@ -87,7 +87,11 @@ def _record_similarity(res: Results, figures: Path, label: str, stem_label: str,
     import matplotlib.pyplot as plt
 
     from protein_performer.analysis.plots import save_figure, similarity_heatmaps
-    from protein_performer.analysis.similarity import AMINO_ACIDS, blosum62, cluster_order
+    from protein_performer.analysis.similarity import (
+        AMINO_ACIDS,
+        blosum62,
+        cluster_order,
+    )
 
     for which, matrix, comparison in (("attention", result.attention, result.attention_vs_blosum),
                                       ("pairs", result.pairs, result.pairs_vs_blosum),

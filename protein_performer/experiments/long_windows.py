@@ -17,9 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from protein_performer.experiments.registry import CHECKOUT, Variant, paper_model
-from protein_performer.experiments.results import LongRow, Plan, Probe, Results
-from protein_performer.experiments.runs import Run, score_checkpoint, train_run, val_curve
 from protein_performer.experiments.report.rules import learned
+from protein_performer.experiments.results import LongRow, Plan, Probe, Results
+from protein_performer.experiments.runs import (
+    Run,
+    score_checkpoint,
+    train_run,
+    val_curve,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +45,11 @@ def run_probe(spec: str) -> None:
     """Worker of :func:`probe`: two AdamW steps on one random window; prints JSON."""
     import torch
 
-    from protein_performer.experiments.machine import peak_rss_bytes, reset_peak_rss, rss_bytes
+    from protein_performer.experiments.machine import (
+        peak_rss_bytes,
+        reset_peak_rss,
+        rss_bytes,
+    )
     from protein_performer.model import PerformerConfig, PerformerLM
 
     torch.set_num_threads(2)

@@ -24,7 +24,6 @@ import yaml
 
 from protein_performer.cli import BASE_CONFIG
 
-
 CHECKOUT = Path(__file__).resolve().parents[2]
 """The checkout the package runs from: its scripts/ run the benchmarks, its docs/ and runs/ take outputs."""
 

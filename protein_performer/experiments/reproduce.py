@@ -43,12 +43,27 @@ import numpy as np
 
 from protein_performer.experiments.analyses import benchmarks, similarity
 from protein_performer.experiments.long_windows import long_windows
-from protein_performer.experiments.registry import CHECKOUT, Variant, paper_model, recipe
+from protein_performer.experiments.registry import (
+    CHECKOUT,
+    Variant,
+    paper_model,
+    recipe,
+)
 from protein_performer.experiments.report import write_report
-from protein_performer.experiments.report.rules import ATTENTIONS, OBJECTIVES, TRANSFER_TARGETS
+from protein_performer.experiments.report.rules import (
+    ATTENTIONS,
+    OBJECTIVES,
+    TRANSFER_TARGETS,
+)
 from protein_performer.experiments.results import Environment, Plan, Results
-from protein_performer.experiments.runs import (Run, score, score_checkpoint, train_run, val_curve,
-                                                validate_run)
+from protein_performer.experiments.runs import (
+    Run,
+    score,
+    score_checkpoint,
+    train_run,
+    val_curve,
+    validate_run,
+)
 
 log = logging.getLogger(__name__)
 ECOLI = CHECKOUT.parent / "shared" / "data" / "UP000000625_83333.fasta.gz"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,7 +121,9 @@ def prepare_run(name: str, variant: Variant, run_dir: Path, *, seed: int = 0, ma
     written.write_text(yaml.safe_dump(nest(overrides), sort_keys=False))
     config = config_path(variant.config)
     log.debug("%s: protein-performer fit --config %s --config %s", name, config, written)
-    cli = run_lightning_cli(["--config", str(config), "--config", str(written)], run=False)
+    with warnings.catch_warnings():  # this process's own command line is the experiment's, not the CLI's
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended", category=UserWarning)
+        cli = run_lightning_cli(["--config", str(config), "--config", str(written)], run=False)
     clock = next(cb for cb in cli.trainer.callbacks if isinstance(cb, WallClock))
     deadline = next((cb for cb in cli.trainer.callbacks if isinstance(cb, Deadline)), None)
     return PreparedRun(name, run_dir, cli.model, cli.datamodule, cli.trainer, clock, deadline)

@@ -39,8 +39,13 @@ import torch
 
 from protein_performer.experiments.registry import CHECKOUT, VARIANTS, Variant
 from protein_performer.experiments.runs import Run, fit, prepare_run, train_run
-from protein_performer.experiments.study_report import (approximation_study, load_weights, locality_study,
-                                                       similarity_study, write_report)
+from protein_performer.experiments.study_report import (
+    approximation_study,
+    load_weights,
+    locality_study,
+    similarity_study,
+    write_report,
+)
 
 log = logging.getLogger(__name__)
 DEFAULT_DATA = CHECKOUT / "data" / "prepared" / "UP000000625_83333"

@@ -12,10 +12,25 @@ from pathlib import Path
 
 from protein_performer.experiments.report import rules
 from protein_performer.experiments.report.figures import draw_figures
-from protein_performer.experiments.report.markdown import (fit_sentence, long_section, md_table, portable,
-                                                            similarity_section, table2_section, transfer_section)
-from protein_performer.experiments.report.rules import (LABELS, NAMES, OBJECTIVES, TOLERANCES, Tolerances,
-                                                         long_comparison, long_lengths, perplexity)
+from protein_performer.experiments.report.markdown import (
+    fit_sentence,
+    long_section,
+    md_table,
+    portable,
+    similarity_section,
+    table2_section,
+    transfer_section,
+)
+from protein_performer.experiments.report.rules import (
+    LABELS,
+    NAMES,
+    OBJECTIVES,
+    TOLERANCES,
+    Tolerances,
+    long_comparison,
+    long_lengths,
+    perplexity,
+)
 from protein_performer.experiments.results import Environment, Results
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from protein_performer.experiments.report.rules import ATTENTIONS, NAMES, OBJECTIVES, transfer_targets
+from protein_performer.experiments.report.rules import (
+    ATTENTIONS,
+    NAMES,
+    OBJECTIVES,
+    transfer_targets,
+)
 from protein_performer.experiments.results import Results
 
 

@@ -10,8 +10,18 @@ import math
 import re
 
 from protein_performer.experiments.report import rules
-from protein_performer.experiments.report.rules import (ATTENTIONS, LABELS, MIB, NAMES, OBJECTIVES, TOLERANCES,
-                                                         Tolerances, long_comparison, long_lengths, perplexity)
+from protein_performer.experiments.report.rules import (
+    ATTENTIONS,
+    LABELS,
+    MIB,
+    NAMES,
+    OBJECTIVES,
+    TOLERANCES,
+    Tolerances,
+    long_comparison,
+    long_lengths,
+    perplexity,
+)
 from protein_performer.experiments.results import Results
 
 
