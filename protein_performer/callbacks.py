@@ -9,6 +9,10 @@ Named in the configs (``trainer.callbacks``):
   a resumed run continues bit for bit;
 - :class:`Throughput` logs ``train/tokens_per_s``.
 
+Named by the experiments (:mod:`protein_performer.experiments.runs`), which train through the same
+CLI: :class:`WallClock` (training seconds with validation excluded, and the validation curve) and
+:class:`Deadline` (fits a run and its cosine schedule to a wall-clock budget).
+
 Added by the CLI when the progress bar is on: :class:`StepProgressBar`, Lightning's rich bar counting
 optimizer steps in a run bounded by steps (not "Epoch 0/-2").
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import random
 import time
 from typing import Any, Callable
@@ -244,3 +249,104 @@ class StepProgressBar(RichProgressBar):
         if self._by_steps() and self.progress is not None and self.train_progress_bar_id is not None:
             self.progress.update(self.train_progress_bar_id, completed=trainer.global_step,
                                  description=self._get_train_description(trainer.current_epoch))
+
+
+class WallClock(pl.Callback):
+    """Training seconds with validation excluded. At each validation it logs ``train_s`` (the seconds
+    trained before that validation) and appends ``(step, train_s, val/loss)`` to :attr:`curve`; it also
+    keeps the seconds of every training batch in :attr:`step_times`."""
+
+    def __init__(self) -> None:
+        self.curve: list[tuple[int, float, float]] = []
+        self.step_times: list[float] = []
+        self._start: float | None = None
+        self._in_validation = 0.0
+        self._validation_start = 0.0
+        self._batch_start = 0.0
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start, self._in_validation = time.perf_counter(), 0.0
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch,
+                             batch_idx: int) -> None:
+        self._batch_start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        self.step_times.append(time.perf_counter() - self._batch_start)
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._validation_start = time.perf_counter()
+
+    def _counts(self, trainer: pl.Trainer) -> bool:
+        return self._start is not None and not trainer.sanity_checking
+
+    def _trained_before_validation(self) -> float:
+        return self._validation_start - self._start - self._in_validation
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._counts(trainer):
+            pl_module.log("train_s", self._trained_before_validation())
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._counts(trainer):
+            return
+        seconds = self._trained_before_validation()
+        self._in_validation += time.perf_counter() - self._validation_start
+        loss = trainer.callback_metrics.get("val/loss")
+        if loss is not None:
+            self.curve.append((trainer.global_step, seconds, float(loss)))
+
+    @property
+    def train_seconds(self) -> float:
+        """Seconds since training started, validation excluded."""
+        return time.perf_counter() - self._start - self._in_validation
+
+
+class Deadline(pl.Callback):
+    """Fits a run to a wall-clock budget of ``seconds`` so that its cosine schedule ends with it.
+
+    After ``probe_steps`` optimizer steps it measures the rate (validation included) and sets both
+    the trainer's ``max_steps`` and the model's ``schedule_steps`` to the steps that fit. At ``4 *
+    probe_steps`` it fixes them once more from the rate since the first fix: the first steps pay for
+    start-up and for the first touch of memory that later steps reuse (``allocator.py``), so the
+    first rate under-reads the steady one (with one fix, Table 2's hybrid made 1,116 steps against
+    1,353 in the run before the allocator, and Performer-Softmax at L=8192 stopped after 310 of its
+    360 s). By then the cosine has moved little, so the second fix barely changes the learning rate.
+    :attr:`load` is the 1-minute load average at the first fix (None before it).
+    """
+
+    def __init__(self, seconds: float, probe_steps: int = 50) -> None:
+        self.seconds, self.probe_steps = seconds, probe_steps
+        self.fixes: list[tuple[int, float]] = []
+        """(step, elapsed seconds) at each fix."""
+        self.load: float | None = None
+        self._start = 0.0
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start, self.fixes = time.perf_counter(), []
+
+    def _fix(self, trainer: pl.Trainer, pl_module: pl.LightningModule, total: int, rate: float) -> None:
+        trainer.fit_loop.epoch_loop.max_steps = total
+        pl_module.schedule_steps = total
+        log.info("deadline: %.1f steps/s -> %d steps in %.0f s", rate, total, self.seconds)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        step, probe = trainer.global_step, self.probe_steps
+        if step == probe and not self.fixes:
+            elapsed = time.perf_counter() - self._start
+            self.fixes.append((step, elapsed))
+            rate = probe / max(elapsed, 1e-9)
+            self._fix(trainer, pl_module, max(probe + 1, int(0.97 * self.seconds * rate)), rate)
+            self.load = os.getloadavg()[0]
+            if self.load > (os.cpu_count() or 1) + 0.5:
+                log.warning("load average %.1f on %d CPUs while measuring the step rate: another process competes "
+                            "for the CPUs, so this run gets fewer steps than its peers (rerun on a quiet machine)",
+                            self.load, os.cpu_count() or 1)
+        elif len(self.fixes) == 1 and step == 4 * probe and step < trainer.fit_loop.epoch_loop.max_steps:
+            elapsed = time.perf_counter() - self._start
+            first_step, first_elapsed = self.fixes[0]
+            rate = (step - first_step) / max(elapsed - first_elapsed, 1e-9)  # steps/s since the first fix
+            self.fixes.append((step, elapsed))
+            self._fix(trainer, pl_module, max(step + 1, step + int(0.97 * (self.seconds - elapsed) * rate)), rate)

@@ -15,8 +15,16 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from protein_performer.alphabet import ALPHABET
-from protein_performer.attention import FavorAttention, RotaryEmbedding, Segments, protein_segments
-from protein_performer.attention.recurrent import DecodeState, attention_step, init_layer_state
+from protein_performer.attention import (
+    KERNELS,
+    AttentionKind,
+    FavorAttention,
+    FeatureMap,
+    RotaryEmbedding,
+    Segments,
+    protein_segments,
+)
+from protein_performer.attention.recurrent import DecodeState
 
 
 @dataclass
@@ -33,7 +41,7 @@ class PerformerConfig:
     """Attention heads per block (dim must be divisible by heads)."""
     ff_mult: int = 4
     """Feed-forward hidden width = ff_mult * dim."""
-    attention: Literal["softmax", "relu", "exact"] = "softmax"
+    attention: AttentionKind = "softmax"
     """Performer-Softmax (FAVOR+), Performer-ReLU, or exact softmax attention (the baseline)."""
     nb_features: int = 256
     """Random features m per head (FAVOR+ only)."""
@@ -75,7 +83,7 @@ class PerformerConfig:
     """Family models: positions come from the family alignment (``position_ids``: each residue's
     column in the query's frame, from ``prepare --family``), so a residue and the same site in its
     homologs sit at rotary distance 0. Training passes them and so does scoring with homologs."""
-    feature_map: Literal["favor+", "favor++"] = "favor+"
+    feature_map: FeatureMap = "favor+"
     """Softmax random features: FAVOR+, or FAVOR++ (optimal positive features, A from a running
     statistic of training batches)."""
     norm_eps: float = 1e-5
@@ -95,16 +103,19 @@ class PerformerConfig:
     def __post_init__(self) -> None:
         if self.dim % self.heads:
             raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
-        if self.attention not in ("softmax", "relu", "exact"):
-            raise ValueError(f"attention must be 'softmax', 'relu' or 'exact', got {self.attention!r}")
+        attentions, feature_maps = sorted({a for a, _ in KERNELS}), sorted({f for _, f in KERNELS})
+        if self.attention not in attentions:
+            raise ValueError(f"attention must be one of {attentions}, got {self.attention!r}")
         if self.position not in ("rotary", "learned"):
             raise ValueError(f"position must be 'rotary' or 'learned', got {self.position!r}")
         if self.position == "rotary" and (self.dim // self.heads) % 2:
             raise ValueError("rotary positions need an even head dimension (dim / heads)")
-        if self.feature_map not in ("favor+", "favor++"):
-            raise ValueError(f"feature_map must be 'favor+' or 'favor++', got {self.feature_map!r}")
-        if self.feature_map == "favor++" and self.attention != "softmax":
-            raise ValueError(f"feature_map 'favor++' needs attention 'softmax', not {self.attention!r}")
+        if self.feature_map not in feature_maps:
+            raise ValueError(f"feature_map must be one of {feature_maps}, got {self.feature_map!r}")
+        if (self.attention, self.feature_map) not in KERNELS:
+            allowed = sorted(a for a, f in KERNELS if f == self.feature_map)
+            raise ValueError(f"feature_map {self.feature_map!r} needs attention {' or '.join(map(repr, allowed))}, "
+                             f"not {self.attention!r}")
         if not 0 <= self.local_heads <= self.heads:
             raise ValueError(f"local_heads must be in [0, heads={self.heads}], got {self.local_heads}")
         if self.conv_width < 0 or self.conv_width == 1:
@@ -346,7 +357,7 @@ class PerformerLM(nn.Module):
             raise ValueError("this is a masked (non-causal) model: step-by-step decoding needs a causal one "
                              "(a checkpoint trained with --model.objective clm --model.config.causal true)")
         p = next(self.parameters())
-        layers = [init_layer_state(b.attn, batch_size, device=p.device, dtype=p.dtype) for b in self.blocks]
+        layers = [b.attn.init_state(batch_size, device=p.device, dtype=p.dtype) for b in self.blocks]
         zeros = torch.zeros(batch_size, dtype=torch.long, device=p.device)
         return DecodeState(layers, positions=zeros, segment_start=zeros.clone() if self.config.segment_attention else None)
 
@@ -372,8 +383,8 @@ class PerformerLM(nn.Module):
             x = x + self.pos_embed(state.positions)
         x = self.dropout(x)
         for block, layer in zip(self.blocks, state.layers):
-            x = x + attention_step(block.attn, block.norm1(x), layer, state.step, rotary=rotary,
-                                   segment_start=state.segment_start)
+            x = x + block.attn.step(block.norm1(x), layer, state.step, rotary=rotary,
+                                    segment_start=state.segment_start)
             x = x + block.ff(block.norm2(x))
         x = self.norm(x)
         if self.head_transform is not None:

@@ -44,6 +44,7 @@ from protein_performer.datasets import (
     windows_from_sequences,
 )
 from protein_performer.model import PerformerLM
+from protein_performer.stats import bootstrap_draws, interval95
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,8 @@ def score_windows(
 def _paired_comparison(tally: np.ndarray, column: int, bootstrap: int, seed: int):
     """Paired comparison with the baseline whose (correct, nll) tallies are ``tally[:, column:column + 2]``:
     ``(accuracy gain in points, its 95% interval, perplexity ratio, its interval, beats)``, the
-    intervals from a percentile bootstrap over windows (None with fewer than 2 windows)."""
+    intervals from a percentile bootstrap over windows (:func:`~protein_performer.stats.bootstrap_draws`;
+    None with fewer than 2 windows)."""
 
     def stats(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # t: (..., W, 7)
         n = t[..., 0].sum(-1)
@@ -165,16 +167,9 @@ def _paired_comparison(tally: np.ndarray, column: int, bootstrap: int, seed: int
     gain, ratio = stats(tally)
     if bootstrap <= 0 or len(tally) < 2:
         return float(gain), None, float(ratio), None, None
-    rng = np.random.default_rng(seed)  # the same resamples for every baseline
-    gains, ratios = [], []
-    for lo in range(0, bootstrap, 250):  # resample windows in blocks to bound memory
-        idx = rng.integers(0, len(tally), size=(min(250, bootstrap - lo), len(tally)))  # (R, W)
-        g, r = stats(tally[idx])
-        gains.append(g)
-        ratios.append(r)
-    gains, ratios = np.concatenate(gains), np.concatenate(ratios)
-    gain_ci = (float(np.percentile(gains, 2.5)), float(np.percentile(gains, 97.5)))
-    ratio_ci = (float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5)))
+    # the same resamples (seed) for every baseline
+    gains, ratios = bootstrap_draws(lambda idx: stats(tally[idx]), len(tally), bootstrap, seed)  # idx: (R, W)
+    gain_ci, ratio_ci = interval95(gains), interval95(ratios)
     return float(gain), gain_ci, float(ratio), ratio_ci, bool(gain_ci[0] > 0 and ratio_ci[1] < 1)
 
 

@@ -37,7 +37,7 @@ MATMUL_N = 4096
 TARGET_L, LONG_L = 8192, 65536
 
 from bench_common import (  # noqa: E402  (scripts/)
-    PeakMemory, autocast, machine_description, time_call, write_marked_block)
+    BestOfRepeats, PeakMemory, autocast, machine_description, time_call, write_marked_block)
 
 log = logging.getLogger("bench_attention")
 
@@ -69,17 +69,13 @@ class CaseResult:
 
 
 @dataclass
-class Cell:
+class Cell(BestOfRepeats):
     """All repeats of one (impl, L), or the reason it was not run."""
 
     seconds: list[float] = field(default_factory=list)
     peak_bytes: list[int] = field(default_factory=list)
     skipped: str = ""
     note: str = ""
-
-    @property
-    def time(self) -> float | None:
-        return min(self.seconds) if self.seconds else None
 
     @property
     def peak(self) -> int | None:

@@ -76,7 +76,7 @@ GIB = 2**30
 WARMUP_LENGTH = 1024
 
 from bench_common import (  # noqa: E402  (scripts/)
-    PeakMemory, autocast, machine_description, peak_rss_bytes, time_call, write_marked_block)
+    BestOfRepeats, PeakMemory, autocast, machine_description, peak_rss_bytes, time_call, write_marked_block)
 
 log = logging.getLogger("bench_train")
 
@@ -300,7 +300,7 @@ def run_worker(args: argparse.Namespace) -> None:
 
 
 @dataclass
-class Cell:
+class Cell(BestOfRepeats):
     """One (model, L) measurement, or why it was not run."""
 
     case: str
@@ -311,10 +311,6 @@ class Cell:
     process_peak_bytes: int | None = None
     skipped: str = ""
     note: str = ""
-
-    @property
-    def time(self) -> float | None:
-        return min(self.seconds) if self.seconds else None
 
     @property
     def tokens_per_s(self) -> float | None:

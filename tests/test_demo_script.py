@@ -1,27 +1,15 @@
-"""scripts/demo.py's command line (the demo itself is timed in docs, not run in tests)."""
+"""scripts/demo.py's command line (:mod:`protein_performer.experiments.demo`; the demo itself is timed in
+docs, not run in tests)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "demo.py"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("demo_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["demo_script"] = module
-    spec.loader.exec_module(module)
-    return module
+from protein_performer.experiments import demo
 
 
 @pytest.mark.parametrize("steps", ["0", "-5"])
 def test_demo_refuses_a_step_count_that_trains_nothing(steps, capsys, tmp_path):
-    demo = _load_script()
     with pytest.raises(SystemExit) as exit_info:
         demo.main(["--steps", steps, "--out", str(tmp_path / "out")])
     assert exit_info.value.code == 2
@@ -30,6 +18,5 @@ def test_demo_refuses_a_step_count_that_trains_nothing(steps, capsys, tmp_path):
 
 
 def test_demo_names_a_missing_fasta(tmp_path):
-    demo = _load_script()
     with pytest.raises(SystemExit, match="no such file"):
         demo.main(["--fasta", str(tmp_path / "missing.fasta"), "--out", str(tmp_path / "out")])

@@ -1,5 +1,5 @@
-"""protein_performer.report on synthetic results: every sentence follows the numbers, and the summary
-and the sections apply the same rules."""
+"""protein_performer.experiments.report on synthetic results: every sentence follows the numbers, and the
+summary and the sections apply the same rules."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import json
 
 import pytest
 
-from protein_performer.report import TOLERANCES, Tolerances, render, rules
-from protein_performer.report.document import claims, discussion
-from protein_performer.report.markdown import fmt, portable, table2_note
+from protein_performer.experiments.report import TOLERANCES, Tolerances, render, rules
+from protein_performer.experiments.report.document import claims, discussion
+from protein_performer.experiments.report.markdown import fmt, portable, table2_note
+from protein_performer.experiments.results import Results
 
 MIB = 2**20
 
@@ -40,9 +41,10 @@ def _long(length: int = 8192, *, exact: tuple[int, int] | None = (2, 4), probes:
     return out
 
 
-def results(ppl: dict | None = None, **changes) -> dict:
-    """A complete results_all.json: Table 2 perplexities ``ppl[(attention, objective)]`` (exact 17.0 /
-    16.8, Performers 2% worse by default), one long-window length, transfer, similarity."""
+def results(ppl: dict | None = None, **changes) -> Results:
+    """A complete results_all.json, read as the report reads it (:class:`Results`): Table 2 perplexities
+    ``ppl[(attention, objective)]`` (exact 17.0 / 16.8, Performers 2% worse by default), one long-window
+    length, transfer, similarity."""
     ppl = {("exact", "mlm"): 17.0, ("relu", "mlm"): 17.34, ("softmax", "mlm"): 17.34,
            ("exact", "clm"): 16.8, ("relu", "clm"): 17.14, ("softmax", "clm"): 17.14, **(ppl or {})}
     res = {
@@ -73,15 +75,15 @@ def results(ppl: dict | None = None, **changes) -> dict:
                         "budget_minutes": 64.0, "train_proteins": 3900, "train_residues": 1_234_567},
     }
     res.update(changes)
-    return res
+    return Results.from_json(res)
 
 
-def summary_of(res: dict) -> str:
+def summary_of(res: Results) -> str:
     text = render(res)
     return text.split("## Summary", 1)[1].split("## 1.", 1)[0]
 
 
-def verdict_of(res: dict, claim_prefix: str) -> str:
+def verdict_of(res: Results, claim_prefix: str) -> str:
     return next(row[2] for row in claims(res) if row[0].startswith(claim_prefix))
 
 
@@ -90,18 +92,18 @@ def verdict_of(res: dict, claim_prefix: str) -> str:
 
 def test_scale_sentence_comes_from_the_recorded_data_and_machine():
     res = results()
-    res["environment"].update(train_residues=2_500_000, cpus=16, torch_threads=8)
+    res.environment.train_residues, res.environment.cpus, res.environment.torch_threads = 2_500_000, 16, 8
     scale = discussion(res)[0]
     assert "2.5 M training residues" in scale and "16 CPUs (8 torch threads)" in scale
     assert "1.2 M" not in scale and "2 CPU" not in scale
-    del res["environment"]["train_residues"], res["environment"]["cpus"]
+    res.environment.train_residues = res.environment.cpus = None  # not recorded
     scale = discussion(res)[0]
     assert "training residues" not in scale and "Some CPU, 2 CPUs visible" in scale
 
 
 def test_when_no_model_beats_the_ngram_the_summary_says_so():
     res = results()
-    for row in res["table"]:
+    for row in res.table:
         row["context_perplexity"] = 16.0  # below every model
     summary = summary_of(res)
     assert "No model has a lower perplexity than the neighbour-context n-gram" in summary
@@ -115,7 +117,7 @@ def test_when_every_model_beats_the_ngram_the_summary_says_so():
 
 def test_when_some_models_beat_the_ngram_the_summary_names_them():
     res = results()
-    for row in res["table"]:
+    for row in res.table:
         row["context_perplexity"] = 17.2  # exact (17.0 / 16.8) and UNI Performers (17.14) beat it; BID ones do not
     summary = summary_of(res)
     assert "only some models" in summary
@@ -125,7 +127,7 @@ def test_when_some_models_beat_the_ngram_the_summary_names_them():
 
 def test_without_an_ngram_nothing_is_said_about_it():
     res = results()
-    for row in res["table"]:
+    for row in res.table:
         row["context_perplexity"] = None
     assert "n-gram" not in summary_of(res).split("| verdict |")[1].split("\n\n", 1)[1]
     assert "Neighbour-context n-gram (2 tokens)" not in render(res)
@@ -133,7 +135,7 @@ def test_without_an_ngram_nothing_is_said_about_it():
 
 def test_unlearned_models_are_named_and_make_verdicts_inconclusive():
     res = results()
-    res["table"][0]["perplexity_ratio_ci95"] = [0.98, 1.02]  # exact BID does not beat the unigram
+    res.table[0]["perplexity_ratio_ci95"] = [0.98, 1.02]  # exact BID does not beat the unigram
     summary = summary_of(res)
     assert "Not every model learned something: Transformer (exact) (BID, seed 0) does not" in summary
     assert verdict_of(res, "Performer-ReLU") == "inconclusive (not every model beat the unigram)"
@@ -197,7 +199,7 @@ def test_the_hybrid_at_long_windows_is_reported_beside_the_paper_s_models():
 
 def test_long_comparison_is_inconclusive_when_neither_model_learned():
     res = results()
-    for row in res["long"]:
+    for row in res.long:
         row["learned"] = False
     assert verdict_of(res, "Performer beats") == "inconclusive (no model beat the unigram)"
     assert "inconclusive (no model beat the unigram) here" in render(res)
@@ -240,11 +242,11 @@ def test_summary_and_sections_give_the_same_table2_verdicts():
 
 def test_transfer_needs_to_be_no_worse_than_the_swap():
     res = results()
-    res["transfer"]["zero_shot"]["softmax"]["perplexity"] = 17.0  # the swap did not hurt
-    res["transfer"]["fine_tuned"]["perplexity"] = 17.05  # within 0.5% of the source, but worse than the swap
+    res.transfer["zero_shot"]["softmax"]["perplexity"] = 17.0  # the swap did not hurt
+    res.transfer["fine_tuned"]["perplexity"] = 17.05  # within 0.5% of the source, but worse than the swap
     assert rules.transfer_recovers(res).word == "disagrees"
     assert verdict_of(res, "A Performer starts") == "disagrees"
-    res["transfer"]["fine_tuned"]["perplexity"] = 17.0
+    res.transfer["fine_tuned"]["perplexity"] = 17.0
     assert verdict_of(res, "A Performer starts") == "agrees"
 
 
@@ -252,15 +254,15 @@ def test_transfer_partly_and_inconclusive_in_summary_and_section():
     res = results()  # 17.0 -> 17.8 -> 17.4: half recovered
     assert verdict_of(res, "A Performer starts") == "partly"
     assert "partly here: fine-tuning recovered 50% of the loss" in render(res)
-    res["table"][0]["perplexity_ratio_ci95"] = [0.99, 1.01]  # the exact BID source did not learn
+    res.table[0]["perplexity_ratio_ci95"] = [0.99, 1.01]  # the exact BID source did not learn
     assert verdict_of(res, "A Performer starts") == "inconclusive"
     assert "- Performer-Softmax: inconclusive: the exact source model" in render(res)
 
 
-def _with_hybrid(res: dict, ppl: float = 16.9, zero_shot: float = 18.3, fine_tuned: float = 16.95) -> dict:
+def _with_hybrid(res: Results, ppl: float = 16.9, zero_shot: float = 18.3, fine_tuned: float = 16.95) -> Results:
     """``res`` as reproduce writes it now: hybrid rows in Table 2, one fine-tune per transfer target."""
-    res["table"] += [_run("hybrid", o, p) for o, p in (("mlm", ppl), ("clm", ppl - 0.2))]  # exact: 17.0, 16.8
-    t = res["transfer"]
+    res.table += [_run("hybrid", o, p) for o, p in (("mlm", ppl), ("clm", ppl - 0.2))]  # exact: 17.0, 16.8
+    t = res.transfer
     softmax = {k: t.pop(k) for k in ("fine_tuned", "steps", "train_s", "lr", "curve", "scratch_curve",
                                      "zero_shot_val_accuracy")}
     t["zero_shot"]["hybrid"] = {"accuracy": 0.1, "perplexity": zero_shot}
@@ -290,10 +292,10 @@ def test_the_hybrid_gets_its_table2_row_claim_and_transfer_target():
     assert ("Trained from scratch instead (Table 2, 5.00 minutes, 1000 steps) it reaches 16.900, so here the "
             "exact weights are a valid start but not a shortcut.") in text
     assert "it reaches 17.340, so here the exact weights are a valid start" in text
-    res["transfer"]["targets"]["softmax"]["fine_tuned"]["perplexity"] = 17.2
+    res.transfer["targets"]["softmax"]["fine_tuned"]["perplexity"] = 17.2
     assert "it reaches 17.340, so the exact weights gave it a head start." in render(res)
     assert "| Performer hybrid (local + FAVOR+) after 8000 fine-tune steps (740 s, lr 0.00025) | 11.80 | 16.95 |" in text
-    res["transfer"]["targets"]["hybrid"]["fine_tuned"]["perplexity"] = 17.6  # 54% back, not within 0.5%
+    res.transfer["targets"]["hybrid"]["fine_tuned"]["perplexity"] = 17.6  # 54% back, not within 0.5%
     assert "Performer hybrid (local + FAVOR+): exact source 17.000; zero-shot swap 18.300 (+7.6%); after " \
            "fine-tuning 17.600 (+3.5%)" in render(res)
     assert rules.transfer_recovers(res, "hybrid").reason == "fine-tuning recovered 54% of the loss"
@@ -303,7 +305,7 @@ def test_similarity_needs_a_masked_model_that_learned():
     res = results()
     assert verdict_of(res, "Amino-acid similarity from embedding") == "agrees"
     assert verdict_of(res, "Amino-acid similarity from attention") == "disagrees"
-    for row in res["table"]:
+    for row in res.table:
         if row["objective"] == "mlm":
             row["perplexity_ratio_ci95"] = [0.99, 1.01]
     assert verdict_of(res, "Amino-acid similarity from embedding").startswith("inconclusive")
@@ -330,7 +332,7 @@ def test_render_is_a_pure_function_of_the_results():
     before = copy.deepcopy(res)
     text = render(res)
     assert res == before
-    assert render(json.loads(json.dumps(res))) == text
+    assert render(Results.from_json(json.loads(json.dumps(res.to_json())))) == text
     assert "Generated by `python scripts/reproduce.py --budget-minutes 64` on 2026-01-01" in text
     assert "1,234,567 residues" in text and "FAVOR+ projections redrawn every 100 steps" in text
 
@@ -340,22 +342,22 @@ def test_every_recorded_similarity_source_gets_a_verdict_and_old_results_keep_th
     names = [row[0] for row in claims(res) if row[0].startswith("Amino-acid similarity")]
     assert names == ["Amino-acid similarity from attention profiles resembles BLOSUM62",
                      "Amino-acid similarity from embeddings resembles BLOSUM62"]  # results without contexts
-    template = res["similarity"][0]
+    template = res.similarity[0]
     for model, pearson in (("trained", 0.42), ("untrained", 0.04)):
-        res["similarity"].append(template | {"model": model, "source": "context", "pearson": pearson})
+        res.similarity.append(template | {"model": model, "source": "context", "pearson": pearson})
     assert verdict_of(res, "Amino-acid similarity from attention contexts") == "agrees"
     assert "- attention contexts: Pearson with BLOSUM62 0.420 trained vs 0.040 untrained" in render(res)
-    res["similarity"][-1]["pearson"] = 0.35  # the control explains it: no agreement
+    res.similarity[-1]["pearson"] = 0.35  # the control explains it: no agreement
     assert verdict_of(res, "Amino-acid similarity from attention contexts") == "disagrees"
 
 
 def test_runs_measured_on_a_crowded_machine_are_named():
     res = results()
     assert "competed for the CPUs" not in render(res)  # results saved before the load was recorded
-    for r in res["table"]:
+    for r in res.table:
         r["load_at_probe"] = 2.1
     assert "competed for the CPUs" not in render(res)  # 2 CPUs, our own 2 threads
-    res["table"][0]["load_at_probe"] = 3.2
+    res.table[0]["load_at_probe"] = 3.2
     text = render(res)
     assert ("Other processes competed for the CPUs while the step rate of Transformer (exact) (BID, seed 0, load "
             "3.2) was measured (2 CPUs): that run got fewer steps") in text
@@ -363,10 +365,10 @@ def test_runs_measured_on_a_crowded_machine_are_named():
 
 def test_the_long_window_model_gets_its_own_similarity_verdicts_against_its_own_control():
     res = results()
-    template = res["similarity"][0] | {"window": 8192, "steps": 990}
+    template = res.similarity[0] | {"window": 8192, "steps": 990}
     for model, source, pearson in (("trained, L=8192", "context", 0.42), ("untrained, L=8192", "context", 0.35),
                                    ("trained, L=8192", "embedding", 0.50), ("untrained, L=8192", "embedding", 0.01)):
-        res["similarity"].append(template | {"model": model, "source": source, "pearson": pearson})
+        res.similarity.append(template | {"model": model, "source": source, "pearson": pearson})
     names = [row[0] for row in claims(res) if row[0].startswith("Amino-acid similarity")]
     assert names == ["Amino-acid similarity from attention profiles resembles BLOSUM62",
                      "Amino-acid similarity from embeddings resembles BLOSUM62",

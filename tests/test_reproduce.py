@@ -1,24 +1,20 @@
-"""scripts/reproduce.py end to end on a tiny synthetic proteome (--tiny: small shapes, 3 steps per run)."""
+"""The reproduction (``make reproduce``, :mod:`protein_performer.experiments.reproduce`) end to end on a
+tiny synthetic proteome (--tiny: small shapes, 3 steps per run), and its parts."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "reproduce.py"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("reproduce", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["reproduce"] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
+from protein_performer import callbacks
+from protein_performer.callbacks import Deadline
+from protein_performer.experiments import reproduce
+from protein_performer.experiments.long_windows import exact_candidates
+from protein_performer.experiments.registry import paper_model
+from protein_performer.experiments.runs import train_run
 
 
 def _fasta(path: Path, n: int = 400) -> Path:
@@ -34,9 +30,8 @@ def _fasta(path: Path, n: int = 400) -> Path:
 def test_reproduce_tiny_writes_results_and_figures(tmp_path):
     from PIL import Image
 
-    from protein_performer.report.document import count
+    from protein_performer.experiments.report.document import count
 
-    reproduce = _load_script()
     out = tmp_path / "docs"
     code = reproduce.main(["--tiny", "--budget-minutes", "0.5", "--out", str(out),
                            "--fasta", str(_fasta(tmp_path / "tiny.fasta")), "--work-dir", str(tmp_path / "work")])
@@ -79,8 +74,7 @@ def test_reproduce_tiny_writes_results_and_figures(tmp_path):
 
 
 def test_exact_candidates_shrink_depth_then_heads():
-    reproduce = _load_script()
-    shapes = reproduce.exact_candidates(dict(dim=128, depth=2, heads=4, nb_features=64))
+    shapes = exact_candidates(dict(dim=128, depth=2, heads=4, nb_features=64))
     assert [(s["depth"], s["heads"]) for s in shapes] == [(2, 4), (2, 2), (2, 1), (1, 4), (1, 2), (1, 1)]
     assert all(s["attention"] == "exact" for s in shapes)
 
@@ -90,10 +84,9 @@ def test_deadline_fixes_the_length_again_from_the_steady_rate(monkeypatch):
     probe, uses the rate since the first, so the run fills its budget."""
     from types import SimpleNamespace
 
-    reproduce = _load_script()
     clock = [0.0]
-    monkeypatch.setattr(reproduce.time, "perf_counter", lambda: clock[0])
-    deadline = reproduce._deadline_callback(seconds=100.0, probe_steps=10)
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: clock[0])
+    deadline = Deadline(seconds=100.0, probe_steps=10)
     loop = SimpleNamespace(max_steps=10**6)
     trainer = SimpleNamespace(global_step=0, fit_loop=SimpleNamespace(epoch_loop=loop))
     module = SimpleNamespace(schedule_steps=None)
@@ -114,12 +107,14 @@ def test_wall_clock_runs_end_their_cosine_with_the_budget(prepared_ecoli, tmp_pa
 
     import torch
 
-    reproduce = _load_script()
     args = reproduce.create_parser().parse_args(["--tiny", "--budget-minutes", "1"])
     plan = dataclasses.replace(reproduce.make_plan(args), max_steps=None)  # budgeted, not step-capped
-    run = reproduce.train("deadline", tmp_path, prepared_ecoli, plan, dict(plan.shape, attention="softmax"), "mlm",
-                          minutes=0.1, seed=0, window=64, batch_size=4, val_every=10**6, probe_steps=3,
-                          cap_factor=20.0)  # no wall-clock cut on a loaded machine: steps end the run
+    softmax = paper_model("softmax", plan.shape, plan.hybrid_window)
+    variant = reproduce.plan_recipe(plan, prepared_ecoli).with_overrides(**reproduce.model_overrides(softmax))
+    assert (plan.window, plan.batch_size) == (64, 4)
+    run = train_run("deadline", variant, tmp_path / "deadline", seed=0, seconds=0.1 * 60, val_every=10**6,
+                    val_batches=plan.val_batches, probe_steps=3,
+                    cap_factor=20.0)  # no wall-clock cut on a loaded machine: steps end the run
     state = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
     final_lr = state["lr_schedulers"][0]["_last_lr"][0]
     assert run.steps > 3

@@ -1,25 +1,18 @@
-"""scripts/study_learning.py transfer: a trained exact model's weights in other variants."""
+"""The learning study's transfer (``scripts/study_learning.py transfer``,
+:mod:`protein_performer.experiments.study`): a trained exact model's weights in other variants."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-
-
-def _script(name: str):
-    sys.path.insert(0, str(SCRIPTS))
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from protein_performer.experiments import study
+from protein_performer.experiments import study_report as report
+from protein_performer.experiments.registry import VARIANTS, recipe
 
 
 def _save(model, path: Path) -> Path:
@@ -31,8 +24,7 @@ def _save(model, path: Path) -> Path:
 def test_transfer_scores_zero_shot_and_fine_tunes_the_chosen_variants(prepared_ecoli, tmp_path):
     from protein_performer.model import PerformerConfig, PerformerLM
 
-    study, report = _script("study_learning"), _script("study_report")
-    config, _, _ = study._recipe("exact", type("A", (), {"length": 512, "batch_size": 8, "seed": 0})())
+    config = recipe(VARIANTS["exact"])["model"]["config"]
     torch.manual_seed(0)
     weights = _save(PerformerLM(PerformerConfig(**config)), tmp_path / "l512" / "exact.pt")
     common = ["--data-dir", str(prepared_ecoli), "--max-proteins", "6", "--steps", "2"]

@@ -267,6 +267,20 @@ def test_plot_never_replaces_the_input_csv_or_another_output(tmp_path, capsys):
     assert variants.read_bytes() == before
 
 
+def test_outputs_may_go_into_folders_that_do_not_exist_yet(tmp_path):
+    """--out, its summary and --plot (with its matrix) create their missing parent folders."""
+    fasta = tmp_path / "wt.fasta"
+    fasta.write_text(">wt\nMKTAYIAKQR\n")
+    variants = _write_csv(tmp_path / "dms.csv", [("K2A", "1"), ("T3W", "2"), ("Q9E", "3")])
+    out, plot = tmp_path / "new" / "deeper" / "scored.csv", tmp_path / "figures" / "dms.png"
+    assert main(["score-variants", "--checkpoint", str(_masked_ckpt(tmp_path)), "--fasta", str(fasta),
+                 "--variants", str(variants), "--device", "cpu", "--score-col", "fitness", "--bootstrap", "0",
+                 "--out", str(out), "--plot", str(plot)]) == 0
+    assert len(list(csv.reader(open(out)))) == 4
+    assert json.loads(out.with_suffix(".json").read_text())["rows"] == 3
+    assert plot.stat().st_size > 0 and plot.with_suffix(".matrix.csv").is_file()
+
+
 def test_a_row_with_more_fields_than_the_header_is_an_error(tmp_path, capsys):
     """Issue 24 item 3: `H24C,P25A,0.4` (an unquoted multi-mutant) was scored as H24C."""
     fasta = tmp_path / "wt.fasta"

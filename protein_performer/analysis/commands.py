@@ -48,8 +48,9 @@ def draw(result, out_dir: Path) -> list[Path]:
     """The four heatmap figures (PNG + SVG) of a :class:`SimilarityResult`."""
     import matplotlib.pyplot as plt
 
+    from protein_performer.analysis.blosum import blosum62
     from protein_performer.analysis.plots import save_figure, similarity_heatmaps
-    from protein_performer.analysis.similarity import AMINO_ACIDS, blosum62, cluster_order
+    from protein_performer.analysis.similarity import AMINO_ACIDS, cluster_order
 
     written = []
     for stem, matrix, comparison, title in (

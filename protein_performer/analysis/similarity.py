@@ -54,6 +54,7 @@ from scipy.spatial.distance import squareform
 from torch import Tensor
 
 from protein_performer.alphabet import ALPHABET, STANDARD_AMINO_ACIDS
+from protein_performer.analysis.blosum import blosum62
 from protein_performer.datasets import collate_proteins
 from protein_performer.model import PerformerLM, layer_index
 from protein_performer.progress import progress_bar
@@ -238,14 +239,6 @@ def embedding_similarity(model: PerformerLM) -> np.ndarray:
     weight = weight / weight.norm(dim=1, keepdim=True).clamp_min(1e-30)
     sim = (weight @ weight.T).cpu().numpy()
     return (sim + sim.T) / 2
-
-
-def blosum62() -> np.ndarray:
-    """(20, 20) BLOSUM62 scores in ``STANDARD_AMINO_ACIDS`` order (Biopython's copy, no download)."""
-    from Bio.Align import substitution_matrices
-
-    m = substitution_matrices.load("BLOSUM62")
-    return np.array([[m[a][b] for b in AMINO_ACIDS] for a in AMINO_ACIDS], dtype=np.float64)
 
 
 def off_diagonal(matrix: np.ndarray) -> np.ndarray:

@@ -92,6 +92,26 @@ def favorpp_coefficient(rho: Tensor) -> Tensor:
     return (1 - 2 * rho - torch.sqrt((2 * rho + 1) ** 2 + 8 * rho)) / 16
 
 
+def favorpp_statistic(q: Tensor, k: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
+    """One batch's ``rho`` per head for :func:`favorpp_coefficient`: the mean over query/key pairs of
+    ``|q' + k'|^2 / d``, i.e. ``(E|q'|^2 + E|k'|^2 + 2 E[q'] . E[k']) / d`` over real tokens.
+
+    q, k: (B, H, L, d), unscaled (``x' = x / d^(1/4)``); key_padding_mask: (B, L) bool, True at real
+    tokens. Returns (H,) in float32.
+    """
+    d = q.shape[-1]
+    x, y = q.float() * d**-0.25, k.float() * d**-0.25  # (B, H, L, d)
+    if key_padding_mask is None:
+        w = torch.ones(x.shape[0], 1, x.shape[2], 1, device=x.device)
+    else:
+        w = key_padding_mask[:, None, :, None].float()  # (B, 1, L, 1): real tokens
+    n = w.sum().clamp_min(1)
+    sq_x = ((x * x).sum(-1, keepdim=True) * w).sum(dim=(0, 2, 3)) / n  # (H,)
+    sq_y = ((y * y).sum(-1, keepdim=True) * w).sum(dim=(0, 2, 3)) / n
+    mean_x, mean_y = (x * w).sum(dim=(0, 2)) / n, (y * w).sum(dim=(0, 2)) / n  # (H, d)
+    return (sq_x + sq_y + 2 * (mean_x * mean_y).sum(-1)) / d  # (H,)
+
+
 def _softmax_projection(xs: Tensor, projection: Tensor, a: Tensor | None, out: Tensor | None) -> Tensor:
     """``W x'`` (FAVOR+) or ``sqrt(1 - 4A) W x' + A |w|^2`` (FAVOR++) of already scaled x' (..., L, d):
     (..., L, m). With ``out`` (no gradient needed) the product is written into it and the FAVOR++

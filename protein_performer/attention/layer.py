@@ -1,39 +1,37 @@
 """Multi-head attention layer over FAVOR+ (or exact attention, for the baseline Transformer).
 
-Every kind has the same parameters (``qkv``, ``out``) and the same ``projection`` buffer, so a
+The layer projects x to q, k, v and back; its kernel (:mod:`.kernels`) mixes positions, in the
+forward (:meth:`FavorAttention.forward`) and one token at a time (:meth:`FavorAttention.step`,
+for generation). Every kind has the same parameters (``qkv``, ``out``) and the same ``projection`` buffer, so a
 checkpoint of an exact-attention model loads unchanged into a Performer of the same shape: the
 backward compatibility the Performer paper highlights.
 
 Two options help FAVOR+ with short-range patterns, which its smooth kernel estimate captures
 poorly: hybrid heads (the first ``local_heads`` heads use exact softmax attention inside a sliding
 window of ``local_window`` residues, the others FAVOR+ over the whole sequence) and a short
-depthwise convolution over q, k and v (``conv_width``; causal padding for causal models).
+depthwise convolution over q, k and v (``conv_width``; causal padding for causal models). The
+convolution, like per-protein segments, is the layer's: it acts the same around every kernel.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from protein_performer.attention.features import Scaling, favorpp_coefficient, gaussian_orthogonal_matrix
-from protein_performer.attention.linear import (
-    DEFAULT_CHUNK_SIZE,
-    exact_attention,
-    exact_attention_weights,
-    favor_attention,
-    favor_attention_weights,
+from protein_performer.attention.features import Scaling, gaussian_orthogonal_matrix
+from protein_performer.attention.kernels import (
+    AttentionKind,
+    FeatureMap,
+    KernelOptions,
+    RandomFeatures,
+    make_kernel,
 )
-from protein_performer.attention.local import local_attention, local_attention_weights
+from protein_performer.attention.linear import DEFAULT_CHUNK_SIZE
+from protein_performer.attention.recurrent import LayerState
 from protein_performer.attention.rotary import apply_rotary
-
-AttentionKind = Literal["softmax", "relu", "exact"]
-FeatureMap = Literal["favor+", "favor++"]
-FAVORPP_MOMENTUM = 0.05
-"""Weight of each training batch in FAVOR++'s running rho (an exponential moving average)."""
-
 
 Segments = list[list[tuple[int, int]]]
 """Per batch row, ``[start, end)`` ranges covering the row in order (one per protein)."""
@@ -86,10 +84,13 @@ def _restrict_to_segments(weights: Tensor, segments: Segments, rows: Tensor | No
 class FavorAttention(nn.Module):
     """Multi-head self-attention: ``(B, L, dim) -> (B, L, dim)``.
 
-    ``kernel`` is ``"softmax"`` (Performer-Softmax, FAVOR+), ``"relu"`` (Performer-ReLU) or
-    ``"exact"`` (softmax attention via SDPA). The (nb_features, head_dim) random projection is a
-    buffer: saved in checkpoints, shared by all heads of the layer, and changed only by
-    :meth:`redraw_features` with an explicit generator.
+    The layer holds the projections (``qkv``, ``out``, the optional q/k/v convolution) and the
+    buffers saved in checkpoints; how heads mix positions is its ``kernel``
+    (:mod:`.kernels`), chosen once from ``kernel`` (``"softmax"``: Performer-Softmax, FAVOR+;
+    ``"relu"``: Performer-ReLU; ``"exact"``: softmax attention via SDPA), ``feature_map`` and
+    ``local_heads``. The (nb_features, head_dim) random projection is a buffer: saved in
+    checkpoints, shared by all heads of the layer, and changed only by :meth:`redraw_features`
+    with an explicit generator. Arguments are validated by ``PerformerConfig``.
     """
 
     def __init__(
@@ -110,24 +111,9 @@ class FavorAttention(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        if dim % heads:
-            raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
-        if kernel not in ("softmax", "relu", "exact"):
-            raise ValueError(f"kernel must be 'softmax', 'relu' or 'exact', got {kernel!r}")
-        if not 0 <= local_heads <= heads:
-            raise ValueError(f"local_heads must be in [0, heads={heads}], got {local_heads}")
-        if local_window < 1:
-            raise ValueError(f"local_window must be >= 1, got {local_window}")
-        if conv_width < 0 or conv_width == 1:
-            raise ValueError(f"conv_width must be 0 (off) or >= 2, got {conv_width}")
-        if feature_map not in ("favor+", "favor++"):
-            raise ValueError(f"feature_map must be 'favor+' or 'favor++', got {feature_map!r}")
-        if feature_map == "favor++" and kernel != "softmax":
-            raise ValueError(f"feature_map 'favor++' needs the softmax kernel, not {kernel!r}")
         self.dim, self.heads, self.head_dim = dim, heads, dim // heads
-        self.kernel, self.causal, self.chunk_size = kernel, causal, chunk_size
-        self.nb_features, self.feature_scaling = nb_features, feature_scaling
-        self.local_heads, self.local_window, self.conv_width = local_heads, local_window, conv_width
+        self.causal, self.feature_map = causal, feature_map
+        self.nb_features, self.feature_scaling, self.conv_width = nb_features, feature_scaling, conv_width
         self.qkv = nn.Linear(dim, 3 * dim)
         # Depthwise filter over the 3 * dim channels of q, k, v, (3 dim, width); tap j reads position
         # t + j - left. It starts as the identity (1 at tap `left`), i.e. as the model without it.
@@ -140,11 +126,11 @@ class FavorAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
         self.dropout = nn.Dropout(dropout)
         self.register_buffer("projection", torch.empty(nb_features, self.head_dim))
-        self.feature_map = feature_map
-        if feature_map == "favor++":
-            # rho = mean |q' + k'|^2 / d per global head, a running statistic of training batches
-            # (-1: not measured yet, A = 0). A frozen statistic: no output depends on the future.
-            self.register_buffer("favorpp_rho", torch.full((heads - local_heads,), -1.0))
+        options = KernelOptions(causal=causal, chunk_size=chunk_size, window=local_window)
+        self.kernel = make_kernel(kernel, feature_map, heads, local_heads=local_heads, options=options)
+        statistic = self.kernel.initial_statistic()
+        if statistic is not None:  # FAVOR++'s rho per global head, a running statistic of training batches
+            self.register_buffer("favorpp_rho", statistic)
         self.redraw_features(generator)
 
     @torch.no_grad()
@@ -154,6 +140,15 @@ class FavorAttention(nn.Module):
             self.nb_features, self.head_dim, scaling=self.feature_scaling, generator=generator
         )
         self.projection.copy_(new)
+
+    def features(self) -> RandomFeatures:
+        """The buffers the kernel reads: the projection and FAVOR++'s rho (None without it)."""
+        return RandomFeatures(self.projection, self._buffers.get("favorpp_rho"))
+
+    @torch.no_grad()
+    def commit_feature_statistics(self) -> None:
+        """Fold the last training batch's FAVOR++ statistic into the running rho (after a step)."""
+        self.kernel.commit_statistic(self._buffers.get("favorpp_rho"))
 
     def forward(
         self,
@@ -179,25 +174,17 @@ class FavorAttention(nn.Module):
         q, k, v = qkv.view(B, L, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (B, H, L, hd) each
         if rotary is not None:
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
-        y = _per_segment(self._attend, (q, k, v), key_padding_mask, segments, dim=2)  # (B, H, L, hd)
+        features = self.features()
+        attend = partial(self.kernel.attend, features=features)
+        y = _per_segment(attend, (q, k, v), key_padding_mask, segments, dim=2)  # (B, H, L, hd)
         weights = None
         if need_weights:
-            weights = self._weights(q, k, weight_rows, key_padding_mask)
+            with torch.no_grad():
+                weights = self.kernel.weights(q, k, key_padding_mask, features=features, rows=weight_rows)
             if segments is not None:
                 weights = _restrict_to_segments(weights, segments, weight_rows)
         y = y.transpose(1, 2).reshape(B, L, self.dim)  # (B, L, dim)
         return self.dropout(self.out(y)), weights
-
-    def _attend(self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None) -> Tensor:
-        """(B, H, L, hd) -> (B, H, L, hd): local heads first, then the global ones."""
-        h = self.local_heads
-        parts = []
-        if h:  # heads [0, h): exact attention inside the sliding window
-            parts.append(local_attention(q[:, :h], k[:, :h], v[:, :h], self.local_window,
-                                         causal=self.causal, key_padding_mask=key_padding_mask))
-        if h < self.heads:  # heads [h, H): the kernel over the whole sequence
-            parts.append(self._global(q[:, h:], k[:, h:], v[:, h:], key_padding_mask))
-        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
     def _convolve(self, qkv: Tensor, key_padding_mask: Tensor | None) -> Tensor:
         """Depthwise convolution along L of (B, L, 3 dim); padded positions count as zeros, and a
@@ -211,68 +198,56 @@ class FavorAttention(nn.Module):
             out = out + x[:, j : j + L] * self.conv_weight[:, j]
         return out  # (B, L, 3 dim)
 
-    def feature_coefficient(self) -> Tensor | None:
-        """FAVOR++'s A per global head, (H_global,), from the running rho; None for FAVOR+."""
-        if self.feature_map != "favor++":
-            return None
-        return favorpp_coefficient(self.favorpp_rho)  # rho < 0 (unmeasured) gives A = 0
+    def init_state(self, batch_size: int, *, device: torch.device, dtype: torch.dtype) -> LayerState:
+        """The empty decoding state of this (causal) layer for ``batch_size`` rows (:meth:`step`)."""
+        if not self.causal:
+            raise ValueError("recurrent attention needs a causal layer (PerformerConfig.causal=True)")
+        kernel = self.kernel.init_state(batch_size, self.head_dim, features=self.features(), device=device,
+                                        dtype=dtype)
+        conv = None
+        if self.conv_weight is not None:
+            conv = torch.zeros(batch_size, self.conv_width - 1, 3 * self.dim, device=device, dtype=dtype)
+        return LayerState(kernel, conv)
 
-    @torch.no_grad()
-    def _measure_favorpp(self, q: Tensor, k: Tensor, key_padding_mask: Tensor | None) -> None:
-        """This batch's rho_h = mean over query/key pairs of |q' + k'|^2 / d, i.e.
-        (E|q'|^2 + E|k'|^2 + 2 E[q'] . E[k']) / d over real tokens, kept until
-        :meth:`commit_feature_statistics` (so a recomputed forward sees the same A)."""
-        d = q.shape[-1]
-        x, y = q.float() * d**-0.25, k.float() * d**-0.25  # (B, H, L, d)
-        if key_padding_mask is None:
-            w = torch.ones(x.shape[0], 1, x.shape[2], 1, device=x.device)
-        else:
-            w = key_padding_mask[:, None, :, None].float()  # (B, 1, L, 1): real tokens
-        n = w.sum().clamp_min(1)
-        sq_x = ((x * x).sum(-1, keepdim=True) * w).sum(dim=(0, 2, 3)) / n  # (H,)
-        sq_y = ((y * y).sum(-1, keepdim=True) * w).sum(dim=(0, 2, 3)) / n
-        mean_x, mean_y = (x * w).sum(dim=(0, 2)) / n, (y * w).sum(dim=(0, 2)) / n  # (H, d)
-        self._favorpp_pending = (sq_x + sq_y + 2 * (mean_x * mean_y).sum(-1)) / d  # (H,)
+    def step(
+        self,
+        x: Tensor,
+        state: LayerState,
+        step: int,
+        *,
+        rotary: tuple[Tensor, Tensor] | None = None,
+        segment_start: Tensor | None = None,
+    ) -> Tensor:
+        """One position of the causal forward: x (B, dim) -> (B, dim); updates ``state`` in place.
 
-    @torch.no_grad()
-    def commit_feature_statistics(self) -> None:
-        """Fold the last training batch's FAVOR++ statistic into the running rho (after a step)."""
-        pending = getattr(self, "_favorpp_pending", None)
-        if pending is None:
-            return
-        rho = self.favorpp_rho
-        rho.copy_(torch.where(rho < 0, pending, torch.lerp(rho, pending, FAVORPP_MOMENTUM)))
-        self._favorpp_pending = None
+        Args:
+            step: index of this position among the positions stepped so far (0, 1, ...).
+            rotary: (cos, sin), each (B, D): the rotation of each row's position.
+            segment_start: (B,) long, the step at which each row's current protein began (per-protein
+                attention); keys of earlier steps are invisible. None: every past key is visible.
+        """
+        B = x.shape[0]
+        qkv = self.qkv(x)  # (B, 3 dim)
+        if state.conv is not None:
+            qkv = self._convolve_step(qkv, state)
+        q, k, v = qkv.view(B, 3, self.heads, 1, self.head_dim).unbind(1)  # (B, H, 1, D) each
+        if rotary is not None:
+            cos, sin = (t[:, None, None, :] for t in rotary)  # (B, 1, 1, D)
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        y = self.kernel.step(state.kernel, q, k, v, features=self.features(), step=step,
+                             segment_start=segment_start)  # (B, H, 1, D)
+        return self.dropout(self.out(y.reshape(B, self.dim)))  # (B, dim)
 
-    def _global(self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None) -> Tensor:
-        if self.kernel == "exact":
-            return exact_attention(q, k, v, causal=self.causal, key_padding_mask=key_padding_mask)
-        a = self.feature_coefficient()
-        if a is not None and self.training:  # this batch's statistic serves the *next* batches
-            self._measure_favorpp(q, k, key_padding_mask)
-        return favor_attention(q, k, v, self.projection, kernel=self.kernel, causal=self.causal,
-                               key_padding_mask=key_padding_mask, chunk_size=self.chunk_size, feature_a=a)
-
-    @torch.no_grad()
-    def _weights(self, q: Tensor, k: Tensor, rows: Tensor | None, key_padding_mask: Tensor | None) -> Tensor:
-        """(B, H, R, L) weights of every head: local heads first, then the global ones."""
-        h, parts = self.local_heads, []
-        if h:
-            parts.append(local_attention_weights(q[:, :h], k[:, :h], self.local_window, causal=self.causal,
-                                                 rows=rows, key_padding_mask=key_padding_mask))
-        if h < self.heads:
-            qg, kg = q[:, h:], k[:, h:]
-            if self.kernel == "exact":
-                w = exact_attention_weights(qg, kg, causal=self.causal, key_padding_mask=key_padding_mask)
-                parts.append(w if rows is None else w[:, :, rows])
-            else:
-                parts.append(favor_attention_weights(qg, kg, self.projection, kernel=self.kernel,
-                                                     causal=self.causal, rows=rows,
-                                                     key_padding_mask=key_padding_mask,
-                                                     feature_a=self.feature_coefficient()))
-        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+    def _convolve_step(self, qkv: Tensor, state: LayerState) -> Tensor:
+        """:meth:`_convolve` (causal) at one position: tap j reads position t - width + 1 + j.
+        (B, 3 dim) -> (B, 3 dim); the newest row joins the state."""
+        window = torch.cat([state.conv, qkv.unsqueeze(1)], dim=1)  # (B, width, 3 dim), oldest first
+        state.conv = window[:, 1:]
+        out = window[:, 0] * self.conv_weight[:, 0]
+        for j in range(1, self.conv_width):  # the forward's order of multiply-adds
+            out = out + window[:, j] * self.conv_weight[:, j]
+        return out
 
     def extra_repr(self) -> str:
-        return (f"dim={self.dim}, heads={self.heads}, kernel={self.kernel}, "
-                f"nb_features={self.nb_features}, causal={self.causal}, local_heads={self.local_heads}, "
-                f"local_window={self.local_window}, conv_width={self.conv_width}")
+        return (f"dim={self.dim}, heads={self.heads}, nb_features={self.nb_features}, causal={self.causal}, "
+                f"conv_width={self.conv_width}")

@@ -1,4 +1,4 @@
-"""FAVOR+ attention algebra: bidirectional and causal linear attention, implicit weights, exact baseline.
+"""FAVOR+ attention algebra: bidirectional and causal linear attention, one decoding step, implicit weights.
 
 With features phi (see :mod:`.features`), FAVOR+ replaces softmax(Q K^T / sqrt(d)) V by::
 
@@ -26,6 +26,9 @@ Such a row is recognised by its own normaliser (below sqrt(tiny), which bounds w
 have dropped to ~1e-11 of it) and recomputed with per-feature *running* references
 (:func:`_causal_per_feature`), the causal form of the bidirectional stabiliser. Whether a row is
 recomputed, and its value, depend on positions <= t only, so causality stays exact bit for bit.
+
+Causal FAVOR+ is also an RNN: :func:`favor_step` adds one position to the (m, d + 1) state against
+the running maximum, the chunked path's state with chunks of one position (generation).
 
 Without gradients (inference), bidirectional softmax-kernel attention takes
 :func:`_softmax_bidirectional_inference`: the same stabilisers and operations, done in place over
@@ -382,39 +385,42 @@ def favor_attention_weights(
         return torch.cat(blocks, dim=-2)
 
 
-def exact_attention(
+def favor_step(
     q: Tensor,
     k: Tensor,
     v: Tensor,
+    projection: Tensor,
+    sums: Tensor,
+    log_ref: Tensor | None,
     *,
-    causal: bool = False,
-    key_padding_mask: Tensor | None = None,
-) -> Tensor:
-    """Exact softmax(Q K^T / sqrt(D)) V, the quadratic baseline (``F.scaled_dot_product_attention``).
+    kernel: Kernel = "softmax",
+    feature_a: Tensor | None = None,
+) -> tuple[Tensor, Tensor | None]:
+    """One position of causal FAVOR+ as a recurrence (decoding): the chunked path with chunks of one.
 
-    q, k, v: (B, H, L, D); key_padding_mask: (B, L) bool, True at real tokens. Returns (B, H, L, D).
-    Without padding no mask is built, so SDPA can use its fused (causal) kernels.
+    ``S_t = S_{t-1} exp(M_{t-1} - M_t) + phi(k_t) [v_t, 1]^T exp(ls_t - M_t)``, ``M_t`` the running
+    maximum of the key log-scales (softmax; ReLU keys have none), ``out_t = phi(q_t) . S_t`` divided by
+    its normaliser channel. q, k, v: (B, H, 1, D); ``sums`` (B, H, m, D + 1) S_{t-1}, updated in place;
+    ``log_ref`` (B, H) M_{t-1} (None for ReLU). Returns out_t (B, H, 1, D) in v's dtype and M_t.
     """
-    if key_padding_mask is not None and bool(key_padding_mask.all()):
-        key_padding_mask = None
-    if key_padding_mask is None:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-    mask = key_padding_mask[:, None, None, :]  # (B, 1, 1, L)
-    if causal:
-        L = q.shape[-2]
-        mask = mask & torch.ones(L, L, dtype=torch.bool, device=q.device).tril()  # (B, 1, L, L)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-
-
-def exact_attention_weights(
-    q: Tensor, k: Tensor, *, causal: bool = False, key_padding_mask: Tensor | None = None
-) -> Tensor:
-    """softmax(Q K^T / sqrt(D)) as a (B, H, L, L) matrix; for analysis of exact baselines only."""
-    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, H, L, L)
-    if key_padding_mask is not None:
-        scores = scores.masked_fill(~key_padding_mask[:, None, None, :], float("-inf"))
-    if causal:
-        L = q.shape[-2]
-        upper = torch.ones(L, L, dtype=torch.bool, device=q.device).triu(1)
-        scores = scores.masked_fill(upper, float("-inf"))
-    return scores.softmax(dim=-1)
+    out_dtype = v.dtype
+    if q.dtype in (torch.float16, torch.bfloat16):  # features in float32, as favor_attention
+        q, k, v = q.float(), k.float(), v.float()
+    qf, _ = _features(q, projection, kernel, feature_a)  # (B, H, 1, m); its scale cancels
+    kf, log_scale = _features(k, projection, kernel, feature_a)  # (B, H, 1, m), (B, H, 1) | None
+    # The sums' dtype (float64 for generation): the chunked forward adds blocks of 128 positions, a
+    # recurrence one position at a time, and in float32 that drifts (4e-5 in the logits after 2,048
+    # ReLU steps).
+    acc = sums.dtype
+    qf, kf = qf.to(acc), kf.to(acc)
+    v1 = F.pad(v.to(acc), (0, 1), value=1.0)  # (B, H, 1, D + 1)
+    if log_scale is not None:
+        ls = log_scale[..., 0].to(acc)  # (B, H)
+        new_ref = torch.maximum(log_ref, ls)
+        decay = torch.exp(log_ref - new_ref)[..., None, None]  # (B, H, 1, 1), <= 1
+        v1 = v1 * torch.exp(ls - new_ref)[..., None, None]
+        sums.mul_(decay).add_(kf.transpose(-2, -1) @ v1)  # (B, H, m, D + 1)
+        log_ref = new_ref
+    else:
+        sums.add_(kf.transpose(-2, -1) @ v1)
+    return _ratio(qf @ sums).to(out_dtype), log_ref

@@ -12,7 +12,8 @@ so an interrupted run never leaves a directory that looks complete (and a later 
 what a killed one left). Rerunning with inputs of identical checksums and identical options
 keeps the existing dataset (logged as up to date) once its shard checksums match the
 manifest; anything else, a damaged dataset included, refuses to replace it unless
-``overwrite=True`` (``--overwrite``). ``--out`` is checked before any work.
+``overwrite=True`` (``--overwrite``). ``--out`` is checked before any work. That staging is
+:mod:`protein_performer.corpus.staging`; the tokenising and the manifest are here.
 """
 
 from __future__ import annotations
@@ -22,10 +23,8 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
@@ -52,12 +51,15 @@ from protein_performer.corpus.shards import (
     TOKENS_FILE,
     POSITIONS_FILE,
     WEIGHTS_FILE,
-    DamagedDataset,
-    read_manifest,
     sha256_of,
-    verify_checksums,
 )
-from protein_performer.outputs import check_output, process_alive
+from protein_performer.corpus.staging import (
+    check_out_dir,
+    remove_dead_partials,
+    reusable_manifest,
+    scratch_dir,
+    swap_into_place,
+)
 from protein_performer.progress import add_quiet_argument, from_args, progress_bar
 
 log = logging.getLogger(__name__)
@@ -156,67 +158,6 @@ class SplitWriter:
             fh.close()
 
 
-def _existing_manifest(out: Path) -> dict | None:
-    try:
-        return read_manifest(out)
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def _reusable(out: Path, input_info: list[dict], options: dict, overwrite: bool) -> dict | None:
-    """The manifest at ``out`` if it was made from the same inputs (sha256, format) and options
-    and its files still match their checksums; raises if ``out`` holds anything else (or a
-    damaged dataset) and ``overwrite`` is false."""
-    existing = _existing_manifest(out)
-    key = [(i["sha256"], i["format"]) for i in input_info]
-    if existing is not None and existing.get("options") == options and \
-            [(i.get("sha256"), i.get("format")) for i in existing.get("inputs", [])] == key:
-        try:
-            verify_checksums(out, existing)
-            return existing
-        except DamagedDataset:
-            if not overwrite:
-                raise
-            log.warning("%s is damaged; rebuilding it (--overwrite)", out)
-            return None
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        what = "a prepared dataset of other inputs or options" if existing else "files that are not a prepared dataset"
-        raise ValueError(f"{out} already holds {what}; use --overwrite to replace it or choose another --out")
-    return None
-
-
-def check_out_dir(out: Path, inputs: list[Path], overwrite: bool) -> None:
-    """Refuse, before any work, an ``--out`` that cannot become the dataset directory (it is
-    built in a hidden sibling and renamed into place, so the folder above must be writable)."""
-    check_output(out, "dir")
-    if out.exists() and not os.access(out.parent.resolve(), os.W_OK | os.X_OK):
-        raise ValueError(f"--out {out}: cannot write in {out.parent} (permission denied or read-only file system), "
-                         "where the new dataset is built; choose a writable --out")
-    resolved, cwd = out.resolve(), Path.cwd().resolve()
-    if resolved == cwd or resolved in cwd.parents:
-        raise ValueError(f"--out {out} is the current directory or holds it; the dataset is written beside "
-                         "--out and renamed into place, so choose a new folder, e.g. --out data/prepared/NAME")
-    if overwrite and any(resolved in p.resolve().parents for p in inputs):
-        raise ValueError(f"--out {out} holds an input file; --overwrite would delete it. Choose another --out")
-
-
-def remove_dead_partials(out: Path) -> None:
-    """Remove ``.NAME.partial-PID-*`` / ``.NAME.old-PID-*`` folders beside ``out`` whose process is
-    gone (left by a killed run). Folders of older versions (no PID) go when over an hour old."""
-    pattern = re.compile(re.escape(f".{out.name}.") + r"(?:partial|old)-(?:(\d+)-)?[0-9a-f]{8}")
-    if not out.parent.is_dir():
-        return
-    for path in out.parent.iterdir():
-        match = pattern.fullmatch(path.name)
-        if not match or not path.is_dir():
-            continue
-        pid = match.group(1)
-        dead = not process_alive(int(pid)) if pid else time.time() - path.stat().st_mtime > 3600
-        if dead:
-            log.warning("removing %s, left by an interrupted prepare", path)
-            shutil.rmtree(path, ignore_errors=True)
-
-
 FAMILY_LAYOUT = 2
 """Version of what ``prepare --family`` writes (2: positions.u16); a dataset of another is rebuilt."""
 
@@ -233,11 +174,6 @@ class FamilyOptions:
     """Sequence weights: 1 / members within this identity."""
     split_identity: float = 0.8
     """Held-out members are below this identity to every training member."""
-
-
-def _scratch_name(out: Path, kind: str) -> Path:
-    """A hidden sibling of ``out`` named after this process (see :func:`remove_dead_partials`)."""
-    return out.parent / f".{out.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def prepare(inputs: list[Path], out: Path, *, policy: CleaningPolicy = CleaningPolicy(),
@@ -271,7 +207,7 @@ def prepare(inputs: list[Path], out: Path, *, policy: CleaningPolicy = CleaningP
     if family is not None:
         options["family"] = {**asdict(family), "layout": FAMILY_LAYOUT}
 
-    existing = _reusable(out, input_info, options, overwrite)
+    existing = reusable_manifest(out, input_info, options, overwrite)
     if existing is not None:
         log.info("%s is up to date (same input checksums and options, shard checksums verified); keeping it",
                  out)
@@ -279,7 +215,7 @@ def prepare(inputs: list[Path], out: Path, *, policy: CleaningPolicy = CleaningP
 
     remove_dead_partials(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _scratch_name(out, "partial")
+    tmp = scratch_dir(out, "partial")
     tmp.mkdir()
     writers: dict[str, SplitWriter] = {}
     try:
@@ -319,7 +255,7 @@ def prepare(inputs: list[Path], out: Path, *, policy: CleaningPolicy = CleaningP
             manifest["family"] = family_info
             manifest["split_rule"] = family_info["split_rule"]
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")  # last: marks it complete
-        _swap_into_place(tmp, out)
+        swap_into_place(tmp, out)
     except BaseException:
         for writer in writers.values():
             writer.abort()
@@ -394,17 +330,6 @@ def _tokenise_family(path: Path, options: FamilyOptions, policy: CleaningPolicy,
     log.info("%s: family of %d members (%s, query %s, Neff %.1f at %.0f%% identity)", path, len(fam), fam.format,
              fam.ids[fam.query], fam.neff, 100 * options.identity)
     return counts, info
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` to ``out``; an old ``out`` is moved aside first and removed after."""
-    old = None
-    if out.exists():
-        old = _scratch_name(out, "old")
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old)
 
 
 # ---------------------------------------------------------------------------------------------

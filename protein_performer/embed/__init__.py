@@ -20,6 +20,7 @@ from protein_performer.embed.embedder import (
     Embedder,
     EmbeddingResult,
     ProteinEmbedding,
+    residue_windows,
     window_starts,
 )
 from protein_performer.embed.files import (
@@ -37,5 +38,6 @@ from protein_performer.embed.inputs import ProteinInput, as_inputs
 __all__ = [
     "DEFAULT_TOKEN_BUDGET", "DEFAULT_WINDOW_OVERLAP", "FORMATS", "EmbedStats", "Embedder", "EmbeddingResult",
     "H5Writer", "NpzWriter", "ProteinEmbedding", "ProteinInput", "PtDirWriter", "add_arguments", "as_inputs",
-    "embed_to_file", "open_writer", "output_format", "read_embeddings", "run", "safe_key", "window_starts",
+    "embed_to_file", "open_writer", "output_format", "read_embeddings", "residue_windows", "run", "safe_key",
+    "window_starts",
 ]

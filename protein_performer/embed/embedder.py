@@ -6,9 +6,10 @@ excluded). Proteins are sorted by length and packed, longest first, into batches
 ``token_budget`` padded tokens (:func:`~protein_performer.datasets.token_budget_batches`, as ESM's
 ``extract.py``) and padded by :func:`~protein_performer.datasets.collate_proteins`. A protein
 longer than ``max_length`` residues (default: whatever fits one batch, ``token_budget - 2``) is
-embedded in overlapping windows of ``max_length`` residues, each framed ``<cls> … <eos>``;
-per-residue states are averaged where windows overlap, and the protein is marked ``windowed``.
-Nothing is truncated.
+embedded in overlapping windows of ``max_length`` residues (:func:`residue_windows`, planned by
+:class:`~protein_performer.windows.WindowPlan`), each framed ``<cls> … <eos>``; per-residue states
+are averaged over every window that reads a residue (no single window owns it), and the protein
+is marked ``windowed``. Nothing is truncated.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from protein_performer.alphabet import ALPHABET
 from protein_performer.datasets import collate_proteins, token_budget_batches
 from protein_performer.embed.inputs import ProteinInput, as_inputs
 from protein_performer.model import PerformerLM, layer_index
+from protein_performer.windows import WindowPlan
 
 log = logging.getLogger(__name__)
 
@@ -88,16 +90,15 @@ class _Piece:
     """``<cls> residues <eos>`` as token ids (:meth:`~protein_performer.alphabet.Alphabet.frame`)."""
 
 
+def residue_windows(length: int, window: int, overlap: int) -> WindowPlan:
+    """Windows of ``window`` residues covering ``length`` with at least ``overlap`` shared; the last
+    window ends at the protein's end (the :class:`~protein_performer.windows.WindowPlan` of ``embed``)."""
+    return WindowPlan(length, window, overlap, tail="full")
+
 
 def window_starts(length: int, window: int, overlap: int) -> list[int]:
-    """Starts of windows of ``window`` residues covering ``length`` with at least ``overlap`` shared;
-    the last window ends at the protein's end."""
-    if length <= window:
-        return [0]
-    stride = window - overlap
-    starts = list(range(0, length - window, stride))
-    return starts + [length - window]
-
+    """Starts of :func:`residue_windows` (``[0]`` for a protein that fits one window)."""
+    return [w.start for w in residue_windows(max(length, 1), window, overlap)]
 
 
 class Embedder:
@@ -191,8 +192,8 @@ class Embedder:
                 raise ValueError(f"protein {item.id!r}: {err}; use --unknown x to map it to X") from err
             if residues.size == 0:
                 raise ValueError(f"protein {item.id!r}: empty sequence")
-            for start in window_starts(residues.size, self.max_length, self.window_overlap):
-                pieces.append(_Piece(i, start, ALPHABET.frame(residues[start : start + self.max_length])))
+            for w in residue_windows(residues.size, self.max_length, self.window_overlap):
+                pieces.append(_Piece(i, w.start, ALPHABET.frame(residues[w.start : w.stop])))
         pending = {i: sum(p.protein == i for p in pieces) for i in range(len(chunk))}
         # Per-residue sums and coverage counts of proteins whose windows are not all done yet.
         sums: dict[int, np.ndarray] = {}

@@ -1,5 +1,20 @@
-"""Experiments: end-to-end workflows built only from the project's own commands, with summaries that
-are pure functions of saved results.
+"""Experiments: end-to-end workflows built from the project's own commands and configs, with reports
+that are pure functions of saved results.
 
-* :mod:`.families` — ``make variants``: a family's homologs to variant-effect scores (TEM-1 by default).
+Imports flow one way, from the configs up to the workflows:
+
+* :mod:`.registry` — named variants: a config of ``configs/`` plus overrides (:func:`.registry.config_path`
+  is the one place that says where configs live);
+* :mod:`.runs` — :func:`.runs.train_run`: a variant trained through :class:`~protein_performer.cli.ProteinCLI`
+  (configs/base.yaml, the config, the overrides), with the wall-clock callbacks of
+  :mod:`protein_performer.callbacks`; scoring helpers;
+* :mod:`.results` — the typed schema of ``results_all.json``; :mod:`.report` renders RESULTS.md from it;
+* :mod:`.reproduce` (``make reproduce``) with :mod:`.long_windows` and :mod:`.analyses` — the paper's
+  protein experiments, written to docs/RESULTS.md;
+* :mod:`.study` and :mod:`.study_report` — the learning study (docs/benchmarks/learning.md);
+* :mod:`.demo` — ``make demo``; :mod:`.families` — ``make variants``: a family's homologs to
+  variant-effect scores (TEM-1 by default);
+* :mod:`.machine` — the machine description and process memory, shared with the benchmark scripts.
+
+``scripts/`` holds thin entry points to these modules.
 """

@@ -5,11 +5,14 @@ statistics and the ``score-variants`` command.
 * :mod:`.scoring` — model scores read in overlapping windows; BLOSUM62 and unigram baselines;
 * :mod:`.profile` — the family's weighted column profile as a scorer;
 * :mod:`.context` — a model conditioned on homologs in its window;
-* :mod:`.stats` — Spearman with bootstrap intervals;
 * :mod:`.plots` — the DMS heatmap;
 * :mod:`.command` — ``protein-performer score-variants``.
+
+Spearman with bootstrap intervals lives in :mod:`protein_performer.stats` (shared with ``score``),
+BLOSUM62 in :mod:`protein_performer.analysis.blosum`, windows in :mod:`protein_performer.windows`.
 """
 
+from protein_performer.stats import Correlation, spearman
 from protein_performer.variants.command import _read_wild_type, add_arguments, run
 from protein_performer.variants.mutants import (
     InvalidVariant,
@@ -29,14 +32,14 @@ from protein_performer.variants.scoring import (
     pseudo_log_likelihoods,
     score_mutants,
     substitution_matrix,
+    token_windows,
     unigram_scores,
     unmasked_log_probs,
 )
-from protein_performer.variants.stats import Correlation, spearman
 
 __all__ = [
     "InvalidVariant", "Substitution", "VariantTable", "apply_mutant", "parse_mutant", "read_variants",
     "plot_substitution_matrix", "STRATEGIES", "assign_windows", "blosum62_scores", "causal_log_likelihoods",
-    "masked_log_probs", "pseudo_log_likelihoods", "score_mutants", "substitution_matrix", "unigram_scores",
-    "unmasked_log_probs", "Correlation", "spearman", "add_arguments", "run", "_read_wild_type",
+    "masked_log_probs", "pseudo_log_likelihoods", "score_mutants", "substitution_matrix", "token_windows",
+    "unigram_scores", "unmasked_log_probs", "Correlation", "spearman", "add_arguments", "run", "_read_wild_type",
 ]

@@ -49,6 +49,7 @@ import numpy as np
 from protein_performer.alphabet import ALPHABET, STANDARD_AMINO_ACIDS
 from protein_performer.cli_args import deprecated_alias
 from protein_performer.progress import add_quiet_argument, from_args
+from protein_performer.stats import spearman
 from protein_performer.variants.mutants import VariantTable, read_variants
 from protein_performer.variants.plots import plot_substitution_matrix
 from protein_performer.variants.scoring import (
@@ -58,7 +59,6 @@ from protein_performer.variants.scoring import (
     substitution_matrix,
     unigram_scores,
 )
-from protein_performer.variants.stats import spearman
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +173,8 @@ def _outputs(args: argparse.Namespace) -> dict[str, Path]:
         if key in seen or any(key == Path(p).resolve() for p in inputs):
             raise ValueError(f"{flag} {path} is also {seen.get(key, 'an input')}; choose another name")
         seen[key] = flag
+    for path in outputs.values():  # every output may go into a folder that does not exist yet
+        path.parent.mkdir(parents=True, exist_ok=True)
     return outputs
 
 

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from protein_performer.alphabet import STANDARD_AMINO_ACIDS
+from protein_performer.analysis.blosum import blosum62_matrix
 from protein_performer.corpus.families import Family, column_profile
 from protein_performer.variants.mutants import Substitution
 
@@ -33,10 +34,9 @@ def wild_type_columns(family: Family, sequence: str) -> np.ndarray:
     if start >= 0:
         return np.arange(start, start + len(sequence))
     from Bio import Align
-    from Bio.Align import substitution_matrices
 
     aligner = Align.PairwiseAligner(mode="global", open_gap_score=-10, extend_gap_score=-1, end_gap_score=0)
-    aligner.substitution_matrix = substitution_matrices.load("BLOSUM62")
+    aligner.substitution_matrix = blosum62_matrix()
     alignment = aligner.align(sequence, query)[0]
     out = np.full(len(sequence), -1, dtype=np.int64)
     for (a0, a1), (b0, b1) in zip(*alignment.aligned):

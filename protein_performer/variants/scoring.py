@@ -17,9 +17,11 @@ import numpy as np
 import torch
 
 from protein_performer.alphabet import ALPHABET, STANDARD_AMINO_ACIDS
+from protein_performer.analysis.blosum import blosum62
 from protein_performer.model import PerformerLM
 from protein_performer.progress import progress_bar
 from protein_performer.variants.mutants import Substitution, apply_mutant
+from protein_performer.windows import WindowPlan
 
 Strategy = Literal["masked-marginals", "wt-marginals", "pseudo-ppl"]
 STRATEGIES: tuple[str, ...] = ("masked-marginals", "wt-marginals", "pseudo-ppl")
@@ -27,23 +29,21 @@ STRATEGIES: tuple[str, ...] = ("masked-marginals", "wt-marginals", "pseudo-ppl")
 # --------------------------------------------------------------------------- windows
 
 
-def assign_windows(n_tokens: int, size: int, causal: bool) -> tuple[list[int], np.ndarray]:
-    """Overlapping windows over ``n_tokens`` framed tokens: ``(starts, owner)`` where window w is
-    ``[starts[w], starts[w] + size)`` and ``owner[i]`` is the window that token i is read from."""
+def token_windows(n_tokens: int, size: int, causal: bool) -> WindowPlan:
+    """Windows of ``size`` tokens over ``n_tokens`` framed tokens, stride half a window, each token owned
+    by the window that gives it the most context: the one whose centre it is nearest (masked), or
+    the earliest that reads it, with the longest prefix (causal)."""
     if size < 3:
         raise ValueError(f"--window-tokens must be >= 3 tokens, got {size}")
-    if n_tokens <= size:
-        return [0], np.zeros(n_tokens, dtype=np.int64)
-    stride = size // 2
-    starts = list(range(0, n_tokens - size, stride)) + [n_tokens - size]
-    s = np.asarray(starts)[:, None]  # (W, 1)
-    i = np.arange(n_tokens)[None, :]  # (1, n)
-    inside = (i >= s) & (i < s + size)  # (W, n)
-    if causal:  # the longest prefix: the first window that holds the token (after its first position)
-        owner = (inside & ((i > s) | (i == 0))).argmax(axis=0)
-    else:  # nearest the centre
-        owner = np.where(inside, np.abs(i - (s + size / 2 - 0.5)), np.inf).argmin(axis=0)
-    return starts, owner
+    return WindowPlan(n_tokens, size, overlap=size - size // 2, tail="full",
+                      ownership="prefix" if causal else "centre")
+
+
+def assign_windows(n_tokens: int, size: int, causal: bool) -> tuple[list[int], np.ndarray]:
+    """:func:`token_windows` as ``(starts, owner)``: window w is ``[starts[w], starts[w] + size)`` and
+    ``owner[i]`` is the window that token i is read from."""
+    plan = token_windows(n_tokens, size, causal)
+    return [w.start for w in plan], plan.owners()
 
 
 @torch.no_grad()
@@ -58,14 +58,15 @@ def masked_log_probs(model: PerformerLM, tokens: np.ndarray, targets: Sequence[i
                      batch_size: int = 8, progress: bool | None = False,
                      desc: str = "masked marginals") -> dict[int, torch.Tensor]:
     """For each token index in ``targets``: (V,) log-probs with that token masked (in its window)."""
-    starts, owner = assign_windows(len(tokens), max_length, causal=False)
+    plan = token_windows(len(tokens), max_length, causal=False)
+    owner = plan.owners()
     inputs, where = [], []
     for i in targets:
-        a = starts[owner[i]]
-        window = tokens[a : a + max_length].copy()
-        window[i - a] = ALPHABET.mask_idx
+        w = plan[int(owner[i])]
+        window = tokens[w.start : w.stop].copy()
+        window[i - w.start] = ALPHABET.mask_idx
         inputs.append(window)
-        where.append(i - a)
+        where.append(i - w.start)
     out = {}
     with progress_bar(total=len(inputs), desc=desc, unit="positions", enabled=progress) as bar:
         for lo in range(0, len(inputs), batch_size):
@@ -78,12 +79,11 @@ def masked_log_probs(model: PerformerLM, tokens: np.ndarray, targets: Sequence[i
 
 def unmasked_log_probs(model: PerformerLM, tokens: np.ndarray, *, max_length: int) -> torch.Tensor:
     """(n, V) log-probs of every token index of a masked model, one unmasked pass per window."""
-    starts, owner = assign_windows(len(tokens), max_length, causal=False)
     out = torch.zeros(len(tokens), len(ALPHABET), dtype=torch.float64)
-    for w, a in enumerate(starts):
-        lp = _log_probs(model, [tokens[a : a + max_length]])[0]  # (L, V)
-        mine = np.flatnonzero(owner == w)
-        out[mine] = lp[mine - a]
+    for w in token_windows(len(tokens), max_length, causal=False):
+        lp = _log_probs(model, [tokens[w.start : w.stop]])[0]  # (L, V)
+        mine = np.arange(w.own_start, w.own_stop)
+        out[mine] = lp[mine - w.start]
     return out
 
 
@@ -94,23 +94,21 @@ def causal_log_likelihoods(model: PerformerLM, sequences: Sequence[np.ndarray], 
     by_length: dict[int, list[int]] = {}
     for k, s in enumerate(sequences):
         by_length.setdefault(len(s), []).append(k)
-    windows = {n: assign_windows(n, max_length, causal=True) for n in by_length}  # n -> (starts, owner)
-    total = sum(len(members) * len(windows[n][0]) for n, members in by_length.items())
+    plans = {n: token_windows(n, max_length, causal=True) for n in by_length}
+    total = sum(len(members) * len(plans[n]) for n, members in by_length.items())
     with progress_bar(total=total, desc="log-likelihoods", unit="windows", enabled=progress) as bar:
         for n, members in by_length.items():
-            starts, owner = windows[n]
-            for w, a in enumerate(starts):
-                mine = np.flatnonzero(owner == w)
-                mine = mine[mine > 0]
+            for w in plans[n]:
+                mine = np.arange(max(w.own_start, 1), w.own_stop)  # token 0 (<cls>) is not predicted
                 if not len(mine):
                     bar.update(len(members))
                     continue
                 for lo in range(0, len(members), batch_size):
                     chunk = members[lo : lo + batch_size]
-                    lp = _log_probs(model, [sequences[k][a : a + max_length] for k in chunk])  # (b, L, V)
+                    lp = _log_probs(model, [sequences[k][w.start : w.stop] for k in chunk])  # (b, L, V)
                     for j, k in enumerate(chunk):
                         target = torch.as_tensor(sequences[k][mine].astype(np.int64))
-                        out[k] += float(lp[j, mine - 1 - a].gather(-1, target[:, None]).sum())
+                        out[k] += float(lp[j, mine - 1 - w.start].gather(-1, target[:, None]).sum())
                     bar.update(len(chunk))
     return out
 
@@ -163,8 +161,6 @@ def score_mutants(model: PerformerLM, sequence: str, mutants: Sequence[tuple[Sub
 
 def blosum62_scores(mutants: Sequence[tuple[Substitution, ...] | None]) -> np.ndarray:
     """BLOSUM62[wt, mut] summed over each mutant's substitutions (NaN for None)."""
-    from protein_performer.analysis.similarity import blosum62
-
     matrix, order = blosum62(), {a: i for i, a in enumerate(STANDARD_AMINO_ACIDS)}
     return np.array([np.nan if m is None else float(sum(matrix[order[s.wt], order[s.mt]] for s in m))
                      for m in mutants])

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from protein_performer.report.rules import ATTENTIONS, NAMES, OBJECTIVES, transfer_targets
+from protein_performer.experiments.report.rules import (
+    ATTENTIONS,
+    NAMES,
+    OBJECTIVES,
+    transfer_targets,
+)
+from protein_performer.experiments.results import Results
 
 
 def _accuracy_over_time(ax, title: str) -> None:
@@ -26,30 +32,30 @@ COLOURS = dict(zip(ATTENTIONS, ("tab:gray", "tab:orange", "tab:blue", "tab:green
 """One colour per Table 2 model, in every figure."""
 
 
-def plot_training_curves(res: dict, path: Path) -> None:
+def plot_training_curves(res: Results, path: Path) -> None:
     """Validation accuracy over training seconds of the Table 2 runs, BID and UNI panels."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     for ax, objective in zip(axes, OBJECTIVES):
-        for name, curve in res["curves"].items():
+        for name, curve in res.curves.items():
             _, attention, obj, seed = name.split("_")  # table2_<attention>_<objective>_s<seed>
             if obj == objective and curve["val_acc"]:
                 ax.plot(curve["train_s"], np.array(curve["val_acc"]) * 100, marker=".", color=COLOURS[attention],
                         alpha=1.0 if seed == "s0" else 0.5, label=f"{attention} ({seed})")
         _accuracy_over_time(ax, f"{'BID (masked)' if objective == 'mlm' else 'UNI (causal)'}, window "
-                                f"{res['plan']['window']}")
+                                f"{res.plan.window}")
     _save(fig, path)
 
 
-def plot_long(res: dict, path: Path) -> None:
+def plot_long(res: Results, path: Path) -> None:
     """Validation accuracy over training seconds at each long-window length, one panel per length."""
     import matplotlib.pyplot as plt
 
-    lengths = sorted({r["length"] for r in res["long"]})
+    lengths = sorted({r["length"] for r in res.long})
     fig, axes = plt.subplots(1, len(lengths), figsize=(6 * len(lengths), 4.2), constrained_layout=True, squeeze=False)
     for ax, length in zip(axes[0], lengths):
-        at = [r for r in res["long"] if r["length"] == length]
+        at = [r for r in res.long if r["length"] == length]
         for r in at:
             c = r["curve"]
             ax.plot(c["train_s"], np.array(c["val_acc"]) * 100, marker="o",
@@ -58,11 +64,11 @@ def plot_long(res: dict, path: Path) -> None:
     _save(fig, path)
 
 
-def plot_transfer(res: dict, path: Path) -> None:
+def plot_transfer(res: Results, path: Path) -> None:
     """Fine-tuning curve of each Performer initialised from the exact model, beside its scratch run."""
     import matplotlib.pyplot as plt
 
-    t = res["transfer"]
+    t = res.transfer
     fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
     last = 1
     for target, f in transfer_targets(res).items():
@@ -82,16 +88,16 @@ def plot_transfer(res: dict, path: Path) -> None:
     _save(fig, path)
 
 
-def draw_figures(res: dict, figures: Path) -> None:
+def draw_figures(res: Results, figures: Path) -> None:
     """The three PNGs of RESULTS.md and the per-run CSVs (Table 2, long windows) into ``figures``."""
     import pandas as pd
 
     figures.mkdir(parents=True, exist_ok=True)
     plot_training_curves(res, figures / "results_training_curves.png")
-    pd.DataFrame(res["table"]).to_csv(figures / "results_table2.csv", index=False, float_format="%.5f")
-    if res["long"]:
+    pd.DataFrame(res.table).to_csv(figures / "results_table2.csv", index=False, float_format="%.5f")
+    if res.long:
         plot_long(res, figures / "results_long_windows.png")
-        pd.DataFrame([{k: v for k, v in r.items() if k not in ("curve", "exact_probes")} for r in res["long"]]).to_csv(
+        pd.DataFrame([{k: v for k, v in r.items() if k not in ("curve", "exact_probes")} for r in res.long]).to_csv(
             figures / "results_long_windows.csv", index=False, float_format="%.5f")
-    if res.get("transfer"):
+    if res.transfer:
         plot_transfer(res, figures / "results_transfer.png")

@@ -1,6 +1,6 @@
 """RESULTS.md text from ``results_all.json``: one function per section, every sentence computed.
 
-The verdicts come from :mod:`protein_performer.report.rules`; nothing here compares numbers
+The verdicts come from :mod:`protein_performer.experiments.report.rules`; nothing here compares numbers
 against a threshold of its own.
 """
 
@@ -9,10 +9,21 @@ from __future__ import annotations
 import math
 import re
 
+from protein_performer.experiments.report import rules
+from protein_performer.experiments.report.rules import (
+    ATTENTIONS,
+    LABELS,
+    MIB,
+    NAMES,
+    OBJECTIVES,
+    TOLERANCES,
+    Tolerances,
+    long_comparison,
+    long_lengths,
+    perplexity,
+)
+from protein_performer.experiments.results import Results
 from protein_performer.outputs import repo_relative
-from protein_performer.report import rules
-from protein_performer.report.rules import (ATTENTIONS, LABELS, MIB, NAMES, OBJECTIVES, TOLERANCES, Tolerances,
-                                            long_comparison, long_lengths, perplexity)
 
 
 def fmt(values, scale: float = 1.0, digits: int = 2) -> str:
@@ -40,7 +51,7 @@ def portable(text: str) -> str:
     return re.sub(r"(?<![\w.])/\S*?/((?:docs|scripts|runs)/)", r"\1", text)  # a checkout's absolute path
 
 
-def unigram_perplexity(res: dict) -> float:
+def unigram_perplexity(res: Results) -> float:
     """Unigram perplexity on the hidden test residues (BID)."""
     return float(rules.rows(res, objective="mlm")[0]["unigram_perplexity"])
 
@@ -52,7 +63,7 @@ def _or_none(items: list[str]) -> str:
 # --------------------------------------------------------------------------- 1. Table 2
 
 
-def table2_section(res: dict, tol: Tolerances = TOLERANCES) -> tuple[str, str]:
+def table2_section(res: Results, tol: Tolerances = TOLERANCES) -> tuple[str, str]:
     """The accuracy / perplexity table, the paired comparison with the unigram, and the notes."""
 
     def first(objective: str, column: str) -> list:
@@ -74,7 +85,7 @@ def table2_section(res: dict, tol: Tolerances = TOLERANCES) -> tuple[str, str]:
         body.append(row)
     table = md_table(["Model", "BID accuracy (%)", "BID perplexity", "UNI accuracy (%)", "UNI perplexity",
                       "steps BID / UNI (mean)"], body)
-    seed = min(r["seed"] for r in res["table"])
+    seed = min(r["seed"] for r in res.table)
     gains = []
     for attention in rules.attentions(res):
         row = [NAMES[attention]]
@@ -90,7 +101,7 @@ def table2_section(res: dict, tol: Tolerances = TOLERANCES) -> tuple[str, str]:
     return table, "\n\n".join(f"- {table2_note(res, o, tol)}" for o in OBJECTIVES)
 
 
-def table2_note(res: dict, objective: str, tol: Tolerances = TOLERANCES) -> str:
+def table2_note(res: Results, objective: str, tol: Tolerances = TOLERANCES) -> str:
     sel = rules.rows(res, objective=objective)
     present = rules.attentions(res)
     ppl = {a: perplexity(res, a, objective) for a in present}
@@ -146,11 +157,11 @@ def fit_sentence(c: rules.LongComparison) -> str:
     return f"no exact model fits in the Performer's {c.cap_mib:.0f} MiB (the smallest, {need}); {trained}"
 
 
-def long_section(res: dict) -> tuple[str, str]:
+def long_section(res: Results) -> tuple[str, str]:
     table = md_table(["L", "model", "depth", "heads", "peak MiB (probe)", "s / step (probe)", "steps",
                       "test accuracy (%)", "test perplexity"],
                      [[r["length"], r["model"], r["depth"], r["heads"], f"{r['peak_mib']:.0f}", f"{r['step_s']:.2f}",
-                       r["steps"], f"{r['accuracy'] * 100:.2f}", f"{r['perplexity']:.2f}"] for r in res["long"]])
+                       r["steps"], f"{r['accuracy'] * 100:.2f}", f"{r['perplexity']:.2f}"] for r in res.long])
     probes = []
     for length in long_lengths(res):
         c = long_comparison(res, length)
@@ -171,7 +182,7 @@ def long_section(res: dict) -> tuple[str, str]:
         hybrid = ""
         if c.hybrid is not None:
             h = c.hybrid
-            hybrid = (f" The hybrid (every head but one exact within {res['plan']['hybrid_window']} residues, "
+            hybrid = (f" The hybrid (every head but one exact within {res.plan.hybrid_window} residues, "
                       f"one FAVOR+ head; {h['peak_mib']:.0f} MiB) made {h['steps']} steps in the same time: test "
                       f"perplexity {h['perplexity']:.3f}, accuracy {h['accuracy'] * 100:.2f}%.")
         best = rules.best_performer_ratio(c)
@@ -184,8 +195,8 @@ def long_section(res: dict) -> tuple[str, str]:
 # --------------------------------------------------------------------------- 3. transfer, 4. similarity
 
 
-def transfer_section(res: dict, tol: Tolerances = TOLERANCES) -> tuple[str, str]:
-    t, targets = res["transfer"], rules.transfer_targets(res)
+def transfer_section(res: Results, tol: Tolerances = TOLERANCES) -> tuple[str, str]:
+    t, targets = res.transfer, rules.transfer_targets(res)
     table = md_table(["model (BID, test split)", "accuracy (%)", "perplexity"], [
         ["exact Transformer (source)", f"{t['exact_test_accuracy'] * 100:.2f}", f"{t['exact_test_perplexity']:.2f}"],
         *[[f"zero-shot swap to {NAMES[a]}", f"{t['zero_shot'][a]['accuracy'] * 100:.2f}",
@@ -204,7 +215,7 @@ def transfer_section(res: dict, tol: Tolerances = TOLERANCES) -> tuple[str, str]
             continue
         hurt = z > e * (1 + tol.perplexity)
         scratch = rules.rows(res, target, "mlm")
-        versus = (f" Trained from scratch instead (Table 2, {res['plan']['table_minutes']:.2f} minutes, "
+        versus = (f" Trained from scratch instead (Table 2, {res.plan.table_minutes:.2f} minutes, "
                   f"{scratch[0]['steps']} steps) it reaches {scratch[0]['perplexity']:.3f}, "
                   + ("so here the exact weights are a valid start but not a shortcut."
                      if scratch[0]["perplexity"] <= a else "so the exact weights gave it a head start.")
@@ -221,12 +232,12 @@ def transfer_section(res: dict, tol: Tolerances = TOLERANCES) -> tuple[str, str]
     return table, "\n\n".join(f"- {n}" for n in notes)
 
 
-def similarity_section(res: dict, tol: Tolerances = TOLERANCES) -> tuple[str, str]:
+def similarity_section(res: Results, tol: Tolerances = TOLERANCES) -> tuple[str, str]:
     table = md_table(["model", "matrix", "Pearson", "Spearman", "p (Pearson)", "top 5 pairs",
                       "ranks of D-E F-Y I-V K-R (of 190)"],
                      [[s["model"], s["source"], f"{s['pearson']:.3f}", f"{s['spearman']:.3f}", f"{s['pearson_p']:.1e}",
                        s["top_pairs"], " ".join(str(v) for v in s["landmark_ranks"].values())]
-                      for s in res["similarity"]])
+                      for s in res.similarity])
     notes = [f"- {rules.SIMILARITY_SOURCES[which]}{'' if model == 'trained' else f' ({model})'}: Pearson with "
              f"BLOSUM62 {rules.similarity_pearson(res, model, which):.3f} trained vs "
              f"{rules.similarity_pearson(res, rules.control_of(model), which):.3f} untrained control. Paper: the "

@@ -10,17 +10,33 @@ import logging
 import os
 from pathlib import Path
 
-from protein_performer.report import rules
-from protein_performer.report.figures import draw_figures
-from protein_performer.report.markdown import (fit_sentence, long_section, md_table, portable, similarity_section,
-                                               table2_section, transfer_section)
-from protein_performer.report.rules import (LABELS, NAMES, OBJECTIVES, TOLERANCES, Tolerances,
-                                            long_comparison, long_lengths, perplexity)
+from protein_performer.experiments.report import rules
+from protein_performer.experiments.report.figures import draw_figures
+from protein_performer.experiments.report.markdown import (
+    fit_sentence,
+    long_section,
+    md_table,
+    portable,
+    similarity_section,
+    table2_section,
+    transfer_section,
+)
+from protein_performer.experiments.report.rules import (
+    LABELS,
+    NAMES,
+    OBJECTIVES,
+    TOLERANCES,
+    Tolerances,
+    long_comparison,
+    long_lengths,
+    perplexity,
+)
+from protein_performer.experiments.results import Environment, Results
 
 log = logging.getLogger(__name__)
 
 
-def claims(res: dict, tol: Tolerances = TOLERANCES) -> list[list[str]]:
+def claims(res: Results, tol: Tolerances = TOLERANCES) -> list[list[str]]:
     """One row per claim of the paper: claim, this run's evidence, verdict (from :mod:`rules`)."""
     out = []
     for a, claim in (("relu", "Performer-ReLU at least as good as the exact Transformer"),
@@ -46,7 +62,7 @@ def claims(res: dict, tol: Tolerances = TOLERANCES) -> list[list[str]]:
                 f" vs {x['perplexity']:.3f}: {h['perplexity'] / x['perplexity'] - 1:+.1%}" if x else "")
             out.append([f"Performer hybrid (local + FAVOR+) beats the exact model that fits, at L={length}", evidence,
                         str(rules.beats_exact_that_fits(res, length, "hybrid"))])
-    if res.get("transfer"):
+    if res.transfer:
         for target in rules.transfer_targets(res):
             e, z, a = rules.transfer_perplexities(res, target)
             share = rules.recovered_share(res, target)
@@ -65,11 +81,11 @@ def claims(res: dict, tol: Tolerances = TOLERANCES) -> list[list[str]]:
     return out
 
 
-def _machine(env: dict) -> str:
-    if env.get("cpus"):
-        threads = env.get("torch_threads")
-        return f"{env['cpus']} CPUs" + (f" ({threads} torch thread{'s' if threads != 1 else ''})" if threads else "")
-    return env["machine"]
+def _machine(env: Environment) -> str:
+    if env.cpus:
+        threads = env.torch_threads
+        return f"{env.cpus} CPUs" + (f" ({threads} torch thread{'s' if threads != 1 else ''})" if threads else "")
+    return env.machine
 
 
 def count(n: float) -> str:
@@ -77,18 +93,18 @@ def count(n: float) -> str:
     return f"{n / 1e6:.1f} M" if n >= 1e5 else f"{n:,.0f}"
 
 
-def discussion(res: dict, tol: Tolerances = TOLERANCES) -> list[str]:
+def discussion(res: Results, tol: Tolerances = TOLERANCES) -> list[str]:
     """The bullet points under the claims table; each states only what the results show."""
-    plan, env = res["plan"], res["environment"]
-    steps = rules.mean_spread([r["steps"] for r in res["table"]])[0]
-    tokens = steps * plan["window"] * plan["batch_size"]
-    residues = env.get("train_residues")
+    plan, env = res.plan, res.environment
+    steps = rules.mean_spread([r["steps"] for r in res.table])[0]
+    tokens = steps * plan.window * plan.batch_size
+    residues = env.train_residues
     data = f"one proteome of {count(residues)} training residues" if residues else "one proteome"
     out = [f"- Scale: each Table 2 model trained for about {steps:,.0f} steps ({count(tokens)} tokens) on "
            f"{data}. The paper trains 36-layer models for days on TPUs over TrEMBL. Its claims are about models "
            f"trained that long; this run tests what holds at the start of training, on {_machine(env)}."]
     not_learned = [f"{NAMES[r['attention']]} ({LABELS[r['objective']]}, seed {r['seed']})"
-                   for r in res["table"] if not rules.learned(r)]
+                   for r in res.table if not rules.learned(r)]
     out.append("- Every model learned something: each beats the unigram baseline's perplexity with 95% confidence."
                if not not_learned else
                f"- Not every model learned something: {', '.join(not_learned)} "
@@ -99,7 +115,7 @@ def discussion(res: dict, tol: Tolerances = TOLERANCES) -> list[str]:
         out.append("- Other processes competed for the CPUs while the step rate of "
                    + ", ".join(f"{NAMES[r['attention']]} ({LABELS[r['objective']]}, seed {r['seed']}, load "
                                f"{r['load_at_probe']:.1f})" for r in crowded)
-                   + f" was measured ({env.get('cpus', '?')} CPUs): "
+                   + f" was measured ({env.cpus} CPUs): "
                    + ("that run" if len(crowded) == 1 else "those runs")
                    + " got fewer steps than the same wall clock gives on a quiet machine, so equal wall clock "
                    "was not equal compute; rerun on a quiet machine before reading the comparison.")
@@ -124,7 +140,7 @@ def discussion(res: dict, tol: Tolerances = TOLERANCES) -> list[str]:
             "reaches a lower perplexity than FAVOR+ in equal wall clock"
         out.append(f"- At this budget the exact model {how} (BID perplexity {gap:+.1%}, {exact_steps:,.0f} vs "
                    f"{favor_steps:,.0f} steps). The Performers estimate softmax attention with "
-                   f"m={plan['shape']['nb_features']} random features per head. The paper compares models trained "
+                   f"m={plan.shape['nb_features']} random features per head. The paper compares models trained "
                    "to convergence, so this run neither confirms nor refutes the paper's claim that they end up "
                    "equal.")
     for length in long_lengths(res):
@@ -147,46 +163,46 @@ def _long_discussion(c: rules.LongComparison) -> str:
     return f"- At L={c.length}, {fit_sentence(c)}. {steps}"
 
 
-def summary_section(res: dict, tol: Tolerances = TOLERANCES) -> str:
+def summary_section(res: Results, tol: Tolerances = TOLERANCES) -> str:
     table = md_table(["claim of the paper", "this run", "verdict"], claims(res, tol))
     return table + "\n\n" + "\n".join(discussion(res, tol))
 
 
-def setup_section(res: dict) -> list[str]:
-    plan, env = res["plan"], res["environment"]
-    shape = ", ".join(f"{k} {v}" for k, v in plan["shape"].items())
-    redraw = f"; FAVOR+ projections redrawn every {plan['redraw_interval']} steps" if plan.get("redraw_interval") else ""
-    probe = f"after {plan['probe_steps']} steps, or fewer for long windows" if plan.get("probe_steps") else \
+def setup_section(res: Results) -> list[str]:
+    plan, env = res.plan, res.environment
+    shape = ", ".join(f"{k} {v}" for k, v in plan.shape.items())
+    redraw = f"; FAVOR+ projections redrawn every {plan.redraw_interval} steps" if plan.redraw_interval else ""
+    probe = f"after {plan.probe_steps} steps, or fewer for long windows" if plan.probe_steps else \
         "after a probe of the first steps"
-    clip = f", gradient clip {plan['gradient_clip']:g}" if plan.get("gradient_clip") else ""
+    clip = f", gradient clip {plan.gradient_clip:g}" if plan.gradient_clip else ""
     return [
-        f"- Data: `{env['fasta']}` prepared with `protein_performer.corpus.prepare` (train/valid/test split by "
+        f"- Data: `{env.fasta}` prepared with `protein_performer.corpus.prepare` (train/valid/test split by "
         "accession hash"
-        + (f"; {env['train_proteins']} training proteins, {env['train_residues']:,} residues"
-           if env.get("train_residues") else "")
-        + f"); every score is on the held-out test split ({env['test_proteins']} proteins) with "
+        + (f"; {env.train_proteins} training proteins, {env.train_residues:,} residues"
+           if env.train_residues else "")
+        + f"); every score is on the held-out test split ({env.test_proteins} proteins) with "
         "`protein_performer.score.score_windows` (masked: 15% of residues hidden, all by `<mask>`, "
-        f"{plan['score_passes']} independent masks per window from seed 0; causal: every residue from its prefix), "
+        f"{plan.score_passes} independent masks per window from seed 0; causal: every residue from its prefix), "
         "windows of concatenated proteins; intervals are 95% paired bootstrap intervals over test windows. "
         "The neighbour-context n-gram (`protein_performer.baselines.ContextBaseline`) is fitted on the train "
         "split under the same masking: the most a model gets from the two adjacent tokens alone.",
         f"- Shape (all models): {shape}{redraw}.",
-        f"- Training: AdamW lr {plan['lr']:g}, {plan['warmup_steps']} warm-up steps, then a cosine to 10% that "
+        f"- Training: AdamW lr {plan.lr:g}, {plan.warmup_steps} warm-up steps, then a cosine to 10% that "
         f"ends with each run's wall-clock budget ({probe}, the measured rate fixes the run's step count); masked "
-        f"models hide {plan['mask_prob']:.0%} of residues in training (80/10/10); windows of {plan['window']}, "
-        f"batch {plan['batch_size']}{clip}.",
-        f"- Budget: {env['budget_minutes']:g} training minutes: {plan['table_minutes']:.2f} per Table 2 run "
-        f"× {len(res['table'])} runs (seeds {plan['seeds']}), {plan['long_minutes']:.2f} per long-window "
-        f"model, {plan['transfer_minutes']:.2f} of fine-tuning per transfer target"
-        + (f"; at most {plan['max_steps']} steps per run (--tiny)" if plan["max_steps"] else "") + ".",
-        f"- Versions: Python {env['python']}, torch {env['torch']}, pytorch-lightning {env['lightning']}.",
-        f"- Machine: {env['machine']}; load average {env['load_average_end']} at the end (on a shared machine "
+        f"models hide {plan.mask_prob:.0%} of residues in training (80/10/10); windows of {plan.window}, "
+        f"batch {plan.batch_size}{clip}.",
+        f"- Budget: {env.budget_minutes:g} training minutes: {plan.table_minutes:.2f} per Table 2 run "
+        f"× {len(res.table)} runs (seeds {plan.seeds}), {plan.long_minutes:.2f} per long-window "
+        f"model, {plan.transfer_minutes:.2f} of fine-tuning per transfer target"
+        + (f"; at most {plan.max_steps} steps per run (--tiny)" if plan.max_steps else "") + ".",
+        f"- Versions: Python {env.python}, torch {env.torch}, pytorch-lightning {env.lightning}.",
+        f"- Machine: {env.machine}; load average {env.load_average_end} at the end (on a shared machine "
         "equal wall clock does not mean equal compute: the steps column says how much each run got).",
     ]
 
 
-def benchmark_section(res: dict, benchmark_link: str | None) -> list[str]:
-    bench, lines = res.get("benchmark") or {}, []
+def benchmark_section(res: Results, benchmark_link: str | None) -> list[str]:
+    bench, lines = res.benchmark, []
     if bench.get("existing_md") and benchmark_link:
         lines += [f"Full benchmark table: [{bench['existing_md']}]({benchmark_link}).", ""]
     commands = bench.get("commands") or []
@@ -203,45 +219,45 @@ def benchmark_section(res: dict, benchmark_link: str | None) -> list[str]:
     return lines
 
 
-def render(res: dict, *, benchmark_link: str | None = None, tol: Tolerances = TOLERANCES) -> str:
+def render(res: Results, *, benchmark_link: str | None = None, tol: Tolerances = TOLERANCES) -> str:
     """RESULTS.md from ``results_all.json``; ``benchmark_link`` is the relative link to the full
     attention benchmark (None: not linked)."""
-    plan, env = res["plan"], res["environment"]
+    plan, env = res.plan, res.environment
     t2, t2_notes = table2_section(res, tol)
     lines = [
         "# Reproducing the Performer protein experiments on E. coli", "",
-        f"Generated by `{portable(env['command'])}` on {env['date']} ({env['wall_minutes']:.0f} minutes wall clock). "
+        f"Generated by `{portable(env.command)}` on {env.date} ({env.wall_minutes:.0f} minutes wall clock). "
         "Every number, table and figure below comes from that run; rerun it to regenerate this file.", "",
         "## Setup", "", *setup_section(res), "",
         "## Summary: the paper's claims at this scale", "", summary_section(res, tol), "",
         "## 1. Table 2: accuracy and perplexity (test split)", "",
-        "Mean ± sample standard deviation over seeds" if len(plan["seeds"]) > 1 else
+        "Mean ± sample standard deviation over seeds" if len(plan.seeds) > 1 else
         "One seed (the budget did not allow more at the minimum run length), so there is no spread over seeds; "
         "the intervals below are over test windows (sampling of the test set, not of training).", "",
         t2, "", "Per-run numbers: [figures/results_table2.csv](figures/results_table2.csv).", "",
         "![validation accuracy during training](figures/results_training_curves.png)", "", t2_notes, "",
     ]
-    if res["long"]:
+    if res.long:
         lw, lw_notes = long_section(res)
         lines += ["## 2. Long concatenated windows", "",
                   "Memory cap: the Performer-Softmax's measured peak training memory at that length (one AdamW step, "
                   "batch 1, fresh process, resident memory above the model). The exact model is the largest shape "
                   "(depth, then heads) within the cap.", "", lw, "",
                   "![accuracy over training time at long windows](figures/results_long_windows.png)", "", lw_notes, ""]
-    if res.get("transfer"):
+    if res.transfer:
         tr, tr_notes = transfer_section(res, tol)
         targets = rules.transfer_targets(res)
         lr = next(iter(targets.values()))["lr"]
         lines += ["## 3. Transfer: exact Transformer → Performer", "",
-                  f"Source: the exact BID model of Table 2 (`{res['transfer']['source']}`). Its weights load unchanged "
+                  f"Source: the exact BID model of Table 2 (`{res.transfer['source']}`). Its weights load unchanged "
                   f"into each Performer of the same shape ({', '.join(NAMES[t] for t in targets)}); each is "
                   f"fine-tuned from lr {lr:g} (no warm-up, cosine over its budget) for the same wall clock. The "
                   "curves' step 0 is the zero-shot model on the validation batches.", "",
                   tr, "", "![transfer](figures/results_transfer.png)", "", tr_notes, ""]
-    if res["similarity"]:
+    if res.similarity:
         sim, sim_notes = similarity_section(res, tol)
-        first = res["similarity"][0]
-        long = next((s for s in res["similarity"] if s["model"].startswith("trained, ")), None)
+        first = res.similarity[0]
+        long = next((s for s in res.similarity if s["model"].startswith("trained, ")), None)
         lines += ["## 4. Amino-acid similarity vs BLOSUM62", "",
                   f"The BID model of Table 2 with the lowest test perplexity ({first['attention']} attention, seed "
                   f"{first['seed']}) "
@@ -251,20 +267,20 @@ def render(res: dict, *, benchmark_link: str | None = None, tol: Tolerances = TO
                   + "(torch seed 0), analysed with "
                   f"`protein_performer.analysis.similarity.analyse` on the first {first['proteins']} test proteins; "
                   "correlations over the 190 off-diagonal pairs.", "", sim, "",
-                  *[f"![{s['model']} {s['source']}](figures/{s['figure']})\n" for s in res["similarity"]],
+                  *[f"![{s['model']} {s['source']}](figures/{s['figure']})\n" for s in res.similarity],
                   sim_notes, ""]
     lines += ["## 5. Attention benchmark and approximation error", "", *benchmark_section(res, benchmark_link)]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_report(res: dict, out: Path, repo: Path | None = None, tol: Tolerances = TOLERANCES) -> Path:
+def write_report(res: Results, out: Path, repo: Path | None = None, tol: Tolerances = TOLERANCES) -> Path:
     """Draw the figures and CSVs into ``out/figures`` and write ``out/RESULTS.md`` from ``res``.
 
     ``repo`` is the checkout that holds the full attention benchmark named in ``res`` (linked
     relative to ``out``; not linked when None).
     """
     draw_figures(res, out / "figures")
-    existing = (res.get("benchmark") or {}).get("existing_md")
+    existing = res.benchmark.get("existing_md")
     link = os.path.relpath(repo / existing, out.resolve()) if repo is not None and existing else None
     path = out / "RESULTS.md"
     path.write_text(render(res, benchmark_link=link, tol=tol))

@@ -1,6 +1,6 @@
 """The verdict rules of the reproduction report, defined once.
 
-Each rule reads ``results_all.json`` (the dict ``scripts/reproduce.py`` writes) and returns a
+Each rule reads :class:`~protein_performer.experiments.results.Results` (``results_all.json``) and returns a
 :class:`Verdict`; the summary table and the section notes both call these functions, so the two
 cannot disagree. The only thresholds are the fields of :class:`Tolerances`.
 """
@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from protein_performer.experiments.results import Results
 
 ATTENTIONS = ("exact", "relu", "softmax", "hybrid")
 """Table 2's models, in report order. ``hybrid`` is the learning study's winner (all heads but one
@@ -59,23 +61,23 @@ def learned(scored: dict) -> bool:
     return ci is not None and ci[1] < 1
 
 
-def rows(res: dict, attention: str | None = None, objective: str | None = None) -> list[dict]:
+def rows(res: Results, attention: str | None = None, objective: str | None = None) -> list[dict]:
     """Table 2 runs (one per seed) of ``attention`` and ``objective`` (all when None)."""
-    return [r for r in res["table"] if (attention is None or r["attention"] == attention)
+    return [r for r in res.table if (attention is None or r["attention"] == attention)
             and (objective is None or r["objective"] == objective)]
 
 
-def attentions(res: dict) -> list[str]:
+def attentions(res: Results) -> list[str]:
     """The Table 2 models that ``res`` has rows of, in :data:`ATTENTIONS` order."""
     return [a for a in ATTENTIONS if rows(res, a)]
 
 
-def crowded_runs(res: dict) -> list[dict]:
+def crowded_runs(res: Results) -> list[dict]:
     """Table 2 runs whose step rate was measured while other processes competed for the CPUs: the
     1-minute load average then exceeded the CPU count by more than 0.5 (runs saved before the load
     was recorded, and --tiny runs, have none)."""
-    cpus = res.get("environment", {}).get("cpus")
-    return [r for r in res["table"] if cpus and r.get("load_at_probe") is not None
+    cpus = res.environment.cpus if res.environment else None
+    return [r for r in res.table if cpus and r.get("load_at_probe") is not None
             and r["load_at_probe"] > cpus + 0.5]
 
 
@@ -85,24 +87,24 @@ def mean_spread(values) -> tuple[float, float]:
     return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else float("nan")
 
 
-def perplexity(res: dict, attention: str, objective: str) -> float:
+def perplexity(res: Results, attention: str, objective: str) -> float:
     """Mean test perplexity over seeds."""
     return mean_spread([r["perplexity"] for r in rows(res, attention, objective)])[0]
 
 
-def all_learned(res: dict, objective: str) -> bool:
+def all_learned(res: Results, objective: str) -> bool:
     """Every Table 2 model of ``objective`` beats the unigram baseline (see :func:`learned`)."""
     return all(learned(r) for r in rows(res, objective=objective))
 
 
-def perplexity_tolerance(res: dict, objective: str, tol: Tolerances = TOLERANCES) -> float:
+def perplexity_tolerance(res: Results, objective: str, tol: Tolerances = TOLERANCES) -> float:
     """``tol.perplexity``, widened to ``tol.seed_spread`` times the largest relative spread over seeds."""
     spreads = [s / m for m, s in (mean_spread([r["perplexity"] for r in rows(res, a, objective)])
                                   for a in attentions(res)) if not math.isnan(s)]
     return max(tol.perplexity, tol.seed_spread * max(spreads, default=0.0))
 
 
-def matches_exact(res: dict, attention: str, objective: str, tol: Tolerances = TOLERANCES) -> Verdict:
+def matches_exact(res: Results, attention: str, objective: str, tol: Tolerances = TOLERANCES) -> Verdict:
     """The paper's Table 2 claim for one objective: ``attention`` is at least as good as (ReLU) or
     close to (softmax) the exact model, i.e. its perplexity is within the tolerance of the exact one."""
     if not all_learned(res, objective):
@@ -112,7 +114,7 @@ def matches_exact(res: dict, attention: str, objective: str, tol: Tolerances = T
     return Verdict("agrees" if ok else "disagrees")
 
 
-def matches_exact_overall(res: dict, attention: str, tol: Tolerances = TOLERANCES) -> Verdict:
+def matches_exact_overall(res: Results, attention: str, tol: Tolerances = TOLERANCES) -> Verdict:
     """:func:`matches_exact` over both objectives: agrees when both agree, partly when one does."""
     verdicts = {o: matches_exact(res, attention, o, tol) for o in OBJECTIVES}
     words = {v.word for v in verdicts.values()}
@@ -126,7 +128,7 @@ def matches_exact_overall(res: dict, attention: str, tol: Tolerances = TOLERANCE
                    + " only")
 
 
-def context_perplexity(res: dict, objective: str) -> float | None:
+def context_perplexity(res: Results, objective: str) -> float | None:
     """The neighbour-context n-gram's perplexity, or None where the run did not fit it."""
     values = [r.get("context_perplexity") for r in rows(res, objective=objective)]
     if not values or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
@@ -134,7 +136,7 @@ def context_perplexity(res: dict, objective: str) -> float | None:
     return float(values[0])
 
 
-def beat_context(res: dict, objective: str) -> list[str] | None:
+def beat_context(res: Results, objective: str) -> list[str] | None:
     """The attentions whose mean perplexity is below the n-gram's (None where there is no n-gram)."""
     c = context_perplexity(res, objective)
     return None if c is None else [a for a in attentions(res) if perplexity(res, a, objective) < c]
@@ -165,12 +167,12 @@ class LongComparison:
     """The hybrid trained at this length (results saved before it was added have none)."""
 
 
-def long_lengths(res: dict) -> list[int]:
-    return sorted({r["length"] for r in res["long"]})
+def long_lengths(res: Results) -> list[int]:
+    return sorted({r["length"] for r in res.long})
 
 
-def long_comparison(res: dict, length: int) -> LongComparison:
-    at = [r for r in res["long"] if r["length"] == length]
+def long_comparison(res: Results, length: int) -> LongComparison:
+    at = [r for r in res.long if r["length"] == length]
     performer = next(r for r in at if r["attention"] not in ("exact", "hybrid"))
     exact = next((r for r in at if r["attention"] == "exact"), None)
     hybrid = next((r for r in at if r["attention"] == "hybrid"), None)
@@ -191,7 +193,7 @@ def best_performer_ratio(c: LongComparison) -> tuple[dict, float] | None:
     return best, best["perplexity"] / c.exact["perplexity"]
 
 
-def beats_exact_that_fits(res: dict, length: int, model: str = "performer") -> Verdict:
+def beats_exact_that_fits(res: Results, length: int, model: str = "performer") -> Verdict:
     """The paper's long-sequence claim: the Performer (``model="performer"``, Performer-Softmax, or
     ``"hybrid"``) beats the largest exact model that fits in Performer-Softmax's memory.
 
@@ -213,37 +215,37 @@ def beats_exact_that_fits(res: dict, length: int, model: str = "performer") -> V
 # --------------------------------------------------------------------------- transfer and similarity
 
 
-def transfer_source(res: dict) -> dict:
+def transfer_source(res: Results) -> dict:
     """The Table 2 run the transfer started from (exact, masked, seed 0)."""
-    return next(r for r in res["table"] if r["attention"] == "exact" and r["objective"] == "mlm" and r["seed"] == 0)
+    return next(r for r in res.table if r["attention"] == "exact" and r["objective"] == "mlm" and r["seed"] == 0)
 
 
-def transfer_targets(res: dict) -> dict[str, dict]:
+def transfer_targets(res: Results) -> dict[str, dict]:
     """Each fine-tuned Performer of the transfer section by target attention: ``fine_tuned`` (its test
     score), ``steps``, ``train_s``, ``lr``, ``curve``, ``scratch_curve``, ``zero_shot_val_accuracy``.
     Results saved before the hybrid target kept their one Performer-Softmax run at the top level."""
-    t = res["transfer"]
+    t = res.transfer
     if "targets" in t:
         return t["targets"]
     keys = ("fine_tuned", "steps", "train_s", "lr", "curve", "scratch_curve", "zero_shot_val_accuracy")
     return {"softmax": {k: t[k] for k in keys if k in t}}
 
 
-def transfer_perplexities(res: dict, target: str) -> tuple[float, float, float]:
+def transfer_perplexities(res: Results, target: str) -> tuple[float, float, float]:
     """Test perplexity of the exact source, of the zero-shot swap to ``target`` and after fine-tuning."""
-    t = res["transfer"]
+    t = res.transfer
     return (t["exact_test_perplexity"], t["zero_shot"][target]["perplexity"],
             transfer_targets(res)[target]["fine_tuned"]["perplexity"])
 
 
-def recovered_share(res: dict, target: str = "softmax") -> float:
+def recovered_share(res: Results, target: str = "softmax") -> float:
     """Share of the zero-shot perplexity increase that fine-tuning took back (NaN when the swap did not
     hurt); above 1 when the fine-tuned model ends below the exact source."""
     e, z, a = transfer_perplexities(res, target)
     return (z - a) / (z - e) if z > e else float("nan")
 
 
-def transfer_recovers(res: dict, target: str = "softmax", tol: Tolerances = TOLERANCES) -> Verdict:
+def transfer_recovers(res: Results, target: str = "softmax", tol: Tolerances = TOLERANCES) -> Verdict:
     """The paper's transfer claim: the fine-tuned Performer is back within the tolerance of the source's
     perplexity and no worse than the zero-shot swap (partly: it recovered some of the loss)."""
     if not learned(transfer_source(res)):
@@ -260,17 +262,17 @@ SIMILARITY_SOURCES = {"attention": "attention profiles", "pairs": "attention pai
 """The similarity matrices reproduce records (``source``), and how the report names them."""
 
 
-def similarity_sources(res: dict, model: str = "trained") -> list[str]:
-    """The sources present in ``res["similarity"]`` for both ``model`` and its untrained control."""
+def similarity_sources(res: Results, model: str = "trained") -> list[str]:
+    """The sources present in ``res.similarity`` for both ``model`` and its untrained control."""
     return [s for s in SIMILARITY_SOURCES
             if similarity_pearson(res, model, s) is not None
             and similarity_pearson(res, control_of(model), s) is not None]
 
 
-def similarity_models(res: dict) -> list[str]:
+def similarity_models(res: Results) -> list[str]:
     """The trained models analysed, in the order recorded: ``trained`` (Table 2's best masked model)
     and, from later runs, ``trained, L=N`` (part 2's best)."""
-    return list(dict.fromkeys(s["model"] for s in res["similarity"] if s["model"].startswith("trained")))
+    return list(dict.fromkeys(s["model"] for s in res.similarity if s["model"].startswith("trained")))
 
 
 def control_of(model: str) -> str:
@@ -278,11 +280,11 @@ def control_of(model: str) -> str:
     return "un" + model
 
 
-def similarity_pearson(res: dict, model: str, source: str) -> float | None:
-    return next((s["pearson"] for s in res["similarity"] if s["model"] == model and s["source"] == source), None)
+def similarity_pearson(res: Results, model: str, source: str) -> float | None:
+    return next((s["pearson"] for s in res.similarity if s["model"] == model and s["source"] == source), None)
 
 
-def resembles_blosum(res: dict, source: str, tol: Tolerances = TOLERANCES, model: str = "trained") -> Verdict:
+def resembles_blosum(res: Results, source: str, tol: Tolerances = TOLERANCES, model: str = "trained") -> Verdict:
     """The paper's similarity claim for ``source`` (attention or embedding): the trained model's
     Pearson correlation with BLOSUM62 exceeds its untrained control's by ``tol.similarity``."""
     if not any(learned(r) for r in rows(res, objective="mlm")):

@@ -1,0 +1,117 @@
+"""Windows of one protein family (``prepare --family``): members drawn by sequence weight, each framed
+``<cls> seq <eos>``, joined to ``max_length`` tokens. ``score-variants --homologs`` draws its contexts
+with the same :func:`weighted_order` and :func:`framed_positions`."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from protein_performer.alphabet import ALPHABET
+from protein_performer.corpus.shards import Shard
+from protein_performer.datasets.samples import FAMILY_EVAL_STREAM, FAMILY_STREAM, Sample, seeded_rng
+
+
+def weighted_order(weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random order of all members, drawn without replacement with probability proportional to
+    ``weights`` (Gumbel top-k: sort ``log w + Gumbel`` descending); members of weight 0 come last."""
+    keys = np.log(np.maximum(weights, 1e-300)) + rng.gumbel(size=len(weights))
+    return np.argsort(-keys, kind="stable")
+
+
+def framed_positions(residue_positions: np.ndarray) -> np.ndarray:
+    """Positions of ``<cls> residues <eos>`` from the residues' (aligned) positions: ``<cls>`` one
+    before the first residue (at least 0), ``<eos>`` one after the last. (n + 2,) int64."""
+    p = np.asarray(residue_positions, dtype=np.int64)
+    first, last = (int(p[0]), int(p[-1])) if len(p) else (1, -1)
+    return np.concatenate([[max(first - 1, 0)], p, [last + 1]])
+
+
+def family_window(proteins: Sequence[np.ndarray], order: np.ndarray, max_length: int,
+                  positions: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Members in ``order``, each framed ``<cls> residues <eos>``, joined until ``max_length`` tokens;
+    the last member is cut at the window's end: ((n,) ``uint8`` tokens, n <= max_length, and with
+    ``positions`` (each member's residue positions) the (n,) positions of the tokens, else None)."""
+    parts, where, used = [], [], 0
+    for k in order:
+        framed = ALPHABET.frame(proteins[int(k)])
+        parts.append(framed[: max_length - used])
+        if positions is not None:
+            where.append(framed_positions(positions[int(k)])[: max_length - used])
+        used += len(parts[-1])
+        if used >= max_length:
+            break
+    if not parts:
+        return np.zeros(0, dtype=np.uint8), None if positions is None else np.zeros(0, dtype=np.int64)
+    return np.concatenate(parts), None if positions is None else np.concatenate(where)
+
+
+class FamilyWindowDataset(Dataset):
+    """Windows of one protein family: members drawn by sequence weight, shuffled, each framed
+    ``<cls> ... <eos>``, joined to ``max_length`` tokens (the last member cut at the end).
+
+    Attention crosses members, so a residue can look at the same site in its homologs; models
+    for these windows count positions from each member's start (``restart_positions``). An epoch
+    serves ``ceil(framed tokens of the split / max_length)`` windows, so it reads about as many
+    tokens as the split holds; window ``index`` of ``epoch`` is a function of ``(seed, epoch,
+    index)`` (training) or of ``(seed, index)`` (evaluation: the same windows every time).
+    Members without weights (a plain corpus) weigh 1.
+    """
+
+    def __init__(self, shard: Shard, max_length: int = 8192, *, seed: int = 0, epoch: int = 0,
+                 random: bool = True, limit: int | None = None) -> None:
+        if max_length < 3:
+            raise ValueError(f"max_length must be >= 3 (<cls>, a residue, <eos>), got {max_length}")
+        if len(shard) == 0:
+            raise ValueError(f"{shard.path}: split holds no members; prepare the family with more homologs or "
+                             "smaller --valid-fraction / --test-fraction")
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be >= 1 or None, got {limit}")
+        self.shard, self.max_length, self.seed, self.epoch = shard, max_length, seed, epoch
+        self.random, self.limit = random, limit
+        weights = shard.weights
+        self.weights = np.ones(len(shard)) if weights is None else weights
+        if not self.weights.sum() > 0:
+            raise ValueError(f"{shard.path}: every member weighs 0; prepare the family again")
+        self.num_windows = max(1, math.ceil(int((shard.lengths + 2).sum()) / max_length))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_windows if self.limit is None else min(self.num_windows, self.limit)
+
+    def __getitem__(self, index: int) -> Sample:
+        if not 0 <= index < len(self):
+            raise IndexError(f"window {index} out of range for {len(self)} windows")
+        keys = (self.epoch, index) if self.random else (index,)
+        rng = seeded_rng(self.seed, FAMILY_STREAM if self.random else FAMILY_EVAL_STREAM, *keys)
+        order = weighted_order(self.weights, rng)
+        positions = _LazyPositions(self.shard) if self.shard.positions is not None else None
+        tokens, where = family_window(_LazyProteins(self.shard), order, self.max_length, positions)
+        return Sample(tokens, index, self.epoch, where)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["shard"] = Shard(self.shard.path)
+        return state
+
+
+class _LazyProteins:
+    """``shard.protein(i)`` by index, read only for the members a window uses."""
+
+    def __init__(self, shard: Shard) -> None:
+        self.shard = shard
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.shard.protein(i)
+
+
+class _LazyPositions(_LazyProteins):
+    """``shard.member_positions(i)`` by index."""
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.shard.member_positions(i)
