@@ -152,24 +152,27 @@ REPRODUCE_SIMILARITY_MIN = 0.3
 """Pearson of the attention-context similarity with BLOSUM62, for part 2's best model."""
 
 
-def reproduce_rows(res: dict) -> list[Figure]:
-    """The reproduction's headline ratios from ``results_all.json``, read through the report's own
-    rules (:mod:`protein_performer.report.rules`), so the table and RESULTS.md cannot disagree."""
-    from protein_performer.report import rules
+def reproduce_rows(document: dict) -> list[Figure]:
+    """The reproduction's headline ratios from ``results_all.json``, read as
+    :class:`~protein_performer.experiments.results.Results` through the report's own rules
+    (:mod:`protein_performer.experiments.report.rules`), so the table and RESULTS.md cannot disagree."""
+    from protein_performer.experiments.report import rules
+    from protein_performer.experiments.results import Results
 
-    env, plan = res["environment"], res["plan"]
-    run = f"`{repo_relative(env['command'])}`, {env['date']}, {env['wall_minutes']:.1f} min"
+    res = Results.from_json(document)
+    env, plan = res.environment, res.plan
+    run = f"`{repo_relative(env.command)}`, {env.date}, {env.wall_minutes:.1f} min"
     section = "same run → [RESULTS.md](RESULTS.md) §{}"
     ppl = {(a, o): rules.perplexity(res, a, o) for a in ("exact", "softmax", "hybrid") for o in rules.OBJECTIVES}
     hybrid = [ppl["hybrid", o] / ppl["exact", o] for o in rules.OBJECTIVES]
     softmax = [ppl["softmax", o] / ppl["exact", o] for o in rules.OBJECTIVES]
     rows = [Figure(
-        f"reproduce, L = {plan['window']}, equal wall clock: hybrid / exact test perplexity, BID / UNI",
+        f"reproduce, L = {plan.window}, equal wall clock: hybrid / exact test perplexity, BID / UNI",
         f"{hybrid[0]:.3f} / {hybrid[1]:.3f} ({ppl['hybrid', 'mlm']:.2f} / {ppl['hybrid', 'clm']:.2f} vs "
         f"{ppl['exact', 'mlm']:.2f} / {ppl['exact', 'clm']:.2f}; "
         f"Performer-Softmax {softmax[0]:.3f} / {softmax[1]:.3f})",
         f"≤ {REPRODUCE_RATIO_MAX:g}: {verdict(max(hybrid) <= REPRODUCE_RATIO_MAX)}",
-        f"{run} → [RESULTS.md](RESULTS.md) §1; {plan['table_minutes']:.2f} min per run")]
+        f"{run} → [RESULTS.md](RESULTS.md) §1; {plan.table_minutes:.2f} min per run")]
 
     length = max(rules.long_lengths(res))
     c = rules.long_comparison(res, length)
@@ -191,7 +194,7 @@ def reproduce_rows(res: dict) -> list[Figure]:
         "reproduce, transfer exact → Performer: share of the swap's perplexity loss recovered",
         f"{rules.NAMES[targets[0]]} {shares[targets[0]]:.0%} ({tuned:.2f} vs source {source:.2f})"
         + "".join(f", {rules.NAMES[t]} {shares[t]:.0%}" for t in targets[1:])
-        + f"; {plan['transfer_minutes']:g} min of fine-tuning",
+        + f"; {plan.transfer_minutes:g} min of fine-tuning",
         f"≥ {REPRODUCE_RECOVERED_MIN:.0%} for the best: {verdict(shares[targets[0]] >= REPRODUCE_RECOVERED_MIN)}",
         section.format(3)))
 

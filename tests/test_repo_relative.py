@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from protein_performer.outputs import repo_relative
-from protein_performer.report.markdown import portable
+from protein_performer.experiments.report.markdown import portable
 
 REPO = Path(__file__).resolve().parents[1]
 
