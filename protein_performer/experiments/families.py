@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from protein_performer.cli import main as cli
+from protein_performer.experiments.registry import config_path
 
 log = logging.getLogger("variants")
 REPO = Path.cwd()
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", type=Path, default=TEM1["variants"])
     parser.add_argument("--offset-idx", type=int, default=TEM1["offset_idx"])
     parser.add_argument("--score-col", default=TEM1["score_col"])
-    parser.add_argument("--config", type=Path, default=REPO / "configs" / "family_mlm.yaml")
+    parser.add_argument("--config", type=Path, default=config_path("family_mlm"))
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
     parser.add_argument("--contexts", type=int, default=4, help="context draws for the homolog-conditioned score")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "variants")
