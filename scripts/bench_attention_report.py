@@ -8,11 +8,11 @@ import argparse
 import datetime
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
 
-from bench_attention_sweep import B, D, H, IMPLS, LONG_L, M, TARGET_L, Cell
+from bench_attention_sweep import IMPLS, LONG_L, TARGET_L, B, Cell, D, H, M
 from bench_common import machine_description
 
 log = logging.getLogger("bench_attention")
@@ -151,10 +151,10 @@ def report(cells: dict[tuple[str, int], Cell], matmul: list[float], impls: list[
            args: argparse.Namespace, command: str) -> str:
     """The markdown block: date, machine, command, results table, targets, notes."""
     lines = [
-        f"Measured {datetime.date.today().isoformat()} on {machine_description(args.device)}; "
+        (f"Measured {datetime.date.today().isoformat()} on {machine_description(args.device)}; "
         f"{args.threads} threads, device {args.device}, B={B}, H={H}, D={D}, m={M}, "
         f"{'bf16 autocast' if args.device == 'cuda' else 'fp32'}, min of {args.repeats} interleaved repeats "
-        f"(1 for runs > {args.long_run_s:g} s).",
+        f"(1 for runs > {args.long_run_s:g} s)."),
         "",
         f"Command: `{command}`",
         "",

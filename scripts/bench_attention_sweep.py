@@ -20,9 +20,9 @@ import logging
 import math
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from bench_common import BestOfRepeats, PeakMemory, autocast, time_call
 
@@ -82,7 +82,11 @@ def make_attention(impl: str, device: str) -> tuple[Callable, str]:
     """A callable ``(q, k, v) -> out`` on (B, H, L, D) tensors, and a note on what it does."""
     import torch
 
-    from protein_performer.attention import exact_attention, favor_attention, gaussian_orthogonal_matrix
+    from protein_performer.attention import (
+        exact_attention,
+        favor_attention,
+        gaussian_orthogonal_matrix,
+    )
 
     if impl.startswith("favor"):
         projection = gaussian_orthogonal_matrix(M, D, generator=torch.Generator().manual_seed(0), device=device)
@@ -162,7 +166,7 @@ def spawn(args: argparse.Namespace, case: str, length: int, timeout_s: float) ->
     cmd = [sys.executable, str(ENTRY_POINT), "--case", case, "--case-length", str(length),
            "--device", args.device, "--threads", str(args.threads), "--timed", str(args.timed)]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=REPO_ROOT)
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout_s, cwd=REPO_ROOT)
     except subprocess.TimeoutExpired:
         return {"error": f"timeout >{timeout_s:.0f} s"}
     if proc.returncode != 0:

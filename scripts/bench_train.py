@@ -37,6 +37,7 @@ import bench_train_bound
 import bench_train_precision
 import bench_train_sweep
 from bench_train_common import CASES, GIB
+
 from protein_performer.allocator import keep_freed_memory
 
 

@@ -16,14 +16,25 @@ import logging
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import torch
-from torch import Tensor, nn
-
 from bench_common import PeakMemory, machine_description, time_call, write_marked_block
 from bench_train_common import (
-    CASES, TARGET_L, WARMUP_LENGTH, fmt_gib, make_batch, make_model, model_config, peak_definition, setting, spawn,
-    training_step)
+    CASES,
+    TARGET_L,
+    WARMUP_LENGTH,
+    fmt_gib,
+    make_batch,
+    make_model,
+    model_config,
+    peak_definition,
+    setting,
+    spawn,
+    training_step,
+)
+from torch import Tensor, nn
+
 from protein_performer.attention import FavorAttention
 from protein_performer.model import PerformerLM
 
@@ -87,7 +98,7 @@ def run_bound(length: int, *, rounds: int, checkpointing: bool, quick: bool, thr
     # the step's memory and would pose as attention time. So peaks get a round of their own.
     for r in range(rounds):
         for case in BOUND_CASES[r % len(BOUND_CASES):] + BOUND_CASES[: r % len(BOUND_CASES)]:
-            seconds[case].append(time_call(lambda: steps[case](batches[case]), device))
+            seconds[case].append(time_call(partial(steps[case], batches[case]), device))
     for case in BOUND_CASES:
         with PeakMemory(device) as peak:
             steps[case](batches[case])
@@ -179,14 +190,14 @@ def bound_report(rows: list[BoundRow], args: argparse.Namespace, command: str) -
     target = TARGET_L if TARGET_L in args.lengths else max(args.lengths)
     ckpt = f"activation checkpointing (all three models) from L = {args.ckpt_from}" if args.ckpt_from else "no checkpointing"
     lines = [
-        f"Measured {datetime.date.today().isoformat()} on {machine_description(args.device)}; {setting(args)}; "
+        (f"Measured {datetime.date.today().isoformat()} on {machine_description(args.device)}; {setting(args)}; "
         f"{ckpt}. The bound is the same PerformerLM whose every block's attention returns V: the block's own "
         "q/k/v and output projections run as before, v goes straight to the output projection, and nothing "
         "mixes positions (no rotary, features or sums), so one bound serves the masked and the causal model. "
         f"One fresh process per L; the three models take turns for {args.rounds} rounds ({args.long_rounds} "
         f"at L >= {args.single_step_length}), the order rotating, after one warm-up step each at "
         f"L = min(L, {WARMUP_LENGTH}). Time / bound = median over rounds of the two models' step times in the "
-        f"same round. Step peak = {peak_definition(args.device)}, in one extra step per model after the timed rounds (the timed rounds run on a warm allocator: returning freed memory to the kernel before every step made each step fault its pages in again, which inflated the larger models' times). Each process runs with `protein_performer.allocator.keep_freed_memory()` as every protein-performer command does (glibc keeps freed large blocks for reuse; `PROTEIN_PERFORMER_MALLOC=system` turns it off).",
+        f"same round. Step peak = {peak_definition(args.device)}, in one extra step per model after the timed rounds (the timed rounds run on a warm allocator: returning freed memory to the kernel before every step made each step fault its pages in again, which inflated the larger models' times). Each process runs with `protein_performer.allocator.keep_freed_memory()` as every protein-performer command does (glibc keeps freed large blocks for reuse; `PROTEIN_PERFORMER_MALLOC=system` turns it off)."),
         "",
         f"Command: `{command}`",
         "",

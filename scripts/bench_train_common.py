@@ -14,13 +14,13 @@ import json
 import logging
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
+from bench_common import autocast
 from torch import Tensor
 
-from bench_common import autocast
 from protein_performer.alphabet import ALPHABET
 from protein_performer.datasets import IGNORE_INDEX
 from protein_performer.lit import lm_metrics
@@ -100,7 +100,7 @@ def spawn(args: argparse.Namespace, case: str, length: int, *, ckpt: bool, timed
     cmd += ["--bound-case"] if case == "bound" else ["--case", case]
     cmd += ["--case-ckpt"] * ckpt + ["--probe"] * probe + ["--quick"] * args.quick
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=REPO_ROOT)
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout_s, cwd=REPO_ROOT)
     except subprocess.TimeoutExpired:
         return {"error": f"> {timeout_s:.0f} s (killed)"}
     if proc.returncode in (-9, 137):

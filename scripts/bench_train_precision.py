@@ -16,12 +16,13 @@ import datetime
 import json
 import logging
 import statistics
+from functools import partial
 
 import torch
 import yaml
-
 from bench_common import machine_description, time_call, write_marked_block
 from bench_train_common import MLM_FRACTION, TARGET_L, make_batch, training_step
+
 from protein_performer.allocator import keep_freed_memory
 from protein_performer.cli import BASE_CONFIG, CONFIG_DIR
 from protein_performer.model import PerformerConfig, PerformerLM
@@ -58,7 +59,7 @@ def run_precision(name: str, *, rounds: int, profile_rows: int, device: str) -> 
     seconds: dict[str, list[float]] = {p: [] for p in PRECISIONS}
     for r in range(rounds):
         for precision in PRECISIONS[r % 2:] + PRECISIONS[: r % 2]:
-            seconds[precision].append(time_call(lambda: steps[precision](batch), device))
+            seconds[precision].append(time_call(partial(steps[precision], batch), device))
     result = {"config": name, "batch_size": batch_size, "length": length, "seconds": seconds, "profile": ""}
     if profile_rows:
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
@@ -70,13 +71,13 @@ def run_precision(name: str, *, rounds: int, profile_rows: int, device: str) -> 
 
 def precision_report(results: list[dict], args: argparse.Namespace, command: str) -> str:
     lines = [
-        f"Measured {datetime.date.today().isoformat()} on {machine_description(args.device)}; device "
+        (f"Measured {datetime.date.today().isoformat()} on {machine_description(args.device)}; device "
         f"{args.device}, {args.threads} threads. One training step (forward, cross-entropy, backward, AdamW) of "
         "each config's model, batch and window on random amino acids; float32 against bf16-mixed "
         "(torch.autocast to bfloat16, as Lightning runs it; FAVOR+ forms its features, normaliser and prefix "
         "sums in float32 inside it). One model per precision in one process, taking turns for "
         f"{args.rounds} rounds ({args.long_rounds} at L >= {TARGET_L}), the order alternating, after a warm-up "
-        "step each. fp32 / bf16 = median over rounds of the two step times in the same round.",
+        "step each. fp32 / bf16 = median over rounds of the two step times in the same round."),
         "",
         f"Command: `{command}`",
         "",

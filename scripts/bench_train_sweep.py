@@ -29,11 +29,27 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import torch
-
-from bench_common import BestOfRepeats, PeakMemory, machine_description, peak_rss_bytes, time_call, write_marked_block
+from bench_common import (
+    BestOfRepeats,
+    PeakMemory,
+    machine_description,
+    peak_rss_bytes,
+    time_call,
+    write_marked_block,
+)
 from bench_train_common import (
-    CASES, GIB, TARGET_L, WARMUP_LENGTH, fmt_gib, make_batch, make_model, peak_definition, setting, spawn,
-    training_step)
+    CASES,
+    GIB,
+    TARGET_L,
+    WARMUP_LENGTH,
+    fmt_gib,
+    make_batch,
+    make_model,
+    peak_definition,
+    setting,
+    spawn,
+    training_step,
+)
 
 log = logging.getLogger("bench_train")
 
@@ -224,11 +240,11 @@ def targets_table(cells: list[Cell], target: int) -> str:
     lines = ["| criterion | measured | target | status |", "|---|---:|---:|---|"]
     for name, a, b, goal in rows:
         if a is None or not b:
-            lines.append(f"| {name} | n/a | {'>= %gx' % goal if goal else ''} | n/a |")
+            lines.append(f"| {name} | n/a | {f'>= {goal:g}x' if goal else ''} | n/a |")
             continue
         r = a / b
         status = "" if goal is None else ("PASS" if r >= goal else "MISS")
-        lines.append(f"| {name} | {r:.2f}x | {'>= %gx' % goal if goal else ''} | {status} |")
+        lines.append(f"| {name} | {r:.2f}x | {f'>= {goal:g}x' if goal else ''} | {status} |")
     return "\n".join(lines)
 
 
@@ -261,11 +277,11 @@ def report(cells: list[Cell], probes: dict[str, list[Cell]], args: argparse.Name
     process = ("whole-process VmHWM (includes the model, AdamW state and the interpreter)" if args.device == "cpu"
                else "torch.cuda.max_memory_allocated (includes the model and AdamW state)")
     lines = [
-        f"Measured {datetime.date.today().isoformat()} on {machine_description(args.device)}; {setting(args)}. "
+        (f"Measured {datetime.date.today().isoformat()} on {machine_description(args.device)}; {setting(args)}. "
         f"Fresh process per cell, {cap}; min (and median) of {args.repeats} timed steps (1 at L >= "
         f"{args.single_step_length}) after one warm-up step at L = min(L, {WARMUP_LENGTH}). Step peak = "
         f"{peak_definition(args.device)}, so it covers activations, gradients and transients; process peak = "
-        f"{process}. Cells are skipped when predicted past the {args.budget_s:g} s run budget.",
+        f"{process}. Cells are skipped when predicted past the {args.budget_s:g} s run budget."),
         "",
         f"Command: `{command}`",
         "",
@@ -276,8 +292,8 @@ def report(cells: list[Cell], probes: dict[str, list[Cell]], args: argparse.Name
         targets_table(cells, target),
     ]
     if probes:
-        lines += ["", f"Longest length (powers of two up to {args.probe_max}) whose forward + backward fits "
-                  f"{args.mem_cap_gib:g} GiB within {args.probe_cap_s:g} s:", "",
+        lines += ["", (f"Longest length (powers of two up to {args.probe_max}) whose forward + backward fits "
+                  f"{args.mem_cap_gib:g} GiB within {args.probe_cap_s:g} s:"), "",
                   probe_table(probes, args), ""]
         lines += [f"- {CASES[case][0]}{' (checkpointing)' if case != 'exact' else ''}: "
                   f"{longest_fit(cells, p, case, args.probe_cap_s)}" for case, p in probes.items()]
