@@ -46,10 +46,10 @@ from protein_performer.corpus.shards import (
     IDS_FILE,
     MANIFEST,
     OFFSETS_FILE,
+    POSITIONS_FILE,
     SPLIT_FILES,
     SPLITS,
     TOKENS_FILE,
-    POSITIONS_FILE,
     WEIGHTS_FILE,
     sha256_of,
 )

@@ -18,7 +18,11 @@ import time
 import uuid
 from pathlib import Path
 
-from protein_performer.corpus.shards import DamagedDataset, read_manifest, verify_checksums
+from protein_performer.corpus.shards import (
+    DamagedDataset,
+    read_manifest,
+    verify_checksums,
+)
 from protein_performer.outputs import check_output, process_alive
 
 log = logging.getLogger(__name__)

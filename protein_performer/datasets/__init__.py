@@ -32,7 +32,12 @@ workers start). :mod:`.samples` holds what they all share: :class:`Sample`, ``IG
 objectives.
 """
 
-from protein_performer.datasets.collate import CLMCollator, MLMCollator, collate_proteins, scoring_collator
+from protein_performer.datasets.collate import (
+    CLMCollator,
+    MLMCollator,
+    collate_proteins,
+    scoring_collator,
+)
 from protein_performer.datasets.family_windows import (
     FamilyWindowDataset,
     family_window,
@@ -58,7 +63,10 @@ from protein_performer.datasets.samples import (
     check_objective,
     residue_targets_only,
 )
-from protein_performer.datasets.stream import ConcatWindowDataset, windows_from_sequences
+from protein_performer.datasets.stream import (
+    ConcatWindowDataset,
+    windows_from_sequences,
+)
 
 __all__ = [
     "BatchOrder", "CLMCollator", "ConcatWindowDataset", "EpochSampler", "FIRST_RESIDUE", "FamilyWindowDataset",

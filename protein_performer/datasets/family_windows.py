@@ -12,7 +12,12 @@ from torch.utils.data import Dataset
 
 from protein_performer.alphabet import ALPHABET
 from protein_performer.corpus.shards import Shard
-from protein_performer.datasets.samples import FAMILY_EVAL_STREAM, FAMILY_STREAM, Sample, seeded_rng
+from protein_performer.datasets.samples import (
+    FAMILY_EVAL_STREAM,
+    FAMILY_STREAM,
+    Sample,
+    seeded_rng,
+)
 
 
 def weighted_order(weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:

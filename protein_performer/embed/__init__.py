@@ -13,7 +13,12 @@ One job per module:
 * :mod:`.command` — ``protein-performer embed`` (``add_arguments`` / ``run``) and :func:`embed_to_file`.
 """
 
-from protein_performer.embed.command import EmbedStats, add_arguments, embed_to_file, run
+from protein_performer.embed.command import (
+    EmbedStats,
+    add_arguments,
+    embed_to_file,
+    run,
+)
 from protein_performer.embed.embedder import (
     DEFAULT_TOKEN_BUDGET,
     DEFAULT_WINDOW_OVERLAP,

@@ -278,7 +278,11 @@ def run(args: argparse.Namespace) -> int:
 def _family_scores(args: argparse.Namespace, sequence: str, table: VariantTable) -> tuple[object, dict | None]:
     """Read the family; the profile column when it is aligned."""
     from protein_performer.corpus.families import read_family
-    from protein_performer.variants.profile import profile_log_probs, profile_scores, wild_type_columns
+    from protein_performer.variants.profile import (
+        profile_log_probs,
+        profile_scores,
+        wild_type_columns,
+    )
 
     family = read_family(args.homologs, query=args.query, format=args.family_format)
     log.info("%s: %d homologs (%s), Neff %.1f", args.homologs, len(family), family.format, family.neff)
@@ -297,7 +301,11 @@ def _family_scores(args: argparse.Namespace, sequence: str, table: VariantTable)
 def _family_columns(args, model, family, sequence, table, name, columns, models, profile, fixed_weight,
                     taken) -> None:
     """Add ``NAME+homologs`` (the model with homologs in its window) and the mix with the profile."""
-    from protein_performer.variants.context import ContextOptions, causal_context_scores, masked_context_scores
+    from protein_performer.variants.context import (
+        ContextOptions,
+        causal_context_scores,
+        masked_context_scores,
+    )
     from protein_performer.variants.mixing import choose_profile_weight, mix_scores
 
     base = name
