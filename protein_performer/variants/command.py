@@ -48,6 +48,7 @@ import numpy as np
 
 from protein_performer.alphabet import ALPHABET, STANDARD_AMINO_ACIDS
 from protein_performer.cli_args import deprecated_alias
+from protein_performer.outputs import written_atomically
 from protein_performer.progress import add_quiet_argument, from_args
 from protein_performer.stats import spearman
 from protein_performer.variants.mutants import VariantTable, read_variants
@@ -173,8 +174,6 @@ def _outputs(args: argparse.Namespace) -> dict[str, Path]:
         if key in seen or any(key == Path(p).resolve() for p in inputs):
             raise ValueError(f"{flag} {path} is also {seen.get(key, 'an input')}; choose another name")
         seen[key] = flag
-    for path in outputs.values():  # every output may go into a folder that does not exist yet
-        path.parent.mkdir(parents=True, exist_ok=True)
     return outputs
 
 
@@ -264,7 +263,8 @@ def run(args: argparse.Namespace) -> int:
     if profile is not None:
         summary["profile"] = {**{k: v for k, v in profile.items() if k != "scores"}, **corr(profile["scores"])}
     text = json.dumps(_finite(summary), indent=2, allow_nan=False)
-    outputs["--summary"].write_text(text + "\n")
+    with written_atomically(outputs["--summary"]) as tmp:
+        tmp.write_text(text + "\n")
     for m in models:
         log.info("%s: Spearman %s (95%% CI %s) on %d rows", m["column"], m["spearman"], m["ci95"], m["n"])
     if profile is not None:
@@ -345,9 +345,8 @@ def _unique(name: str, taken: set[str]) -> str:
 
 
 def _write_matrix(path: Path, matrix: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    np.savetxt(tmp, matrix, delimiter=",", fmt="%.6f", header=",".join(STANDARD_AMINO_ACIDS), comments="")
-    tmp.replace(path)
+    with written_atomically(path) as tmp:
+        np.savetxt(tmp, matrix, delimiter=",", fmt="%.6f", header=",".join(STANDARD_AMINO_ACIDS), comments="")
 
 
 def _finite(value):
@@ -363,11 +362,9 @@ def _finite(value):
 
 def _write_csv(path: Path, table: VariantTable, columns: dict[str, np.ndarray]) -> None:
     """The input rows verbatim plus the score columns (empty for skipped rows), written atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with written_atomically(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow([*table.header, *columns])
         for k, row in enumerate(table.rows):
             row = row + [""] * (len(table.header) - len(row))
             writer.writerow([*row, *("" if not math.isfinite(c[k]) else f"{c[k]:.6g}" for c in columns.values())])
-    tmp.replace(path)

@@ -28,6 +28,7 @@ def plot_substitution_matrix(matrix: np.ndarray, sequence: str, offset: int, pat
     ax.set_title(title or "masked marginals: log p(substitution) - log p(wild type)")
     fig.colorbar(im, ax=ax, fraction=0.02, pad=0.01)
     fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)
     plt.close(fig)
 
