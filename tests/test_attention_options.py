@@ -273,6 +273,50 @@ def test_segment_attention_equals_each_protein_alone(options, causal):
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, 27, dtype=torch.float64))
 
 
+@pytest.mark.parametrize("options", [dict(), dict(attention="exact"), dict(local_heads=1, local_window=4, conv_width=3)])
+@pytest.mark.parametrize("causal", [False, True])
+def test_segment_attention_in_padded_batches_equals_each_protein_alone_with_gradients(options, causal):
+    """Two padded rows of proteins of very different lengths (several padded groups of segments):
+    outputs equal each protein served alone, and so do the gradients (float64)."""
+    from protein_performer.alphabet import ALPHABET
+    from protein_performer.attention.layer import segment_groups
+
+    torch.manual_seed(0)
+    config = PerformerConfig(dim=16, depth=2, heads=2, nb_features=8, dropout=0.0, causal=causal,
+                             segment_attention=True, chunk_size=4, **options)
+    model = PerformerLM(config).double()
+    g = torch.Generator().manual_seed(3)
+    rows = [[torch.randint(5, 25, (n,), generator=g) for n in r] for r in ((30, 3, 11, 12), (2, 19, 40))]
+    eos = torch.tensor([ALPHABET.eos_idx])
+    framed = [[torch.cat([p, eos]) for p in r] for r in rows]
+    width = max(sum(len(p) for p in r) for r in framed)
+    ids = torch.full((2, width), ALPHABET.pad_idx)
+    for b, r in enumerate(framed):
+        ids[b, : sum(len(p) for p in r)] = torch.cat(r)
+    from protein_performer.attention import protein_segments
+
+    assert len(segment_groups(protein_segments(ids, ALPHABET.eos_idx))) >= 3
+    out = model(ids, attention_mask=ids != ALPHABET.pad_idx, return_layers=[-1]).hidden_states[2]
+    weight = torch.randn(out.shape, generator=g, dtype=torch.float64)
+    real = (ids != ALPHABET.pad_idx)[..., None]
+    (out * weight * real).sum().backward()
+    batched = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    total = 0
+    for b, r in enumerate(framed):
+        start = 0
+        for p in r:
+            alone = model(p[None], return_layers=[-1]).hidden_states[2][0]
+            torch.testing.assert_close(out[b, start : start + len(p)], alone, rtol=1e-10, atol=1e-10)
+            total = total + (alone * weight[b, start : start + len(p)]).sum()
+            start += len(p)
+    total.backward()
+    for got, want in zip(batched, (p.grad for p in model.parameters())):
+        assert (got is None) == (want is None)
+        if got is not None:
+            torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
+
+
 def test_protein_segments_split_after_each_eos():
     from protein_performer.attention import protein_segments
 

@@ -397,3 +397,52 @@ def test_aligned_family_windows_carry_each_residues_column_to_the_model(tmp_path
         torch.testing.assert_close(model(ids).logits, model(ids, position_ids=protein_positions(ids, 3)).logits,
                                    rtol=0, atol=0)
         assert not torch.equal(model(ids).logits, model(ids, position_ids=batch["position_ids"][:1]).logits)
+
+
+def test_an_aligned_positions_model_scores_the_wild_type_in_its_familys_frame(tmp_path, tem1_family):
+    """A model trained with aligned positions reads absolute positions (FAVOR+'s fixed random features
+    are not rotation invariant): score-variants must place the wild type at its columns, and refuses
+    without the family. Per-protein attention: no homolog column, the profile mixes with the model alone."""
+    from test_generate import save_checkpoint
+
+    from protein_performer.variants.context import wild_type_positions
+    from protein_performer.variants.scoring import score_mutants
+
+    lines = TEM1_CSV.read_text(encoding="utf-8-sig").splitlines()
+    variants = _write(tmp_path, "slice.csv", "\n".join([lines[0], *lines[1:3000:300]]) + "\n")
+    cfg = PerformerConfig(dim=16, depth=1, heads=2, nb_features=8, restart_positions=True, local_heads=1,
+                          aligned_positions=True, segment_attention=True)
+    torch.manual_seed(0)
+    model = PerformerLM(cfg).eval()
+    ckpt = save_checkpoint(model, tmp_path / "m.ckpt", "mlm")
+    wt = TEM1_FASTA.read_text().split("\n", 1)[1].replace("\n", "")
+    positions = wild_type_positions(tem1_family, wt, model)
+    assert positions[1:4].tolist() == [23, 24, 25]  # the FASTA starts at the query's residue 24
+    from protein_performer.variants.mutants import read_variants
+
+    table = read_variants(variants, wt, offset=24)
+    got = score_mutants(model, wt, table.mutants, causal=False, positions=positions)
+    # by hand: mask each mutated site, forward with the aligned positions
+    tokens = ALPHABET.frame(wt)
+    want, counted = [], []
+    for m in table.mutants:
+        (s,) = m
+        x = tokens.copy()
+        x[s.index + 1] = ALPHABET.mask_idx
+        with torch.no_grad():
+            for pos, out in ((positions, want), (None, counted)):
+                pid = None if pos is None else torch.as_tensor(pos[None])
+                lp = model(torch.as_tensor(x[None].astype(np.int64)), position_ids=pid).logits[0, s.index + 1]
+                lp = lp.double().log_softmax(-1)
+                out.append(float(lp[ALPHABET.index(s.mt)] - lp[ALPHABET.index(s.wt)]))
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+    assert not np.allclose(want, counted, atol=1e-4)  # the frame matters: counting from 0 scores otherwise
+
+    out = tmp_path / "scored.csv"
+    argv = ["score-variants", "--checkpoint", str(ckpt), "--fasta", str(TEM1_FASTA), "--variants", str(variants),
+            "--offset-idx", "24", "--score-col", "2500", "--bootstrap", "0", "--out", str(out), "--device", "cpu"]
+    assert main(argv) == 1 and not out.exists()  # no family: refused, nothing written
+    assert main([*argv, "--homologs", str(TEM1_A3M), "--context-tokens", "1200", "--profile-weight", "0.5"]) == 0
+    rows = list(csv.DictReader(open(out)))
+    assert list(rows[0])[-3:] == ["profile", "m", "m+profile"]  # no m+homologs: attention stays in each member
+    np.testing.assert_allclose([float(r["m"]) for r in rows], got, rtol=1e-5)

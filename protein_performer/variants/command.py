@@ -219,9 +219,10 @@ def run(args: argparse.Namespace) -> int:
         name = _column_name(path, taken)
         strategy = "log-likelihood-ratio" if causal else args.strategy
         log.info("%s: scoring %d mutants (%s)", path, sum(m is not None for m in table.mutants), strategy)
+        positions = _frame_positions(path, loaded.config, family, sequence, model)
         columns[name] = score_mutants(model, sequence, table.mutants, causal=causal, strategy=args.strategy,
                                       max_length=args.window_tokens, batch_size=args.batch_size,
-                                      progress=from_args(args))
+                                      progress=from_args(args), positions=positions)
         models.append({"checkpoint": str(path), "column": name, "objective": loaded.objective, "strategy": strategy})
         if family is not None:
             _family_columns(args, model, family, sequence, table, name, columns, models, profile, fixed_weight, taken)
@@ -229,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
             unigram = unigram_probabilities(loaded.train_token_counts)
         if args.plot and not causal and not any(m.get("plot") for m in models):
             matrix = substitution_matrix(model, sequence, max_length=args.window_tokens, batch_size=args.batch_size,
-                                         progress=from_args(args))
+                                         progress=from_args(args), positions=positions)
             _write_matrix(outputs["--plot's matrix"], matrix)
             plot_substitution_matrix(matrix, sequence, args.offset_idx, args.plot, title=f"{name}: masked marginals")
             log.info("wrote %s and its matrix %s", args.plot, outputs["--plot's matrix"])
@@ -275,6 +276,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _frame_positions(path: Path, config, family, sequence: str, model) -> np.ndarray | None:
+    """The wild type's positions in the family's frame for a model trained with ``aligned_positions``
+    (its FAVOR+ features see absolute positions, so it must read the wild type where training put
+    that site), else None."""
+    if not config.aligned_positions:
+        return None
+    if family is None or not family.aligned:
+        raise ValueError(f"{path}: this model counts positions in its family's alignment (aligned_positions), so "
+                         "the wild type must be placed in that frame: give --homologs with the aligned family "
+                         "it was trained on (A3M, A2M, Stockholm or aligned FASTA)")
+    from protein_performer.variants.context import wild_type_positions
+
+    return wild_type_positions(family, sequence, model)
+
+
 def _family_scores(args: argparse.Namespace, sequence: str, table: VariantTable) -> tuple[object, dict | None]:
     """Read the family; the profile column when it is aligned."""
     from protein_performer.corpus.families import read_family
@@ -310,6 +326,10 @@ def _family_columns(args, model, family, sequence, table, name, columns, models,
 
     base = name
     context_length = args.context_tokens or None
+    if context_length and model.config.segment_attention:
+        log.info("%s: per-protein attention (segment_attention): homologs in the window cannot reach the wild type, "
+                 "so there is no NAME+homologs column; the profile is mixed with the model alone", name)
+        context_length = None
     if context_length:
         options = ContextOptions(context_length=context_length, contexts=args.contexts, seed=args.seed,
                                  batch_size=args.batch_size)

@@ -47,49 +47,65 @@ def assign_windows(n_tokens: int, size: int, causal: bool) -> tuple[list[int], n
 
 
 @torch.no_grad()
-def _log_probs(model: PerformerLM, batch: list[np.ndarray]) -> torch.Tensor:
-    """(B, L) equal-length token windows -> (B, L, V) float64 log-probabilities (on the CPU)."""
+def _log_probs(model: PerformerLM, batch: list[np.ndarray], positions: np.ndarray | None = None) -> torch.Tensor:
+    """(B, L) equal-length token windows -> (B, L, V) float64 log-probabilities (on the CPU).
+    ``positions``: (L,) the windows' positions (the same for every row), None: the model's own count."""
     device = next(model.parameters()).device
     ids = torch.tensor(np.stack(batch), dtype=torch.long, device=device)
-    return model(ids).logits.double().log_softmax(-1).cpu()
+    position_ids = None if positions is None else torch.as_tensor(positions, device=device).expand(len(batch), -1)
+    return model(ids, position_ids=position_ids).logits.double().log_softmax(-1).cpu()
+
+
+def _window_positions(positions: np.ndarray | None, start: int, stop: int) -> np.ndarray | None:
+    return None if positions is None else np.asarray(positions[start:stop], dtype=np.int64)
 
 
 def masked_log_probs(model: PerformerLM, tokens: np.ndarray, targets: Sequence[int], *, max_length: int,
                      batch_size: int = 8, progress: bool | None = False,
-                     desc: str = "masked marginals") -> dict[int, torch.Tensor]:
-    """For each token index in ``targets``: (V,) log-probs with that token masked (in its window)."""
+                     desc: str = "masked marginals", positions: np.ndarray | None = None) -> dict[int, torch.Tensor]:
+    """For each token index in ``targets``: (V,) log-probs with that token masked (in its window).
+    ``positions``: (len(tokens),) each token's position (:func:`score_mutants`), None: counted."""
     plan = token_windows(len(tokens), max_length, causal=False)
     owner = plan.owners()
-    inputs, where = [], []
+    inputs, where, spans = [], [], []
     for i in targets:
         w = plan[int(owner[i])]
         window = tokens[w.start : w.stop].copy()
         window[i - w.start] = ALPHABET.mask_idx
         inputs.append(window)
         where.append(i - w.start)
+        spans.append((w.start, w.stop))
     out = {}
     with progress_bar(total=len(inputs), desc=desc, unit="positions", enabled=progress) as bar:
         for lo in range(0, len(inputs), batch_size):
-            lp = _log_probs(model, inputs[lo : lo + batch_size])  # (b, L, V)
-            for j, i in enumerate(targets[lo : lo + batch_size]):
+            hi = lo + batch_size
+            if positions is not None:  # one window's positions per forward: cut the batch where the window changes
+                hi = lo + 1
+                while hi < min(lo + batch_size, len(inputs)) and spans[hi] == spans[lo]:
+                    hi += 1
+            lp = _log_probs(model, inputs[lo:hi], _window_positions(positions, *spans[lo]))  # (b, L, V)
+            for j, i in enumerate(targets[lo:hi]):
                 out[i] = lp[j, where[lo + j]]
             bar.update(len(lp))
     return out
 
 
-def unmasked_log_probs(model: PerformerLM, tokens: np.ndarray, *, max_length: int) -> torch.Tensor:
+def unmasked_log_probs(model: PerformerLM, tokens: np.ndarray, *, max_length: int,
+                       positions: np.ndarray | None = None) -> torch.Tensor:
     """(n, V) log-probs of every token index of a masked model, one unmasked pass per window."""
     out = torch.zeros(len(tokens), len(ALPHABET), dtype=torch.float64)
     for w in token_windows(len(tokens), max_length, causal=False):
-        lp = _log_probs(model, [tokens[w.start : w.stop]])[0]  # (L, V)
+        lp = _log_probs(model, [tokens[w.start : w.stop]], _window_positions(positions, w.start, w.stop))[0]  # (L, V)
         mine = np.arange(w.own_start, w.own_stop)
         out[mine] = lp[mine - w.start]
     return out
 
 
 def causal_log_likelihoods(model: PerformerLM, sequences: Sequence[np.ndarray], *, max_length: int,
-                           batch_size: int = 8, progress: bool | None = False) -> np.ndarray:
-    """log p(sequence) of framed sequences (all tokens after ``<cls>``), windows as above."""
+                           batch_size: int = 8, progress: bool | None = False,
+                           positions: np.ndarray | None = None) -> np.ndarray:
+    """log p(sequence) of framed sequences (all tokens after ``<cls>``), windows as above.
+    ``positions``: the tokens' positions, for sequences that all have its length."""
     out = np.zeros(len(sequences))
     by_length: dict[int, list[int]] = {}
     for k, s in enumerate(sequences):
@@ -105,7 +121,8 @@ def causal_log_likelihoods(model: PerformerLM, sequences: Sequence[np.ndarray], 
                     continue
                 for lo in range(0, len(members), batch_size):
                     chunk = members[lo : lo + batch_size]
-                    lp = _log_probs(model, [sequences[k][w.start : w.stop] for k in chunk])  # (b, L, V)
+                    lp = _log_probs(model, [sequences[k][w.start : w.stop] for k in chunk],
+                                    _window_positions(positions, w.start, w.stop))  # (b, L, V)
                     for j, k in enumerate(chunk):
                         target = torch.as_tensor(sequences[k][mine].astype(np.int64))
                         out[k] += float(lp[j, mine - 1 - w.start].gather(-1, target[:, None]).sum())
@@ -114,13 +131,15 @@ def causal_log_likelihoods(model: PerformerLM, sequences: Sequence[np.ndarray], 
 
 
 def pseudo_log_likelihoods(model: PerformerLM, sequences: Sequence[np.ndarray], *, max_length: int,
-                           batch_size: int = 8, progress: bool | None = False) -> np.ndarray:
+                           batch_size: int = 8, progress: bool | None = False,
+                           positions: np.ndarray | None = None) -> np.ndarray:
     """Sum over residues of log p(residue | the rest, residue masked) of framed sequences."""
     out = np.zeros(len(sequences))
     for k, tokens in enumerate(progress_bar(sequences, desc="pseudo-log-likelihoods", unit="sequences",
                                             enabled=progress)):
         targets = list(range(1, len(tokens) - 1))
-        lp = masked_log_probs(model, tokens, targets, max_length=max_length, batch_size=batch_size)
+        lp = masked_log_probs(model, tokens, targets, max_length=max_length, batch_size=batch_size,
+                              positions=positions)
         out[k] = sum(float(lp[i][tokens[i]]) for i in targets)
     return out
 
@@ -131,8 +150,13 @@ def _id(letter: str) -> int:
 
 def score_mutants(model: PerformerLM, sequence: str, mutants: Sequence[tuple[Substitution, ...] | None], *,
                   causal: bool, strategy: Strategy = "masked-marginals", max_length: int = 1024,
-                  batch_size: int = 8, progress: bool | None = False) -> np.ndarray:
-    """One score per mutant (NaN where the mutant is None), as in the module docstring."""
+                  batch_size: int = 8, progress: bool | None = False, positions: np.ndarray | None = None
+                  ) -> np.ndarray:
+    """One score per mutant (NaN where the mutant is None), as in the module docstring.
+
+    ``positions``: (n + 2,) the framed wild type's positions, for models that count positions in a
+    family's frame (``aligned_positions``: :func:`protein_performer.variants.context.wild_type_positions`);
+    substitutions keep every position. None: the model counts them from 0."""
     if strategy not in STRATEGIES:
         raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     model.eval()
@@ -142,14 +166,15 @@ def score_mutants(model: PerformerLM, sequence: str, mutants: Sequence[tuple[Sub
     if causal or strategy == "pseudo-ppl":
         seqs = [wt] + [ALPHABET.frame(apply_mutant(sequence, mutants[k])) for k in valid]
         fn = causal_log_likelihoods if causal else pseudo_log_likelihoods
-        ll = fn(model, seqs, max_length=max_length, batch_size=batch_size, progress=progress)
+        ll = fn(model, seqs, max_length=max_length, batch_size=batch_size, progress=progress, positions=positions)
         scores[valid] = ll[1:] - ll[0]
         return scores
     if strategy == "masked-marginals":
         targets = sorted({s.index + 1 for k in valid for s in mutants[k]})
-        lp = masked_log_probs(model, wt, targets, max_length=max_length, batch_size=batch_size, progress=progress)
+        lp = masked_log_probs(model, wt, targets, max_length=max_length, batch_size=batch_size, progress=progress,
+                              positions=positions)
     else:
-        table = unmasked_log_probs(model, wt, max_length=max_length)
+        table = unmasked_log_probs(model, wt, max_length=max_length, positions=positions)
         lp = {i: table[i] for i in range(len(wt))}
     for k in valid:
         scores[k] = sum(float(lp[s.index + 1][_id(s.mt)] - lp[s.index + 1][_id(s.wt)]) for s in mutants[k])
@@ -174,12 +199,13 @@ def unigram_scores(mutants: Sequence[tuple[Substitution, ...] | None], probs: np
 
 
 def substitution_matrix(model: PerformerLM, sequence: str, *, max_length: int = 1024,
-                        batch_size: int = 8, progress: bool | None = False) -> np.ndarray:
+                        batch_size: int = 8, progress: bool | None = False,
+                        positions: np.ndarray | None = None) -> np.ndarray:
     """(n, 20) masked marginals ``log p(aa) - log p(wt)`` at every position, all 19 substitutions
     (columns in ``STANDARD_AMINO_ACIDS`` order; 0 at the wild type): the standard DMS heatmap."""
     wt = ALPHABET.frame(sequence)
     lp = masked_log_probs(model, wt, list(range(1, len(wt) - 1)), max_length=max_length, batch_size=batch_size,
-                          progress=progress, desc="substitution matrix")
+                          progress=progress, desc="substitution matrix", positions=positions)
     aa = list(ALPHABET.standard_indices)
     return np.stack([(lp[i][aa] - lp[i][wt[i]]).numpy() for i in range(1, len(wt) - 1)])
 
