@@ -125,6 +125,13 @@ def test_limit_and_index_errors(shard):
         ds[3]
 
 
+def test_a_shard_opened_from_a_string_path_reads_the_same(shard):
+    from protein_performer.corpus.shards import Shard
+
+    again = Shard(str(shard.path))
+    assert len(again) == len(shard) and np.array_equal(again.protein(5), shard.protein(5))
+
+
 def test_windows_from_sequences_match_dataset_at_offset_zero(shard, proteins):
     ds = ConcatWindowDataset(shard, 777, seed=0, random_offset=False)
     windows = windows_from_sequences(proteins, 777)

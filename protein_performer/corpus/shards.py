@@ -62,9 +62,12 @@ def sha256_of(path: Path) -> str:
 
 @dataclass
 class Shard:
-    """One split of a prepared dataset, memory-mapped."""
+    """One split of a prepared dataset, memory-mapped (``path``: a split folder, str or Path)."""
 
     path: Path
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
 
     @cached_property
     def tokens(self) -> np.ndarray:
