@@ -1,7 +1,7 @@
 """Families benchmark: TEM-1 variant effects from a family-trained Performer (docs/benchmarks/families.md).
 
 1. **Equal wall clock at 8,192-token family windows.** The family recipe (configs/family_mlm.yaml:
-   the hybrid Performer, 3 local exact heads + 1 FAVOR+ head per block) and the same shape with
+   the hybrid Performer, local exact heads + FAVOR+ heads per block) and the same shape with
    exact softmax attention over the whole window are each given ``--minutes`` of training. Each
    model's seconds per step are measured first, in this run, as the difference of a 20-step and a
    60-step fit after a warm-up fit (start-up cancels), and its step count is set from them; the
