@@ -48,6 +48,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score-variants": ("protein_performer.variants", "zero-shot variant-effect scores of mutants (DMS CSV)"),
     "homologs": ("protein_performer.corpus.homologs",
                  "find a protein's homologs with jackhmmer (pyhmmer) and write an A3M"),
+    "paralogs": ("protein_performer.corpus.paralogs",
+                 "split a proteome into families of paralogs (jackhmmer), one A3M each"),
 }
 
 

@@ -32,8 +32,9 @@ import argparse
 import itertools
 import logging
 import os
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,28 +199,59 @@ def _pyhmmer():
     return pyhmmer
 
 
+def _digitise(record: ProteinRecord):
+    pyhmmer = _pyhmmer()
+    return pyhmmer.easel.TextSequence(name=sequence_name(record), sequence=record.sequence).digitize(
+        pyhmmer.easel.Alphabet.amino())
+
+
+def digitise_database(database: Sequence[ProteinRecord]):
+    """``database`` as one pyhmmer ``DigitalSequenceBlock`` (what :func:`search_homologs` searches);
+    build it once to search it with many queries."""
+    pyhmmer = _pyhmmer()
+    return pyhmmer.easel.DigitalSequenceBlock(pyhmmer.easel.Alphabet.amino(), [_digitise(r) for r in database])
+
+
 def search_homologs(query: ProteinRecord, database: Sequence[ProteinRecord],
-                    options: SearchOptions | None = None) -> HomologSearch:
-    """Run jackhmmer with ``query`` against ``database``; the last round's included hits, best first."""
+                    options: SearchOptions | None = None, *, targets=None) -> HomologSearch:
+    """Run jackhmmer with ``query`` against ``database``; the last round's included hits, best first.
+    ``targets``: ``database`` already digitised (:func:`digitise_database`)."""
+    return next(search_many([query], database, options, targets=targets))
+
+
+def search_many(queries: Sequence[ProteinRecord], database: Sequence[ProteinRecord],
+                options: SearchOptions | None = None, *, targets=None, quiet: bool = False) -> Iterator[HomologSearch]:
+    """:func:`search_homologs` for each of ``queries``, in their order; pyhmmer spreads the queries
+    over ``options.cpus`` threads. ``quiet``: log each round at DEBUG, not INFO."""
     options = options or SearchOptions()
     pyhmmer = _pyhmmer()
-    alphabet = pyhmmer.easel.Alphabet.amino()
-
-    def digitise(record: ProteinRecord):
-        return pyhmmer.easel.TextSequence(name=sequence_name(record), sequence=record.sequence).digitize(alphabet)
-
+    level = logging.DEBUG if quiet else logging.INFO
     started = time.perf_counter()
-    targets = pyhmmer.easel.DigitalSequenceBlock(alphabet, [digitise(r) for r in database])
-    rounds = next(iter(pyhmmer.hmmer.jackhmmer(
-        digitise(query), targets, max_iterations=options.iterations, checkpoints=True, cpus=options.cpus,
-        E=options.evalue, incE=options.evalue)))
+    if targets is None:
+        targets = digitise_database(database)
+    elif len(targets) != len(database):
+        raise ValueError(f"targets hold {len(targets)} sequences, the database {len(database)}")
+    searches = pyhmmer.hmmer.jackhmmer(
+        [_digitise(q) for q in queries], targets, max_iterations=options.iterations, checkpoints=True,
+        cpus=options.cpus, E=options.evalue, incE=options.evalue)
+    for query, rounds in zip(queries, searches, strict=True):
+        name = rounds[-1].hits.query.name
+        name = re.sub(r"-i\d+$", "", name.decode() if isinstance(name, bytes) else name)  # jackhmmer's round suffix
+        if name != sequence_name(query):
+            raise RuntimeError(f"jackhmmer answered for {name!r} where {sequence_name(query)!r} was expected")
+        yield _homolog_search(query, database, rounds, options, level, started)
+        started = time.perf_counter()
+
+
+def _homolog_search(query: ProteinRecord, database: Sequence[ProteinRecord], rounds, options: SearchOptions,
+                    level: int, started: float) -> HomologSearch:
     counts = []
     for result in rounds:
         counts.append(IterationCount(result.iteration, len(result.hits), sum(h.included for h in result.hits)))
-        log.info("iteration %d: %d hits, %d included", result.iteration, counts[-1].hits, counts[-1].included)
+        log.log(level, "iteration %d: %d hits, %d included", result.iteration, counts[-1].hits, counts[-1].included)
     last = rounds[-1]
-    log.info("jackhmmer: %d iterations%s in %.1f s", last.iteration, ", converged" if last.converged else "",
-             time.perf_counter() - started)
+    log.log(level, "jackhmmer: %d iterations%s in %.1f s", last.iteration, ", converged" if last.converged else "",
+            time.perf_counter() - started)
 
     length = len(query)
     if last.hmm.M != length:

@@ -43,6 +43,7 @@ from protein_performer.corpus.fasta import (
     sniff_format,
 )
 from protein_performer.corpus.shards import (
+    FAMILY_FILE,
     IDS_FILE,
     MANIFEST,
     OFFSETS_FILE,
@@ -158,8 +159,8 @@ class SplitWriter:
             fh.close()
 
 
-FAMILY_LAYOUT = 2
-"""Version of what ``prepare --family`` writes (2: positions.u16); a dataset of another is rebuilt."""
+FAMILY_LAYOUT = 3
+"""Version of what ``prepare --family`` writes (2: positions.u16, 3: family.u32); a dataset of another is rebuilt."""
 
 
 @dataclass(frozen=True)
@@ -195,8 +196,9 @@ def prepare(inputs: list[Path], out: Path, *, policy: CleaningPolicy = CleaningP
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such input file")
     check_out_dir(out, inputs, overwrite)
-    if family is not None and len(inputs) != 1:
-        raise ValueError(f"--family takes one homolog set, got {len(inputs)} inputs; prepare one family per --out")
+    if family is not None and len(inputs) > 1 and family.query is not None:
+        raise ValueError(f"--query {family.query} names one query, but {len(inputs)} homolog sets were given; "
+                         "with several sets each set's first record is its query (leave out --query)")
     if family is not None:
         formats = ["family"]
     else:
@@ -222,7 +224,7 @@ def prepare(inputs: list[Path], out: Path, *, policy: CleaningPolicy = CleaningP
         writers = {split: SplitWriter(tmp / split) for split in SPLITS}
         family_info = None
         if family is not None:
-            counts, family_info = _tokenise_family(inputs[0], family, policy, fractions, writers)
+            counts, family_info = _tokenise_families(inputs, family, policy, fractions, writers)
         else:
             counts = _tokenise(inputs, formats, policy, fractions, writers, progress)
         if counts.kept == 0:
@@ -231,7 +233,8 @@ def prepare(inputs: list[Path], out: Path, *, policy: CleaningPolicy = CleaningP
         splits = {split: writers[split].close() for split in SPLITS}
         if family_info is not None:
             for split in SPLITS:
-                arrays = {WEIGHTS_FILE: np.asarray(family_info.pop(f"_weights_{split}"), dtype="<f4")}
+                arrays = {WEIGHTS_FILE: np.asarray(family_info.pop(f"_weights_{split}"), dtype="<f4"),
+                          FAMILY_FILE: np.asarray(family_info.pop(f"_families_{split}"), dtype="<u4")}
                 positions = family_info.pop(f"_positions_{split}")
                 if positions is not None:
                     arrays[POSITIONS_FILE] = (np.concatenate(positions) if positions else np.zeros(0)).astype("<u2")
@@ -252,8 +255,13 @@ def prepare(inputs: list[Path], out: Path, *, policy: CleaningPolicy = CleaningP
             "split_rule": SPLIT_RULE,
         }
         if family_info is not None:
-            manifest["family"] = family_info
-            manifest["split_rule"] = family_info["split_rule"]
+            sets = family_info.pop("sets")
+            if len(sets) == 1:
+                manifest["family"] = sets[0]
+            else:
+                manifest["families"] = family_info
+                manifest["families"]["sets"] = sets
+            manifest["split_rule"] = sets[0]["split_rule"]
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")  # last: marks it complete
         swap_into_place(tmp, out)
     except BaseException:
@@ -284,6 +292,48 @@ def _tokenise(inputs: list[Path], formats: list[str], policy: CleaningPolicy, fr
                     bar.set_postfix_str(f"{counts.residues / (time.perf_counter() - start):.3g} res/s", refresh=False)
             bar.update(n)
     return counts
+
+
+def _tokenise_families(paths: list[Path], options: FamilyOptions, policy: CleaningPolicy,
+                       fractions: SplitFractions, writers: dict[str, SplitWriter]) -> tuple[ReadCounts, dict]:
+    """Each homolog set of ``paths`` in turn (:func:`_tokenise_family`); each member is recorded
+    with the index of its set. Returns the counts and ``{"sets": [per-set info], "_<array>_<split>": ...}``."""
+    counts = ReadCounts()
+    merged: dict = {"sets": []}
+    for split in SPLITS:
+        merged[f"_weights_{split}"], merged[f"_positions_{split}"], merged[f"_families_{split}"] = [], [], []
+    aligned = None
+    for index, path in enumerate(paths):
+        one, info = _tokenise_family(path, options, policy, fractions, writers)
+        if aligned is not None and info["aligned"] != aligned:
+            raise ValueError(f"{path}: {'an aligned' if info['aligned'] else 'an unaligned'} homolog set among "
+                             f"{'unaligned' if aligned else 'aligned'} ones ({paths[0]}); give all sets as "
+                             "alignments (A3M, A2M, Stockholm, aligned FASTA) or all as plain FASTA")
+        aligned = info["aligned"]
+        for split in SPLITS:
+            weights = info.pop(f"_weights_{split}")
+            merged[f"_weights_{split}"] += weights
+            merged[f"_families_{split}"] += [index] * len(weights)
+            if aligned:
+                merged[f"_positions_{split}"] += info.pop(f"_positions_{split}")
+            else:
+                info.pop(f"_positions_{split}")
+        merged["sets"].append(info)
+        counts.records_read += one.records_read
+        counts.kept += one.kept
+        counts.residues += one.residues
+        for why, n in one.skipped.items():
+            counts.skipped[why] += n
+    for split in SPLITS:
+        if not aligned:
+            merged[f"_positions_{split}"] = None
+    if len(paths) > 1:
+        merged["count"] = len(paths)
+        merged["neff_by_split"] = {split: round(sum(s["neff_by_split"][split] for s in merged["sets"]), 3)
+                                   for split in SPLITS}
+        log.info("%d homolog sets: %d members, Neff %.1f", len(paths), counts.kept,
+                 sum(s["neff"] for s in merged["sets"]))
+    return counts, merged
 
 
 def _tokenise_family(path: Path, options: FamilyOptions, policy: CleaningPolicy, fractions: SplitFractions,
@@ -357,8 +407,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing, different dataset")
     family = parser.add_argument_group("families (one homolog set per dataset)")
     family.add_argument("--family", action="store_true",
-                        help="the input is a query and its homologs (A3M, A2M, Stockholm, aligned or plain FASTA): "
-                             "sequence weights, similarity splits, the query recorded")
+                        help="each input is a query and its homologs (A3M, A2M, Stockholm, aligned or plain FASTA): "
+                             "sequence weights, similarity splits, the query recorded; several inputs (e.g. "
+                             "`paralogs` output, families/*.a3m) make one dataset whose windows each hold one family")
     add_family_arguments(family, query_help="id of the query record (default: the first record)")
     family.add_argument("--identity", type=float, default=0.8,
                         help="sequence weight = 1 / members within this identity (default 0.8)")

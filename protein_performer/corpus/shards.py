@@ -8,6 +8,7 @@ A prepared dataset is a directory::
     DIR/<split>/ids.txt          one protein id per line, in the same order
     DIR/<split>/weights.f32      family datasets only: float32 sequence weight of each member
     DIR/<split>/positions.u16    aligned families only: each residue's column in the query's frame
+    DIR/<split>/family.u32       family datasets only: which homolog set (0, 1, ...) each member is of
 
 Splits are ``train``, ``valid`` and ``test``. Tokens hold residues only (no special tokens):
 datasets add separators, ``<cls>`` and padding when they serve batches. The manifest records
@@ -40,6 +41,8 @@ WEIGHTS_FILE = "weights.f32"
 """Family datasets only (``prepare --family``): float32[n], each member's sequence weight."""
 POSITIONS_FILE = "positions.u16"
 """Aligned family datasets only: uint16 per residue (as ``tokens.u8``), its column in the query's frame."""
+FAMILY_FILE = "family.u32"
+"""Family datasets only: uint32[n], the index of each member's homolog set among ``prepare --family``'s inputs."""
 
 
 class DamagedDataset(ValueError):
@@ -148,6 +151,18 @@ class Shard:
         if len(positions) != int(self.offsets[-1]):
             raise DamagedDataset(file, f"{len(positions)} positions for {int(self.offsets[-1])} residues")
         return positions
+
+    @cached_property
+    def families(self) -> np.ndarray | None:
+        """(n,) int64 index of each member's homolog set (``prepare --family A B ...``); None for a
+        plain corpus or a family dataset written before several sets were supported (one set)."""
+        file = self.path / FAMILY_FILE
+        if not file.is_file():
+            return None
+        families = np.fromfile(file, dtype="<u4").astype(np.int64)
+        if len(families) != len(self):
+            raise DamagedDataset(file, f"{len(families)} family indices for {len(self)} members")
+        return families
 
     def member_positions(self, i: int) -> np.ndarray | None:
         positions = self.positions

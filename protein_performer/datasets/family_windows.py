@@ -14,6 +14,7 @@ from protein_performer.alphabet import ALPHABET
 from protein_performer.corpus.shards import Shard
 from protein_performer.datasets.samples import (
     FAMILY_EVAL_STREAM,
+    FAMILY_ORDER_STREAM,
     FAMILY_STREAM,
     Sample,
     seeded_rng,
@@ -55,15 +56,19 @@ def family_window(proteins: Sequence[np.ndarray], order: np.ndarray, max_length:
 
 
 class FamilyWindowDataset(Dataset):
-    """Windows of one protein family: members drawn by sequence weight, shuffled, each framed
+    """Windows of protein families: members drawn by sequence weight, shuffled, each framed
     ``<cls> ... <eos>``, joined to ``max_length`` tokens (the last member cut at the end).
 
     Attention crosses members, so a residue can look at the same site in its homologs; models
-    for these windows count positions from each member's start (``restart_positions``). An epoch
-    serves ``ceil(framed tokens of the split / max_length)`` windows, so it reads about as many
-    tokens as the split holds; window ``index`` of ``epoch`` is a function of ``(seed, epoch,
-    index)`` (training) or of ``(seed, index)`` (evaluation: the same windows every time).
-    Members without weights (a plain corpus) weigh 1.
+    for these windows count positions from each member's start (``restart_positions``). A family
+    of ``t`` framed tokens in the split serves ``ceil(t / max_length)`` windows an epoch, so an
+    epoch reads about as many tokens as the split holds. A dataset of several homolog sets
+    (``prepare --family A B ...``, :attr:`Shard.families`) keeps every window within one set, and a
+    set smaller than ``max_length`` fills a shorter window: the model must read the family from
+    the window, not from its weights. Which set window ``index`` holds is fixed by ``seed`` (a
+    seeded shuffle of the windows of every set, so a ``limit`` samples sets evenly); the members
+    are a function of ``(seed, epoch, index)`` (training) or of ``(seed, index)`` (evaluation:
+    the same windows every time). Members without weights (a plain corpus) weigh 1.
     """
 
     def __init__(self, shard: Shard, max_length: int = 8192, *, seed: int = 0, epoch: int = 0,
@@ -81,7 +86,17 @@ class FamilyWindowDataset(Dataset):
         self.weights = np.ones(len(shard)) if weights is None else weights
         if not self.weights.sum() > 0:
             raise ValueError(f"{shard.path}: every member weighs 0; prepare the family again")
-        self.num_windows = max(1, math.ceil(int((shard.lengths + 2).sum()) / max_length))
+        families = shard.families
+        if families is None:
+            families = np.zeros(len(shard), dtype=np.int64)
+        framed = shard.lengths + 2
+        self.members = [np.flatnonzero(families == f) for f in np.unique(families)]
+        self.members = [m for m in self.members if self.weights[m].sum() > 0]
+        per_family = [max(1, math.ceil(int(framed[m].sum()) / max_length)) for m in self.members]
+        self.window_family = np.repeat(np.arange(len(self.members)), per_family)  # (num_windows,)
+        if len(self.members) > 1:
+            self.window_family = seeded_rng(seed, FAMILY_ORDER_STREAM).permutation(self.window_family)
+        self.num_windows = len(self.window_family)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -94,7 +109,9 @@ class FamilyWindowDataset(Dataset):
             raise IndexError(f"window {index} out of range for {len(self)} windows")
         keys = (self.epoch, index) if self.random else (index,)
         rng = seeded_rng(self.seed, FAMILY_STREAM if self.random else FAMILY_EVAL_STREAM, *keys)
-        order = weighted_order(self.weights, rng)
+        members = self.members[int(self.window_family[index])]
+        order = members[weighted_order(self.weights[members], rng)] if len(self.members) > 1 else \
+            weighted_order(self.weights, rng)
         positions = _LazyPositions(self.shard) if self.shard.positions is not None else None
         tokens, where = family_window(_LazyProteins(self.shard), order, self.max_length, positions)
         return Sample(tokens, index, self.epoch, where)

@@ -20,7 +20,7 @@ STANDARD_LOW, STANDARD_HIGH = ALPHABET.standard_indices[0], ALPHABET.standard_in
 
 # Stream tags keep the random streams of different uses apart for the same (seed, epoch, index).
 OFFSET_STREAM, CROP_STREAM, MASK_STREAM, EVAL_MASK_STREAM = 1, 2, 3, 4
-FAMILY_STREAM, FAMILY_EVAL_STREAM = 5, 6
+FAMILY_STREAM, FAMILY_EVAL_STREAM, FAMILY_ORDER_STREAM = 5, 6, 7
 
 
 def check_objective(objective: str) -> str:
