@@ -142,3 +142,66 @@ def test_windows_of_a_multi_family_dataset_hold_one_family_each(tmp_path):
     first = [ev[i].tokens for i in range(3)]
     ev.set_epoch(4)
     assert all(np.array_equal(a, ev[i].tokens) for i, a in enumerate(first))
+
+
+def _family_file(tmp_path: Path, n: int = 10, width: int = 40, seed: int = 0) -> Path:
+    """An aligned family of ``n`` members, each ~35% different from a common ancestor (so pairs are
+    below 80% identity), with a gap and an insertion here and there."""
+    rng = np.random.default_rng(seed)
+    alphabet = np.array(list("ACDEFGHIKLMNPQRSTVWY"))
+    base = rng.integers(0, 20, width)
+    lines = []
+    for k in range(n):
+        row = base.copy()
+        flip = rng.random(width) < (0.0 if k == 0 else 0.35)
+        row[flip] = rng.integers(0, 20, flip.sum())
+        text = list("".join(alphabet[row]))
+        if k % 3 == 1:
+            text[5] = "-"
+        if k % 4 == 2:
+            text[10] = text[10] + "kp"
+        lines.append(f">m{k}\n{''.join(text)}\n")
+    path = tmp_path / "fam.a3m"
+    path.write_text("".join(lines))
+    return path
+
+
+def _tiny_lm(**overrides):
+    import torch
+
+    from protein_performer.model import PerformerConfig, PerformerLM
+
+    torch.manual_seed(0)
+    cfg = PerformerConfig(**{"dim": 16, "depth": 2, "heads": 2, "nb_features": 8, "restart_positions": True,
+                             "local_heads": 1, "dropout": 0.0, "aligned_positions": True, **overrides})
+    return PerformerLM(cfg).double().eval()
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_context_gain_is_zero_for_a_model_that_cannot_look_across_members(tmp_path, causal):
+    """Attention within each member only: homologs in the window change nothing, so the two
+    log-likelihoods agree to float64 rounding; with attention across members they differ."""
+    from protein_performer.corpus.families import read_family
+    from protein_performer.variants.heldout import context_gain
+
+    family = read_family(_family_file(tmp_path))
+    within = context_gain(_tiny_lm(segment_attention=True, causal=causal), family, context_length=300)
+    assert within.members == len(family) and within.residues >= len(family) * 4
+    assert within.with_homologs == pytest.approx(within.alone, abs=1e-9)
+    across = context_gain(_tiny_lm(causal=causal), family, context_length=300)
+    assert across.residues == within.residues and across.alone == pytest.approx(within.alone, abs=1e-9)
+    assert abs(across.gain) > 1e-7  # an untrained model: small, but far above rounding
+
+
+def test_context_gain_leaves_near_copies_out_of_the_context(tmp_path):
+    from protein_performer.corpus.families import read_family
+    from protein_performer.variants.heldout import context_gain
+
+    path = tmp_path / "copies.a3m"
+    path.write_text(">a\nACDEFGHIKL\n>b\nACDEFGHIKL\n>c\nACDEFGHIKM\n")  # 100% and 90% identical
+    with pytest.raises(ValueError, match="no member has another below 80% identity"):
+        context_gain(_tiny_lm(), read_family(path))
+    unaligned = tmp_path / "plain.fasta"
+    unaligned.write_text(">a\nACDEFGHIKL\n>b\nMNPQRSTVWYA\n")  # lengths differ: unaligned
+    with pytest.raises(ValueError, match="needs aligned homologs"):
+        context_gain(_tiny_lm(), read_family(unaligned))

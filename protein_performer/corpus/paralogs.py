@@ -9,7 +9,8 @@ search as ``protein-performer homologs``:
    record finds (and every exact copy of one) is removed first, so a family held out for
    evaluation (e.g. TEM-1 and its class A beta-lactamase relatives) shares nothing with training.
 2. Greedy cover, in ``--db`` order: a protein not yet in a family is a query; jackhmmer searches
-   it against the remaining proteins; the query and its included hits are marked as covered
+   it against the remaining proteins; the query, its included hits and its exact copies (which
+   are not written as rows, as in ``homologs``) are marked as covered
    whatever comes next, and the family is written when it has at least ``--min-members``
    members and an effective size (``Neff`` at 80% identity) of at least ``--min-neff``. Queries
    are searched in batches over ``--cpus`` threads; a batch's result for a query covered by an
@@ -56,9 +57,9 @@ BATCH = 64
 class CoverOptions:
     """Which families are kept (each field is the command-line flag of the same name)."""
 
-    min_members: int = 8
+    min_members: int = 4
     """Fewest members (the query included) of a family that is written."""
-    min_neff: float = 4.0
+    min_neff: float = 2.0
     """Smallest effective number of members (sequence weights at 80% identity) of a written family."""
     min_length: int = 30
     """Shortest query (residues); shorter proteins are neither queries nor members."""
@@ -121,6 +122,9 @@ def cover(database: list[ProteinRecord], out_dir: Path, options: SearchOptions, 
     """Write the families of ``database`` to ``out_dir`` (see the module docstring); their index rows."""
     database = [r for r in database if len(r) >= cover_options.min_length]
     targets = digitise_database(database)
+    copies: dict[bytes, list[str]] = {}
+    for record in database:
+        copies.setdefault(record.residues, []).append(sequence_name(record))
     covered: set[str] = set()
     entries: list[FamilyEntry] = []
     searched = 0
@@ -138,15 +142,16 @@ def cover(database: list[ProteinRecord], out_dir: Path, options: SearchOptions, 
                 searched += 1
                 if search.query_name in covered:  # found by an earlier query of this batch
                     continue
+                query = next(r for r in batch if sequence_name(r) == search.query_name)
                 covered.add(search.query_name)
                 covered.update(h.name for h in search.homologs)
+                covered.update(copies.get(query.residues, ()))  # exact copies: not rows, but this family's
                 members = 1 + len(search.homologs)
                 if members < cover_options.min_members:
                     continue
                 neff = _neff(search)
                 if neff < cover_options.min_neff:
                     continue
-                query = next(r for r in batch if sequence_name(r) == search.query_name)
                 write_a3m(out_dir / file_name(query), search)
                 entries.append(FamilyEntry(file_name(query), query.id, members, round(neff, 2), len(query)))
             bar.update(stop - start)
@@ -193,9 +198,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"smallest Neff (80%% identity weights) of a written family (default {CoverOptions.min_neff:g})")
     parser.add_argument("--min-length", type=int, default=CoverOptions.min_length,
                         help=f"shortest protein searched or kept, in residues (default {CoverOptions.min_length})")
-    parser.add_argument("--iterations", type=int, default=2, help="most jackhmmer rounds per query (default 2)")
-    parser.add_argument("--evalue", type=float, default=1e-5,
-                        help="E-value threshold for including a hit (default 1e-5: a whole proteome is many searches)")
+    parser.add_argument("--iterations", type=int, default=SearchOptions.iterations,
+                        help=f"most jackhmmer rounds per query (default {SearchOptions.iterations}, as `homologs`)")
+    parser.add_argument("--evalue", type=float, default=SearchOptions.evalue,
+                        help=f"E-value threshold for including a hit (default {SearchOptions.evalue:g}, as `homologs`)")
     parser.add_argument("--cpus", type=int, default=SearchOptions.cpus, help="pyhmmer threads (0: all cores; default 1)")
     add_unknown_argument(parser)
     add_quiet_argument(parser)

@@ -304,7 +304,7 @@ def _tokenise_families(paths: list[Path], options: FamilyOptions, policy: Cleani
         merged[f"_weights_{split}"], merged[f"_positions_{split}"], merged[f"_families_{split}"] = [], [], []
     aligned = None
     for index, path in enumerate(paths):
-        one, info = _tokenise_family(path, options, policy, fractions, writers)
+        one, info = _tokenise_family(path, options, policy, fractions, writers, quiet=len(paths) > 1)
         if aligned is not None and info["aligned"] != aligned:
             raise ValueError(f"{path}: {'an aligned' if info['aligned'] else 'an unaligned'} homolog set among "
                              f"{'unaligned' if aligned else 'aligned'} ones ({paths[0]}); give all sets as "
@@ -337,7 +337,7 @@ def _tokenise_families(paths: list[Path], options: FamilyOptions, policy: Cleani
 
 
 def _tokenise_family(path: Path, options: FamilyOptions, policy: CleaningPolicy, fractions: SplitFractions,
-                     writers: dict[str, SplitWriter]) -> tuple[ReadCounts, dict]:
+                     writers: dict[str, SplitWriter], *, quiet: bool = False) -> tuple[ReadCounts, dict]:
     """Write the members of one homolog set to the splits :func:`similarity_splits` assigns."""
     from protein_performer.corpus.families import read_family, similarity_splits
 
@@ -377,7 +377,8 @@ def _tokenise_family(path: Path, options: FamilyOptions, policy: CleaningPolicy,
     for split in SPLITS:
         info[f"_weights_{split}"] = weights[split]
         info[f"_positions_{split}"] = positions[split] if fam.aligned else None
-    log.info("%s: family of %d members (%s, query %s, Neff %.1f at %.0f%% identity)", path, len(fam), fam.format,
+    log.log(logging.DEBUG if quiet else logging.INFO,
+            "%s: family of %d members (%s, query %s, Neff %.1f at %.0f%% identity)", path, len(fam), fam.format,
              fam.ids[fam.query], fam.neff, 100 * options.identity)
     return counts, info
 
