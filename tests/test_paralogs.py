@@ -18,13 +18,16 @@ from protein_performer.corpus.shards import open_split
 
 OMPR_FAMILY = {"P0AA16", "P0AFJ5", "P0AE88", "P69228", "P0ACZ8", "P0A9Q1", "P21866", "P23836", "P30843",
                "P52076", "P38684"}  # OmpR and its PhoB-like paralogs (tests/test_homologs.py)
+IS3_FAMILY = {"P0CF53", "P0CF54", "P0CF55", "P0CF56", "P0CF57", "P0CF58",  # InsD1-6: one sequence, six copies
+              "P0CF79", "P0CF80", "P0CF81", "P0CF82", "P0CF83", "P0CF60", "P19769"}  # InsF1-5, InsD8, InsK
 
 
 @pytest.fixture(scope="module")
 def proteome_slice(ecoli_fasta, tmp_path_factory) -> Path:
-    """The first 300 proteins of the proteome plus the OmpR family, as FASTA."""
+    """The first 300 proteins of the proteome plus the OmpR family and IS3 transposases (exact
+    copies among them), as FASTA."""
     records = list(read_records(ecoli_fasta))
-    keep = records[:300] + [r for r in records[300:] if r.id in OMPR_FAMILY]
+    keep = records[:300] + [r for r in records[300:] if r.id in OMPR_FAMILY | IS3_FAMILY]
     path = tmp_path_factory.mktemp("slice") / "slice.fasta"
     path.write_text("".join(f">{r.header}\n{r.sequence}\n" for r in keep))
     return path
@@ -47,8 +50,12 @@ def paralog_dir(proteome_slice, tmp_path_factory) -> Path:
     return out
 
 
-def test_paralogs_writes_disjoint_families_with_the_ompr_regulators(paralog_dir):
+def test_paralogs_writes_disjoint_families_with_the_ompr_regulators(paralog_dir, proteome_slice):
     rows = _index(paralog_dir)
+    sequence = {r.id: r.sequence for r in read_records(proteome_slice)}
+    queries = [sequence[row["query"]] for row in rows]
+    assert len(set(queries)) == len(queries)  # an exact copy of a query is covered by its family
+    assert sum(bool(set(_members(paralog_dir / row["file"])) & IS3_FAMILY) for row in rows) == 1
     assert rows, "no family written"
     queries = [row["query"] for row in rows]
     seen: dict[str, str] = {}
