@@ -68,6 +68,14 @@ class PerformerConfig:
     window of ``local_window`` residues (linear in L, causal-safe); the others use ``attention``."""
     local_window: int = 16
     """Largest |t - s| a local head attends to."""
+    column_heads: int = 0
+    """Family windows: the last ``column_heads`` of the ``local_heads`` attend in column order, the
+    window's tokens sorted by position (stably, so by place in the window within a position): a
+    residue's ``local_window`` neighbours either side are then the residues at its own and the
+    adjacent columns of the other members, exactly, however far apart they sit in the window. A
+    lone protein is in column order already (these heads are then ordinary local heads). Needs
+    positions per member (``restart_positions`` or ``aligned_positions``), a masked model, and
+    attention across members (not ``segment_attention``)."""
     conv_width: int = 0
     """Width of a depthwise convolution over q, k and v along the sequence (0: none; causal
     padding for causal models)."""
@@ -118,6 +126,13 @@ class PerformerConfig:
                              f"not {self.attention!r}")
         if not 0 <= self.local_heads <= self.heads:
             raise ValueError(f"local_heads must be in [0, heads={self.heads}], got {self.local_heads}")
+        if not 0 <= self.column_heads <= self.local_heads:
+            raise ValueError(f"column_heads must be in [0, local_heads={self.local_heads}], got {self.column_heads}")
+        if self.column_heads and (self.causal or self.segment_attention
+                                  or not (self.restart_positions or self.aligned_positions)):
+            raise ValueError("column_heads need a masked model (causal: false) whose positions count per member "
+                             "(restart_positions or aligned_positions) and whose attention crosses members "
+                             "(segment_attention: false)")
         if self.conv_width < 0 or self.conv_width == 1:
             raise ValueError(f"conv_width must be 0 (off) or >= 2, got {self.conv_width}")
         for name in ("depth", "heads", "ff_mult", "nb_features", "chunk_size", "max_position", "local_window"):
@@ -182,7 +197,7 @@ class Block(nn.Module):
             causal=config.causal, feature_scaling=config.feature_scaling,
             chunk_size=config.chunk_size, dropout=config.dropout, local_heads=config.local_heads,
             local_window=config.local_window, conv_width=config.conv_width,
-            feature_map=config.feature_map, generator=generator,
+            feature_map=config.feature_map, generator=generator, column_heads=config.column_heads,
         )
         self.norm2 = nn.LayerNorm(config.dim, eps=config.norm_eps)
         self.ff = FeedForward(config.dim, config.ff_mult * config.dim, config.dropout)
@@ -195,9 +210,11 @@ class Block(nn.Module):
         weight_rows: Tensor | None = None,
         need_weights: bool = False,
         segments: Segments | None = None,
+        column_order: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         h, weights = self.attn(self.norm1(x), key_padding_mask=key_padding_mask, rotary=rotary,
-                               weight_rows=weight_rows, need_weights=need_weights, segments=segments)
+                               weight_rows=weight_rows, need_weights=need_weights, segments=segments,
+                               column_order=column_order)
         x = x + h
         return x + self.ff(self.norm2(x)), weights
 
@@ -211,6 +228,19 @@ def protein_positions(input_ids: Tensor, eos_idx: int) -> Tensor:
     after_eos[:, 1:] = input_ids[:, :-1] == eos_idx
     start = torch.where(after_eos, index, torch.zeros_like(index)).cummax(dim=1).values  # (B, L)
     return index - start
+
+
+def column_permutation(positions: Tensor, attention_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Column order of a window for ``column_heads``: ((B, L) ``order``, (B, L) ``inverse``), where
+    ``x.gather(1, order)`` sorts each row by position (stably: by place in the window within a
+    position; padding last) and ``.gather(1, inverse)`` puts it back."""
+    key = positions.to(torch.long)
+    if key.dim() == 1:
+        key = key.unsqueeze(0)
+    if attention_mask is not None:
+        key = torch.where(attention_mask, key, torch.iinfo(torch.long).max)
+    order = torch.sort(key, dim=1, stable=True).indices  # (B, L)
+    return order, order.argsort(dim=1)
 
 
 def layer_index(i: int, depth: int, *, first: int = 0) -> int:
@@ -330,15 +360,17 @@ class PerformerLM(nn.Module):
                 raise ValueError(f"position {top - 1} exceeds max_position {self.config.max_position} "
                                  "of this learned-position model")
             x = x + self.pos_embed(positions)
+        column_order = column_permutation(positions, attention_mask) if self.config.column_heads else None
         x = self.dropout(x)
         hidden: dict[int, Tensor] = {0: x} if 0 in want else {}
         attentions: dict[int, Tensor] = {}
         for i, block in enumerate(self.blocks, start=1):
             need = i in want_attn
             if self.config.checkpointing and self.training and torch.is_grad_enabled():
-                x, w = checkpoint(block, x, attention_mask, rotary, None, False, segments, use_reentrant=False)
+                x, w = checkpoint(block, x, attention_mask, rotary, None, False, segments, column_order,
+                                  use_reentrant=False)
             else:
-                x, w = block(x, attention_mask, rotary, attention_rows, need, segments)
+                x, w = block(x, attention_mask, rotary, attention_rows, need, segments, column_order)
             if need:
                 attentions[i] = w
             if i in want and i != self.config.depth:

@@ -470,3 +470,83 @@ def test_inference_path_serves_a_model_in_eval():
     with torch.inference_mode():
         got = model(ids, mask).logits
     torch.testing.assert_close(got[mask], want.detach()[mask], rtol=1e-12, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- column heads
+
+
+def _aligned_window(seed: int = 0, members: int = 4, width: int = 9):
+    """(1, L) ids and (1, L) aligned positions of ``members`` framed members with gaps (jumps) and
+    an insertion (a repeated position)."""
+    from protein_performer.alphabet import ALPHABET
+    from protein_performer.datasets import framed_positions
+
+    g = torch.Generator().manual_seed(seed)
+    ids, pos = [], []
+    for m in range(members):
+        cols = [c for c in range(width) if (c + m) % 4 != 3]  # each member skips some columns
+        cols = sorted(cols + cols[2:3])  # and inserts after one
+        standard = torch.tensor(ALPHABET.standard_indices)
+        residues = standard[torch.randint(0, 20, (len(cols),), generator=g)]
+        ids += [ALPHABET.cls_idx, *residues.tolist(), ALPHABET.eos_idx]
+        pos += framed_positions(torch.tensor(cols).numpy()).tolist()
+    return torch.tensor([ids]), torch.tensor([pos])
+
+
+def test_column_heads_equal_local_heads_over_the_window_sorted_by_position():
+    """All local heads in column order = the same layer without column heads applied to the
+    window sorted by position (stably), then put back: FAVOR+ heads are order-free, rotary
+    travels with each token. Float64, values and weights."""
+    from protein_performer.model import column_permutation
+
+    torch.manual_seed(0)
+    plain = FavorAttention(16, 4, nb_features=8, local_heads=2, local_window=2).double()
+    column = FavorAttention(16, 4, nb_features=8, local_heads=2, local_window=2, column_heads=2).double()
+    column.load_state_dict(plain.state_dict())
+    _, positions = _aligned_window()
+    L = positions.shape[1]
+    x = torch.randn(1, L, 16, dtype=torch.float64)
+    from protein_performer.attention.rotary import RotaryEmbedding
+
+    cos, sin = RotaryEmbedding(4)(int(positions.max()) + 1, device=x.device, dtype=x.dtype)
+    rotary = (cos[positions].unsqueeze(1), sin[positions].unsqueeze(1))  # (1, 1, L, hd)
+    order, inverse = column_permutation(positions)
+    assert torch.equal(positions[0, order[0]], positions[0].sort(stable=True).values)
+    y, w = column(x, rotary=rotary, column_order=(order, inverse), need_weights=True)
+    sorted_rotary = tuple(t[:, :, order[0]] for t in rotary)
+    ys, ws = plain(x[:, order[0]], rotary=sorted_rotary, need_weights=True)
+    torch.testing.assert_close(y, ys[:, inverse[0]], rtol=0, atol=1e-12)
+    torch.testing.assert_close(w, ws[:, :, inverse[0]][:, :, :, inverse[0]], rtol=0, atol=1e-12)
+    rows = torch.tensor([3, 17, L - 1])
+    _, wr = column(x, rotary=rotary, column_order=(order, inverse), need_weights=True, weight_rows=rows)
+    torch.testing.assert_close(wr, w[:, :, rows], rtol=0, atol=0)
+    # a column head reads the same column of the other members: its keys sit at positions p-1..p+1
+    p = positions[0]
+    for i in range(L):
+        keys = torch.nonzero(w[0, 1, i] > 0).flatten()
+        assert (p[keys] - p[i]).abs().max() <= 1 and len(set(keys.tolist()) - set(range(i - 2, i + 3)))
+
+
+def test_column_heads_of_a_lone_protein_are_its_local_heads():
+    torch.manual_seed(0)
+    common = dict(dim=16, depth=2, heads=4, nb_features=8, local_heads=2, restart_positions=True, dropout=0.0)
+    plain = PerformerLM(PerformerConfig(**common)).double().eval()
+    column = PerformerLM(PerformerConfig(**common, column_heads=1)).double().eval()
+    column.load_state_dict(plain.state_dict())
+    ids, _ = _aligned_window(members=1)
+    torch.testing.assert_close(column(ids).logits, plain(ids).logits, rtol=0, atol=1e-12)
+    ids, _ = _aligned_window(members=3)  # several members: the column head reads across them
+    assert not torch.allclose(column(ids).logits, plain(ids).logits)
+    padded = torch.cat([ids, torch.full((1, 5), 1)], 1)  # right padding changes no real position
+    mask = torch.cat([torch.ones_like(ids, dtype=torch.bool), torch.zeros(1, 5, dtype=torch.bool)], 1)
+    torch.testing.assert_close(column(padded, mask).logits[:, : ids.shape[1]], column(ids).logits,
+                               rtol=0, atol=1e-10)
+
+
+def test_column_heads_validation():
+    with pytest.raises(ValueError, match="column_heads must be in"):
+        PerformerConfig(dim=16, heads=4, local_heads=1, column_heads=2, restart_positions=True)
+    for bad in (dict(causal=True, restart_positions=True), dict(segment_attention=True, restart_positions=True),
+                dict()):
+        with pytest.raises(ValueError, match="column_heads need a masked model"):
+            PerformerConfig(dim=16, heads=4, local_heads=2, column_heads=1, **bad)

@@ -109,6 +109,14 @@ def _restrict_to_segments(weights: Tensor, segments: Segments, rows: Tensor | No
     return kept / kept.sum(-1, keepdim=True).clamp_min(torch.finfo(kept.dtype).tiny)
 
 
+def _reorder_heads(t: Tensor, heads: slice, order: Tensor) -> Tensor:
+    """(B, H, L, ...) ``t`` with heads ``heads`` gathered along L by ``order`` (B, L); others unchanged."""
+    part = t[:, heads]
+    index = order[:, None, :].reshape(order.shape[0], 1, order.shape[1], *([1] * (t.dim() - 3)))
+    part = part.gather(2, index.expand_as(part))
+    return torch.cat([t[:, :heads.start], part, t[:, heads.stop:]], dim=1)
+
+
 class FavorAttention(nn.Module):
     """Multi-head self-attention: ``(B, L, dim) -> (B, L, dim)``.
 
@@ -137,9 +145,11 @@ class FavorAttention(nn.Module):
         conv_width: int = 0,
         feature_map: FeatureMap = "favor+",
         generator: torch.Generator | None = None,
+        column_heads: int = 0,
     ) -> None:
         super().__init__()
         self.dim, self.heads, self.head_dim = dim, heads, dim // heads
+        self.columns = slice(local_heads - column_heads, local_heads)  # heads served in column order
         self.causal, self.feature_map = causal, feature_map
         self.nb_features, self.feature_scaling, self.conv_width = nb_features, feature_scaling, conv_width
         self.qkv = nn.Linear(dim, 3 * dim)
@@ -187,6 +197,7 @@ class FavorAttention(nn.Module):
         weight_rows: Tensor | None = None,
         need_weights: bool = False,
         segments: Segments | None = None,
+        column_order: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """x: (B, L, dim); key_padding_mask: (B, L) True at real tokens; rotary: (cos, sin) (L, head_dim).
 
@@ -194,6 +205,8 @@ class FavorAttention(nn.Module):
         (default all rows): implicit FAVOR+ weights, or exact softmax weights for ``"exact"``.
         ``segments`` (per batch row, the ``[start, end)`` ranges that cover it; see
         :func:`protein_segments`): attention runs inside each range only (per-protein attention).
+        ``column_order`` ((B, L) order and inverse, :func:`~protein_performer.model.column_permutation`):
+        the column heads (the last ``column_heads`` local heads) see the tokens in that order.
         """
         B, L, _ = x.shape
         qkv = self.qkv(x)  # (B, L, 3 dim)
@@ -204,13 +217,30 @@ class FavorAttention(nn.Module):
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         features = self.features()
         attend = partial(self.kernel.attend, features=features)
+        columns = column_order is not None and self.columns.start < self.columns.stop
+        if columns:
+            q, k, v = (_reorder_heads(t, self.columns, column_order[0]) for t in (q, k, v))
+            if key_padding_mask is not None and not torch.equal(key_padding_mask.gather(1, column_order[0]),
+                                                                key_padding_mask):
+                raise ValueError("column heads need padding at the end of each row (right padding)")
         y = _per_segment(attend, (q, k, v), key_padding_mask, segments, dim=2)  # (B, H, L, hd)
         weights = None
         if need_weights:
             with torch.no_grad():
-                weights = self.kernel.weights(q, k, key_padding_mask, features=features, rows=weight_rows)
+                weights = self.kernel.weights(q, k, key_padding_mask, features=features,
+                                              rows=None if columns else weight_rows)
+                if columns:  # column heads' weights back to window order: W[i, j] = W_sorted[inv[i], inv[j]]
+                    inverse = column_order[1]
+                    c = weights[:, self.columns]  # (B, c, L, L)
+                    c = c.gather(2, inverse[:, None, :, None].expand_as(c))
+                    c = c.gather(3, inverse[:, None, None, :].expand_as(c))
+                    weights = torch.cat([weights[:, :self.columns.start], c, weights[:, self.columns.stop:]], 1)
+                    if weight_rows is not None:
+                        weights = weights[:, :, weight_rows.to(weights.device)]
             if segments is not None:
                 weights = _restrict_to_segments(weights, segments, weight_rows)
+        if columns:
+            y = _reorder_heads(y, self.columns, column_order[1])
         y = y.transpose(1, 2).reshape(B, L, self.dim)  # (B, L, dim)
         return self.dropout(self.out(y)), weights
 
