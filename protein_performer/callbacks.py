@@ -7,7 +7,9 @@ Named in the configs (``trainer.callbacks``):
   message that names the step and what to lower;
 - :class:`EpochReseed` restarts global randomness from (seed, epoch) at every training epoch, so
   a resumed run continues bit for bit;
-- :class:`Throughput` logs ``train/tokens_per_s``.
+- :class:`Throughput` logs ``train/tokens_per_s``;
+- :class:`ModelCheckpoint` is Lightning's, with ``last.ckpt`` always the last validated step and
+  the final one (Lightning 2.6 rewrites it only when a top-k checkpoint is written in that step).
 
 Named by the experiments (:mod:`protein_performer.experiments.runs`), which train through the same
 CLI: :class:`WallClock` (training seconds with validation excluded, and the validation curve) and
@@ -34,6 +36,7 @@ from typing import Any, Callable
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint as _LightningModelCheckpoint
 from pytorch_lightning.callbacks import RichProgressBar
 
 log = logging.getLogger(__name__)
@@ -350,3 +353,31 @@ class Deadline(pl.Callback):
             rate = (step - first_step) / max(elapsed - first_elapsed, 1e-9)  # steps/s since the first fix
             self.fixes.append((step, elapsed))
             self._fix(trainer, pl_module, max(step + 1, step + int(0.97 * (self.seconds - elapsed) * rate)), rate)
+
+
+class ModelCheckpoint(_LightningModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` whose ``save_last`` means the last step.
+
+    Lightning 2.6 writes ``last.ckpt`` only in a step that also wrote a top-k checkpoint, and at
+    the end of training only if it never wrote one: with ``monitor`` and ``save_top_k: 1``,
+    ``last.ckpt`` was the best step's (a 10,000-step run whose validation loss last improved at step
+    8,000 ended with step 8,000 in ``last.ckpt``), so resuming from it went back and scoring it
+    scored the wrong model. Here ``last.ckpt`` is also written after every validation that did not
+    write one, and at the end of training when the final step is not in it."""
+
+    def on_validation_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        super().on_validation_end(trainer, pl_module)
+        self._save_last_if_behind(trainer)
+
+    def on_train_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        super().on_train_end(trainer, pl_module)
+        self._save_last_if_behind(trainer)
+
+    def _save_last_if_behind(self, trainer: "pl.Trainer") -> None:
+        from pytorch_lightning.trainer.states import TrainerFn
+
+        if (not self.save_last or trainer.fast_dev_run or trainer.sanity_checking
+                or trainer.state.fn != TrainerFn.FITTING or self._last_global_step_saved == trainer.global_step):
+            return
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+

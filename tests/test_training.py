@@ -348,3 +348,32 @@ def test_epoch_reseed_keeps_the_checkpoint_key_and_seeds_by_epoch():
         return torch.rand(3)
 
     assert torch.equal(draws(2), draws(2)) and not torch.equal(draws(2), draws(3))
+
+
+@pytest.mark.parametrize("max_steps", [6, 7])
+def test_last_checkpoint_is_the_last_step_when_validation_stops_improving(tmp_path, max_steps):
+    """The validation loss rises after the first validation, so the best checkpoint stays at step 2;
+    ``last.ckpt`` still follows every validation and ends at the final step (6: a validation step;
+    7: after the last validation). Lightning's own class leaves it at step 2."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint as LightningCheckpoint
+    from pytorch_lightning.demos.boring_classes import BoringModel
+
+    from protein_performer.callbacks import ModelCheckpoint
+
+    class Worsening(BoringModel):
+        def validation_step(self, batch, batch_idx):
+            self.log("val/loss", float(self.global_step))  # rises: only the first validation is the best
+
+    def last_step(callback_class, root: Path) -> tuple[int, list[str]]:
+        callback = callback_class(dirpath=root, monitor="val/loss", mode="min", save_top_k=1, save_last=True,
+                                  filename="best-{step}")
+        trainer = pl.Trainer(default_root_dir=root, max_steps=max_steps, val_check_interval=2, limit_val_batches=1,
+                             check_val_every_n_epoch=None, callbacks=[callback], logger=False,
+                             enable_progress_bar=False, enable_model_summary=False)
+        trainer.fit(Worsening())
+        return (torch.load(root / "last.ckpt", weights_only=False)["global_step"],
+                sorted(p.name for p in root.glob("best-*.ckpt")))
+
+    assert last_step(ModelCheckpoint, tmp_path / "ours") == (max_steps, ["best-step=2.ckpt"])
+    assert last_step(LightningCheckpoint, tmp_path / "lightning")[0] == 2  # the fault this class fixes
