@@ -8,8 +8,8 @@ Named in the configs (``trainer.callbacks``):
 - :class:`EpochReseed` restarts global randomness from (seed, epoch) at every training epoch, so
   a resumed run continues bit for bit;
 - :class:`Throughput` logs ``train/tokens_per_s``;
-- :class:`ModelCheckpoint` is Lightning's, with ``last.ckpt`` always the last validated step and
-  the final one (Lightning 2.6 rewrites it only when a top-k checkpoint is written in that step).
+- :class:`LastStepCheckpoint` is Lightning's ``ModelCheckpoint`` with ``last.ckpt`` always the last
+  validated step and the final one (Lightning 2.6 rewrites it only when a top-k checkpoint is written in that step).
 
 Named by the experiments (:mod:`protein_performer.experiments.runs`), which train through the same
 CLI: :class:`WallClock` (training seconds with validation excluded, and the validation curve) and
@@ -355,7 +355,7 @@ class Deadline(pl.Callback):
             self._fix(trainer, pl_module, max(step + 1, step + int(0.97 * (self.seconds - elapsed) * rate)), rate)
 
 
-class ModelCheckpoint(_LightningModelCheckpoint):
+class LastStepCheckpoint(_LightningModelCheckpoint):
     """Lightning's ``ModelCheckpoint`` whose ``save_last`` means the last step.
 
     Lightning 2.6 writes ``last.ckpt`` only in a step that also wrote a top-k checkpoint, and at

@@ -188,7 +188,7 @@ def lightning_cli_class() -> type:
                 if str(logger.class_path).endswith("WandbLogger") and root and not logger.init_args.get("name"):
                     logger.init_args.name = Path(root).name
             for callback in trainer.get("callbacks") or []:
-                if str(getattr(callback, "class_path", "")).endswith("ModelCheckpoint"):
+                if str(getattr(callback, "class_path", "")).endswith(("ModelCheckpoint", "LastStepCheckpoint")):
                     callback.init_args.dirpath = under_root(root, callback.init_args.get("dirpath"))
             callbacks = trainer.get("callbacks") or []
             if trainer.get("enable_progress_bar") is not False and not any(

@@ -285,6 +285,7 @@ def test_plot_embeddings_does_not_advise_a_missing_flag(tmp_path, capsys):
 REPO = Path(__file__).resolve().parents[1]
 TINY_FIT = ["--model.config.dim", "16", "--model.config.depth", "1", "--model.config.heads", "2",
             "--model.config.local_heads", "1",  # the demo is a hybrid: 1 of the 2 tiny heads local
+            "--model.config.column_heads", "0",  # (multi_family_mlm's column heads: tests/test_training.py)
             "--model.config.nb_features", "8", "--data.max_length", "64", "--data.batch_size", "2",
             "--trainer.enable_progress_bar", "false", "--trainer.max_time", "null", "--trainer.limit_val_batches", "1"]
 

@@ -30,9 +30,10 @@ TINY = ["--model.config.dim", "16", "--model.config.depth", "1", "--model.config
 
 
 def _tiny(config: Path) -> list[str]:
-    """TINY, keeping a hybrid config hybrid: 1 of its 2 tiny heads local."""
-    hybrid = (yaml.safe_load(Path(config).read_text()).get("model") or {}).get("config", {}).get("local_heads", 0)
-    return [*TINY, "--model.config.local_heads", "1"] if hybrid else list(TINY)
+    """TINY, keeping a hybrid config hybrid: 1 of its 2 tiny heads local (and a column head if it has them)."""
+    model = (yaml.safe_load(Path(config).read_text()).get("model") or {}).get("config", {})
+    hybrid = [*TINY, "--model.config.local_heads", "1"] if model.get("local_heads", 0) else list(TINY)
+    return [*hybrid, "--model.config.column_heads", "1"] if model.get("column_heads", 0) else hybrid
 
 
 def _fit_args(config: Path, data_dir: Path, root: Path, *extra: str) -> list[str]:
@@ -359,7 +360,7 @@ def test_last_checkpoint_is_the_last_step_when_validation_stops_improving(tmp_pa
     from pytorch_lightning.callbacks import ModelCheckpoint as LightningCheckpoint
     from pytorch_lightning.demos.boring_classes import BoringModel
 
-    from protein_performer.callbacks import ModelCheckpoint
+    from protein_performer.callbacks import LastStepCheckpoint
 
     class Worsening(BoringModel):
         def validation_step(self, batch, batch_idx):
@@ -375,5 +376,5 @@ def test_last_checkpoint_is_the_last_step_when_validation_stops_improving(tmp_pa
         return (torch.load(root / "last.ckpt", weights_only=False)["global_step"],
                 sorted(p.name for p in root.glob("best-*.ckpt")))
 
-    assert last_step(ModelCheckpoint, tmp_path / "ours") == (max_steps, ["best-step=2.ckpt"])
+    assert last_step(LastStepCheckpoint, tmp_path / "ours") == (max_steps, ["best-step=2.ckpt"])
     assert last_step(LightningCheckpoint, tmp_path / "lightning")[0] == 2  # the fault this class fixes

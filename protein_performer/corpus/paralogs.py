@@ -61,7 +61,7 @@ class CoverOptions:
     """Fewest members (the query included) of a family that is written."""
     min_neff: float = 2.0
     """Smallest effective number of members (sequence weights at 80% identity) of a written family."""
-    min_length: int = 30
+    min_residues: int = 30
     """Shortest query (residues); shorter proteins are neither queries nor members."""
 
     def __post_init__(self) -> None:
@@ -69,8 +69,8 @@ class CoverOptions:
             raise ValueError(f"--min-members {self.min_members}: a family needs at least 2 members")
         if not self.min_neff >= 1:
             raise ValueError(f"--min-neff {self.min_neff}: must be at least 1 (one distinct member)")
-        if self.min_length < 1:
-            raise ValueError(f"--min-length {self.min_length}: must be at least 1 residue")
+        if self.min_residues < 1:
+            raise ValueError(f"--min-residues {self.min_residues}: must be at least 1 residue")
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def _neff(search: HomologSearch, identity: float = 0.8) -> float:
 def cover(database: list[ProteinRecord], out_dir: Path, options: SearchOptions, cover_options: CoverOptions,
           *, progress: bool | None = False) -> list[FamilyEntry]:
     """Write the families of ``database`` to ``out_dir`` (see the module docstring); their index rows."""
-    database = [r for r in database if len(r) >= cover_options.min_length]
+    database = [r for r in database if len(r) >= cover_options.min_residues]
     targets = digitise_database(database)
     copies: dict[bytes, list[str]] = {}
     for record in database:
@@ -196,8 +196,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"fewest members of a written family, the query included (default {CoverOptions.min_members})")
     parser.add_argument("--min-neff", type=float, default=CoverOptions.min_neff,
                         help=f"smallest Neff (80%% identity weights) of a written family (default {CoverOptions.min_neff:g})")
-    parser.add_argument("--min-length", type=int, default=CoverOptions.min_length,
-                        help=f"shortest protein searched or kept, in residues (default {CoverOptions.min_length})")
+    parser.add_argument("--min-residues", type=int, default=CoverOptions.min_residues,
+                        help=f"shortest protein searched or kept, in residues (default {CoverOptions.min_residues})")
     parser.add_argument("--iterations", type=int, default=SearchOptions.iterations,
                         help=f"most jackhmmer rounds per query (default {SearchOptions.iterations}, as `homologs`)")
     parser.add_argument("--evalue", type=float, default=SearchOptions.evalue,
@@ -215,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out-dir {args.out_dir} is not empty; pass --overwrite to replace its families "
                          "or choose another --out-dir")
     options = SearchOptions(iterations=args.iterations, evalue=args.evalue, cpus=args.cpus)
-    cover_options = CoverOptions(min_members=args.min_members, min_neff=args.min_neff, min_length=args.min_length)
+    cover_options = CoverOptions(min_members=args.min_members, min_neff=args.min_neff, min_residues=args.min_residues)
     policy = CleaningPolicy(unknown=args.unknown)
     database = read_database(args.db, policy)
     if args.exclude is not None:
