@@ -33,6 +33,7 @@ import numpy as np
 
 from protein_performer.cli import CONFIG_DIR
 from protein_performer.cli import main as cli
+from protein_performer.stats import bootstrap_draws, interval95
 
 log = logging.getLogger("bench_multi_family")
 REPO = Path(__file__).resolve().parents[1]
@@ -53,12 +54,6 @@ def held_out(query: str, fraction: float) -> bool:
     """Whether the family of ``query`` (its accession) is held out: blake2b(query) / 2**64 < fraction."""
     digest = hashlib.blake2b(query.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") / 2**64 < fraction
-
-
-def bootstrap_mean(values: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (n, len(values)))].mean(1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         "held_out_mean": {
             "alone": float(np.average([g.alone for g in gains], weights=residues)),
             "with_homologs": float(np.average([g.with_homologs for g in gains], weights=residues)),
-            "gain_per_family": float(per_family.mean()), "gain_per_family_ci": bootstrap_mean(per_family),
+            "gain_per_family": float(per_family.mean()),
+            "gain_per_family_ci": interval95(bootstrap_draws(lambda rows: (per_family[rows].mean(1),),
+                                                             len(per_family), 2000, seed=0)[0]),
             "families_gaining": int((per_family > 0).sum())},
         "tem1": tem1, "context_lengths": lengths,
     }

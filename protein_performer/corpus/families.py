@@ -297,6 +297,26 @@ def _identity_blocks(columns: np.ndarray, block: int = 2048):
         yield slice(lo, min(lo + block, n)), onehot[lo : lo + block] @ onehot.T  # (b, N)
 
 
+def _close_blocks(family: Family, identity: float):
+    """Yield ``(rows, close)``: for a block of members, (b, N) bool of the pairs within ``identity``
+    either way (the larger of the two directional identities), the rule of the similarity splits."""
+    _check_size(family)
+    nongap = np.maximum((family.columns < GAP).sum(1), 1).astype(np.float64)
+    for rows, same in _identity_blocks(family.columns):
+        yield rows, (same >= identity * nongap[rows, None] - 1e-6) | (same >= identity * nongap[None, :] - 1e-6)
+
+
+def near_members(family: Family, identity: float = 0.8) -> np.ndarray:
+    """(N, N) bool: members within ``identity`` of each other either way (an aligned family), as
+    :func:`similarity_splits` joins them; every member is near itself."""
+    if family.columns is None:
+        raise ValueError(f"{family.path}: identities need aligned homologs")
+    near = np.zeros((len(family), len(family)), dtype=bool)
+    for rows, close in _close_blocks(family, identity):
+        near[rows] = close
+    return near
+
+
 def _check_size(family: Family) -> None:
     if len(family) > _MAX_PAIRWISE:
         raise ValueError(f"{family.path}: {len(family):,} members; weights and similarity splits compare every "
@@ -334,13 +354,8 @@ def similarity_splits(family: Family, *, split_identity: float = 0.8, valid_frac
         from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import connected_components
 
-        _check_size(family)
-        nongap = np.maximum((family.columns < GAP).sum(1), 1).astype(np.float64)
         src, dst = [], []
-        for rows, same in _identity_blocks(family.columns):
-            # symmetric: the larger of the two directional identities
-            close = (same >= split_identity * nongap[rows, None] - 1e-6) | \
-                    (same >= split_identity * nongap[None, :] - 1e-6)
+        for rows, close in _close_blocks(family, split_identity):
             i, j = np.nonzero(close)
             src.append(i + rows.start)
             dst.append(j)

@@ -94,8 +94,7 @@ class FamilyWindowDataset(Dataset):
         self.members = [m for m in self.members if self.weights[m].sum() > 0]
         per_family = [max(1, math.ceil(int(framed[m].sum()) / max_length)) for m in self.members]
         self.window_family = np.repeat(np.arange(len(self.members)), per_family)  # (num_windows,)
-        if len(self.members) > 1:
-            self.window_family = seeded_rng(seed, FAMILY_ORDER_STREAM).permutation(self.window_family)
+        self.window_family = seeded_rng(seed, FAMILY_ORDER_STREAM).permutation(self.window_family)
         self.num_windows = len(self.window_family)
 
     def set_epoch(self, epoch: int) -> None:
@@ -110,8 +109,7 @@ class FamilyWindowDataset(Dataset):
         keys = (self.epoch, index) if self.random else (index,)
         rng = seeded_rng(self.seed, FAMILY_STREAM if self.random else FAMILY_EVAL_STREAM, *keys)
         members = self.members[int(self.window_family[index])]
-        order = members[weighted_order(self.weights[members], rng)] if len(self.members) > 1 else \
-            weighted_order(self.weights, rng)
+        order = members[weighted_order(self.weights[members], rng)]
         positions = _LazyPositions(self.shard) if self.shard.positions is not None else None
         tokens, where = family_window(_LazyProteins(self.shard), order, self.max_length, positions)
         return Sample(tokens, index, self.epoch, where)

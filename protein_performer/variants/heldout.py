@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from protein_performer.alphabet import ALPHABET
-from protein_performer.corpus.families import GAP, Family
+from protein_performer.corpus.families import Family, near_members
 from protein_performer.datasets import SCORE_MASK_PROB, framed_positions
 from protein_performer.model import PerformerLM
 from protein_performer.variants.context import draw_context
@@ -40,14 +40,6 @@ class ContextGain:
     @property
     def gain(self) -> float:
         return self.with_homologs - self.alone
-
-
-def _identity(columns: np.ndarray) -> np.ndarray:
-    """(N, N) ``max(id(i, j), id(j, i))`` over the query's columns (as the similarity splits)."""
-    real = columns < GAP  # (N, C)
-    same = ((columns[:, None, :] == columns[None, :, :]) & real[:, None, :]).sum(-1)  # (N, N)
-    share = same / np.maximum(real.sum(1), 1)[:, None]
-    return np.maximum(share, share.T)
 
 
 @torch.no_grad()
@@ -75,7 +67,7 @@ def context_gain(model: PerformerLM, family: Family, *, context_length: int = 81
         raise ValueError(f"{family.path}: context gain needs aligned homologs (their columns pick the residues)")
     model.eval()
     rng = np.random.default_rng(np.random.SeedSequence([seed, 11]))
-    near = _identity(family.columns) >= exclude_identity  # (N, N)
+    near = near_members(family, exclude_identity)  # (N, N)
     framed = [ALPHABET.frame(s) for s in family.sequences]
     positions = [framed_positions(family.residue_positions(k)) for k in range(len(family))]
     alone, with_homologs, scored = [], [], 0
