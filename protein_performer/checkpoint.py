@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterable
 
 import torch
 
@@ -79,6 +81,32 @@ def read_checkpoint_file(path: str | Path, map_location: str | torch.device = "c
         raise ValueError(f"{path}: not a Lightning checkpoint (no state_dict); use one written by "
                          "`protein-performer fit`")
     return ckpt
+
+
+def load_weights_only(path: str | Path, remedy: str, *, allow: Iterable[type] = (),
+                      map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain types only (plus the classes in
+    ``allow``), whatever torch's default. Errors are one ``ValueError`` line naming ``path`` and
+    ending with ``remedy`` (what to do); they never pass on torch's advice to load unsafely."""
+    path, allow = Path(path), list(allow)
+    if allow and not hasattr(torch.serialization, "safe_globals"):  # torch < 2.5
+        raise RuntimeError(f"{path}: reading it safely needs torch >= 2.5 (it holds {allow[0].__name__} "
+                           f"objects), this is torch {torch.__version__}; upgrade torch, or {remedy}")
+    try:
+        if not allow:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(allow):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        what = f" ({found.group(1)})" if found else ""
+        raise ValueError(f"{path}: holds Python objects{what} other than tensors and plain types, which could "
+                         f"run code when loaded, so it is not loaded; {remedy}") from err
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:  # torch reports damage in many types
+        if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError)):
+            raise
+        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise ValueError(f"{path}: truncated or damaged ({type(err).__name__}: {reason}); {remedy}") from err
 
 
 def check_finite(state: dict[str, torch.Tensor], path: Path) -> None:

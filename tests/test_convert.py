@@ -456,7 +456,6 @@ def test_convert_unreadable_weight_files_are_one_line(hf_dir, tmp_path, capsys):
 
 
 def test_convert_interrupted_while_writing_leaves_no_temporary_file(hf_dir, tmp_path, capsys, monkeypatch):
-    import os
     import subprocess
     import sys
 
@@ -465,10 +464,9 @@ def test_convert_interrupted_while_writing_leaves_no_temporary_file(hf_dir, tmp_
     (tmp_path / f".o.ckpt.tmp-{dead}").write_bytes(b"\0" * 1000)  # left by a convert killed with -9
     real_save = torch.save
 
-    def interrupted(obj, path, *args, **kwargs):
-        real_save(obj, path, *args, **kwargs)
-        with open(path, "r+b") as fh:
-            fh.truncate(os.path.getsize(path) // 2)
+    def interrupted(obj, fh, *args, **kwargs):  # convert saves to a file object
+        real_save(obj, fh, *args, **kwargs)
+        fh.truncate(fh.tell() // 2)
         raise KeyboardInterrupt  # Ctrl-C (or SIGTERM) mid-write
 
     monkeypatch.setattr(torch, "save", interrupted)

@@ -35,7 +35,8 @@ Without gradients (inference), bidirectional softmax-kernel attention takes
 cache-sized blocks of sequences and heads (the feature tensors, not the products, dominated its
 time at protein lengths). Float64 results equal the autograd path's to rounding (~1e-16).
 
-Shapes: q, k, v are (B, H, L, D); projection is (m, D); outputs are (B, H, L, D).
+Shapes: q is (B, H, Lq, D), k and v (B, H, Lk, D) (Lk = Lq when causal); projection is (m, D);
+outputs are (B, H, Lq, D).
 """
 
 from __future__ import annotations
@@ -152,35 +153,40 @@ def _softmax_bidirectional_inference(
     (it cancels) is not computed. Every sequence and head is computed alone, so the blocking
     changes nothing beyond rounding.
     """
-    B, H, L, D = q.shape
+    B, H, Lq, D = q.shape
+    Lk = k.shape[-2]  # keys may be fewer or more than queries (a trimmed batch, cross attention)
+    L = max(Lq, Lk)
     m = projection.shape[0]
     a = _head_coefficient(a)  # (H, 1, 1) | None
-    out = q.new_empty(B, H, L, D + 1)  # (B, H, L, D + 1): numerators and the normaliser
+    out = q.new_empty(B, H, Lq, D + 1)  # (B, H, Lq, D + 1): numerators and the normaliser
     rows = INFERENCE_BLOCK_ROWS if q.device.type == "cpu" else B * H * L  # accelerators: one block
     # A block is (nb sequences, all heads) or, for long sequences, (1 sequence, nh heads).
     nb, nh = (max(1, rows // max(1, H * L)), H) if H * L <= rows else (1, max(1, rows // L))
-    buf = q.new_empty(min(nb, B), min(nh, H), L, m)  # reused by every block: key, then query logits
-    v1_buf = q.new_empty(min(nb, B), min(nh, H), L, D + 1)
+    nb, nh = min(nb, B), min(nh, H)
+    buf = q.new_empty(nb * nh * L * m)  # reused by every block: key, then query logits
+    v1_buf = q.new_empty(nb * nh * Lk * (D + 1))
     for b0 in range(0, B, nb):
         b1 = min(b0 + nb, B)
-        keep = None if key_padding_mask is None else key_padding_mask[b0:b1]  # (b, L)
+        keep = None if key_padding_mask is None else key_padding_mask[b0:b1]  # (b, Lk)
         for h0 in range(0, H, nh):
             h1 = min(h0 + nh, H)
-            qb, kb, vb = (t[b0:b1, h0:h1] for t in (q, k, v))  # (b, h, L, D)
+            b, h = b1 - b0, h1 - h0
+            qb, kb, vb = (t[b0:b1, h0:h1] for t in (q, k, v))  # (b, h, Lq | Lk, D)
             ab = None if a is None else a[h0:h1]  # (h, 1, 1)
-            work, v1 = buf[: b1 - b0, : h1 - h0], v1_buf[: b1 - b0, : h1 - h0]  # contiguous
+            v1 = v1_buf[: b * h * Lk * (D + 1)].view(b, h, Lk, D + 1)  # contiguous
             v1[..., :D].copy_(vb)
-            v1[..., D].fill_(1.0)  # (b, h, L, D + 1): last channel sums the normaliser
-            logk = _key_logits(kb, projection, ab, None, out=work)  # (b, h, L, m)
+            v1[..., D].fill_(1.0)  # (b, h, Lk, D + 1): last channel sums the normaliser
+            logk = _key_logits(kb, projection, ab, None, out=buf[: b * h * Lk * m].view(b, h, Lk, m))
             if keep is not None and not bool(keep.all()):  # padded keys: -inf logits, zero values
-                padded = _padded_rows(keep, h1 - h0)  # (P,) rows of (b * h * L, .)
+                padded = _padded_rows(keep, h)  # (P,) rows of (b * h * Lk, .)
                 logk.view(-1, m).index_fill_(0, padded, float("-inf"))
                 v1.view(-1, D + 1).index_fill_(0, padded, 0.0)  # no 0 * nan from padded values
-            kf, ref = _stabilised_keys(logk)  # (b, h, L, m), (b, h, 1, m)
+            kf, ref = _stabilised_keys(logk)  # (b, h, Lk, m), (b, h, 1, m)
             kv = kf.transpose(-2, -1) @ v1  # (b, h, m, D + 1); the buffer is free again
-            qf = _stabilised_queries(softmax_query_logits(qb, projection, ab, out=work), ref)  # (b, h, L, m)
-            torch.matmul(qf, kv, out=out[b0:b1, h0:h1])  # (b, h, L, D + 1)
-    return _ratio(out, inplace=True)  # (B, H, L, D), a view of out
+            logq = softmax_query_logits(qb, projection, ab, out=buf[: b * h * Lq * m].view(b, h, Lq, m))
+            qf = _stabilised_queries(logq, ref)  # (b, h, Lq, m)
+            torch.matmul(qf, kv, out=out[b0:b1, h0:h1])  # (b, h, Lq, D + 1)
+    return _ratio(out, inplace=True)  # (B, H, Lq, D), a view of out
 
 
 def _padded_rows(keep: Tensor, heads: int) -> Tensor:
@@ -268,20 +274,24 @@ def favor_attention(
     """FAVOR+ attention: approximates softmax(Q K^T / sqrt(D)) V for ``kernel="softmax"``.
 
     Args:
-        q, k, v: (B, H, L, D).
+        q: (B, H, Lq, D); k, v: (B, H, Lk, D), any Lk (fewer or more keys than queries: a trimmed
+            padded batch, cross attention) except that causal attention needs Lk = Lq.
         projection: (m, D) random features (:func:`gaussian_orthogonal_matrix`).
         kernel: ``"softmax"`` (positive random features) or ``"relu"`` (generalised kernel).
         causal: position t attends to s <= t only (chunked prefix sums; exact causality).
-        key_padding_mask: (B, L) bool, True at real tokens. Padded keys contribute to neither
+        key_padding_mask: (B, Lk) bool, True at real keys. Padded keys contribute to neither
             numerator nor denominator; outputs at padded queries are unspecified.
         chunk_size: causal block length C (time O(L C (m + D)), state O(L/C m D)).
         feature_a: (H,) FAVOR++ parameter A per head (softmax only; None: FAVOR+, A = 0).
 
     Returns:
-        (B, H, L, D) in the dtype of ``v``. Half-precision inputs are computed in float32
+        (B, H, Lq, D) in the dtype of ``v``. Half-precision inputs are computed in float32
         (features, normaliser and prefix sums), autocast disabled, and cast back.
     """
     out_dtype = v.dtype
+    if causal and q.shape[-2] != k.shape[-2]:
+        raise ValueError(f"causal attention needs as many keys as queries, got {k.shape[-2]} keys for "
+                         f"{q.shape[-2]} queries")
     if key_padding_mask is not None and bool(key_padding_mask.all()):
         key_padding_mask = None  # nothing padded: skip the masking passes
     with torch.autocast(device_type=q.device.type, enabled=False):

@@ -27,15 +27,18 @@ import argparse
 import logging
 import pickle
 import re
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Iterator, Literal, NamedTuple
 
 import torch
 import yaml
 from torch import Tensor, nn
 
 from protein_performer.alphabet import ALPHABET, ALPHABET_VERSION
+from protein_performer.checkpoint import load_weights_only
 from protein_performer.model import PerformerConfig, PerformerLM
 from protein_performer.outputs import check_output, side_file, written_atomically
 
@@ -196,35 +199,50 @@ def load_esm(source: str) -> EsmModel:
     """Read ESM-2 from a Hugging Face folder or hub id, a fair-esm ``.pt`` file or a fair-esm name.
 
     Hugging Face sources go through ``EsmForMaskedLM.from_pretrained`` (the user's cache and
-    ``HF_HUB_OFFLINE`` apply); fair-esm files through ``esm.pretrained.load_model_and_alphabet_local``
-    (the ``-contact-regression.pt`` file must lie beside it, as fair-esm requires).
+    ``HF_HUB_OFFLINE`` apply; no progress bars). fair-esm files are read here with
+    ``torch.load(weights_only=True)`` (never fair-esm's own loader, which unpickles anything on
+    torch < 2.6 and for hub downloads) and built by ``esm.pretrained.load_model_and_alphabet_core``;
+    fair-esm names are looked up in (and downloaded to) torch hub's cache as fair-esm does.
     """
     path = Path(source)
     if path.is_file():
         if path.suffix != ".pt":
             raise ValueError(f"{source}: a file, but not a fair-esm .pt file; pass a .pt file, a Hugging Face "
                              "model folder or hub id (e.g. facebook/esm2_t6_8M_UR50D)")
-        pretrained = _import("esm.pretrained")
-        model, alphabet = _fair_esm_call(source, pretrained.load_model_and_alphabet_local, path)
-        return read_fair_esm(model, alphabet, source)
+        return read_fair_esm(*_read_fair_esm_file(source, path), source)
     if FAIR_ESM_NAME.match(source):
-        pretrained = _import("esm.pretrained")
-        model, alphabet = _fair_esm_call(source, pretrained.load_model_and_alphabet, source)
-        return read_fair_esm(model, alphabet, source)
+        return read_fair_esm(*_read_fair_esm_file(source, _fair_esm_download(source)), source)
     if not path.is_dir() and ("/" not in source or source.startswith(("/", ".", "~"))):
         raise FileNotFoundError(f"{source}: no such file or folder, and not a hub id (owner/name) or fair-esm "
                                 "model name (esm2_t6_8M_UR50D ...)")
     transformers = _import("transformers")
-    model = _read_hf_weights(transformers, source)
-    tokens = None
-    try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(source)
-        vocab = tokenizer.get_vocab()
-        tokens = tuple(sorted(vocab, key=vocab.get))
-    except Exception as err:  # no tokenizer files (the error type varies by version): ESM-2's vocabulary is
-        # assumed, and checked against the model's vocabulary size and pad / mask ids
-        log.info("%s: no tokenizer (%s); assuming ESM-2's vocabulary", source, type(err).__name__)
+    with _quiet_transformers(transformers):
+        model = _read_hf_weights(transformers, source)
+        tokens = None
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(source)
+            vocab = tokenizer.get_vocab()
+            tokens = tuple(sorted(vocab, key=vocab.get))
+        except Exception as err:  # no tokenizer files (the error type varies by version): ESM-2's vocabulary is
+            # assumed, and checked against the model's vocabulary size and pad / mask ids
+            log.info("%s: no tokenizer (%s); assuming ESM-2's vocabulary", source, type(err).__name__)
     return read_transformers(model.eval(), source, tokens)
+
+
+@contextmanager
+def _quiet_transformers(transformers) -> Iterator[None]:
+    """No loading bars (they would fill a piped or logged stderr) and no warning tables from
+    ``transformers`` (what they say is reported in one line); both settings restored afterwards."""
+    verbosity = transformers.logging.get_verbosity()
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
 
 
 def _read_hf_weights(transformers, source: str) -> nn.Module:
@@ -233,8 +251,6 @@ def _read_hf_weights(transformers, source: str) -> nn.Module:
     files in one line that names them (and never advises unsafe loading)."""
     from safetensors import SafetensorError
 
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()  # its table of missing weights: reported below, in one line
     try:
         model, info = transformers.EsmForMaskedLM.from_pretrained(source, output_loading_info=True)
     except OSError as err:
@@ -246,8 +262,6 @@ def _read_hf_weights(transformers, source: str) -> nn.Module:
     except pickle.UnpicklingError as err:
         raise ValueError(f"{source}: pytorch_model.bin holds Python objects that are not safe to load (they could "
                          "run code); convert a copy with model.safetensors instead") from err
-    finally:
-        transformers.logging.set_verbosity(verbosity)
     missing = [k for k in info.get("missing_keys", ()) if "contact_head" not in k]
     unexpected = [k for k in info.get("unexpected_keys", ()) if "contact_head" not in k]
     mismatched = [k for k, *_ in info.get("mismatched_keys", ())]
@@ -266,20 +280,55 @@ def _some(keys: list[str], show: int = 5) -> str:
     return ", ".join(keys[:show]) + (f" (and {len(keys) - show} more)" if len(keys) > show else "")
 
 
-def _fair_esm_call(source: str, loader, *args):
-    """Run a fair-esm loader. fair-esm's files hold ``argparse.Namespace`` configs, which
-    ``torch.load`` (``weights_only`` by default since torch 2.6) reads only when allow-listed;
-    nothing else is allowed."""
+_FAIR_ESM_URL = "https://dl.fbaipublicfiles.com/fair-esm"
+"""Where fair-esm downloads its models (``models/NAME.pt``, ``regression/NAME-contact-regression.pt``)."""
+_USE_HF = "convert the Hugging Face copy instead, e.g. --esm facebook/esm2_t6_8M_UR50D"
+
+
+def _fair_esm_download(name: str) -> Path:
+    """The fair-esm model ``name`` in torch hub's cache (``TORCH_HOME``), downloaded there first
+    when missing, as fair-esm does, with its contact-regression file (only downloaded, not run)."""
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    model = folder / f"{name}.pt"
+    for file, url in ((model, f"{_FAIR_ESM_URL}/models/{name}.pt"),
+                      (folder / f"{name}-contact-regression.pt", f"{_FAIR_ESM_URL}/regression/{name}-contact-regression.pt")):
+        if not file.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                torch.hub.download_url_to_file(url, str(file), progress=False)
+            except Exception as err:  # urllib reports no network, a bad name (404) and the rest in many types
+                raise OSError(f"{name}: cannot download {url} into {folder} ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''}); check the name and the network, "
+                              f"or {_USE_HF}") from err
+    return model
+
+
+def _read_fair_esm_file(source: str, path: Path) -> tuple[nn.Module, Any]:
+    """A fair-esm ESM-2 ``.pt`` file (and its ``-contact-regression.pt`` file beside it, when there)
+    as fair-esm's model and alphabet, read with ``weights_only`` (its configs are
+    ``argparse.Namespace`` objects, the one class allowed). The layout is told by the content, not
+    the file name: ESM-1 files (ESM-1b, ESM-1v, MSA Transformer: an ``args`` entry) are refused."""
+    pretrained = _import("esm.pretrained")
+    data = load_weights_only(path, _USE_HF, allow=[argparse.Namespace])
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+        raise ValueError(f"{source}: not a fair-esm model file (no 'model' weights); pass a fair-esm ESM-2 .pt "
+                         f"file or {_USE_HF}")
+    if "cfg" not in data:
+        arch = getattr(data.get("args"), "arch", None)
+        raise ValueError(f"{source}: a fair-esm ESM-1 model{f' (arch {arch!r})' if arch else ''} (ESM-1b, ESM-1v "
+                         "or MSA Transformer), not ESM-2; only ESM-2 models convert")
+    regression_file = path.with_name(f"{path.stem}-contact-regression.pt")
+    regression = None
+    if regression_file.is_file():  # the contact head is not converted; read only for fair-esm's key checks
+        regression = load_weights_only(regression_file, _USE_HF, allow=[argparse.Namespace])
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            model, alphabet = loader(*args)
-    except pickle.UnpicklingError as err:
-        raise ValueError(f"{source}: fair-esm file holds Python objects that are not safe to load "
-                         f"({str(err).splitlines()[-1][:200]}); convert the Hugging Face copy instead, e.g. "
-                         "--esm facebook/esm2_t6_8M_UR50D") from err
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"{source}: {err.filename or err}: not found (fair-esm needs the "
-                                "-contact-regression.pt file beside the model file)") from err
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "regression weights not found": the contact head is not converted
+            model, alphabet = pretrained.load_model_and_alphabet_core("esm2", data, regression)
+    except (RuntimeError, KeyError, AttributeError, TypeError) as err:
+        reason = " ".join(str(err).split())[:300]
+        raise ValueError(f"{source}: not a complete fair-esm ESM-2 model file ({type(err).__name__}: {reason}); "
+                         "download or copy it again") from err
     return model.eval(), alphabet
 
 
@@ -383,9 +432,11 @@ def save(converted: Converted, out: str | Path, fit_yaml: str | Path | None = No
             f"# (converted from {converted.meta['source']}); for CLM add "
             "--model.config.causal true (the objective follows)\n")
     text += yaml.safe_dump({"model": {"init_from": str(out), "config": converted.config.to_dict()}}, sort_keys=False)
-    with written_atomically(out) as tmp_ckpt, written_atomically(fit_yaml) as tmp_yaml:
-        torch.save(converted.checkpoint(), tmp_ckpt)
-        tmp_yaml.write_text(text)
+    with written_atomically(out) as tmp_ckpt:
+        with open(tmp_ckpt, "wb") as fh:  # a file object: a full disk raises OSError(ENOSPC), which
+            torch.save(converted.checkpoint(), fh)  # written_atomically reports; a path gives "unexpected pos"
+        with written_atomically(fit_yaml) as tmp_yaml:
+            tmp_yaml.write_text(text)
     return out
 
 
