@@ -80,7 +80,8 @@ def test_flipped_byte_fails_the_checksum_in_prepare(small_fasta, tmp_path):
     data = bytearray(tokens.read_bytes())
     data[5] = (data[5] + 1) % 20 + 4
     tokens.write_bytes(bytes(data))
-    open_split(out, "train")  # sizes still agree: opening is cheap and does not read every byte
+    with pytest.raises(DamagedDataset, match=r"train/tokens.u8: .*sha256"):  # sizes agree; the checksum does not
+        open_split(out, "train")
     with pytest.raises(DamagedDataset, match=r"train/tokens.u8: .*sha256"):
         _prepare(small_fasta, out)
 

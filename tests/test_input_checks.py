@@ -189,3 +189,98 @@ def test_causal_favor_needs_as_many_keys_as_queries():
     q, k = torch.randn(1, 1, 5, 4), torch.randn(1, 1, 3, 4)
     with pytest.raises(ValueError, match="3 keys for 5 queries"):
         linear.favor_attention(q, k, k, torch.randn(8, 4), causal=True)
+
+
+# ------------------------------------------------------------------ 9. damaged bytes of the right size
+
+
+@pytest.fixture
+def family_dataset(tmp_path, monkeypatch) -> Path:
+    """A prepared aligned family dataset of three homolog sets: every split file plus weights.f32,
+    positions.u16 and family.u32 (checksum stamps under tmp_path)."""
+    from protein_performer.corpus.prepare import FamilyOptions, prepare
+
+    monkeypatch.setenv("PROTEIN_PERFORMER_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    letters = np.array(list("ACDEFGHIKLMNPQRSTVWY"))
+    paths = []
+    for f, (n, width) in enumerate([(12, 40), (6, 25), (8, 30)]):
+        base = rng.integers(0, 20, width)
+        rows = []
+        for _ in range(n):
+            row = base.copy()
+            flip = rng.random(width) < 0.2
+            row[flip] = rng.integers(0, 20, flip.sum())
+            rows.append("".join(letters[row]))
+        paths.append(tmp_path / f"f{f}.a3m")
+        paths[-1].write_text("".join(f">f{f}_{k}\n{row}\n" for k, row in enumerate(rows)))
+    prepare(paths, tmp_path / "ds", family=FamilyOptions(), valid_fraction=0.0, test_fraction=0.0)
+    return tmp_path / "ds"
+
+
+def _rewrite(file: Path, dtype: str, edit) -> None:
+    """Change values of ``file`` in place, keeping its size."""
+    values = np.fromfile(file, dtype=dtype)
+    edit(values)
+    values.tofile(file)
+
+
+def _change_residue(t: np.ndarray) -> None:  # another residue id: still in range
+    t[3] = 5 + (int(t[3]) - 5 + 1) % 20
+
+
+def _shift_offset(o: np.ndarray) -> None:  # one boundary moves by one: still increasing
+    o[1] += 1
+
+
+def _change_position(p: np.ndarray) -> None:  # one residue's column
+    p[2] += 1
+
+
+def _change_family(f: np.ndarray) -> None:  # a member moved to another homolog set
+    f[0] = (f[0] + 1) % 3
+
+
+DAMAGE = {"tokens.u8": ("<u1", _change_residue), "offsets.i64": ("<i8", _shift_offset),
+          "positions.u16": ("<u2", _change_position), "family.u32": ("<u4", _change_family)}
+
+
+@pytest.mark.parametrize("name", sorted(DAMAGE))
+def test_damaged_bytes_of_the_right_size_are_refused_on_open(family_dataset, name, monkeypatch):
+    from protein_performer.corpus.shards import DamagedDataset, open_split
+    from protein_performer.datamodule import ProteinDataModule
+
+    shard = open_split(family_dataset, "train")  # verified, and stamped
+    assert shard.positions is not None and shard.families is not None
+    file = family_dataset / "train" / name
+    size = file.stat().st_size
+    _rewrite(file, *DAMAGE[name])
+    assert file.stat().st_size == size
+    with pytest.raises(DamagedDataset, match=rf"train/{name}: damaged prepared dataset \(its sha256 differs"):
+        open_split(family_dataset, "train")
+    with pytest.raises(DamagedDataset, match=name):  # what `fit` runs before it writes anything
+        ProteinDataModule(str(family_dataset), max_length=64, mode="family").check("fit")
+
+
+def test_damaged_split_stops_score_with_one_line(family_dataset, ckpt, capsys):
+    _rewrite(family_dataset / "train" / "tokens.u8", "<u1", _change_residue)
+    code, err = _cli(capsys, "score", "--checkpoint", str(ckpt), "--data-dir", str(family_dataset), "--split", "train")
+    assert code == 1 and "train/tokens.u8: damaged prepared dataset" in _one_line(err)
+
+
+def test_verified_files_are_not_hashed_again_until_they_change(family_dataset, monkeypatch):
+    from protein_performer.corpus import shards
+
+    hashed = []
+    real = shards.sha256_of
+    monkeypatch.setattr(shards, "sha256_of", lambda path: hashed.append(Path(path).name) or real(path))
+    shards.open_split(family_dataset, "train")
+    assert sorted(hashed) == sorted(json.loads((family_dataset / "manifest.json").read_text())
+                                    ["splits"]["train"]["files"])
+    hashed.clear()
+    shards.open_split(family_dataset, "train")
+    assert hashed == []  # the stamp: size, mtime_ns and inode unchanged
+    ids = family_dataset / "train" / "ids.txt"
+    os.utime(ids, ns=(ids.stat().st_atime_ns, ids.stat().st_mtime_ns + 1000))
+    shards.open_split(family_dataset, "train")
+    assert hashed == ["ids.txt"]

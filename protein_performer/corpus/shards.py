@@ -12,17 +12,24 @@ A prepared dataset is a directory::
 
 Splits are ``train``, ``valid`` and ``test``. Tokens hold residues only (no special tokens):
 datasets add separators, ``<cls>`` and padding when they serve batches. The manifest records
-each split file's size and sha256 (``splits.<split>.files``). :func:`open_split` checks the
-sizes, the offsets against the token file and that every token is a residue id (one pass of
-``min``/``max`` over the tokens, every time); :func:`verify_checksums` hashes every byte
-(``prepare`` does, before it calls a dataset up to date). A damaged dataset
-raises :class:`DamagedDataset`, naming the file; ``prepare --overwrite`` rebuilds it.
+each split file's size and sha256 (``splits.<split>.files``: every file above). :func:`open_split`
+checks the sizes, the offsets against the token file, that every token is a residue id, and every
+file's sha256: bytes changed in place (a residue for another, offsets that still increase,
+positions or family indices) are caught before a model sees them. Hashing runs once per file
+version: a verified file is recorded (size, mtime_ns, inode and sha256) in a stamp under
+:func:`cache_dir`, outside the dataset, and re-opening it unchanged reads only the stamp.
+:func:`verify_checksums` hashes every byte of every split regardless (``prepare`` does, before it
+calls a dataset up to date). A damaged dataset raises :class:`DamagedDataset`, naming the file;
+``prepare --overwrite`` rebuilds it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -30,6 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from protein_performer.alphabet import ALPHABET, ALPHABET_VERSION
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
 MANIFEST = "manifest.json"
@@ -43,6 +52,10 @@ POSITIONS_FILE = "positions.u16"
 """Aligned family datasets only: uint16 per residue (as ``tokens.u8``), its column in the query's frame."""
 FAMILY_FILE = "family.u32"
 """Family datasets only: uint32[n], the index of each member's homolog set among ``prepare --family``'s inputs."""
+OPTIONAL_FILES = (WEIGHTS_FILE, POSITIONS_FILE, FAMILY_FILE)
+CACHE_ENV = "PROTEIN_PERFORMER_CACHE"
+"""Environment variable naming the folder of checksum stamps (default ``$XDG_CACHE_HOME/protein_performer``
+or ``~/.cache/protein_performer``)."""
 
 
 class DamagedDataset(ValueError):
@@ -210,8 +223,69 @@ def open_split(data_dir: str | Path, split: str) -> Shard:
     if not (path / OFFSETS_FILE).is_file():
         raise DamagedDataset(path / OFFSETS_FILE, f"split {split!r} is missing")
     shard = Shard(path)
-    shard.check(manifest.get("splits", {}).get(split))
+    info = manifest.get("splits", {}).get(split)
+    shard.check(info)
+    verify_split(path, info or {})
     return shard
+
+
+def cache_dir() -> Path:
+    """Where checksum stamps are kept: ``$PROTEIN_PERFORMER_CACHE``, else ``$XDG_CACHE_HOME/protein_performer``,
+    else ``~/.cache/protein_performer``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "protein_performer"
+
+
+def verify_split(path: Path, manifest_split: dict) -> None:
+    """Raise :class:`DamagedDataset` unless every file of the split folder ``path`` has the sha256
+    the manifest's entry for it records, and every optional file there is listed. A file whose
+    size, mtime and inode are those of its last successful check is not read again (the stamp of
+    the split under :func:`cache_dir`). Datasets whose manifest records no checksums (written by
+    hand, or before checksums) are checked by size only."""
+    files = manifest_split.get("files")
+    if not files:
+        return
+    path = Path(path)
+    for name in OPTIONAL_FILES:
+        if name not in files and (path / name).is_file():
+            raise DamagedDataset(path / name, "a file the manifest does not list (another dataset's?)")
+    stamp_file = cache_dir() / "verified" / f"{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]}.json"
+    stamp = _read_stamp(stamp_file)
+    checked = {}
+    for name, record in sorted(files.items()):
+        file = path / name
+        st = file.stat()
+        key = [st.st_size, st.st_mtime_ns, st.st_ino, record["sha256"]]
+        if stamp.get(name) != key:
+            if sha256_of(file) != record["sha256"]:
+                raise DamagedDataset(file, "its sha256 differs from the manifest's: its bytes changed after "
+                                           "`prepare` wrote it")
+            log.debug("%s: sha256 verified", file)
+        checked[name] = key
+    if checked != stamp:
+        _write_stamp(stamp_file, checked)
+
+
+def _read_stamp(file: Path) -> dict:
+    try:
+        stamp = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return stamp if isinstance(stamp, dict) else {}
+
+
+def _write_stamp(file: Path, stamp: dict) -> None:
+    """Write ``stamp`` atomically; a cache that cannot be written only costs the next open a re-check."""
+    tmp = file.with_name(f".{file.name}.tmp-{os.getpid()}")
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(stamp))
+        os.replace(tmp, file)
+    except OSError as err:
+        log.debug("cannot write the checksum stamp %s (%s); the files are hashed again next time", file, err)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def verify_checksums(data_dir: str | Path, manifest: dict) -> None:
