@@ -8,8 +8,11 @@ Every other subcommand lives in the module that does the work, which
 exposes ``add_arguments(parser)`` and ``run(args) -> int``; this file only dispatches,
 importing a command's module when that command runs so ``--help`` stays fast. Every command,
 Lightning's included, reports bad input and faults in one line on stderr and exits with 1;
-``-v`` adds the traceback. Ctrl-C (SIGINT) or SIGTERM stops the other commands with one line,
-``interrupted``, and exit status 130 or 143, after their cleanup (no partial output files).
+``-v`` adds the traceback; a full disk is reported as ``no space left on <folder>``. Ctrl-C
+(SIGINT) or SIGTERM stops the other commands with one line, ``interrupted``, and exit status 130
+or 143, after their cleanup (no partial output files). Outputs follow one rule,
+:mod:`protein_performer.outputs`; ``fit`` holds the lock of its ``trainer.default_root_dir``, so a
+second ``fit`` into the same run folder is refused.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "find a protein's homologs with jackhmmer (pyhmmer) and write an A3M"),
     "paralogs": ("protein_performer.corpus.paralogs",
                  "split a proteome into families of paralogs (jackhmmer), one A3M each"),
+    "benchmark": ("protein_performer.experiments.benchmark",
+                  "many assays (ProteinGym reference CSV): per family recipe, fit, score; one table"),
 }
 
 
@@ -141,6 +146,7 @@ def lightning_cli_class() -> type:
     from pytorch_lightning.cli import LightningCLI
 
     from protein_performer.checkpoint import read_checkpoint_file
+    from protein_performer.outputs import check_output, locked
 
     def topmost_missing(path: Path) -> Path:
         """The highest folder of ``path`` that does not exist yet (what a run would create)."""
@@ -180,6 +186,8 @@ def lightning_cli_class() -> type:
                                                        cpu_bf16=cpu_has_bf16())
             logging.getLogger(__name__).info("precision %s: %s", trainer.precision, why)
             root = trainer.get("default_root_dir")
+            if root and self.subcommand in (None, "fit"):  # before the model and data are built
+                check_output(Path(root), "dir", flag="--trainer.default_root_dir")
             for logger in trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]:
                 if getattr(logger, "init_args", None) is None:
                     continue
@@ -212,6 +220,13 @@ def lightning_cli_class() -> type:
             super()._parse_ckpt_path()
 
         def _run_subcommand(self, subcommand: str) -> None:
+            if subcommand != "fit":
+                return self._run_checked(subcommand)
+            # one fit at a time per run folder: a second would mix its checkpoints and logs into the first's
+            with locked(Path(self.trainer.default_root_dir), "--trainer.default_root_dir"):
+                return self._run_checked(subcommand)
+
+        def _run_checked(self, subcommand: str) -> None:
             self.datamodule.check(subcommand)  # before loggers or callbacks write anything
             fresh = {topmost_missing(d) for d in self._output_dirs() if not d.exists()}
             try:
@@ -300,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError, EOFError) as err:
         # Bad input or a fault: one clear line, no traceback (use -v for the traceback).
         logging.getLogger("protein_performer").debug("traceback", exc_info=True)
-        print(f"protein-performer {name}: error: {_one_line(err)}", file=sys.stderr)
+        print(f"protein-performer {name}: error: {_one_line(_said_once(err))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM, after the command's own cleanup
         logging.getLogger("protein_performer").debug("traceback", exc_info=True)
@@ -311,6 +326,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _interrupt(signum: int, frame) -> None:
     """SIGTERM raises ``KeyboardInterrupt('SIGTERM')``, so that cleanup runs as on Ctrl-C."""
     raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _said_once(err: BaseException) -> BaseException:
+    """``err``, or for a full disk that its command did not already report as ``no space left on
+    <folder>``: that message, with the folder of the file being written when the error names one."""
+    from protein_performer.outputs import disk_full
+
+    if not disk_full(err) or str(err).startswith("no space left on "):
+        return err
+    filename = getattr(err, "filename", None)
+    where = Path(filename).resolve().parent if filename else "the device"
+    return OSError(f"no space left on {where}; free some space or choose another output folder, then run again")
 
 
 def _one_line(err: BaseException) -> str:

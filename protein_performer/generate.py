@@ -167,14 +167,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from protein_performer.checkpoint import default_device, load_checkpoint
-    from protein_performer.outputs import check_output, written_atomically
+    from protein_performer.outputs import check_at_least, check_output, locked
 
+    check_at_least(args, {"--num": 1})
     check_output(args.out, "file", inputs=[args.checkpoint, *([args.prompts] if args.prompts else [])],
                  existing_ok=args.overwrite)
     sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                               max_length=args.max_residues)
     prompts = _read_prompts(args)
+    with locked(args.out):
+        return _generate(args, sampling, prompts)
+
+
+def _generate(args: argparse.Namespace, sampling: SamplingConfig, prompts: list[tuple[str, str]]) -> int:
+    """``run`` once the arguments are checked and this process holds the lock of ``--out``."""
+    from protein_performer.checkpoint import default_device, load_checkpoint
+    from protein_performer.outputs import written_atomically
+
     loaded = load_checkpoint(args.checkpoint)
     if not loaded.config.causal:
         raise ValueError(f"{args.checkpoint}: a masked (non-causal) model cannot generate; use a causal checkpoint "

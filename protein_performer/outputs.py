@@ -3,15 +3,25 @@ written so that a failure, an interrupt or a full disk leaves no partial file.
 
 The rules, for every command: no file is written that the user did not name or that the command
 does not announce; a side file (``map.csv`` beside ``--out map.png``) never collides with an input
-or another output; an existing output is replaced only with ``--overwrite``.
+or another output; an existing output is replaced only with ``--overwrite``, and ``--overwrite``
+replaces only what the command itself wrote; one process at a time writes an output
+(:func:`locked`); a full disk stops the command with ``no space left on <folder>`` and leaves
+nothing partial (:func:`written_atomically` for one file, :func:`written_into` for several files
+of a folder). Numeric flags are checked before any work too (:func:`check_at_least`).
 """
 
 from __future__ import annotations
 
+import argparse
 import errno
+import hashlib
 import logging
 import os
 import re
+import shutil
+import tempfile
+import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, Literal
@@ -123,6 +133,112 @@ def remove_dead_temporaries(path: Path) -> None:
         if match and entry.is_file() and not process_alive(int(match.group(1))):
             log.warning("removing %s, left by an interrupted run", entry)
             entry.unlink(missing_ok=True)
+
+
+@contextmanager
+def written_into(folder: Path, *, what: str = "") -> Iterator[Path]:
+    """Yield a hidden staging folder to write a command's files into; when the block ends they are
+    moved into ``folder``: the staging folder, beside a new ``folder``, is renamed to it; inside an
+    existing one, each file is renamed into it (its other files untouched). When the block fails or
+    is interrupted the staging folder (and any folder above it that this call created) is removed;
+    a full disk raises ``OSError("no space left on <folder> ...")``. Staging folders of killed
+    processes are removed first (:func:`remove_dead_partials`)."""
+    folder = Path(folder)
+    fresh = _topmost_missing(folder.parent)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if folder.is_dir():
+        remove_dead_partials(folder, inside=True)
+        stage = folder / f".partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    else:
+        remove_dead_partials(folder)
+        stage = partial_dir(folder, "partial")
+    stage.mkdir()
+    try:
+        yield stage
+        if not folder.exists():
+            stage.rename(folder)
+        else:
+            for entry in sorted(stage.iterdir()):
+                os.replace(entry, folder / entry.name)
+            stage.rmdir()
+    except BaseException as err:
+        shutil.rmtree(stage, ignore_errors=True)
+        if fresh is not None:
+            shutil.rmtree(fresh, ignore_errors=True)
+        if disk_full(err) and not str(err).startswith("no space left on "):
+            raise no_space(folder / (what or folder.name)) from err
+        raise
+
+
+def _topmost_missing(path: Path) -> Path | None:
+    """The highest missing folder of ``path`` (what ``mkdir(parents=True)`` would create), or None."""
+    path = Path(path).absolute()
+    if path.exists():
+        return None
+    while not path.parent.exists():
+        path = path.parent
+    return path
+
+
+def partial_dir(out: Path, kind: str) -> Path:
+    """A hidden sibling of ``out`` named after this process, ``.NAME.KIND-PID-XXXXXXXX``
+    (``kind``: ``partial`` or ``old``; see :func:`remove_dead_partials`)."""
+    return out.parent / f".{out.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def remove_dead_partials(out: Path, *, inside: bool = False) -> None:
+    """Remove ``.NAME.partial-PID-*`` / ``.NAME.old-PID-*`` folders beside ``out`` whose process is
+    gone (left by a killed run). Folders of older versions (no PID) go when over an hour old.
+    With ``inside``: the ``.partial-PID-*`` folders inside the folder ``out`` (:func:`written_into`'s)."""
+    folder = Path(out) if inside else Path(out).parent
+    prefix = "." if inside else f".{Path(out).name}."
+    pattern = re.compile(re.escape(prefix) + r"(?:partial|old)-(?:(\d+)-)?[0-9a-f]{8}")
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        match = pattern.fullmatch(path.name)
+        if not match or not path.is_dir():
+            continue
+        pid = match.group(1)
+        dead = not process_alive(int(pid)) if pid else time.time() - path.stat().st_mtime > 3600
+        if dead:
+            log.warning("removing %s, left by an interrupted run", path)
+            shutil.rmtree(path, ignore_errors=True)
+
+
+LOCK_DIR = Path(tempfile.gettempdir()) / f"protein-performer-locks-{getattr(os, 'getuid', lambda: 0)()}"
+"""Where :func:`locked` keeps its lock files (one per output path; never beside the outputs)."""
+
+
+@contextmanager
+def locked(path: Path, flag: str = "--out") -> Iterator[None]:
+    """Hold the lock of the output ``path`` (a file or a folder) for the block, so that a second
+    process writing the same output (the same absolute path) is refused at once with a one-line
+    ``ValueError`` naming ``flag`` instead of both running and the last silently winning. The lock
+    (:mod:`filelock`, an OS lock) goes when the block ends or the process dies."""
+    from filelock import FileLock, Timeout
+
+    key = hashlib.sha256(str(Path(path).resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    LOCK_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    lock = FileLock(LOCK_DIR / f"{key}.lock", timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ValueError(f"{flag} {path} is being written by another protein-performer process; wait for it to "
+                         f"finish or choose another {flag}") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def check_at_least(args: argparse.Namespace, minimums: dict[str, float]) -> None:
+    """Raise ``ValueError`` (one line) unless every flag of ``minimums`` (``{"--batch-size": 1}``)
+    that is set in ``args`` is at least its minimum: checked before any work, not after loading."""
+    for flag, low in minimums.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None and value < low:
+            raise ValueError(f"{flag} {value}: must be at least {low:g}")
 
 
 def process_alive(pid: int) -> bool:

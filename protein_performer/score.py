@@ -44,6 +44,8 @@ from protein_performer.datasets import (
     windows_from_sequences,
 )
 from protein_performer.model import PerformerLM
+from protein_performer.outputs import check_at_least, check_output, locked, written_atomically
+from protein_performer.progress import add_quiet_argument, from_args, progress_bar
 from protein_performer.stats import bootstrap_draws, interval95
 
 log = logging.getLogger(__name__)
@@ -94,11 +96,15 @@ def score_windows(
     passes: int = 1,
     bootstrap: int = 2000,
     context: ContextBaseline | None = None,
+    progress: bool | None = False,
 ) -> ScoreResult:
-    """Score proteins (uint8 residue-id arrays) under the definitions above."""
+    """Score proteins (uint8 residue-id arrays) under the definitions above. ``progress``: a bar
+    over the batches of every pass (None: only on a terminal; :mod:`protein_performer.progress`)."""
     check_objective(objective)
     if passes < 1:
         raise ValueError(f"passes must be >= 1, got {passes}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if objective == "clm":
         passes = 1  # every residue is already scored once; more passes would repeat it
     model.eval()
@@ -109,9 +115,11 @@ def score_windows(
     # Per-window tallies, summed over passes: count, correct, nll, unigram correct, unigram nll,
     # context correct, context nll.
     tally = np.zeros((len(windows), 7))
+    bar = progress_bar(total=passes * -(-len(windows) // batch_size), unit="batch", desc="score", enabled=progress)
     for k in range(passes):
         collate = scoring_collator(objective, seed + k)
         for start in range(0, len(windows), batch_size):
+            bar.update(1)
             chunk = windows[start : start + batch_size]
             batch = collate([Sample(w, start + i) for i, w in enumerate(chunk)])
             labels = residue_targets_only(batch["labels"]).to(device)  # (B, L)
@@ -133,6 +141,7 @@ def score_windows(
                 lp = context.log_probs(batch["input_ids"].numpy())  # (B, L, V)
                 rows[:, 5] += ((lp.argmax(-1) == t) & k_np).sum(1)
                 rows[:, 6] += np.where(k_np, -np.take_along_axis(lp, t[..., None], -1)[..., 0], 0.0).sum(1)
+    bar.close()
     count = int(tally[:, 0].sum())
     if count == 0:
         raise ValueError("nothing to score: the input has no residues")
@@ -195,10 +204,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: --data-dir; none for --fasta unless given)")
     add_unknown_argument(parser)
     add_device_argument(parser)
-    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    add_quiet_argument(parser)
+    parser.add_argument("--out", type=Path, help="also write the JSON here (never an input; an existing file only "
+                                                 "with --overwrite)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Everything that can be checked before the work: numbers, and ``--out`` (not an input, not an
+    existing file unless ``--overwrite``, in a folder that can be written)."""
+    check_at_least(args, {"--window-tokens": 1, "--batch-size": 1, "--passes": 1, "--bootstrap": 0})
+    if args.out is not None:
+        inputs = [p for p in (args.checkpoint, args.fasta) if p is not None]
+        for folder in (args.data_dir, args.context_from):
+            if folder is not None and Path(folder).is_dir():
+                inputs += [p for p in Path(folder).rglob("*") if p.is_file()]
+        check_output(args.out, "file", inputs=inputs, existing_ok=args.overwrite)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_arguments(args)
+    if args.out is None:
+        return _run(args)
+    with locked(args.out):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from protein_performer.checkpoint import default_device, load_checkpoint
 
     loaded = load_checkpoint(args.checkpoint)
@@ -216,14 +248,15 @@ def run(args: argparse.Namespace) -> int:
              args.window_tokens)
     result = score_windows(model, loaded.objective, proteins, max_length=args.window_tokens,
                            batch_size=args.batch_size, seed=args.seed, passes=args.passes,
-                           bootstrap=args.bootstrap, unigram=unigram, context=context)
+                           bootstrap=args.bootstrap, unigram=unigram, context=context, progress=from_args(args))
     if not math.isfinite(result.loss):
         raise ValueError(f"{args.checkpoint}: the model's loss on {source} is {result.loss} (not finite); the "
                          "checkpoint is broken, e.g. from a diverged run: train again with a lower --model.lr")
     payload = {"checkpoint": str(args.checkpoint), "input": source, "unknown_to_x": unknown_to_x, **asdict(result)}
     text = json.dumps(payload, indent=2, allow_nan=False)
     if args.out:
-        args.out.write_text(text + "\n")
+        with written_atomically(args.out) as tmp:
+            tmp.write_text(text + "\n")
     print(text)
     return 0
 

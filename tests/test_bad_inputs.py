@@ -390,8 +390,8 @@ def test_attention_and_plot_embeddings_never_replace_an_unrelated_csv(tmp_path, 
     code, err = _cli(capsys, *attention, "--out", str(png))
     assert code == 1 and f"{csv} already exists" in err and "--overwrite" in err, err
     assert csv.read_text() == "the user's table\n" and not png.exists()
-    code, err = _cli(capsys, *attention, "--out", str(csv), "--overwrite")  # its CSV would be --out itself
-    assert code == 1 and "would be --out itself" in err and csv.read_text() == "the user's table\n"
+    code, err = _cli(capsys, *attention, "--out", str(csv), "--overwrite")  # not an image; its CSV would be --out
+    assert code == 1 and ".csv is not an image format" in err and csv.read_text() == "the user's table\n"
     emb = tmp_path / "e.npz"
     assert cli.main(["embed", "--checkpoint", str(ckpt), "--fasta", str(fasta), "--out", str(emb)]) == 0
     views = ["plot-embeddings", "--embeddings", str(emb), "--neighbours", "p0", "-k", "2"]

@@ -4,7 +4,9 @@
 
 The map is ``<cls> sequence <eos>`` x the same (query rows x keys), computed ``--row-block``
 query rows at a time; it is saved as CSV (``map.csv``, labelled ``position:token``) beside the PNG.
-Neither file may exist already unless ``--overwrite`` is given.
+Neither file may exist already unless ``--overwrite`` is given; the suffix of ``--out`` must be an
+image format matplotlib writes. Both are written together at the end (a failure or a full disk
+leaves neither), and one process at a time writes an ``--out``.
 FAVOR+ models show their implicit attention ``phi(q) . phi(k)`` normalised per row.
 """
 
@@ -99,28 +101,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
+    from matplotlib.backend_bases import FigureCanvasBase
 
     from protein_performer.analysis.plots import attention_heatmap, save_figure
     from protein_performer.checkpoint import load_checkpoint
-    from protein_performer.outputs import check_output, side_file
+    from protein_performer.outputs import check_at_least, check_output, locked, side_file, written_into
 
     out = args.out if args.out.suffix else args.out.with_suffix(".png")
+    image_format = out.suffix.lstrip(".").lower()
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if image_format not in formats or image_format in ("raw", "rgba"):
+        raise ValueError(f"--out {args.out}: .{image_format} is not an image format; end --out in .png, .svg or "
+                         ".pdf (the weights go to a .csv beside it)")
+    check_at_least(args, {"--row-block": 1})
     check_output(out, "file", inputs=[args.checkpoint, args.fasta], existing_ok=args.overwrite)
     csv_path = side_file(out, ".csv", inputs=[args.checkpoint, args.fasta], overwrite=args.overwrite)
     if args.head != "all" and not str(args.head).isdigit():
         raise ValueError(f"--head {args.head!r}: expected a 1-based head number or 'all'")
     head = None if args.head == "all" else int(args.head)
-    loaded = load_checkpoint(args.checkpoint)
-    model = loaded.model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    _, sequence = find_sequence(args.fasta, args.id)
-    amap = attention_map(model, args.id, sequence, args.block, head, args.row_block)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    csv = amap.save_csv(csv_path)
-    who = "mean of heads" if head is None else f"head {head}"
-    kind = "FAVOR+ implicit" if loaded.config.attention != "exact" else "exact"
-    fig = attention_heatmap(amap.weights, amap.tokens,
-                            title=f"{args.id}: block {amap.layer}, {who} ({kind} attention, L={len(amap.tokens)})")
-    (png,) = save_figure(fig, out, formats=(out.suffix.lstrip(".").lower(),))
-    plt.close(fig)
-    log.info("wrote %s and %s", png, csv)
+    with locked(out):
+        loaded = load_checkpoint(args.checkpoint)
+        model = loaded.model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        _, sequence = find_sequence(args.fasta, args.id)
+        amap = attention_map(model, args.id, sequence, args.block, head, args.row_block)
+        who = "mean of heads" if head is None else f"head {head}"
+        kind = "FAVOR+ implicit" if loaded.config.attention != "exact" else "exact"
+        fig = attention_heatmap(amap.weights, amap.tokens,
+                                title=f"{args.id}: block {amap.layer}, {who} ({kind} attention, L={len(amap.tokens)})")
+        try:
+            with written_into(out.parent, what=out.name) as stage:  # both files, or neither
+                amap.save_csv(stage / csv_path.name)
+                save_figure(fig, stage / out.name, formats=(image_format,))
+        finally:
+            plt.close(fig)
+    log.info("wrote %s and %s", out, csv_path)
     return 0

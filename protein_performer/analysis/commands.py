@@ -8,6 +8,10 @@ Writes into DIR: ``similarity.csv`` (attention profiles, 20 x 20), ``pair_simila
 acid), ``blosum_comparison.json``, and ``similarity.{png,svg}`` / ``pair_similarity.{png,svg}`` /
 ``context_similarity.{png,svg}`` / ``embedding_similarity.{png,svg}`` (heatmap in
 hierarchical-clustering order beside BLOSUM62 in the same order). See :mod:`protein_performer.analysis.similarity`.
+
+DIR may hold other files, which stay; none of these may exist already unless ``--overwrite``. They
+are written into a hidden folder beside DIR and moved in together at the end, so a failure, an
+interrupt or a full disk leaves none of them.
 """
 
 from __future__ import annotations
@@ -23,6 +27,12 @@ from protein_performer.corpus.fasta import add_unknown_argument
 from protein_performer.progress import add_quiet_argument, from_args
 
 log = logging.getLogger(__name__)
+
+FIGURES = ("similarity", "pair_similarity", "context_similarity", "embedding_similarity")
+OUTPUT_FILES = ("similarity.csv", "pair_similarity.csv", "context_similarity.csv", "embedding_similarity.csv",
+                "attention_profiles.csv", "blosum_comparison.json",
+                *(f"{stem}.{fmt}" for stem in FIGURES for fmt in ("png", "svg")))
+"""Every file ``similarity`` writes into ``--out``."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +52,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_unknown_argument(parser)
     add_device_argument(parser)
     add_quiet_argument(parser)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the files of an earlier run in --out (other files there always stay)")
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """``--out`` and every file it will hold, before any work: not an input, none existing unless
+    ``--overwrite``."""
+    from protein_performer.outputs import check_at_least, check_output
+
+    check_at_least(args, {"--max-proteins": 0, "--row-block": 1, "--top": 1})
+    inputs = [args.checkpoint, args.fasta]
+    check_output(args.out, "dir", inputs=inputs)
+    for name in OUTPUT_FILES:
+        check_output(args.out / name, "file", inputs=inputs, existing_ok=args.overwrite)
 
 
 def draw(result, out_dir: Path) -> list[Path]:
@@ -90,21 +114,22 @@ def run(args: argparse.Namespace) -> int:
     from protein_performer.analysis.similarity import analyse
     from protein_performer.checkpoint import default_device, load_checkpoint
     from protein_performer.corpus.fasta import CleaningPolicy, ReadCounts, read_records
-    from protein_performer.outputs import check_output
+    from protein_performer.outputs import locked, written_into
 
-    if args.max_proteins < 0 or args.row_block < 1:
-        raise ValueError("--max-proteins must be >= 0 and --row-block >= 1")
-    check_output(args.out, "dir", inputs=[args.fasta])
-    loaded = load_checkpoint(args.checkpoint)
-    model = loaded.model.to(args.device or default_device())
-    counts = ReadCounts()
-    records = read_records(args.fasta, CleaningPolicy(unknown=args.unknown), counts)
-    if args.max_proteins:
-        records = itertools.islice(records, args.max_proteins)
-    sequences = [r.sequence for r in records]  # read first: the progress bar knows the total
-    result = analyse(model, sequences, layers=args.blocks, method=args.method, row_block=args.row_block,
-                     top=args.top, progress=from_args(args))
-    paths = list(result.save(args.out).values()) + draw(result, args.out)
+    check_outputs(args)
+    with locked(args.out):
+        loaded = load_checkpoint(args.checkpoint)
+        model = loaded.model.to(args.device or default_device())
+        counts = ReadCounts()
+        records = read_records(args.fasta, CleaningPolicy(unknown=args.unknown), counts)
+        if args.max_proteins:
+            records = itertools.islice(records, args.max_proteins)
+        sequences = [r.sequence for r in records]  # read first: the progress bar knows the total
+        result = analyse(model, sequences, layers=args.blocks, method=args.method, row_block=args.row_block,
+                         top=args.top, progress=from_args(args))
+        with written_into(args.out, what="similarity.csv") as stage:
+            written = list(result.save(stage).values()) + draw(result, stage)
+    paths = [args.out / p.name for p in written]
     log.info("%d proteins, blocks %s: attention profiles vs BLOSUM62 Pearson %.3f Spearman %.3f; "
              "attention pairs Pearson %.3f; attention contexts Pearson %.3f; embedding vs BLOSUM62 Pearson %.3f "
              "Spearman %.3f; wrote %s",

@@ -17,17 +17,27 @@ search as ``protein-performer homologs``:
    earlier query of the same batch is dropped, so the output is that of the one-by-one loop.
 
 Each family is ``<out-dir>/<accession>.a3m`` (query first; rows aligned to the query, as
-``homologs`` writes them) and ``<out-dir>/families.tsv`` lists them: file, query, members, Neff,
-query length. Only each hit's best domain is a member, so a protein's other domains do not seed
-families of their own once it is covered.
+``homologs`` writes them; :func:`file_name`: unique, visible and at most ~110 characters) and
+``<out-dir>/families.tsv`` lists them: file, query, members, Neff, query length. Only each hit's
+best domain is a member, so a protein's other domains do not seed families of their own once it
+is covered.
+
+The set is built in a hidden staging folder beside ``--out-dir`` and takes its place at the end
+(:func:`replace_families`), so a killed or interrupted run leaves the old set (or nothing) and a
+full disk leaves nothing partial. ``--overwrite`` replaces only the files the old
+``families.tsv`` lists (what an earlier run wrote), never another file of ``--out-dir`` nor an
+input. One process at a time writes an ``--out-dir``.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import logging
+import os
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +52,15 @@ from protein_performer.corpus.homologs import (
     sequence_name,
     write_a3m,
 )
-from protein_performer.outputs import check_output
+from protein_performer.outputs import (
+    check_at_least,
+    check_output,
+    disk_full,
+    locked,
+    no_space,
+    partial_dir,
+    remove_dead_partials,
+)
 from protein_performer.progress import add_quiet_argument, from_args, progress_bar
 
 log = logging.getLogger(__name__)
@@ -82,9 +100,27 @@ class FamilyEntry:
     query_length: int
 
 
-def file_name(query: ProteinRecord) -> str:
-    """``<accession>.a3m``: the record's id with anything but letters, digits, ``.``, ``_`` and ``-`` as ``_``."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", query.id) + ".a3m"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+NAME_CHARS = 100
+"""Most characters of a family file's name before ``~hash`` and ``.a3m`` (file systems allow 255 bytes)."""
+
+
+def file_name(query: ProteinRecord | str, taken: set[str] | frozenset[str] = frozenset()) -> str:
+    """``<accession>.a3m`` for the family of ``query`` (a record or its id): the id itself when it
+    is made of letters, digits, ``.``, ``_`` and ``-``, does not start with ``.`` and has at most
+    :data:`NAME_CHARS` characters; otherwise the id cleaned (others as ``_``, leading dots
+    dropped, cut to :data:`NAME_CHARS`) plus ``~`` and a hash of the id, so that distinct ids
+    never share a file (``A/B`` and ``A_B``) and no name is hidden or too long. A name already in
+    ``taken`` (a repeated id) gets ``~2``, ``~3``, ... before ``.a3m``."""
+    protein_id = query if isinstance(query, str) else query.id
+    stem = _UNSAFE.sub("_", protein_id).lstrip(".")[:NAME_CHARS] or "_"
+    if stem != protein_id:
+        stem += "~" + hashlib.blake2b(protein_id.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
+    name, k = f"{stem}.a3m", 1
+    while name in taken:
+        k += 1
+        name = f"{stem}~{k}.a3m"
+    return name
 
 
 def exclude_homologs(database: list[ProteinRecord], exclude: list[ProteinRecord], options: SearchOptions,
@@ -126,6 +162,7 @@ def cover(database: list[ProteinRecord], out_dir: Path, options: SearchOptions, 
     for record in database:
         copies.setdefault(record.residues, []).append(sequence_name(record))
     covered: set[str] = set()
+    taken: set[str] = {INDEX}
     entries: list[FamilyEntry] = []
     searched = 0
     started = time.perf_counter()
@@ -152,8 +189,10 @@ def cover(database: list[ProteinRecord], out_dir: Path, options: SearchOptions, 
                 neff = _neff(search)
                 if neff < cover_options.min_neff:
                     continue
-                write_a3m(out_dir / file_name(query), search)
-                entries.append(FamilyEntry(file_name(query), query.id, members, round(neff, 2), len(query)))
+                name = file_name(query, taken)
+                taken.add(name)
+                write_a3m(out_dir / name, search)
+                entries.append(FamilyEntry(name, query.id, members, round(neff, 2), len(query)))
             bar.update(stop - start)
             bar.set_postfix_str(f"{len(entries)} families", refresh=False)
             start = stop
@@ -164,6 +203,7 @@ def cover(database: list[ProteinRecord], out_dir: Path, options: SearchOptions, 
 
 
 def write_index(path: Path, entries: list[FamilyEntry]) -> None:
+    """``families.tsv``: one row per family, written last (a set without it is incomplete)."""
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
         writer.writerow(INDEX_COLUMNS)
@@ -179,6 +219,47 @@ def read_index(out_dir: Path) -> list[Path]:
     with open(index, newline="") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
     return [Path(out_dir) / row["file"] for row in rows]
+
+
+def own_files(out_dir: Path) -> set[str]:
+    """Names of the files an earlier run wrote in ``out_dir``: those its ``families.tsv`` lists
+    (plain names only) and the index itself; none without an index."""
+    if not (Path(out_dir) / INDEX).is_file():
+        return set()
+    names = {p.name for p in read_index(out_dir) if p.parent == Path(out_dir) and not p.name.startswith(".")}
+    return names | {INDEX}
+
+
+def replace_families(stage: Path, out_dir: Path, inputs: list[Path]) -> None:
+    """Put the set built in ``stage`` in place of ``out_dir``'s. A new ``out_dir``, or one that
+    holds only an earlier run's files, is swapped whole (renames: old or new, never a mix).
+    Otherwise the other files stay: the old index goes first (a folder without ``families.tsv``
+    is an unfinished set, which ``prepare`` refuses), then the old family files, the new ones
+    move in and the index last. Nothing the old index does not list, and no input, is removed
+    or replaced."""
+    from protein_performer.corpus.staging import swap_into_place
+
+    if not out_dir.exists():
+        stage.rename(out_dir)
+        return
+    inputs_here = {p.name for p in inputs if p.exists() and p.resolve().parent == out_dir.resolve()}
+    own = own_files(out_dir) - inputs_here
+    new = sorted(p.name for p in stage.iterdir())
+    clash = [name for name in new if (out_dir / name).exists() and name not in own]
+    if clash:
+        raise ValueError(f"--out-dir {out_dir}: the new family file {clash[0]} would replace {out_dir / clash[0]}, "
+                         "which paralogs did not write (or an input); move it away or choose another --out-dir")
+    if all(p.name in own for p in out_dir.iterdir()):
+        swap_into_place(stage, out_dir)
+        return
+    (out_dir / INDEX).unlink(missing_ok=True)
+    for name in own:
+        (out_dir / name).unlink(missing_ok=True)
+    for name in new:
+        if name != INDEX:
+            os.replace(stage / name, out_dir / name)
+    os.replace(stage / INDEX, out_dir / INDEX)
+    stage.rmdir()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,26 +292,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     inputs = [args.db] + ([args.exclude] if args.exclude else [])
     check_output(args.out_dir, "dir", inputs=inputs, flag="--out-dir")
+    check_at_least(args, {"--iterations": 1, "--cpus": 0})
+    if not args.evalue > 0:
+        raise ValueError(f"--evalue {args.evalue}: must be above 0")
     if args.out_dir.exists() and any(args.out_dir.iterdir()) and not args.overwrite:
         raise ValueError(f"--out-dir {args.out_dir} is not empty; pass --overwrite to replace its families "
-                         "or choose another --out-dir")
+                         "(only the files its families.tsv lists) or choose another --out-dir")
     options = SearchOptions(iterations=args.iterations, evalue=args.evalue, cpus=args.cpus)
     cover_options = CoverOptions(min_members=args.min_members, min_neff=args.min_neff, min_residues=args.min_residues)
-    policy = CleaningPolicy(unknown=args.unknown)
-    database = read_database(args.db, policy)
-    if args.exclude is not None:
-        exclude = read_database(args.exclude, policy)
-        database, removed = exclude_homologs(database, exclude, options)
-        log.info("--exclude %s: removed %d protein(s) of %s: %s", args.exclude, len(removed), args.db,
-                 ", ".join(removed[:20]) + (" ..." if len(removed) > 20 else "") if removed else "none found")
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    if args.overwrite:
-        for old in args.out_dir.glob("*.a3m"):
-            old.unlink()
-    entries = cover(database, args.out_dir, options, cover_options, progress=from_args(args))
+    with locked(args.out_dir, "--out-dir"):
+        policy = CleaningPolicy(unknown=args.unknown)
+        database = read_database(args.db, policy)
+        if args.exclude is not None:
+            exclude = read_database(args.exclude, policy)
+            database, removed = exclude_homologs(database, exclude, options)
+            log.info("--exclude %s: removed %d protein(s) of %s: %s", args.exclude, len(removed), args.db,
+                     ", ".join(removed[:20]) + (" ..." if len(removed) > 20 else "") if removed else "none found")
+        args.out_dir.parent.mkdir(parents=True, exist_ok=True)
+        remove_dead_partials(args.out_dir)
+        stage = partial_dir(args.out_dir, "partial")
+        stage.mkdir()
+        try:
+            entries = cover(database, stage, options, cover_options, progress=from_args(args))
+            write_index(stage / INDEX, entries)
+            replace_families(stage, args.out_dir, inputs)
+        except BaseException as err:
+            shutil.rmtree(stage, ignore_errors=True)
+            if disk_full(err):
+                raise no_space(args.out_dir) from err
+            raise
     if not entries:
         log.warning("no family of >= %d members and Neff >= %g in %s; lower --min-members / --min-neff or raise --evalue",
                     cover_options.min_members, cover_options.min_neff, args.db)
-    write_index(args.out_dir / INDEX, entries)
     log.info("wrote %d families to %s (index %s)", len(entries), args.out_dir, INDEX)
     return 0

@@ -61,6 +61,7 @@ from protein_performer.corpus.staging import (
     scratch_dir,
     swap_into_place,
 )
+from protein_performer.outputs import disk_full, locked, no_space
 from protein_performer.progress import add_quiet_argument, from_args, progress_bar
 
 log = logging.getLogger(__name__)
@@ -192,6 +193,8 @@ def prepare(inputs: list[Path], out: Path, *, policy: CleaningPolicy = CleaningP
     fractions = SplitFractions(valid=valid_fraction, test=test_fraction, salt=salt)
     if not inputs:
         raise ValueError("no input files; pass at least one FASTA or UniProt .dat file")
+    if family is not None:
+        inputs = family_inputs(inputs)
     for path in inputs:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such input file")
@@ -209,6 +212,16 @@ def prepare(inputs: list[Path], out: Path, *, policy: CleaningPolicy = CleaningP
     if family is not None:
         options["family"] = {**asdict(family), "layout": FAMILY_LAYOUT}
 
+    with locked(out):
+        return _prepare_locked(inputs, out, input_info, options, formats, policy, fractions, overwrite, progress,
+                               family)
+
+
+def _prepare_locked(inputs: list[Path], out: Path, input_info: list[dict], options: dict, formats: list[str],
+                    policy: CleaningPolicy, fractions: SplitFractions, overwrite: bool, progress: bool | None,
+                    family: FamilyOptions | None) -> dict:
+    """:func:`prepare` once ``out`` is checked and this process holds its lock."""
+    valid_fraction, test_fraction = fractions.valid, fractions.test
     existing = reusable_manifest(out, input_info, options, overwrite)
     if existing is not None:
         log.info("%s is up to date (same input checksums and options, shard checksums verified); keeping it",
@@ -224,7 +237,7 @@ def prepare(inputs: list[Path], out: Path, *, policy: CleaningPolicy = CleaningP
         writers = {split: SplitWriter(tmp / split) for split in SPLITS}
         family_info = None
         if family is not None:
-            counts, family_info = _tokenise_families(inputs, family, policy, fractions, writers)
+            counts, family_info = _tokenise_families(inputs, family, policy, fractions, writers, progress)
         else:
             counts = _tokenise(inputs, formats, policy, fractions, writers, progress)
         if counts.kept == 0:
@@ -264,10 +277,12 @@ def prepare(inputs: list[Path], out: Path, *, policy: CleaningPolicy = CleaningP
             manifest["split_rule"] = sets[0]["split_rule"]
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")  # last: marks it complete
         swap_into_place(tmp, out)
-    except BaseException:
+    except BaseException as err:
         for writer in writers.values():
             writer.abort()
         shutil.rmtree(tmp, ignore_errors=True)
+        if disk_full(err):
+            raise no_space(out) from err
         raise
     log.info("prepared %s: %d proteins, %d residues (train %d / valid %d / test %d)", out, counts.kept,
              counts.residues, *(splits[s]["proteins"] for s in SPLITS))
@@ -294,16 +309,43 @@ def _tokenise(inputs: list[Path], formats: list[str], policy: CleaningPolicy, fr
     return counts
 
 
+def family_inputs(inputs: list[Path]) -> list[Path]:
+    """The homolog sets of ``prepare --family``'s inputs: a folder or a ``families.tsv`` written by
+    ``paralogs`` stands for the sets its index lists. Refuses a folder without its index (a
+    ``paralogs`` run that did not finish) and an index that lists a missing file."""
+    from protein_performer.corpus.paralogs import INDEX, read_index
+
+    sets: list[Path] = []
+    for path in inputs:
+        if path.is_dir() or path.name == INDEX:
+            folder = path if path.is_dir() else path.parent
+            listed = read_index(folder)
+            missing = [p for p in listed if not p.is_file()]
+            if missing:
+                raise ValueError(f"{folder / INDEX} lists {len(missing)} missing family file(s) ({missing[0].name}"
+                                 f"{' ...' if len(missing) > 1 else ''}): the paralogs run that wrote it did not "
+                                 f"finish or the files were moved; run `protein-performer paralogs --out-dir {folder} "
+                                 "--overwrite` again")
+            sets += listed
+        else:
+            sets.append(path)
+    return sets
+
+
 def _tokenise_families(paths: list[Path], options: FamilyOptions, policy: CleaningPolicy,
-                       fractions: SplitFractions, writers: dict[str, SplitWriter]) -> tuple[ReadCounts, dict]:
+                       fractions: SplitFractions, writers: dict[str, SplitWriter],
+                       progress: bool | None = False) -> tuple[ReadCounts, dict]:
     """Each homolog set of ``paths`` in turn (:func:`_tokenise_family`); each member is recorded
-    with the index of its set. Returns the counts and ``{"sets": [per-set info], "_<array>_<split>": ...}``."""
+    with the index of its set. Returns the counts and ``{"sets": [per-set info], "_<array>_<split>": ...}``.
+    ``progress``: a bar over the sets (reading a set computes its sequence weights, quadratic in
+    its members)."""
     counts = ReadCounts()
     merged: dict = {"sets": []}
     for split in SPLITS:
         merged[f"_weights_{split}"], merged[f"_positions_{split}"], merged[f"_families_{split}"] = [], [], []
     aligned = None
-    for index, path in enumerate(paths):
+    bar = progress_bar(paths, total=len(paths), unit="family", desc="prepare --family", enabled=progress)
+    for index, path in enumerate(bar):
         one, info = _tokenise_family(path, options, policy, fractions, writers, quiet=len(paths) > 1)
         if aligned is not None and info["aligned"] != aligned:
             raise ValueError(f"{path}: {'an aligned' if info['aligned'] else 'an unaligned'} homolog set among "
@@ -324,6 +366,7 @@ def _tokenise_families(paths: list[Path], options: FamilyOptions, policy: Cleani
         counts.residues += one.residues
         for why, n in one.skipped.items():
             counts.skipped[why] += n
+    bar.close()
     for split in SPLITS:
         if not aligned:
             merged[f"_positions_{split}"] = None
@@ -391,7 +434,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from protein_performer.corpus.families import add_family_arguments
 
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
-                        help="FASTA or UniProt .dat files (plain, .gz, .bz2 or .xz)")
+                        help="FASTA or UniProt .dat files (plain, .gz, .bz2 or .xz); with --family, homolog sets, "
+                             "or a `paralogs` --out-dir (or its families.tsv) for every family it lists")
     parser.add_argument("--out", type=Path, required=True, help="output directory of the prepared dataset")
     parser.add_argument("--format", choices=("auto", "fasta", "swiss"), default="auto",
                         help="input format (auto: sniffed from the content)")

@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
-import time
-import uuid
 from pathlib import Path
 
 from protein_performer.corpus.shards import (
+    FAMILY_FILE,
+    MANIFEST,
+    POSITIONS_FILE,
+    SPLIT_FILES,
+    WEIGHTS_FILE,
     DamagedDataset,
     read_manifest,
     verify_checksums,
 )
-from protein_performer.outputs import check_output, process_alive
+from protein_performer.outputs import check_output, partial_dir, remove_dead_partials  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,8 @@ def _existing_manifest(out: Path) -> dict | None:
 def reusable_manifest(out: Path, input_info: list[dict], options: dict, overwrite: bool) -> dict | None:
     """The manifest at ``out`` if it was made from the same inputs (sha256, format) and options
     and its files still match their checksums; raises if ``out`` holds anything else (or a
-    damaged dataset) and ``overwrite`` is false."""
+    damaged dataset) and ``overwrite`` is false, and even with ``overwrite`` when ``out`` holds
+    files that are not part of a prepared dataset (:func:`foreign_files`): those are never deleted."""
     existing = _existing_manifest(out)
     key = [(i["sha256"], i["format"]) for i in input_info]
     if existing is not None and existing.get("options") == options and \
@@ -50,11 +53,28 @@ def reusable_manifest(out: Path, input_info: list[dict], options: dict, overwrit
             if not overwrite:
                 raise
             log.warning("%s is damaged; rebuilding it (--overwrite)", out)
-            return None
     if out.exists() and any(out.iterdir()) and not overwrite:
         what = "a prepared dataset of other inputs or options" if existing else "files that are not a prepared dataset"
         raise ValueError(f"{out} already holds {what}; use --overwrite to replace it or choose another --out")
+    if out.exists():
+        foreign = foreign_files(out, existing)
+        if foreign:
+            raise ValueError(f"--out {out} holds {len(foreign)} file(s) that prepare did not write ({', '.join(foreign[:3])}"
+                             f"{' ...' if len(foreign) > 3 else ''}); --overwrite replaces only a prepared dataset: "
+                             "move them away or choose another --out")
     return None
+
+
+def foreign_files(out: Path, manifest: dict | None) -> list[str]:
+    """Files under ``out`` (names relative to it) that are not part of the prepared dataset its
+    ``manifest`` describes: every file when there is no manifest."""
+    if manifest is None:
+        own: set[str] = set()
+    else:
+        names = (*SPLIT_FILES, WEIGHTS_FILE, POSITIONS_FILE, FAMILY_FILE)
+        own = {MANIFEST, *(f"{split}/{name}" for split in manifest.get("splits", {}) for name in names)}
+    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
+                  if not p.is_dir() and p.relative_to(out).as_posix() not in own)
 
 
 def check_out_dir(out: Path, inputs: list[Path], overwrite: bool) -> None:
@@ -72,26 +92,9 @@ def check_out_dir(out: Path, inputs: list[Path], overwrite: bool) -> None:
         raise ValueError(f"--out {out} holds an input file; --overwrite would delete it. Choose another --out")
 
 
-def remove_dead_partials(out: Path) -> None:
-    """Remove ``.NAME.partial-PID-*`` / ``.NAME.old-PID-*`` folders beside ``out`` whose process is
-    gone (left by a killed run). Folders of older versions (no PID) go when over an hour old."""
-    pattern = re.compile(re.escape(f".{out.name}.") + r"(?:partial|old)-(?:(\d+)-)?[0-9a-f]{8}")
-    if not out.parent.is_dir():
-        return
-    for path in out.parent.iterdir():
-        match = pattern.fullmatch(path.name)
-        if not match or not path.is_dir():
-            continue
-        pid = match.group(1)
-        dead = not process_alive(int(pid)) if pid else time.time() - path.stat().st_mtime > 3600
-        if dead:
-            log.warning("removing %s, left by an interrupted prepare", path)
-            shutil.rmtree(path, ignore_errors=True)
-
-
 def scratch_dir(out: Path, kind: str) -> Path:
     """A hidden sibling of ``out`` named after this process (see :func:`remove_dead_partials`)."""
-    return out.parent / f".{out.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return partial_dir(out, kind)
 
 
 def swap_into_place(tmp: Path, out: Path) -> None:

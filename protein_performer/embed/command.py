@@ -2,7 +2,9 @@
 
     protein-performer embed --checkpoint CKPT --fasta IN.fasta --out OUT.h5 [--layers -1] [--per-residue] [--quiet]
 
-Rerunning with the same output skips proteins already there (resume).
+Rerunning with the same output skips proteins already there (resume); only an output that embed
+wrote is resumed, any other existing file is refused and left as it is. One process at a time
+writes an ``--out``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from protein_performer.corpus.fasta import add_unknown_argument
 from protein_performer.embed.embedder import DEFAULT_TOKEN_BUDGET, DEFAULT_WINDOW_OVERLAP, Embedder
 from protein_performer.embed.files import H5Writer, NpzWriter, PtDirWriter, open_writer, output_format
 from protein_performer.embed.inputs import ProteinInput
-from protein_performer.outputs import check_output, disk_full, no_space
+from protein_performer.outputs import check_at_least, check_output, disk_full, locked, no_space
 from protein_performer.progress import add_quiet_argument, from_args, progress_bar
 
 log = logging.getLogger(__name__)
@@ -109,8 +111,10 @@ def run(args: argparse.Namespace) -> int:
 
     if str(args.fasta) != "-" and not args.fasta.exists():
         raise FileNotFoundError(f"{args.fasta}: no such input file")
-    check_output(args.out, "dir" if output_format(args.out, args.format) == "pt" else "file", inputs=[args.fasta])
-    with input_file(args.fasta) as fasta:  # standard input (-, /dev/stdin) is copied to a temporary file
+    check_at_least(args, {"--token-budget": 3, "--window-residues": 1, "--window-overlap": 0})
+    check_output(args.out, "dir" if output_format(args.out, args.format) == "pt" else "file",
+                 inputs=[args.fasta, args.checkpoint])
+    with locked(args.out), input_file(args.fasta) as fasta:  # standard input (-, /dev/stdin): a temporary file
         return _embed(args, fasta)
 
 

@@ -3,8 +3,11 @@
 * HDF5 (default): one group per protein, named :func:`safe_key` of its id (never a nested
   path), with attributes ``id``, ``header``, ``sequence``, ``length``, ``windowed``, ``layers``
   and datasets ``mean`` (n_layers, dim) and, with ``--per-residue``, ``per_residue``
-  (n_layers, L, dim). The file is opened and closed per batch; a group gets ``complete=True``
-  last, and incomplete groups are deleted on the next run.
+  (n_layers, L, dim); the root attributes ``format`` (:data:`H5_FORMAT`) and ``meta``. Batches go
+  to atomically written part files in ``OUT.h5.parts/``; when the run ends (also with an error)
+  they are merged into a copy of ``OUT.h5`` that replaces it in one rename, so a full disk or a
+  kill never damages ``OUT.h5`` and a rerun resumes from it and the parts. (The merge needs room
+  for a second copy of the file.)
 * ``.npz``: written atomically (temporary file, then rename) when the run ends, also when it
   ends with an error; batches go to a sidecar folder ``OUT.npz.parts/`` of atomically written
   parts first, so a killed run loses at most one batch. Keys ``KEY.mean`` / ``KEY.per_residue``
@@ -13,7 +16,9 @@
   ``mean_representations`` {layer: (dim,)} and ``representations`` {layer: (L, dim)}.
 
 Every writer resumes: opened on an existing output, it skips the proteins already there
-(:meth:`has`) and refuses options that differ from the stored ones.
+(:meth:`has`) and refuses options that differ from the stored ones. Only outputs that ``embed``
+wrote are resumed (HDF5: the ``format`` attribute; npz: ``__meta__``; .pt: ``meta.json``); any
+other existing file or non-empty folder is refused and left as it is.
 """
 
 from __future__ import annotations
@@ -75,35 +80,41 @@ def _check_meta(path: Path, stored: dict, meta: dict) -> None:
                              f"{meta[name]}; use the same options to resume, or a new --out")
 
 
+H5_FORMAT = "protein_performer.embed/1"
+"""The root attribute ``format`` of every HDF5 file ``embed`` writes: only such a file is resumed."""
+
+
 class H5Writer:
-    """HDF5 output (see the module docstring). Opened and closed per batch."""
+    """HDF5 output (see the module docstring): parts in ``OUT.h5.parts/`` during the run, merged
+    into a copy of ``OUT.h5`` that replaces it (one rename) when the run ends."""
 
     def __init__(self, path: Path, meta: dict) -> None:
         import h5py
 
         self.path, self.meta = path, meta
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            f = h5py.File(path, "a")
-        except OSError as err:
-            if _is_hdf5(path):
-                raise ValueError(f"{path}: a damaged HDF5 file ({str(err).splitlines()[0][:200]}), e.g. from a run "
-                                 "stopped by a full disk; delete it to embed everything again, or choose another "
+        self.parts = path.with_name(path.name + ".parts")
+        self.keys: set[str] = set()
+        for source in self._sources():
+            try:
+                f = h5py.File(source, "r")
+            except OSError as err:
+                if _is_hdf5(source):
+                    raise ValueError(f"{source}: a damaged HDF5 file ({str(err).splitlines()[0][:200]}); delete "
+                                     "it to embed everything again, or choose another --out") from err
+                raise ValueError(f"{source}: exists and is not an HDF5 file of embeddings; choose another "
                                  "--out") from err
-            raise ValueError(f"{path}: exists and is not an HDF5 file of embeddings ({err}); "
-                             "choose another --out") from err
-        with f:
-            if "meta" in f.attrs:
-                _check_meta(path, json.loads(f.attrs["meta"]), meta)
-            else:
-                f.attrs["format"] = "protein_performer.embed/1"
-                f.attrs["meta"] = json.dumps(meta)
-            stale = [k for k in f if not f[k].attrs.get("complete", False)]
-            for key in stale:  # written by a run that was killed mid-batch
-                del f[key]
-            self.keys = {k for k in f}
-        if stale:
-            log.warning("%s: removed %d incomplete entries of an interrupted run", path, len(stale))
+            with f:
+                if f.attrs.get("format") != H5_FORMAT or "meta" not in f.attrs:
+                    raise ValueError(f"{source}: an HDF5 file that `protein-performer embed` did not write (no "
+                                     f"format={H5_FORMAT} attribute); embed resumes only its own files and never "
+                                     "changes others: choose another --out")
+                _check_meta(source, json.loads(f.attrs["meta"]), meta)
+                self.keys.update(k for k in f if f[k].attrs.get("complete", False))
+        self.parts.mkdir(parents=True, exist_ok=True)
+
+    def _sources(self) -> list[Path]:
+        parts = sorted(self.parts.glob("part-*.h5")) if self.parts.is_dir() else []
+        return ([self.path] if self.path.exists() else []) + parts
 
     def has(self, protein_id: str) -> bool:
         return safe_key(protein_id) in self.keys
@@ -111,24 +122,52 @@ class H5Writer:
     def write(self, batch: list[ProteinEmbedding]) -> None:
         import h5py
 
-        with h5py.File(self.path, "a") as f:
-            for p in batch:
-                key = safe_key(p.id)
-                if key in f:
-                    del f[key]
-                g = f.create_group(key)
-                layers = sorted(p.mean)
-                g.attrs.update({"id": p.id, "header": p.header, "sequence": p.sequence,
-                                "length": len(p.sequence), "windowed": p.windowed, "layers": layers})
-                g.create_dataset("mean", data=np.stack([p.mean[k] for k in layers]))  # (n_layers, dim)
-                if p.per_residue is not None:
-                    g.create_dataset("per_residue", data=np.stack([p.per_residue[k] for k in layers]))
-                g.attrs["complete"] = True
-                self.keys.add(key)
-            f.flush()
+        number = len(list(self.parts.glob("part-*.h5"))) + 1
+        with written_atomically(self.parts / f"part-{number:06d}.h5", sweep=False) as tmp:
+            with h5py.File(tmp, "w") as f:
+                _h5_header(f, self.meta)
+                for p in batch:
+                    g = f.create_group(safe_key(p.id))
+                    layers = sorted(p.mean)
+                    g.attrs.update({"id": p.id, "header": p.header, "sequence": p.sequence,
+                                    "length": len(p.sequence), "windowed": p.windowed, "layers": layers})
+                    g.create_dataset("mean", data=np.stack([p.mean[k] for k in layers]))  # (n_layers, dim)
+                    if p.per_residue is not None:
+                        g.create_dataset("per_residue", data=np.stack([p.per_residue[k] for k in layers]))
+                    g.attrs["complete"] = True
+        self.keys.update(safe_key(p.id) for p in batch)
 
     def close(self) -> None:
-        pass
+        """Merge the parts into a copy of ``OUT.h5`` that replaces it, then drop the parts. A failure
+        (a full disk) leaves ``OUT.h5`` and the parts as they were, so a rerun resumes."""
+        import shutil
+
+        import h5py
+
+        parts = self._sources()[1:] if self.path.exists() else self._sources()
+        if not parts:
+            shutil.rmtree(self.parts, ignore_errors=True)
+            return
+        with written_atomically(self.path, sweep=False) as tmp:
+            if self.path.exists():
+                shutil.copyfile(self.path, tmp)
+            with h5py.File(tmp, "a") as out:
+                if "format" not in out.attrs:
+                    _h5_header(out, self.meta)
+                for key in [k for k in out if not out[k].attrs.get("complete", False)]:
+                    del out[key]  # left by an interrupted run of an older version
+                for part in parts:
+                    with h5py.File(part, "r") as f:
+                        for key in f:
+                            if key in out:
+                                del out[key]
+                            f.copy(f[key], out, name=key)
+        shutil.rmtree(self.parts)
+
+
+def _h5_header(f, meta: dict) -> None:
+    f.attrs["format"] = H5_FORMAT
+    f.attrs["meta"] = json.dumps(meta)
 
 
 class NpzWriter:
@@ -137,12 +176,20 @@ class NpzWriter:
     def __init__(self, path: Path, meta: dict) -> None:
         self.path, self.meta = path, meta
         self.parts = path.with_name(path.name + ".parts")
-        self.parts.mkdir(parents=True, exist_ok=True)
         self.keys: set[str] = set()
         for source in self._sources():
-            with np.load(source) as z:
+            try:
+                z = np.load(source)
+            except (OSError, ValueError) as err:
+                raise ValueError(f"{source}: not an npz file of embeddings ({err}); choose another --out") from err
+            with z:
+                if not {"__meta__", "__index__"} <= set(z.files):
+                    raise ValueError(f"{source}: an npz file that `protein-performer embed` did not write (no "
+                                     "__meta__ and __index__ entries); embed resumes only its own files and never "
+                                     "changes others: choose another --out")
                 _check_meta(source, json.loads(str(z["__meta__"])), meta)
                 self.keys.update(row["key"] for row in json.loads(str(z["__index__"])))
+        self.parts.mkdir(parents=True, exist_ok=True)
 
     def _sources(self) -> list[Path]:
         return ([self.path] if self.path.is_file() else []) + sorted(self.parts.glob("part-*.npz"))
@@ -196,8 +243,11 @@ class PtDirWriter:
         self.path, self.meta = path, meta
         if path.exists() and not path.is_dir():
             raise ValueError(f"{path}: exists and is not a directory; .pt output is a directory of files")
-        path.mkdir(parents=True, exist_ok=True)
         meta_file = path / "meta.json"
+        if path.is_dir() and any(path.iterdir()) and not meta_file.is_file():
+            raise ValueError(f"{path}: a folder that `protein-performer embed` did not write (no meta.json); embed "
+                             "resumes only its own folders and never changes others: choose another --out")
+        path.mkdir(parents=True, exist_ok=True)
         if meta_file.is_file():
             _check_meta(path, json.loads(meta_file.read_text()), meta)
         else:
