@@ -151,7 +151,7 @@ def test_bad_db_and_options_are_refused(query_fasta, tmp_path, capsys):
     assert f"{empty}: empty file" in capsys.readouterr().err
     headers_only = tmp_path / "headers.fasta"
     headers_only.write_text(">a\n>b\n")
-    with pytest.raises(ValueError, match=re.escape(str(headers_only)) + ".*no sequences to search"):
+    with pytest.raises(ValueError, match=re.escape(str(headers_only)) + ".*no sequences"):
         read_database(headers_only)
     for bad, flag in [({"iterations": 0}, "--iterations"), ({"evalue": 0.0}, "--evalue"),
                       ({"max_seqs": 0}, "--max-seqs"), ({"cpus": -1}, "--cpus")]:

@@ -284,3 +284,96 @@ def test_verified_files_are_not_hashed_again_until_they_change(family_dataset, m
     os.utime(ids, ns=(ids.stat().st_atime_ns, ids.stat().st_mtime_ns + 1000))
     shards.open_split(family_dataset, "train")
     assert hashed == ["ids.txt"]
+
+
+# ------------------------------------------------------------------ 17. messages and names in homologs
+
+
+def _family(n: int, length: int = 120, seed: int = 0, identity: float = 0.75) -> tuple[str, list[str]]:
+    """A random query and ``n`` homologs, each keeping about ``identity`` of its residues."""
+    rng = np.random.default_rng(seed)
+    letters = np.array(list("ACDEFGHIKLMNPQRSTVWY"))
+    query = rng.integers(0, 20, length)
+    homologs = []
+    for _ in range(n):
+        row = query.copy()
+        flip = rng.random(length) > identity
+        row[flip] = rng.integers(0, 20, int(flip.sum()))
+        homologs.append("".join(letters[row]))
+    return "".join(letters[query]), homologs
+
+
+def test_fasta_with_a_byte_order_mark_is_read(tmp_path, capsys):
+    """Editors on Windows start UTF-8 files with a byte-order mark; it is not the first line's text."""
+    pytest.importorskip("pyhmmer")
+    from protein_performer.corpus.fasta import read_records
+
+    query, homologs = _family(3)
+    qfile, db = tmp_path / "q.fasta", tmp_path / "db.fasta"
+    qfile.write_bytes(b"\xef\xbb\xbf" + f">Q1 query\n{query}\n".encode())
+    db.write_bytes(b"\xef\xbb\xbf" + "".join(f">H{i}\n{h}\n" for i, h in enumerate(homologs)).encode())
+    assert [(r.id, r.sequence) for r in read_records(qfile)] == [("Q1", query)]
+    out = tmp_path / "q.a3m"
+    assert cli.main(["homologs", "--query", str(qfile), "--db", str(db), "--out", str(out)]) == 0
+    assert out.read_text().startswith(f">Q1\n{query}\n>H")
+
+
+def test_query_id_ending_like_a_round_suffix(tmp_path):
+    """jackhmmer names rounds after the first ``<query>-i<n>``; a one-round search keeps the query's
+    own name, which was cut when it ended in ``-i2``."""
+    pytest.importorskip("pyhmmer")
+    from protein_performer.corpus.homologs import SearchOptions, read_database, read_query, search_homologs
+
+    query, homologs = _family(4)
+    write_fasta(tmp_path / "q.fasta", [("P1-i2", query)])
+    write_fasta(tmp_path / "db.fasta", [(f"H{i}", h) for i, h in enumerate(homologs)])
+    database = read_database(tmp_path / "db.fasta")
+    for rounds in (1, 3):
+        found = search_homologs(read_query(tmp_path / "q.fasta"), database, SearchOptions(iterations=rounds))
+        assert found.query_name == "P1-i2" and len(found.homologs) == 4
+
+
+def test_a_homolog_sharing_the_querys_id_is_kept(tmp_path):
+    """Copies of the query are told by sequence: another protein under the same id is a homolog."""
+    pytest.importorskip("pyhmmer")
+    from protein_performer.corpus.homologs import read_database, read_query, search_homologs
+
+    query, homologs = _family(3)
+    write_fasta(tmp_path / "q.fasta", [("sp|P1|Q_HUMAN", query)])
+    write_fasta(tmp_path / "db.fasta", [("sp|P1|Q_HUMAN", query), ("sp|P1|Q_HUMAN isoform", homologs[0]),
+                                        ("H1", homologs[1]), ("H2", homologs[2])])
+    found = search_homologs(read_query(tmp_path / "q.fasta"), read_database(tmp_path / "db.fasta"))
+    assert found.copies_of_query == 1
+    assert sorted(h.name for h in found.homologs) == ["H1", "H2", "sp|P1|Q_HUMAN"]
+    assert homologs[0].upper() in {h.row.replace("-", "").upper() for h in found.homologs}
+
+
+def test_read_database_names_the_flag_that_gave_the_file(tmp_path):
+    from protein_performer.corpus.homologs import read_database
+
+    with pytest.raises(FileNotFoundError, match=r"^--exclude .*missing.fasta: no such file"):
+        read_database(tmp_path / "missing.fasta", flag="--exclude")
+    (tmp_path / "empty.fasta").write_text(">x\n\n")
+    with pytest.raises(ValueError, match="as --exclude$"):
+        read_database(tmp_path / "empty.fasta", flag="--exclude")
+
+
+@pytest.mark.xfail(strict=True, reason="needs paralogs.py to call read_database(args.exclude, policy, flag='--exclude')")
+def test_paralogs_exclude_missing_names_exclude(tmp_path, capsys):
+    pytest.importorskip("pyhmmer")
+    query, homologs = _family(3)
+    db = write_fasta(tmp_path / "db.fasta", [(f"H{i}", h) for i, h in enumerate([query, *homologs])])
+    code, err = _cli(capsys, "paralogs", "--db", str(db), "--out-dir", str(tmp_path / "fam"), "--exclude",
+                     str(tmp_path / "missing.fasta"))
+    line = _one_line(err)
+    assert code == 1 and "--exclude" in line and "missing.fasta" in line and "--db" not in line
+
+
+def test_a_j_in_homologs_names_the_file_and_record(tmp_path, capsys):
+    pytest.importorskip("pyhmmer")
+    query, homologs = _family(2)
+    qfile = write_fasta(tmp_path / "q.fasta", [("Q1", query)])
+    db = write_fasta(tmp_path / "db.fasta", [("H0", homologs[0]), ("H1", homologs[1][:10] + "J" + homologs[1][11:])])
+    code, err = _cli(capsys, "homologs", "--query", str(qfile), "--db", str(db), "--out", str(tmp_path / "o.a3m"))
+    line = _one_line(err)
+    assert code == 1 and f"{db}: record 2 ('H1'): character 'J' at position 11" in line and "--unknown" in line

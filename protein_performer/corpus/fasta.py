@@ -61,6 +61,8 @@ CHUNK_SIZE = 1 << 20
 Format = Literal["auto", "fasta", "swiss"]
 
 _MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\xfd7zXZ\x00": "xz"}
+UTF8_BOM = b"\xef\xbb\xbf"
+"""The byte-order mark some editors (Notepad, Excel exports) put first in a UTF-8 file: skipped."""
 _DECOMPRESS_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError, OSError)
 
 
@@ -105,7 +107,7 @@ def sniff_format(path: Path) -> Literal["fasta", "swiss"]:
     except _DECOMPRESS_ERRORS as err:
         raise _corrupt(path, err) from err
     _check_text(path, head)
-    first = head.lstrip()
+    first = head.removeprefix(UTF8_BOM).lstrip()
     if first.startswith(b">"):
         return "fasta"
     if first.startswith(b"ID   "):
@@ -144,7 +146,7 @@ def _raw_fasta(path: Path, counts: ReadCounts) -> Iterator[list[bytes]]:
                 buf = carry + chunk
                 if first:
                     _check_text(path, buf[:4096])
-                    buf = buf.lstrip()
+                    buf = buf.removeprefix(UTF8_BOM).lstrip()
                     if not buf and not eof:
                         continue
                     if not buf.startswith(b">"):

@@ -172,16 +172,17 @@ def read_query(path: Path, policy: CleaningPolicy | None = None) -> ProteinRecor
     return records[0]
 
 
-def read_database(path: Path, policy: CleaningPolicy | None = None) -> list[ProteinRecord]:
-    """Every record of ``path`` (FASTA or UniProt ``.dat``, plain or compressed)."""
+def read_database(path: Path, policy: CleaningPolicy | None = None, flag: str = "--db") -> list[ProteinRecord]:
+    """Every record of ``path`` (FASTA or UniProt ``.dat``, plain or compressed); errors name ``flag``,
+    the option that gave ``path``."""
     path, policy = Path(path), policy or CleaningPolicy()
     if not path.is_file():
-        raise FileNotFoundError(f"--db {path}: no such file; give the sequences to search as a FASTA file")
+        raise FileNotFoundError(f"{flag} {path}: no such file; give the sequences as a FASTA file")
     counts = ReadCounts()
     records = list(read_records(path, policy, counts))
     if not records:
-        raise ValueError(f"{path}: no sequences to search (read {counts.records_read} records, skipped "
-                         f"{dict(counts.skipped)}); pass a FASTA file of proteins as --db")
+        raise ValueError(f"{path}: no sequences (read {counts.records_read} records, skipped "
+                         f"{dict(counts.skipped)}); pass a FASTA file of proteins as {flag}")
     log.info("%s: %d sequences, %d residues%s", path, len(records), counts.residues,
              f" (skipped {dict(counts.skipped)})" if counts.skipped else "")
     return records
@@ -199,17 +200,27 @@ def _pyhmmer():
     return pyhmmer
 
 
-def _digitise(record: ProteinRecord):
+def _digitise(record: ProteinRecord, accession: str = ""):
     pyhmmer = _pyhmmer()
-    return pyhmmer.easel.TextSequence(name=sequence_name(record), sequence=record.sequence).digitize(
-        pyhmmer.easel.Alphabet.amino())
+    return pyhmmer.easel.TextSequence(name=sequence_name(record), accession=accession,
+                                      sequence=record.sequence).digitize(pyhmmer.easel.Alphabet.amino())
 
 
 def digitise_database(database: Sequence[ProteinRecord]):
     """``database`` as one pyhmmer ``DigitalSequenceBlock`` (what :func:`search_homologs` searches);
-    build it once to search it with many queries."""
+    build it once to search it with many queries. Each sequence's accession is its index in
+    ``database``: a hit is told by it, not by its name (names may repeat)."""
     pyhmmer = _pyhmmer()
-    return pyhmmer.easel.DigitalSequenceBlock(pyhmmer.easel.Alphabet.amino(), [_digitise(r) for r in database])
+    return pyhmmer.easel.DigitalSequenceBlock(pyhmmer.easel.Alphabet.amino(),
+                                              [_digitise(r, str(i)) for i, r in enumerate(database)])
+
+
+def _target_index(hit) -> int:
+    """The index in the database of a hit's sequence (its accession, set by :func:`digitise_database`)."""
+    accession = hit.accession.decode() if isinstance(hit.accession, bytes) else hit.accession
+    if not (accession or "").isdigit():
+        raise ValueError("targets must be built by digitise_database (each accession its index in the database)")
+    return int(accession)
 
 
 def search_homologs(query: ProteinRecord, database: Sequence[ProteinRecord],
@@ -236,9 +247,11 @@ def search_many(queries: Sequence[ProteinRecord], database: Sequence[ProteinReco
         cpus=options.cpus, E=options.evalue, incE=options.evalue)
     for query, rounds in zip(queries, searches, strict=True):
         name = rounds[-1].hits.query.name
-        name = re.sub(r"-i\d+$", "", name.decode() if isinstance(name, bytes) else name)  # jackhmmer's round suffix
-        if name != sequence_name(query):
-            raise RuntimeError(f"jackhmmer answered for {name!r} where {sequence_name(query)!r} was expected")
+        name, expected = name.decode() if isinstance(name, bytes) else name, sequence_name(query)
+        # rounds after the first are named after the query with jackhmmer's suffix "-i<round>"; the
+        # query's own name may end like one ("P1-i2"), so only the expected name is taken off
+        if name != expected and not re.fullmatch(re.escape(expected) + r"-i\d+", name):
+            raise RuntimeError(f"jackhmmer answered for {name!r} where {expected!r} was expected")
         yield _homolog_search(query, database, rounds, options, level, started)
         started = time.perf_counter()
 
@@ -258,15 +271,15 @@ def _homolog_search(query: ProteinRecord, database: Sequence[ProteinRecord], rou
         raise RuntimeError(f"jackhmmer's profile has {last.hmm.M} match states for a query of {length} residues; "
                            "its match states no longer stand for query positions (a pyhmmer change?)")
     query_row = query.sequence
-    copy_names = {sequence_name(r) for r in database if r.residues == query.residues}
     homologs, copies = [], 0
-    for hit in sorted((h for h in last.hits if h.included), key=lambda h: (h.evalue, h.name)):
+    included = [(hit, _target_index(hit)) for hit in last.hits if hit.included]
+    for hit, index in sorted(included, key=lambda h: (h[0].evalue, h[0].name, h[1])):
         ali = hit.best_domain.alignment
         row = a3m_row(ali.hmm_from, ali.hmm_to, ali.hmm_sequence, ali.target_sequence, length)
         if len(match_states(row)) != length:
             raise RuntimeError(f"{hit.name}: its A3M row has {len(match_states(row))} query positions, "
                                f"not {length}; the alignment of domain {ali.hmm_from}-{ali.hmm_to} is malformed")
-        if hit.name in copy_names:
+        if database[index].residues == query.residues:  # by sequence: a homolog may share the query's name
             copies += 1
             continue
         homologs.append(Homolog(hit.name, ali.target_from, ali.target_to, hit.evalue, row))
