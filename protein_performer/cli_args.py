@@ -22,9 +22,22 @@ class _DeprecatedAlias(argparse.Action):
         self.target = target
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        log.warning("%s is deprecated and will be removed in the next release; use %s", option_string,
-                    self.target.option_strings[0])
+        log.warning("%s", deprecation_message(parser.prog, option_string, self.target.option_strings[0], values))
         self.target(parser, namespace, values, self.target.option_strings[0])
+
+
+UNITS = ("tokens", "residues")
+"""Units a flag's name may end in; an old name meant different ones in different commands."""
+
+
+def deprecation_message(prog: str, old: str, new: str, values=None) -> str:
+    """The warning for one use of ``old``: in this command (``prog``) it is ``new``, in the unit
+    ``new`` is named after (``--max-length`` means tokens in ``score``, residues in ``embed``),
+    and the flag to type instead, with the value given."""
+    unit = next((u for u in UNITS if new.endswith(f"-{u}")), None)
+    meaning = f"in {prog} it is {new}" + (f", counted in {unit}" if unit else "")
+    given = " ".join(map(str, values)) if isinstance(values, (list, tuple)) else ("" if values is None else str(values))
+    return f"{old} is deprecated and will be removed in the next release; {meaning}: use {new} {given}".rstrip()
 
 
 def deprecated_alias(parser, action: argparse.Action, *old: str) -> argparse.Action:

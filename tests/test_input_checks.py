@@ -377,3 +377,28 @@ def test_a_j_in_homologs_names_the_file_and_record(tmp_path, capsys):
     code, err = _cli(capsys, "homologs", "--query", str(qfile), "--db", str(db), "--out", str(tmp_path / "o.a3m"))
     line = _one_line(err)
     assert code == 1 and f"{db}: record 2 ('H1'): character 'J' at position 11" in line and "--unknown" in line
+
+
+# ------------------------------------------------------------------ 19. what --max-length means here
+
+
+@pytest.mark.parametrize("command, new, unit", [("score", "--window-tokens", "tokens"),
+                                                ("score-variants", "--window-tokens", "tokens"),
+                                                ("embed", "--window-residues", "residues"),
+                                                ("generate", "--max-residues", "residues"),
+                                                ("prepare", "--max-residues", "residues")])
+def test_max_length_warning_says_which_flag_and_unit_it_means(command, new, unit, caplog):
+    import importlib
+    import logging
+
+    required = {"prepare": ["in.fasta", "--out", "ds"], "score": ["--checkpoint", "m.ckpt", "--fasta", "in.fasta"],
+                "score-variants": ["--fasta", "wt.fasta", "--variants", "v.csv", "--out", "o.csv"],
+                "embed": ["--checkpoint", "m.ckpt", "--fasta", "in.fasta", "--out", "e.h5"],
+                "generate": ["--checkpoint", "m.ckpt", "--out", "g.fasta"]}
+    parser = argparse.ArgumentParser(prog=f"protein-performer {command}")
+    importlib.import_module(cli.COMMANDS[command][0]).add_arguments(parser)
+    with caplog.at_level(logging.WARNING):
+        parser.parse_args([*required[command], "--max-length", "300"])
+    [message] = [r.getMessage() for r in caplog.records]
+    assert message == (f"--max-length is deprecated and will be removed in the next release; in protein-performer "
+                       f"{command} it is {new}, counted in {unit}: use {new} 300")
