@@ -1,19 +1,26 @@
 """``make variants`` (``scripts/variants.py``): variant effects from a protein's family, end to end (TEM-1 by default).
 
-1. ``prepare --family``: the homologs (A3M) with sequence weights and similarity splits;
-2. ``fit`` configs/family_mlm.yaml: a small hybrid Performer MLM on 8,192-token windows of
-   homologs, from scratch (a fixed number of steps, never a wall-clock cap);
-3. ``score-variants --homologs``: BLOSUM62, the family profile, the model alone, the model with
-   homologs in its window, and the model-profile mix (its weight chosen on held-out homologs);
-4. ``summary.md`` / ``summary.json`` in ``--out``: Spearman with 95% intervals for every scorer,
-   beside the published columns the variants CSV carries (EVmutation independent and pairwise,
-   DeepSequence), and the minutes each stage took.
+The one-assay case of ``protein-performer benchmark`` (:func:`protein_performer.experiments.benchmark.run_assay`,
+the same stages and files in ``--out``):
 
-Defaults are the shared TEM-1 files (../shared/data/families and ../shared/data/variants); give
-your own with ``--homologs``, ``--fasta``, ``--variants``, ``--offset-idx`` and ``--score-col``.
-Every step is the project's CLI, called in-process and logged, so each can be rerun by hand.
+1. the family's recipe (:mod:`protein_performer.experiments.recipe`: held-out members, sequence
+   weights, steps, early stopping, all from the family) -> ``recipe.json``;
+2. ``prepare --family`` with the recipe's splits and weights -> ``data/``;
+3. ``fit`` configs/family_mlm.yaml with the recipe (a number of steps and early stopping on
+   held-out homologs, never a wall-clock cap) -> ``run/``;
+4. ``score-variants --homologs`` of the best checkpoint on held-out homologs: BLOSUM62, the family
+   profile, the model alone, the model with homologs in its window, and the model-profile mix
+   (its weight chosen on held-out homologs) -> ``scored.csv`` / ``scored.json``;
+5. ``summary.md`` / ``summary.json``: Spearman with 95% intervals for every scorer, beside the
+   published columns the variants CSV carries (EVmutation independent and pairwise,
+   DeepSequence), the recipe's choices and the minutes each stage took.
+
+A finished run is reported again, not redone (``--redo`` runs it again, replacing only its own
+files); an interrupted one resumes (``fit`` from its ``last.ckpt``). Defaults are the shared TEM-1
+files (../shared/data/families and ../shared/data/variants); give your own with ``--homologs``,
+``--fasta``, ``--variants``, ``--offset-idx`` and ``--score-col``. Every step is the project's CLI,
+called in-process and logged, so each can be rerun by hand.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -21,7 +28,6 @@ import datetime
 import json
 import logging
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -116,11 +122,22 @@ def summary_markdown(summary: dict) -> str:
     for name, c in summary["references"].items():
         lines.append(f"| {name} | {fmt(c)} | {c['n']:,} |")
     lines += ["", "Minutes per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["stage_minutes"].items()),
-              f"Checkpoint: `{summary['checkpoint']}` (best on the held-out homologs, step {summary['steps']:,})."]
+              f"Checkpoint: `{summary['checkpoint']}` ({summary.get('checkpoint_kind', 'best on the held-out homologs')}"
+              f", step {summary['steps']:,}"
+              + (f"; training ran to step {summary['last_step']:,}" if summary.get("last_step") else "") + ")."]
+    if "recipe" in summary:
+        r = summary["recipe"]
+        lines.append(f"Recipe (chosen from the family): {r['members']:,} members, Neff {r['neff']:.0f} (weights at "
+                     f"identity {r['identity']}), {r['held_out']} held out (split identity {r['split_identity']}), "
+                     f"at most {r['steps']:,} steps, early stopping after {r['patience']} validations without a new "
+                     "best.")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
+    from protein_performer.corpus.fasta import read_records
+    from protein_performer.experiments.benchmark import OWN_FILES, Assay, Options, _forget, run_assay
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--homologs", type=Path, default=TEM1["homologs"])
     parser.add_argument("--fasta", type=Path, default=TEM1["fasta"], help="the assay's wild type")
@@ -128,10 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--offset-idx", type=int, default=TEM1["offset_idx"])
     parser.add_argument("--score-col", default=TEM1["score_col"])
     parser.add_argument("--config", type=Path, default=config_path("family_mlm"))
-    parser.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="fixed training steps, no early stopping (default: the family's recipe)")
     parser.add_argument("--contexts", type=int, default=4, help="context draws for the homolog-conditioned score")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "variants")
     parser.add_argument("--bootstrap", type=int, default=2000)
+    parser.add_argument("--redo", action="store_true", help="run again from the start (replaces only this "
+                                                            "workflow's own files in --out)")
     args = parser.parse_args(argv)
     for flag in ("homologs", "fasta", "variants"):
         if not getattr(args, flag).is_file():
@@ -141,39 +161,36 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     started = time.time()
-    name = args.homologs.name.split(".")[0]
-    data_dir = REPO / "data" / "prepared" / name
-    run_dir = REPO / "runs" / f"family_{name}"
     out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    minutes = {"prepare": _run("prepare", str(args.homologs), "--family", "--out", str(data_dir), "--quiet")}
-
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # this run's checkpoints only
-    steps = [] if args.steps is None else ["--trainer.max_steps", str(args.steps)]
-    minutes["fit"] = _run("fit", "--config", str(args.config), "--data.data_dir", str(data_dir),
-                          "--trainer.default_root_dir", str(run_dir), *steps)
-    best = sorted((run_dir / "checkpoints").glob("best-*.ckpt"))
-    checkpoint = best[-1] if best else run_dir / "checkpoints" / "last.ckpt"
-
-    scored = out / "scored.csv"
-    minutes["score-variants"] = _run(
-        "score-variants", "--checkpoint", str(checkpoint), "--fasta", str(args.fasta), "--variants",
-        str(args.variants), "--offset-idx", str(args.offset_idx), "--score-col", args.score_col,
-        "--homologs", str(args.homologs), "--contexts", str(args.contexts), "--bootstrap", str(args.bootstrap),
-        "--out", str(scored), "--overwrite")
-    import torch
-
-    summary = {"date": datetime.date.today().isoformat(), "minutes": (time.time() - started) / 60,
+    if args.redo:
+        _forget(out)
+    elif (out / "result.json").is_file():
+        log.info("%s holds a finished run (its summary is below); --redo runs it again", out)
+    else:
+        foreign = [p.name for p in out.iterdir() if p.name not in (*OWN_FILES, "data", "run", "summary.md",
+                                                                   "summary.json")] if out.is_dir() else []
+        if foreign:
+            log.info("%s also holds %s (left alone)", out, ", ".join(sorted(foreign)[:5]))
+    wild_type = next(iter(read_records(args.fasta))).sequence
+    assay = Assay(dms_id=args.variants.stem, variants=args.variants, target_seq=wild_type, msa=args.homologs,
+                  offset_idx=args.offset_idx, score_col=args.score_col)
+    result = run_assay(assay, out, Options(config=args.config, steps=args.steps, contexts=args.contexts,
+                                           bootstrap=args.bootstrap))
+    best = sorted((out / "run" / "checkpoints").glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
+    checkpoint = best[-1] if best else out / "run" / "checkpoints" / "last.ckpt"
+    summary = {"date": datetime.date.today().isoformat(), "minutes": sum(result["stage_minutes"].values()),
                "command": " ".join(["python scripts/variants.py", *(sys.argv[1:] if argv is None else argv)]),
                "cpus": os.cpu_count(), "homologs": _shown(args.homologs), "variants": _shown(args.variants),
-               "checkpoint": _shown(checkpoint),
-               "steps": int(torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"]),
-               "stage_minutes": minutes, "scored": json.loads(scored.with_suffix(".json").read_text()),
+               "checkpoint": _shown(checkpoint), "checkpoint_kind": "best on the held-out homologs" if best else
+               "last step (no validation ran)", "steps": result["best_step"], "last_step": result["last_step"],
+               "recipe": result["recipe"], "stage_minutes": result["stage_minutes"],
+               "scored": json.loads((out / "scored.json").read_text()),
                "references": reference_correlations(args.variants, args.score_col, args.bootstrap)}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out / "summary.md").write_text(summary_markdown(summary))
     log.info("\n%s", summary_markdown(summary))
-    log.info("summary: %s, %s; scores: %s", out / "summary.md", out / "summary.json", scored)
+    log.info("summary: %s, %s; scores: %s (%.1f minutes this time)", out / "summary.md", out / "summary.json",
+             out / "scored.csv", (time.time() - started) / 60)
     return 0
 
 

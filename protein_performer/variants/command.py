@@ -41,7 +41,7 @@ import csv
 import json
 import logging
 import math
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +50,14 @@ from protein_performer.alphabet import ALPHABET, STANDARD_AMINO_ACIDS
 from protein_performer.cli_args import deprecated_alias
 from protein_performer.outputs import written_atomically
 from protein_performer.progress import add_quiet_argument, from_args
-from protein_performer.stats import spearman
-from protein_performer.variants.mutants import VariantTable, read_variants
+from protein_performer.variants.metrics import assay_metrics, check_target
+from protein_performer.variants.mutants import (
+    VariantTable,
+    check_mutated_sequences,
+    detect_columns,
+    read_labels,
+    read_variants,
+)
 from protein_performer.variants.plots import plot_substitution_matrix
 from protein_performer.variants.scoring import (
     STRATEGIES,
@@ -62,6 +68,7 @@ from protein_performer.variants.scoring import (
 )
 
 log = logging.getLogger(__name__)
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 # --------------------------------------------------------------------------- command line
 
@@ -77,13 +84,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fasta", required=True, type=Path, help="the wild-type sequence (first record)")
     add_unknown_argument(parser)
     parser.add_argument("--variants", required=True, type=Path, help="CSV with one mutant per row (e.g. a DMS)")
-    parser.add_argument("--mutation-col", default="mutant", help="column of mutants like H24C or H24C:A30G")
+    parser.add_argument("--mutation-col", default=None,
+                        help="column of mutants like H24C or H24C:A30G (default: mutant, else mutations)")
     parser.add_argument("--offset-idx", type=int, default=1, help="number of the sequence's first residue (default 1)")
     parser.add_argument("--strategy", default="masked-marginals", choices=STRATEGIES,
                         help="masked models: masked-marginals (default), wt-marginals (one pass) or pseudo-ppl "
                              "(slow); causal models always score the log-likelihood ratio")
-    parser.add_argument("--score-col", default=None, help="column of measured scores: Spearman with 95%% CIs, "
-                                                          "BLOSUM62 and unigram baselines, JSON summary")
+    parser.add_argument("--score-col", default=None,
+                        help="column of measured scores, higher = fitter (default: DMS_score when the CSV has it): "
+                             "Spearman, NDCG and top-10%% recall with 95%% CIs, BLOSUM62 and unigram baselines, "
+                             "JSON summary")
+    parser.add_argument("--label-col", default=None,
+                        help="column of binary labels (default: DMS_score_bin, else a column of ClinVar-style "
+                             "benign/pathogenic categories): AUC and MCC with 95%% CIs")
+    parser.add_argument("--label-fit", default="auto",
+                        help="the --label-col value that means fit / benign (default auto: 1 for numbers, benign "
+                             "for clinical categories); e.g. 0 for a column where 1 = pathogenic")
+    parser.add_argument("--msa-start", type=int, default=None, metavar="N",
+                        help="ProteinGym's MSA_start: the alignment's query is the wild type's residues from N "
+                             "(1-based) on; a query found elsewhere is refused")
     deprecated_alias(parser, parser.add_argument(
         "--window-tokens", type=int, default=1024, metavar="N",
         help="tokens per window (<cls> and <eos> included): a longer wild type is read in overlapping windows of "
@@ -111,6 +130,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="w in (1 - w) model + w profile: a number in [0, 1], or auto (default): the w that "
                              "best predicts hidden residues of held-out homologs (never the assay)")
     family.add_argument("--seed", type=int, default=0, help="seed of the context draws")
+    family.add_argument("--identity", type=float, default=0.8,
+                        help="sequence weight = 1 / members within this identity, as given to prepare --family "
+                             "(default 0.8)")
+    family.add_argument("--split-identity", type=float, default=0.8,
+                        help="prepare --family's --split-identity: the mix weight is chosen on the members that "
+                             "dataset held out (default 0.8)")
+    family.add_argument("--valid-fraction", type=float, default=0.05, help="prepare's --valid-fraction (default 0.05)")
+    family.add_argument("--test-fraction", type=float, default=0.05, help="prepare's --test-fraction (default 0.05)")
     add_device_argument(parser)
     add_quiet_argument(parser)
     parser.add_argument("--out", required=True, type=Path, help="the input CSV plus one score column per scorer")
@@ -155,13 +182,13 @@ def _measured(table: VariantTable, column: str) -> np.ndarray:
     return np.asarray(values)
 
 
-def _outputs(args: argparse.Namespace) -> dict[str, Path]:
+def _outputs(args: argparse.Namespace, summary: bool) -> dict[str, Path]:
     """Every file this run writes, checked before any work: none is an input, none repeats another,
     and none exists unless ``--overwrite``."""
     from protein_performer.outputs import check_output
 
     outputs = {"--out": args.out}
-    if args.score_col:
+    if summary:
         outputs["--summary"] = args.summary or args.out.with_suffix(".json")
     if args.plot:
         outputs["--plot"] = args.plot
@@ -195,16 +222,82 @@ def _check_family_arguments(args: argparse.Namespace) -> float | None:
     return weight
 
 
-def run(args: argparse.Namespace) -> int:
-    from protein_performer.baselines import unigram_probabilities
-    from protein_performer.checkpoint import default_device, load_checkpoint
+@dataclass
+class _Targets:
+    """What the scores are measured against: a continuous column, a binary label, or both."""
 
+    score_col: str | None
+    label_col: str | None
+    measured: np.ndarray | None
+    label: np.ndarray | None
+
+    @property
+    def any(self) -> bool:
+        return self.measured is not None or self.label is not None
+
+
+def _targets(args: argparse.Namespace, table: VariantTable) -> _Targets:
+    """The measured column and binary label, named or detected the ProteinGym way, checked before
+    any work: a correlation needs two distinct values, AUC both classes, among the scorable rows."""
+    detected = detect_columns(table.path, table.header, table.rows)
+    score_col = args.score_col or detected["score"]
+    label_col = args.label_col or detected["label"]
+    for flag, name, found in (("--score-col", "score", score_col), ("--label-col", "label", label_col)):
+        if getattr(args, flag[2:].replace("-", "_")) is None and found:
+            log.info("%s: %s column %r (detected; %s names another)", table.path, name, found, flag)
+    scorable = np.array([m is not None for m in table.mutants])
+    measured = _measured(table, score_col) if score_col else None
+    label = read_labels(table, label_col, args.label_fit) if label_col else None
+    if measured is not None:
+        check_target(measured[scorable], binary=False, source=f"{table.path}: --score-col {score_col!r}")
+    if label is not None:
+        check_target(label[scorable], binary=True, source=f"{table.path}: --label-col {label_col!r}")
+    return _Targets(score_col, label_col, measured, label)
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Numeric flags, before any work."""
+    for flag, value, low in (("--batch-size", args.batch_size, 1), ("--window-tokens", args.window_tokens, 8),
+                             ("--bootstrap", args.bootstrap, 0), ("--seed", args.seed, 0)):
+        if value < low:
+            raise ValueError(f"{flag} must be >= {low}, got {value}")
+    for flag, value in (("--identity", args.identity), ("--split-identity", args.split_identity)):
+        if not 0 < value <= 1:
+            raise ValueError(f"{flag} must be in (0, 1], got {value}")
+    if not (0 <= args.valid_fraction < 1 and 0 <= args.test_fraction < 1
+            and args.valid_fraction + args.test_fraction < 1):
+        raise ValueError("--valid-fraction and --test-fraction must be in [0, 1) and sum to less than 1")
+    if args.msa_start is not None and args.msa_start < 1:
+        raise ValueError(f"--msa-start is 1-based, got {args.msa_start}")
+    if not math.isfinite(args.pseudocount) or args.pseudocount <= 0:
+        raise ValueError(f"--pseudocount must be a positive number, got {args.pseudocount}")
+    if args.plot is not None and args.plot.suffix.lower() not in PLOT_SUFFIXES:
+        raise ValueError(f"--plot {args.plot}: give a file name ending in {', '.join(PLOT_SUFFIXES)} "
+                         "(the figure's format is taken from it)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from protein_performer.outputs import locked
+
+    _check_numbers(args)
     fixed_weight = _check_family_arguments(args)
-    outputs = _outputs(args)
     sequence = _read_wild_type(args.fasta, args.unknown)
     table = read_variants(args.variants, sequence, mutation_col=args.mutation_col, offset=args.offset_idx,
                           skip_invalid=args.skip_invalid)
-    measured = _measured(table, args.score_col) if args.score_col else None
+    checked = check_mutated_sequences(table, sequence)
+    if checked:
+        log.info("%s: mutated_sequence agrees with the wild type and the mutant on %d rows", args.variants, checked)
+    targets = _targets(args, table)
+    outputs = _outputs(args, summary=targets.any)
+    with locked(args.out, "--out"):
+        return _score_all(args, sequence, table, targets, outputs, fixed_weight)
+
+
+def _score_all(args, sequence: str, table: VariantTable, targets: _Targets, outputs: dict[str, Path],
+               fixed_weight: float | None) -> int:
+    from protein_performer.baselines import unigram_probabilities
+    from protein_performer.checkpoint import default_device, load_checkpoint
+
     family = profile = None
     if args.homologs:
         family, profile = _family_scores(args, sequence, table)
@@ -219,7 +312,7 @@ def run(args: argparse.Namespace) -> int:
         name = _column_name(path, taken)
         strategy = "log-likelihood-ratio" if causal else args.strategy
         log.info("%s: scoring %d mutants (%s)", path, sum(m is not None for m in table.mutants), strategy)
-        positions = _frame_positions(path, loaded.config, family, sequence, model)
+        positions = _frame_positions(path, loaded.config, family, sequence, model, args.msa_start)
         columns[name] = score_mutants(model, sequence, table.mutants, causal=causal, strategy=args.strategy,
                                       max_length=args.window_tokens, batch_size=args.batch_size,
                                       progress=from_args(args), positions=positions)
@@ -229,54 +322,79 @@ def run(args: argparse.Namespace) -> int:
         if unigram is None:
             unigram = unigram_probabilities(loaded.train_token_counts)
         if args.plot and not causal and not any(m.get("plot") for m in models):
-            matrix = substitution_matrix(model, sequence, max_length=args.window_tokens, batch_size=args.batch_size,
-                                         progress=from_args(args), positions=positions)
-            _write_matrix(outputs["--plot's matrix"], matrix)
-            plot_substitution_matrix(matrix, sequence, args.offset_idx, args.plot, title=f"{name}: masked marginals")
-            log.info("wrote %s and its matrix %s", args.plot, outputs["--plot's matrix"])
-            models[-1]["plot"] = str(args.plot)
-            models[-1]["plot_matrix"] = str(outputs["--plot's matrix"])
+            _plot(args, model, sequence, positions, outputs, name, models)
     if args.plot and not any(m.get("plot") for m in models):
         log.warning("--plot needs a masked checkpoint (the heatmap is of masked marginals); none was given")
     _write_csv(args.out, table, columns)
     log.info("wrote %s (%d rows, %d score columns)", args.out, len(table.rows), len(columns))
-    if measured is None:
-        return 0
+    if targets.any:
+        _write_summary(args, table, targets, columns, models, profile, unigram, sequence, outputs["--summary"])
+    return 0
+
+
+def _plot(args, model, sequence: str, positions, outputs: dict[str, Path], name: str, models: list[dict]) -> None:
+    matrix = substitution_matrix(model, sequence, max_length=args.window_tokens, batch_size=args.batch_size,
+                                 progress=from_args(args), positions=positions)
+    _write_matrix(outputs["--plot's matrix"], matrix)
+    plot_substitution_matrix(matrix, sequence, args.offset_idx, args.plot, title=f"{name}: masked marginals")
+    log.info("wrote %s and its matrix %s", args.plot, outputs["--plot's matrix"])
+    models[-1]["plot"] = str(args.plot)
+    models[-1]["plot_matrix"] = str(outputs["--plot's matrix"])
+
+
+def _write_summary(args, table: VariantTable, targets: _Targets, columns: dict[str, np.ndarray], models: list[dict],
+                   profile: dict | None, unigram, sequence: str, path: Path) -> None:
+    """The JSON summary: every scorer's ProteinGym metrics (and Spearman fields, as before) and the
+    baselines'."""
+    from protein_performer.baselines import unigram_probabilities
+
     unigram_source = "training split of the first checkpoint"
     if unigram is None:
         counts = np.bincount(ALPHABET.encode(sequence), minlength=len(ALPHABET))
         unigram, unigram_source = unigram_probabilities(counts), "wild-type composition (no training counts)"
     baselines = {"blosum62": blosum62_scores(table.mutants), "unigram": unigram_scores(table.mutants, unigram)}
-    kw = dict(bootstrap=args.bootstrap, seed=0)
 
-    def corr(scores: np.ndarray) -> dict:
-        return {k: v for k, v in asdict(spearman(scores, measured, **kw)).items() if k != "name"}
+    def measure(scores: np.ndarray) -> dict:
+        metrics = assay_metrics(scores, targets.measured, targets.label, bootstrap=args.bootstrap, seed=0)
+        out = {"metrics": {k: v.as_dict() for k, v in metrics.items()}, "scored": int(np.isfinite(scores).sum())}
+        if "spearman" in metrics:
+            out.update(spearman=metrics["spearman"].value, ci95=metrics["spearman"].as_dict()["ci95"],
+                       n=metrics["spearman"].n)
+        return out
 
     for m in models:
-        m.update(corr(columns[m["column"]]))
+        m.update(measure(columns[m["column"]]))
     summary = {
-        "variants": str(args.variants), "fasta": str(args.fasta), "score_col": args.score_col,
-        "offset_idx": args.offset_idx, "rows": len(table.rows), "invalid_rows": len(table.problems),
-        "models": models,
-        "baselines": {name: corr(s) for name, s in baselines.items()},
+        "variants": str(args.variants), "fasta": str(args.fasta), "score_col": targets.score_col,
+        "label_col": targets.label_col, "offset_idx": args.offset_idx, "rows": len(table.rows),
+        "invalid_rows": len(table.problems), "models": models,
+        "baselines": {name: measure(s) for name, s in baselines.items()},
         "unigram_source": unigram_source,
     }
     if profile is not None:
-        summary["profile"] = {**{k: v for k, v in profile.items() if k != "scores"}, **corr(profile["scores"])}
+        summary["profile"] = {**{k: v for k, v in profile.items() if k != "scores"}, **measure(profile["scores"])}
     text = json.dumps(_finite(summary), indent=2, allow_nan=False)
-    with written_atomically(outputs["--summary"]) as tmp:
+    with written_atomically(path) as tmp:
         tmp.write_text(text + "\n")
-    for m in models:
-        log.info("%s: Spearman %s (95%% CI %s) on %d rows", m["column"], m["spearman"], m["ci95"], m["n"])
+    scorers = [(m["column"], m) for m in models]
     if profile is not None:
-        log.info("profile: Spearman %s (95%% CI %s)", summary["profile"]["spearman"], summary["profile"]["ci95"])
-    for name, b in summary["baselines"].items():
-        log.info("%s baseline: Spearman %s (95%% CI %s)", name, b["spearman"], b["ci95"])
-    log.info("wrote %s", outputs["--summary"])
-    return 0
+        scorers.append(("profile", summary["profile"]))
+    scorers += [(f"{k} baseline", v) for k, v in summary["baselines"].items()]
+    for name, m in scorers:
+        log.info("%s: %s (%d rows scored)", name, ", ".join(f"{k} {_fmt(v)}" for k, v in m["metrics"].items()),
+                 m["scored"])
+    log.info("wrote %s", path)
 
 
-def _frame_positions(path: Path, config, family, sequence: str, model) -> np.ndarray | None:
+def _fmt(metric: dict) -> str:
+    if metric["value"] is None:
+        return "undefined"
+    ci = metric["ci95"]
+    return f"{metric['value']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def _frame_positions(path: Path, config, family, sequence: str, model, region_start: int | None = None
+                     ) -> np.ndarray | None:
     """The wild type's positions in the family's frame for a model trained with ``aligned_positions``
     (its FAVOR+ features see absolute positions, so it must read the wild type where training put
     that site), else None."""
@@ -288,7 +406,7 @@ def _frame_positions(path: Path, config, family, sequence: str, model) -> np.nda
                          "it was trained on (A3M, A2M, Stockholm or aligned FASTA)")
     from protein_performer.variants.context import wild_type_positions
 
-    return wild_type_positions(family, sequence, model)
+    return wild_type_positions(family, sequence, model, region_start=region_start)
 
 
 def _family_scores(args: argparse.Namespace, sequence: str, table: VariantTable) -> tuple[object, dict | None]:
@@ -300,16 +418,21 @@ def _family_scores(args: argparse.Namespace, sequence: str, table: VariantTable)
         wild_type_columns,
     )
 
-    family = read_family(args.homologs, query=args.query, format=args.family_format)
+    family = read_family(args.homologs, query=args.query, format=args.family_format, identity=args.identity)
     log.info("%s: %d homologs (%s), Neff %.1f", args.homologs, len(family), family.format, family.neff)
     if not family.aligned:
         log.warning("%s: unaligned homologs: no profile scorer (align them with `protein-performer homologs`)",
                     args.homologs)
         return family, None
-    columns = wild_type_columns(family, sequence)
+    columns = wild_type_columns(family, sequence, region_start=args.msa_start)
+    outside = sum(1 for subs in table.mutants if subs is not None and any(columns[x.index] < 0 for x in subs))
+    if outside:
+        log.warning("%s: %d mutants touch a residue outside the alignment's columns: no profile score (the model "
+                    "alone scores them, and the mix takes the model's score there)", args.homologs, outside)
     scores = profile_scores(profile_log_probs(family, pseudocount=args.pseudocount), columns, table.mutants)
     info = {"homologs": str(args.homologs), "members": len(family), "neff": round(family.neff, 3),
             "pseudocount": args.pseudocount, "wild_type_residues_in_columns": int((columns >= 0).sum()),
+            "mutants_outside_columns": outside,
             "scores": scores}
     return family, info
 
@@ -343,7 +466,10 @@ def _family_columns(args, model, family, sequence, table, name, columns, models,
         return
     if fixed_weight is None:
         choice = choose_profile_weight(model, family, context_length=context_length, seed=args.seed,
-                                       pseudocount=args.pseudocount, progress=from_args(args))
+                                       pseudocount=args.pseudocount, progress=from_args(args),
+                                       split=dict(split_identity=args.split_identity,
+                                                  valid_fraction=args.valid_fraction,
+                                                  test_fraction=args.test_fraction))
         weight, rule = choice.weight, {"rule": "held-out homologs' hidden residues (variants.mixing)",
                                        "residues": choice.residues, "members": choice.members,
                                        "log_likelihood": {str(k): round(v, 5) for k, v in

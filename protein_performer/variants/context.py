@@ -71,14 +71,15 @@ def _pool(family: Family, sequence: str, model: PerformerLM | None = None
     return [ALPHABET.frame(family.sequences[k]) for k in keep], np.asarray(family.weights)[keep], positions
 
 
-def wild_type_positions(family: Family, sequence: str, model: PerformerLM | None = None) -> np.ndarray | None:
+def wild_type_positions(family: Family, sequence: str, model: PerformerLM | None = None, *,
+                        region_start: int | None = None) -> np.ndarray | None:
     """Framed positions of the wild type in the query's frame (aligned families, and a model with
     ``aligned_positions``), else None."""
     if not family.aligned or (model is not None and not model.config.aligned_positions):
         return None
     from protein_performer.variants.profile import wild_type_columns
 
-    return framed_positions(fill_insertions(wild_type_columns(family, sequence)))
+    return framed_positions(fill_insertions(wild_type_columns(family, sequence, region_start=region_start)))
 
 
 def draw_context(pool: Sequence[np.ndarray], weights: np.ndarray, budget: int,

@@ -51,14 +51,15 @@ class MixChoice:
 @torch.no_grad()
 def choose_profile_weight(model: PerformerLM, family: Family, *, context_length: int | None = None,
                           members: int = 48, seed: int = 0, pseudocount: float = 0.5,
-                          progress: bool | None = False) -> MixChoice:
+                          progress: bool | None = False, split: dict | None = None) -> MixChoice:
     """The profile weight by the rule of the module docstring. ``progress``: a bar over the held-out
-    members on stderr (None: only on a terminal; :mod:`protein_performer.progress`)."""
+    members on stderr (None: only on a terminal; :mod:`protein_performer.progress`). ``split``:
+    :func:`similarity_splits`' keywords as ``prepare --family`` was given them (default: its defaults)."""
     if family.columns is None:
         raise ValueError(f"{family.path}: choosing a profile weight needs aligned homologs")
     model.eval()
     device = next(model.parameters()).device
-    splits = np.asarray(similarity_splits(family))
+    splits = np.asarray(similarity_splits(family, **(split or {})))
     train, held = splits == "train", np.flatnonzero(splits == "valid")
     if len(held) == 0:
         raise ValueError(f"{family.path}: no held-out members to choose the profile weight on (every member is "
@@ -118,10 +119,13 @@ def choose_profile_weight(model: PerformerLM, family: Family, *, context_length:
 
 
 def mix_scores(model_scores: np.ndarray, profile_scores: np.ndarray, weight: float) -> np.ndarray:
-    """``(1 - weight) * model + weight * profile`` (NaN where either is)."""
+    """``(1 - weight) * model + weight * profile``; where the profile has no score (a mutant outside
+    the alignment's columns) the model's alone, as the mixture with no profile term is the model;
+    NaN where the model has none."""
     if not 0 <= weight <= 1:
         raise ValueError(f"--profile-weight must be in [0, 1], got {weight}")
-    return (1 - weight) * model_scores + weight * profile_scores
+    mixed = (1 - weight) * model_scores + weight * profile_scores
+    return np.where(np.isfinite(profile_scores), mixed, model_scores)
 
 
 __all__ = ["GRID", "MixChoice", "choose_profile_weight", "mix_scores"]

@@ -1,4 +1,10 @@
-"""Mutants: ESM ``predict.py`` syntax (``H24C``, multi-mutants ``H24C:A30G``) and variant CSVs."""
+"""Mutants: ESM ``predict.py`` syntax (``H24C``, multi-mutants ``H24C:A30G``) and variant CSVs.
+
+Column names follow ProteinGym where the file does (:func:`detect_columns`): ``mutant`` (or
+EVE's ``mutations``), ``DMS_score`` (higher = fitter), ``DMS_score_bin`` (1 = fit), and
+``mutated_sequence``, checked against the wild type with the mutant applied. Clinical labels
+(ClinVar's ``benign`` / ``pathogenic``, ``likely ...`` included) are binary labels with benign = 1.
+"""
 
 from __future__ import annotations
 
@@ -75,7 +81,87 @@ class VariantTable:
     """One message per invalid row."""
 
 
-def read_variants(path: Path, sequence: str, *, mutation_col: str = "mutant", offset: int = 1,
+MUTATION_COLUMNS = ("mutant", "mutations")
+"""Mutant columns tried in order when none is named (ProteinGym's, then EVE's label files')."""
+_FIT_TEXT = {"benign", "likely benign", "likely_benign", "benign/likely benign", "benign/likely_benign"}
+_UNFIT_TEXT = {"pathogenic", "likely pathogenic", "likely_pathogenic", "pathogenic/likely pathogenic",
+               "pathogenic/likely_pathogenic"}
+
+
+def detect_columns(path: Path, header: list[str], rows: list[list[str]]) -> dict[str, str | None]:
+    """The mutant, score and label columns a file names the ProteinGym way (None where absent):
+    ``mutant`` or ``mutations``; ``DMS_score``; ``DMS_score_bin``, else the first column whose every
+    value is a clinical category (benign / pathogenic)."""
+    mutation = next((c for c in MUTATION_COLUMNS if c in header), None)
+    score = "DMS_score" if "DMS_score" in header else None
+    label = "DMS_score_bin" if "DMS_score_bin" in header else None
+    if label is None:
+        for k, name in enumerate(header):
+            values = {row[k].strip().lower() for row in rows if k < len(row) and row[k].strip()}
+            if values and values <= _FIT_TEXT | _UNFIT_TEXT:
+                label = name
+                break
+    return {"mutation": mutation, "score": score, "label": label}
+
+
+def read_labels(table: "VariantTable", column: str, fit: str = "auto") -> "np.ndarray":
+    """(rows,) 1.0 = fit / benign, 0.0 = unfit / pathogenic, NaN = missing, from ``column``.
+
+    ``fit``: the value that means fit. ``auto``: ``1`` for numbers (ProteinGym's ``DMS_score_bin``)
+    and benign for clinical categories. Raises ``ValueError`` naming the row for any other value."""
+    import numpy as np
+
+    if column not in table.header:
+        raise ValueError(f"{table.path}: no column {column!r} for --label-col; columns: {', '.join(table.header[:12])}")
+    col = table.header.index(column)
+    out = np.full(len(table.rows), np.nan)
+    for number, row in enumerate(table.rows, start=1):
+        text = row[col].strip() if col < len(row) else ""
+        key = text.lower()
+        if not text:
+            continue
+        if fit != "auto":
+            out[number - 1] = 1.0 if key == fit.lower() or _same_number(key, fit) else 0.0
+        elif key in _FIT_TEXT:
+            out[number - 1] = 1.0
+        elif key in _UNFIT_TEXT:
+            out[number - 1] = 0.0
+        elif _same_number(key, "1"):
+            out[number - 1] = 1.0
+        elif _same_number(key, "0"):
+            out[number - 1] = 0.0
+        else:
+            raise ValueError(f"{table.path}: row {number} (line {number + 1}): label {text!r} in {column!r} is not "
+                             "0/1 or benign/pathogenic; fix the row, or say which value means fit with --label-fit")
+    return out
+
+
+def _same_number(a: str, b: str) -> bool:
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return False
+
+
+def check_mutated_sequences(table: "VariantTable", sequence: str, column: str = "mutated_sequence") -> int:
+    """Check ProteinGym's ``mutated_sequence`` against the wild type with each row's mutant applied;
+    raises ``ValueError`` naming the first row that disagrees. Returns the rows checked."""
+    if column not in table.header:
+        return 0
+    col = table.header.index(column)
+    checked = 0
+    for number, (row, subs) in enumerate(zip(table.rows, table.mutants), start=1):
+        if subs is None or col >= len(row) or not row[col].strip():
+            continue
+        if row[col].strip().upper() != apply_mutant(sequence, subs):
+            raise ValueError(f"{table.path}: row {number} (line {number + 1}): {column} is not the wild type with "
+                             "the row's mutant applied; check that --fasta (target_seq) is this assay's wild type "
+                             "and --offset-idx")
+        checked += 1
+    return checked
+
+
+def read_variants(path: Path, sequence: str, *, mutation_col: str | None = "mutant", offset: int = 1,
                   skip_invalid: bool = False) -> VariantTable:
     """Read and check every row of ``path``; the first invalid row raises unless ``skip_invalid``."""
     with open(path, newline="", encoding="utf-8-sig") as fh:  # DMS files often start with a BOM
@@ -84,6 +170,11 @@ def read_variants(path: Path, sequence: str, *, mutation_col: str = "mutant", of
         if header is None:
             raise ValueError(f"{path}: empty file; give a CSV with a header and a {mutation_col!r} column")
         rows = [row for row in reader if row]
+    if mutation_col is None:
+        mutation_col = detect_columns(path, header, rows)["mutation"]
+        if mutation_col is None:
+            raise ValueError(f"{path}: no mutant column ({' or '.join(MUTATION_COLUMNS)}; columns: "
+                             f"{', '.join(header[:12])}); name it with --mutation-col")
     if mutation_col not in header:
         raise ValueError(f"{path}: no column {mutation_col!r} (columns: {', '.join(header[:12])}"
                          f"{', ...' if len(header) > 12 else ''}); name the mutant column with --mutation-col")
