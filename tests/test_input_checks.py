@@ -402,3 +402,22 @@ def test_max_length_warning_says_which_flag_and_unit_it_means(command, new, unit
     [message] = [r.getMessage() for r in caplog.records]
     assert message == (f"--max-length is deprecated and will be removed in the next release; in protein-performer "
                        f"{command} it is {new}, counted in {unit}: use {new} 300")
+
+
+# ------------------------------------------------------------------ 18. no loading bars from transformers
+
+
+def test_convert_of_a_hugging_face_folder_draws_no_loading_bar(tmp_path, capsys):
+    """transformers draws "Loading weights: 100%|███|" into stderr even when it is a pipe or a log."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.EsmConfig(
+        vocab_size=33, hidden_size=DIM, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+        intermediate_size=4 * DIM, position_embedding_type="rotary", token_dropout=True, pad_token_id=1,
+        mask_token_id=32, emb_layer_norm_before=False, max_position_embeddings=1026)
+    transformers.EsmForMaskedLM(config).save_pretrained(tmp_path / "hf")
+    capsys.readouterr()
+    assert cli.main(["convert", "--esm", str(tmp_path / "hf"), "--out", str(tmp_path / "o.ckpt")]) == 0
+    err = capsys.readouterr().err
+    assert "%|" not in err and "\r" not in err and "it/s" not in err, err
+    assert transformers.utils.logging.is_progress_bar_enabled()  # the user's setting is restored
