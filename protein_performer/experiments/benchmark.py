@@ -183,8 +183,10 @@ def run_assay(assay: Assay, folder: Path, options: Options) -> dict:
 
     from protein_performer.experiments.recipe import family_recipe, fit_overrides
 
-    folder.mkdir(parents=True, exist_ok=True)
     stages = _load_stages(folder)
+    if not stages:
+        check_assay(assay)
+    folder.mkdir(parents=True, exist_ok=True)
 
     def done(stage: str, minutes: float, **info) -> None:
         stages[stage] = {"minutes": round(minutes, 3), **info}
@@ -238,6 +240,37 @@ def run_assay(assay: Assay, folder: Path, options: Options) -> dict:
     result = assay_result(assay, folder, stages, recipe_info, best, last)
     _save_json(folder / "result.json", result)
     return result
+
+
+def check_assay(assay: Assay) -> None:
+    """Before any work: the wild type is the alignment's protein (and sits at ``MSA_start``), and the
+    assay has scorable rows with a usable measurement or label. Raises ``ValueError`` naming the
+    files and the fix."""
+    from protein_performer.corpus.families import read_family
+    from protein_performer.variants.metrics import check_target
+    from protein_performer.variants.mutants import detect_columns, read_labels, read_variants
+    from protein_performer.variants.profile import column_map
+
+    family = read_family(assay.msa, query=assay.query)
+    column_map(family, assay.target_seq, region_start=assay.msa_start, source=f"target_seq of {assay.dms_id}")
+    try:
+        table = read_variants(assay.variants, assay.target_seq, mutation_col=assay.mutant_col,
+                              offset=assay.offset_idx, skip_invalid=True)
+    except ValueError as err:
+        raise ValueError(f"{assay.dms_id}: {err} (against target_seq with offset_idx {assay.offset_idx})") from None
+    found = detect_columns(assay.variants, table.header, table.rows)
+    score_col, label_col = assay.score_col or found["score"], assay.label_col or found["label"]
+    if not score_col and not label_col:
+        raise ValueError(f"{assay.variants}: no DMS_score, DMS_score_bin or clinical label column; name one with "
+                         "DMS_score_column or DMS_binary_column in the reference row")
+    scorable = np.array([m is not None for m in table.mutants])
+    if score_col:
+        from protein_performer.variants.command import _measured
+
+        check_target(_measured(table, score_col)[scorable], binary=False, source=f"{assay.variants}: {score_col!r}")
+    if label_col:
+        check_target(read_labels(table, label_col, assay.label_fit)[scorable], binary=True,
+                     source=f"{assay.variants}: {label_col!r}")
 
 
 def _checkpoints(run_dir: Path) -> tuple[Path, Path]:

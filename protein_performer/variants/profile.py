@@ -111,7 +111,7 @@ def column_map(family: Family, sequence: str, *, region_start: int | None = None
             raise ValueError(f"{family.path}: the wild type of {source} is record {k + 1} ({family.ids[k]!r}), but "
                              f"the query is {qname!r} ({identity:.0%} identical to it); pass --query "
                              f"{family.ids[k]} (or put the wild type first in the alignment)")
-    if identity < MIN_IDENTITY or same.sum() < 10:
+    if identity < MIN_IDENTITY or same.sum() < min(10, len(sequence) // 2):
         raise ValueError(f"{family.path}: the wild type of {source} ({len(sequence)} residues) does not match the "
                          f"family's query {qname!r} ({int(same.sum())} identical of {int(hit.sum())} aligned "
                          f"residues, {identity:.0%}); give the homologs of this protein, or the assay's own wild type")
