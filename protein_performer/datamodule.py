@@ -166,8 +166,9 @@ class ProteinDataModule(pl.LightningDataModule):
         return ProteinDataset(shard, self.max_length, crop="random" if train else "start", seed=self.seed, limit=limit)
 
     def check(self, stage: str | None = None) -> None:
-        """Open the splits ``stage`` needs (cheap size checks, no datasets built); raises naming the file.
-        The CLI calls it before a run writes anything."""
+        """Open the splits ``stage`` needs (sizes, token range and sha256, each file hashed once per
+        version: see :func:`~protein_performer.corpus.shards.verify_split`; no datasets built); raises
+        naming the file. The CLI calls it before a run writes anything."""
         self._check_data_dir()
         for split in _STAGE_SPLITS.get(stage or "", SPLITS):
             open_split(self.data_dir, split)
