@@ -93,6 +93,22 @@ def test_fair_esm_file_with_a_payload_is_refused_without_running_it(tmp_path, ca
     assert not marker.exists() and not (tmp_path / "o.ckpt").exists()
 
 
+def test_fair_esm_name_with_a_payload_in_the_cache_is_refused_without_running_it(tmp_path, capsys, monkeypatch):
+    """For a fair-esm name, fair-esm loads torch hub's cached file with ``load_state_dict_from_url``,
+    whose ``weights_only`` defaults to False on every torch."""
+    marker = tmp_path / "ran"
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    _fair_esm_file(cache, name="esm2_t2_1M_UR50D", extra={"note": Payload(marker)})
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    code, err = _cli(capsys, "convert", "--esm", "esm2_t2_1M_UR50D", "--out", str(tmp_path / "o.ckpt"))
+    line = _one_line(err)
+    assert code == 1 and "esm2_t2_1M_UR50D.pt" in line and "not loaded" in line and not marker.exists()
+    (cache / "esm2_t2_1M_UR50D.pt").unlink()
+    _fair_esm_file(cache, name="esm2_t2_1M_UR50D")
+    assert cli.main(["convert", "--esm", "esm2_t2_1M_UR50D", "--out", str(tmp_path / "o.ckpt")]) == 0
+
+
 def test_fair_esm_file_converts_by_content_not_name(tmp_path, capsys):
     """A plain ESM-2 file converts under any name, with or without its contact-regression file."""
     from protein_performer.checkpoint import load_checkpoint
