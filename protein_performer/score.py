@@ -16,6 +16,11 @@ windows: ``beats_unigram`` is true only when the whole interval of the accuracy 
 and the whole interval of the perplexity ratio is below one. When the training data is known, the
 neighbour-context n-gram gets the same paired comparison (``context_accuracy_gain``, ...,
 ``beats_context``).
+
+``--out`` (and the numeric flags) are checked before the checkpoint is loaded: never an input
+(the FASTA, the checkpoint, a file of ``--data-dir``), an existing file only with ``--overwrite``;
+it is written atomically by one process at a time. On a terminal a bar follows the batches of
+every pass (``--quiet``: none).
 """
 
 from __future__ import annotations

@@ -12,7 +12,11 @@ so an interrupted run never leaves a directory that looks complete (and a later 
 what a killed one left). Rerunning with inputs of identical checksums and identical options
 keeps the existing dataset (logged as up to date) once its shard checksums match the
 manifest; anything else, a damaged dataset included, refuses to replace it unless
-``overwrite=True`` (``--overwrite``). ``--out`` is checked before any work. That staging is
+``overwrite=True`` (``--overwrite``), which replaces only a prepared dataset: a folder holding
+files that prepare did not write is refused, and they stay. ``--out`` is checked before any work,
+one process at a time writes it, and a full disk leaves nothing (``no space left on <folder>``).
+With ``--family``, an input may be a ``paralogs`` folder (or its ``families.tsv``): the families
+its index lists, refused when the index is missing or lists a missing file. That staging is
 :mod:`protein_performer.corpus.staging`; the tokenising and the manifest are here.
 """
 
