@@ -155,6 +155,8 @@ def sniff_family_format(path: Path, lines: list[str] | None = None) -> FamilyFor
         return "stockholm"
     records = _fasta_records(path, lines)
     body = "".join(seq for _, seq in records)
+    if body and not any(c.isupper() or c in "-." for c in body):
+        return "fasta"  # residues in lower case only: a plain FASTA, not an alignment with no columns
     if any(c.islower() or c == "." for c in body):
         return "a3m"
     if "-" in body or (len(records) > 1 and len({len(seq) for _, seq in records}) == 1):
@@ -181,9 +183,13 @@ def _fasta_records(path: Path, lines: list[str]) -> list[tuple[str, str]]:
 def _stockholm_records(path: Path, lines: list[str]) -> list[tuple[str, str]]:
     order: list[str] = []
     parts: dict[str, list[str]] = {}
-    for line in lines:
+    block: set[str] = set()
+    for number, line in enumerate(lines, start=1):
         line = line.strip()
-        if not line or line.startswith("#"):
+        if not line:
+            block = set()  # blocks of an interleaved file are separated by blank lines
+            continue
+        if line.startswith("#"):
             continue
         if line == "//":
             break
@@ -191,6 +197,10 @@ def _stockholm_records(path: Path, lines: list[str]) -> list[tuple[str, str]]:
         if len(fields) != 2:
             raise ValueError(f"{path}: Stockholm line {line[:60]!r} is not 'name sequence'; check the file")
         name, seq = fields
+        if name in block:
+            raise ValueError(f"{path}: line {number}: the name {name!r} is used twice in one block; give every "
+                             "sequence a unique name")
+        block.add(name)
         if name not in parts:
             order.append(name)
             parts[name] = []
@@ -266,6 +276,10 @@ def _match_columns_a3m(path: Path, records: list[tuple[str, str]], q: int) -> tu
             raise ValueError(f"{path}: record {k} ({name!r}) has {len(match)} aligned columns (upper case and '-'), "
                              f"the first record has {width}: a ragged A3M; realign it or remove the record")
         rows.append(np.frombuffer(match.encode("ascii"), dtype=np.uint8))
+    if not width:
+        raise ValueError(f"{path}: the query {records[q][0]!r} has no aligned columns (no upper-case residue or '-'): "
+                         "an A3M/A2M marks the query's columns in upper case; for unaligned homologs pass "
+                         "--family-format fasta")
     seqs = [re.sub(r"[.\-*]", "", seq).upper() for _, seq in records]
     return _CODE[np.stack(rows)], seqs
 
@@ -347,6 +361,11 @@ def similarity_splits(family: Family, *, split_identity: float = 0.8, valid_frac
                       test_fraction: float = 0.05, salt: str = "") -> list[str]:
     """The split (``train`` / ``valid`` / ``test``) of every member: connected groups at
     ``split_identity`` (module docstring) go whole to one split, the query's to train."""
+    if not 0 < split_identity <= 1:
+        raise ValueError(f"split identity must be in (0, 1], got {split_identity}")
+    if not (0 <= valid_fraction < 1 and 0 <= test_fraction < 1 and valid_fraction + test_fraction < 1):
+        raise ValueError(f"valid fraction {valid_fraction} and test fraction {test_fraction} must be in [0, 1) and "
+                         "sum to less than 1")
     n = len(family)
     if family.columns is None:
         groups = np.arange(n)
@@ -386,8 +405,8 @@ def column_profile(family: Family, *, pseudocount: float = 0.5, weighted: bool =
     if family.columns is None:
         raise ValueError(f"{family.path}: a profile needs aligned homologs (A3M, A2M, Stockholm or aligned "
                          "FASTA); align them with `protein-performer homologs`")
-    if pseudocount <= 0:
-        raise ValueError(f"pseudocount must be > 0, got {pseudocount}")
+    if not pseudocount > 0 or not np.isfinite(pseudocount):
+        raise ValueError(f"pseudocount must be a positive number, got {pseudocount}")
     cols = family.columns if members is None else family.columns[members]
     w = (family.weights if weighted else np.ones(len(family)))
     w = w if members is None else w[members]
