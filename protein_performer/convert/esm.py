@@ -315,8 +315,9 @@ def _read_fair_esm_file(source: str, path: Path) -> tuple[nn.Module, Any]:
                          f"file or {_USE_HF}")
     if "cfg" not in data:
         arch = getattr(data.get("args"), "arch", None)
-        raise ValueError(f"{source}: a fair-esm ESM-1 model{f' (arch {arch!r})' if arch else ''} (ESM-1b, ESM-1v "
-                         "or MSA Transformer), not ESM-2; only ESM-2 models convert")
+        raise ValueError(f"{source}: a fair-esm ESM-1 model (ESM-1b, ESM-1v or MSA Transformer"
+                         f"{f'; arch {arch!r}' if arch else ''}), not ESM-2; only ESM-2 models convert, e.g. "
+                         "--esm esm2_t33_650M_UR50D")
     regression_file = path.with_name(f"{path.stem}-contact-regression.pt")
     regression = None
     if regression_file.is_file():  # the contact head is not converted; read only for fair-esm's key checks
