@@ -220,10 +220,11 @@ def lightning_cli_class() -> type:
             super()._parse_ckpt_path()
 
         def _run_subcommand(self, subcommand: str) -> None:
-            if subcommand != "fit":
+            root = self.config[subcommand].trainer.get("default_root_dir")
+            if subcommand != "fit" or not root:
                 return self._run_checked(subcommand)
             # one fit at a time per run folder: a second would mix its checkpoints and logs into the first's
-            with locked(Path(self.trainer.default_root_dir), "--trainer.default_root_dir"):
+            with locked(Path(root), "--trainer.default_root_dir"):
                 return self._run_checked(subcommand)
 
         def _run_checked(self, subcommand: str) -> None:
