@@ -227,6 +227,34 @@ def test_interrupted_paralogs_keeps_the_old_set(tmp_path, paralog_db, capsys, mo
     assert _listing(tmp_path) == sorted(["db.fasta", "fam", *(f"fam/{name}" for name in before)])
 
 
+def test_paralogs_stopped_while_replacing_beside_other_files_is_refused_then_finished(tmp_path, paralog_db, capsys,
+                                                                                      monkeypatch):
+    """Beside a user's file the set is replaced file by file: stopped halfway, the folder is marked
+    unfinished (prepare refuses it) and a rerun knows the files it left as its own."""
+    import os
+
+    out = tmp_path / "fam"
+    assert _cli(capsys, *_paralogs(paralog_db, out))[0] == 0
+    (out / "curated.a3m").write_text(">mine\nMKV\n")
+    real = os.replace
+
+    def stopped(src, dst):
+        if Path(dst).parent == out:
+            raise KeyboardInterrupt
+        real(src, dst)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", stopped)
+        assert _cli(capsys, *_paralogs(paralog_db, out, "--overwrite", "--min-members", "4"))[0] == 130
+    assert (out / paralogs.INCOMPLETE).is_file() and not (out / "families.tsv").exists()
+    code, err = _cli(capsys, "prepare", "--family", *sorted(out.glob("*.a3m")), "--out", tmp_path / "ds")
+    assert code == 1 and "unfinished paralogs set" in err and not (tmp_path / "ds").exists(), err
+    assert _cli(capsys, *_paralogs(paralog_db, out, "--overwrite"))[0] == 0
+    listed = paralogs.read_index(out)
+    assert {p.name for p in out.iterdir()} == {"curated.a3m", "families.tsv", *(p.name for p in listed)}
+    assert (out / "curated.a3m").read_text() == ">mine\nMKV\n"
+
+
 def test_prepare_refuses_a_families_folder_without_its_index_or_with_missing_files(tmp_path, capsys):
     fam = tmp_path / "fam"
     fam.mkdir()

@@ -66,6 +66,9 @@ from protein_performer.progress import add_quiet_argument, from_args, progress_b
 log = logging.getLogger(__name__)
 
 INDEX = "families.tsv"
+INCOMPLETE = ".families.incomplete"
+"""In ``--out-dir`` only while a set is replaced beside other files: the names it may hold
+(:func:`replace_families`). A folder that holds it is an unfinished set."""
 INDEX_COLUMNS = ("file", "query", "members", "neff", "query_length")
 BATCH = 64
 """Queries per jackhmmer call (spread over ``--cpus`` threads)."""
@@ -222,21 +225,26 @@ def read_index(out_dir: Path) -> list[Path]:
 
 
 def own_files(out_dir: Path) -> set[str]:
-    """Names of the files an earlier run wrote in ``out_dir``: those its ``families.tsv`` lists
-    (plain names only) and the index itself; none without an index."""
-    if not (Path(out_dir) / INDEX).is_file():
-        return set()
-    names = {p.name for p in read_index(out_dir) if p.parent == Path(out_dir) and not p.name.startswith(".")}
-    return names | {INDEX}
+    """Names of the files an earlier run wrote in ``out_dir``: those its ``families.tsv`` lists and
+    the index itself, and those an unfinished replacement recorded in :data:`INCOMPLETE` (plain
+    names only)."""
+    out_dir = Path(out_dir)
+    names: set[str] = set()
+    if (out_dir / INDEX).is_file():
+        names |= {p.name for p in read_index(out_dir) if p.parent == out_dir} | {INDEX}
+    if (out_dir / INCOMPLETE).is_file():
+        names |= set((out_dir / INCOMPLETE).read_text().split("\n")) | {INCOMPLETE}
+    return {name for name in names if name and "/" not in name and name not in (".", "..")}
 
 
 def replace_families(stage: Path, out_dir: Path, inputs: list[Path]) -> None:
     """Put the set built in ``stage`` in place of ``out_dir``'s. A new ``out_dir``, or one that
     holds only an earlier run's files, is swapped whole (renames: old or new, never a mix).
-    Otherwise the other files stay: the old index goes first (a folder without ``families.tsv``
-    is an unfinished set, which ``prepare`` refuses), then the old family files, the new ones
-    move in and the index last. Nothing the old index does not list, and no input, is removed
-    or replaced."""
+    Otherwise the other files stay and the set is replaced file by file: first :data:`INCOMPLETE`
+    records every name the old and new sets use (``prepare`` refuses a folder that holds it, and
+    a rerun knows those files as its own), then the old index and families go, the new ones move
+    in, the index last, and the record goes. Nothing an earlier run did not write, and no input,
+    is removed or replaced."""
     from protein_performer.corpus.staging import swap_into_place
 
     if not out_dir.exists():
@@ -252,13 +260,16 @@ def replace_families(stage: Path, out_dir: Path, inputs: list[Path]) -> None:
     if all(p.name in own for p in out_dir.iterdir()):
         swap_into_place(stage, out_dir)
         return
+    marker = out_dir / INCOMPLETE
+    marker.write_text("".join(f"{name}\n" for name in sorted((own | set(new)) - {INCOMPLETE})))
     (out_dir / INDEX).unlink(missing_ok=True)
-    for name in own:
+    for name in own - {INCOMPLETE}:
         (out_dir / name).unlink(missing_ok=True)
     for name in new:
         if name != INDEX:
             os.replace(stage / name, out_dir / name)
     os.replace(stage / INDEX, out_dir / INDEX)
+    marker.unlink()
     stage.rmdir()
 
 

@@ -316,13 +316,17 @@ def _tokenise(inputs: list[Path], formats: list[str], policy: CleaningPolicy, fr
 def family_inputs(inputs: list[Path]) -> list[Path]:
     """The homolog sets of ``prepare --family``'s inputs: a folder or a ``families.tsv`` written by
     ``paralogs`` stands for the sets its index lists. Refuses a folder without its index (a
-    ``paralogs`` run that did not finish) and an index that lists a missing file."""
-    from protein_performer.corpus.paralogs import INDEX, read_index
+    ``paralogs`` run that did not finish), an index that lists a missing file, and any set in a
+    folder that a stopped ``paralogs`` run left half replaced."""
+    from protein_performer.corpus.paralogs import INCOMPLETE, INDEX, read_index
 
     sets: list[Path] = []
     for path in inputs:
+        folder = path if path.is_dir() else path.parent
+        if (folder / INCOMPLETE).exists():
+            raise ValueError(f"{path}: {folder} holds an unfinished paralogs set (a run stopped while replacing it, "
+                             f"{INCOMPLETE}); run `protein-performer paralogs --out-dir {folder} --overwrite` again")
         if path.is_dir() or path.name == INDEX:
-            folder = path if path.is_dir() else path.parent
             listed = read_index(folder)
             missing = [p for p in listed if not p.is_file()]
             if missing:
