@@ -126,3 +126,35 @@ def test_make_variants_keeps_an_earlier_run_and_names_its_checkpoint_truthfully(
         assert variants_main(argv) == 0
     assert "holds a finished run" in caplog.text and "$ protein-performer fit" not in caplog.text
     assert notes.read_text() == "my notes"
+
+
+def test_overlapping_homolog_sets_never_train_on_each_others_held_out_members(tmp_path):
+    from protein_performer.corpus.prepare import FamilyOptions, SplitFractions, _read_split_family, prepare
+    from protein_performer.corpus.shards import open_split
+
+    rng = np.random.default_rng(2)
+    aa = "ACDEFGHIKLMNPQRSTVWY"
+
+    def members(n: int, seed_core: str) -> list[str]:
+        out = []
+        for _ in range(n):
+            s = list(seed_core)
+            for i in rng.choice(len(s), len(s) // 2, replace=False):
+                s[i] = aa[rng.integers(20)]
+            out.append("".join(s))
+        return out
+
+    core = "".join(rng.choice(list(aa), 40))
+    shared = members(40, core)  # in both sets, under other ids
+    a = _write(tmp_path / "a.a3m", f">qa\n{core}\n" + "".join(f">a{k}\n{s}\n" for k, s in enumerate(shared)))
+    b = _write(tmp_path / "b.a3m", f">qb\n{core[::-1]}\n" + "".join(f">b{k}\n{s}\n" for k, s in enumerate(shared)))
+    options, fractions = FamilyOptions(), SplitFractions(valid=0.2, test=0.1)
+    held = {s for path in (a, b) for s, split in zip(*(lambda f, sp: (f.sequences, sp))(
+        *_read_split_family(path, options, fractions))) if split != "train"}
+    assert held  # the ids differ, so the two sets hold out different members
+    prepare([a, b], tmp_path / "p", family=options, valid_fraction=0.2, test_fraction=0.1)
+    train = open_split(tmp_path / "p", "train")
+    from protein_performer.alphabet import ALPHABET
+
+    trained = {ALPHABET.decode(train.protein(i)) for i in range(len(train))}
+    assert not trained & held

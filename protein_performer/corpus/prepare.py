@@ -352,9 +352,13 @@ def _tokenise_families(paths: list[Path], options: FamilyOptions, policy: Cleani
     for split in SPLITS:
         merged[f"_weights_{split}"], merged[f"_positions_{split}"], merged[f"_families_{split}"] = [], [], []
     aligned = None
+    read = [_read_split_family(path, options, fractions) for path in paths] if len(paths) > 1 else [None]
+    held_out = {seq for item in read if item is not None
+                for seq, split in zip(item[0].sequences, item[1]) if split != "train"}
     bar = progress_bar(paths, total=len(paths), unit="family", desc="prepare --family", enabled=progress)
     for index, path in enumerate(bar):
-        one, info = _tokenise_family(path, options, policy, fractions, writers, quiet=len(paths) > 1)
+        one, info = _tokenise_family(path, options, policy, fractions, writers, quiet=len(paths) > 1,
+                                     read=read[index], held_out=held_out)
         if aligned is not None and info["aligned"] != aligned:
             raise ValueError(f"{path}: {'an aligned' if info['aligned'] else 'an unaligned'} homolog set among "
                              f"{'unaligned' if aligned else 'aligned'} ones ({paths[0]}); give all sets as "
@@ -387,14 +391,22 @@ def _tokenise_families(paths: list[Path], options: FamilyOptions, policy: Cleani
     return counts, merged
 
 
-def _tokenise_family(path: Path, options: FamilyOptions, policy: CleaningPolicy, fractions: SplitFractions,
-                     writers: dict[str, SplitWriter], *, quiet: bool = False) -> tuple[ReadCounts, dict]:
-    """Write the members of one homolog set to the splits :func:`similarity_splits` assigns."""
+def _read_split_family(path: Path, options: FamilyOptions, fractions: SplitFractions) -> tuple[object, list[str]]:
+    """One homolog set and the split of each member (:func:`similarity_splits`)."""
     from protein_performer.corpus.families import read_family, similarity_splits
 
     fam = read_family(path, query=options.query, format=options.format, identity=options.identity)
-    splits = similarity_splits(fam, split_identity=options.split_identity, valid_fraction=fractions.valid,
-                               test_fraction=fractions.test, salt=fractions.salt)
+    return fam, similarity_splits(fam, split_identity=options.split_identity, valid_fraction=fractions.valid,
+                                  test_fraction=fractions.test, salt=fractions.salt)
+
+
+def _tokenise_family(path: Path, options: FamilyOptions, policy: CleaningPolicy, fractions: SplitFractions,
+                     writers: dict[str, SplitWriter], *, quiet: bool = False, read: tuple | None = None,
+                     held_out: set[str] = frozenset()) -> tuple[ReadCounts, dict]:
+    """Write the members of one homolog set to the splits :func:`similarity_splits` assigns. A
+    training member that another set holds out (the same sequence; ``held_out``) is left out, so
+    overlapping sets never train on each other's held-out members."""
+    fam, splits = read if read is not None else _read_split_family(path, options, fractions)
     counts = ReadCounts()
     weights: dict[str, list[float]] = {split: [] for split in SPLITS}
     positions: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
@@ -404,6 +416,9 @@ def _tokenise_family(path: Path, options: FamilyOptions, policy: CleaningPolicy,
         counts.records_read += 1
         if len(seq) < policy.min_length or (policy.max_length is not None and len(seq) > policy.max_length):
             counts.skipped["length filter"] += 1
+            continue
+        if split == "train" and seq in held_out:
+            counts.skipped["held out in another set"] += 1
             continue
         try:
             tokens = ALPHABET.encode(seq)
