@@ -72,3 +72,18 @@ def model(ckpt):
     from protein_performer.checkpoint import load_checkpoint
 
     return load_checkpoint(ckpt).model
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _checksum_stamps_in_a_temporary_cache(tmp_path_factory):
+    """Opening a dataset stamps each verified file in ``$PROTEIN_PERFORMER_CACHE``: keep a test run's
+    stamps out of the user's ``~/.cache``."""
+    import os
+
+    old = os.environ.get("PROTEIN_PERFORMER_CACHE")
+    os.environ["PROTEIN_PERFORMER_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("PROTEIN_PERFORMER_CACHE", None)
+    else:
+        os.environ["PROTEIN_PERFORMER_CACHE"] = old

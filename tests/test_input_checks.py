@@ -154,7 +154,6 @@ def test_convert_on_a_full_disk_says_so_and_leaves_nothing(tmp_path, capsys, mon
     monkeypatch.setattr(torch, "save", real_save)
 
 
-@pytest.mark.xfail(strict=True, reason="needs embed/files.py to read .pt embeddings with checkpoint.load_weights_only")
 def test_plot_embeddings_of_a_pickle_is_one_line(tmp_path, capsys):
     """A ``.pt`` embeddings folder holding a pickle: torch's advice to load it unsafely is never shown."""
     marker = tmp_path / "ran"
@@ -374,7 +373,6 @@ def test_read_database_names_the_flag_that_gave_the_file(tmp_path):
         read_database(tmp_path / "empty.fasta", flag="--exclude")
 
 
-@pytest.mark.xfail(strict=True, reason="needs paralogs.py to call read_database(args.exclude, policy, flag='--exclude')")
 def test_paralogs_exclude_missing_names_exclude(tmp_path, capsys):
     pytest.importorskip("pyhmmer")
     query, homologs = _family(3)

@@ -315,7 +315,7 @@ def run(args: argparse.Namespace) -> int:
         policy = CleaningPolicy(unknown=args.unknown)
         database = read_database(args.db, policy)
         if args.exclude is not None:
-            exclude = read_database(args.exclude, policy)
+            exclude = read_database(args.exclude, policy, flag="--exclude")
             database, removed = exclude_homologs(database, exclude, options)
             log.info("--exclude %s: removed %d protein(s) of %s: %s", args.exclude, len(removed), args.db,
                      ", ".join(removed[:20]) + (" ..." if len(removed) > 20 else "") if removed else "none found")

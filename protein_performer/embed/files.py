@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from protein_performer.checkpoint import load_weights_only
 from protein_performer.embed.embedder import EmbeddingResult, ProteinEmbedding
 from protein_performer.outputs import written_atomically
 
@@ -336,7 +337,7 @@ def read_embeddings(path: str | Path, *, per_residue: bool = False, fmt: str | N
                 add(row, z[f"{row['key']}.mean"], z[res_key] if per_residue and res_key in z.files else None)
     else:
         for file in sorted(path.glob("*.pt")):
-            item = torch.load(file, weights_only=True)
+            item = load_weights_only(file, "run `protein-performer embed` again to rewrite it")
             lay = sorted(item["mean_representations"])
             reps = item.get("representations") if per_residue else None
             add({"id": item["label"], "header": item.get("header", item["label"]),
