@@ -158,3 +158,25 @@ def test_overlapping_homolog_sets_never_train_on_each_others_held_out_members(tm
 
     trained = {ALPHABET.decode(train.protein(i)) for i in range(len(train))}
     assert not trained & held
+
+
+def test_mixing_aligned_and_unaligned_sets_says_which_is_which(tmp_path, capsys):
+    a = _write(tmp_path / "a.a3m", ">q\nMKTAYIAKQR\n>h\nMKSAYIAKHR\n")
+    b = _write(tmp_path / "b.fasta", ">q\nMKTAYIAKQRLE\n>h\nMKSAYIAKHRLEGW\n")
+    assert main(["prepare", str(a), str(b), "--family", "--family-format", "auto", "--out", str(tmp_path / "p"),
+                 "--quiet"]) == 1
+    assert "an unaligned homolog set among aligned ones" in capsys.readouterr().err
+
+
+def test_a_second_score_variants_into_the_same_out_is_refused(tmp_path, capsys):
+    from protein_performer.outputs import locked
+
+    wt = "MKTAYIAKQRLEWVGHPNDC"
+    fasta = _write(tmp_path / "wt.fasta", f">wt\n{wt}\n")
+    homologs = _write(tmp_path / "h.a3m", f">q\n{wt}\n>h\nMKSAYIAKHRLEWVGHPNDC\n>g\nMRTAFIAKQRLDWVGHPNEC\n")
+    variants = _write(tmp_path / "v.csv", "mutant,fit\nK2R,1\nT3S,2\nA4G,3\n")
+    out = tmp_path / "o.csv"
+    with locked(out, "--out"):  # another writer holds it
+        assert main(["score-variants", "--homologs", str(homologs), "--fasta", str(fasta), "--variants",
+                     str(variants), "--score-col", "fit", "--out", str(out), "--quiet"]) == 1
+    assert "being written by another" in capsys.readouterr().err and not out.exists()

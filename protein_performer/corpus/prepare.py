@@ -361,7 +361,7 @@ def _tokenise_families(paths: list[Path], options: FamilyOptions, policy: Cleani
                                      read=read[index], held_out=held_out)
         if aligned is not None and info["aligned"] != aligned:
             raise ValueError(f"{path}: {'an aligned' if info['aligned'] else 'an unaligned'} homolog set among "
-                             f"{'unaligned' if aligned else 'aligned'} ones ({paths[0]}); give all sets as "
+                             f"{'aligned' if aligned else 'unaligned'} ones ({paths[0]}); give all sets as "
                              "alignments (A3M, A2M, Stockholm, aligned FASTA) or all as plain FASTA")
         aligned = info["aligned"]
         for split in SPLITS:
