@@ -397,3 +397,67 @@ def test_benchmark_runs_assays_resumes_and_reports_a_failure_in_the_table(tmp_pa
     with caplog.at_level("INFO"):
         assert main(argv + ["--assays", "good"]) == 0
     assert "good: already done" in caplog.text and "$ protein-performer fit" not in caplog.text
+
+
+def test_an_assay_is_checked_before_any_work(tmp_path):
+    from protein_performer.experiments.benchmark import Assay, check_assay
+
+    a2m, fasta, ckpt, wt = _family_and_model(tmp_path)
+    good = _proteingym_csv(tmp_path / "dms.csv", wt)
+    check_assay(Assay("ok", good, wt, a2m))
+    # no row matches the target: nothing to score
+    other = wt[1:] + "A"
+    bad = _proteingym_csv(tmp_path / "other.csv", other, seed=5)
+    with pytest.raises(ValueError, match=r"other.csv: no valid mutants"):
+        check_assay(Assay("shifted", bad, wt, a2m))
+    # a constant measurement: no metric
+    flat = _write(tmp_path / "flat.csv", "mutant,DMS_score\n" + "".join(f"{wt[i]}{i + 1}A,0.5\n" for i in range(3, 9)
+                                                                       if wt[i] != "A"))
+    with pytest.raises(ValueError, match="at least two"):
+        check_assay(Assay("flat", flat, wt, a2m))
+    with pytest.raises(ValueError, match="MSA_start 5"):
+        check_assay(Assay("region", good, wt, a2m, msa_start=5))
+
+
+def test_a_benchmark_stopped_after_its_fit_resumes_at_scoring(tmp_path, monkeypatch, caplog):
+    import protein_performer.experiments.benchmark as bench
+
+    a2m, fasta, ckpt, wt = _family_and_model(tmp_path)
+    variants = _proteingym_csv(tmp_path / "dms.csv", wt)
+    config = _write(tmp_path / "cfg.yaml", TINY_FAMILY)
+    assay = bench.Assay("a", variants, wt, a2m)
+    options = bench.Options(config=config, steps=2, contexts=1, bootstrap=0)
+    real = bench._cli
+
+    def stop_at_scoring(*args):
+        if args[0] == "score-variants":
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(bench, "_cli", stop_at_scoring)
+    with pytest.raises(KeyboardInterrupt):
+        bench.run_assay(assay, tmp_path / "out", options)
+    stages = json.loads((tmp_path / "out" / "stages.json").read_text())
+    assert set(stages) == {"recipe", "prepare", "fit"} and not (tmp_path / "out" / "result.json").exists()
+    monkeypatch.setattr(bench, "_cli", real)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        result = bench.run_assay(assay, tmp_path / "out", options)
+    assert "$ protein-performer fit" not in caplog.text and "$ protein-performer score-variants" in caplog.text
+    assert result["status"] == "done" and result["last_step"] == 2
+
+
+TINY_FAMILY = """trainer:
+  max_steps: 2
+  val_check_interval: 1
+  limit_val_batches: 1
+  logger: false
+model:
+  config: {dim: 16, depth: 1, heads: 2, nb_features: 8, local_heads: 1, local_window: 4, restart_positions: true}
+  warmup_steps: 1
+data:
+  mode: family
+  max_length: 256
+  batch_size: 1
+  num_workers: 0
+"""

@@ -290,16 +290,20 @@ def _step(checkpoint: Path) -> int:
 
 
 def assay_result(assay: Assay, folder: Path, stages: dict, recipe: dict, best: Path, last: Path) -> dict:
-    """What ``result.json`` holds: every scorer's metrics, the recipe, minutes per stage."""
+    """What ``result.json`` holds: every scorer's metrics on the rows it scores and on the rows every
+    scorer scores (``common``), the published predictions the CSV carries, the recipe, minutes."""
     scored = json.loads((folder / "scored.json").read_text())
-    scorers = {}
+    columns, names = {}, {}
     for m in scored["models"]:
-        name = m["column"].replace(best.stem, "best").replace(last.stem, "last")
-        scorers[f"Performer {name}"] = m["metrics"]
+        names[m["column"]] = "Performer " + m["column"].replace(best.stem, "best").replace(last.stem, "last")
+    if "profile" in scored:
+        names["profile"] = "profile"
+    scorers = {names[m["column"]]: m["metrics"] for m in scored["models"]}
     if "profile" in scored:
         scorers["profile"] = scored["profile"]["metrics"]
     for name, b in scored["baselines"].items():
         scorers[name] = b["metrics"]
+    common, n_common = _common_row_metrics(assay, folder, scored, names)
     return {"DMS_id": assay.dms_id, "status": "done", "variants": assay.variants.name, "msa": assay.msa.name,
             "rows": scored["rows"], "invalid_rows": scored["invalid_rows"], "score_col": scored["score_col"],
             "label_col": scored["label_col"],
@@ -307,7 +311,46 @@ def assay_result(assay: Assay, folder: Path, stages: dict, recipe: dict, best: P
             "recipe": recipe, "best_step": _step(best), "last_step": _step(last),
             "stage_minutes": {k: v["minutes"] for k, v in stages.items()},
             "profile_weight": next((m.get("profile_weight") for m in scored["models"] if "profile_weight" in m), None),
-            "scorers": scorers}
+            "scorers": scorers, "common_rows": n_common, "scorers_common_rows": common,
+            "references": _references(assay, scored["score_col"])}
+
+
+def _common_row_metrics(assay: Assay, folder: Path, scored: dict, names: dict[str, str]) -> tuple[dict, int]:
+    """Every scorer's metrics on the rows that all of them score (a region-only alignment's profile
+    scores fewer rows than the model: compared on the same rows here)."""
+    from protein_performer.variants.command import _measured
+    from protein_performer.variants.metrics import assay_metrics
+    from protein_performer.variants.mutants import read_labels
+
+    with open(folder / "scored.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    header, body = rows[0], rows[1:]
+
+    from types import SimpleNamespace
+
+    table = SimpleNamespace(path=folder / "scored.csv", header=header, rows=body)  # as read_labels reads a table
+
+    values = {}
+    for column, name in names.items():
+        k = header.index(column)
+        values[name] = np.array([float(r[k]) if k < len(r) and r[k] else np.nan for r in body])
+    keep = np.logical_and.reduce([np.isfinite(v) for v in values.values()])
+    measured = _measured(table, scored["score_col"]) if scored["score_col"] else None
+    label = read_labels(table, scored["label_col"], assay.label_fit) if scored["label_col"] else None
+    out = {}
+    for name, v in values.items():
+        metrics = assay_metrics(np.where(keep, v, np.nan), measured, label, bootstrap=0)
+        out[name] = {k: m.as_dict() for k, m in metrics.items()}
+    return out, int(keep.sum())
+
+
+def _references(assay: Assay, score_col: str | None) -> dict:
+    """Spearman of the published predictions the variants CSV carries (EVmutation, DeepSequence)."""
+    if not score_col:
+        return {}
+    from protein_performer.experiments.families import reference_correlations
+
+    return reference_correlations(assay.variants, score_col, bootstrap=0)
 
 
 # --------------------------------------------------------------------------- the table
@@ -335,7 +378,8 @@ def summary_tables(results: list[dict]) -> dict[str, list[list]]:
             continue
         rows = []
         for r in done:
-            rows.append([r["DMS_id"], *(r["scorers"].get(s, {}).get(metric, {}).get("value") for s in cols)])
+            if any(metric in r["scorers"].get(s, {}) for s in cols):
+                rows.append([r["DMS_id"], *(r["scorers"].get(s, {}).get(metric, {}).get("value") for s in cols)])
         means = []
         for k in range(len(cols)):
             values = [row[k + 1] for row in rows if row[k + 1] is not None]
@@ -364,6 +408,12 @@ def summary_markdown(results: list[dict], meta: dict) -> str:
         rows = [[dms, *(cell(done[dms], s, metric) for s in header[1:])] for dms, *_ in table[1:-1]]
         rows.append(["**Average**", *("" if v is None else f"{v:.3f}" for v in table[-1][1:])])
         lines += [f"### {metric}", "", md_table(header, rows), ""]
+    lines += _same_rows_section(done, md_table)
+    refs = [[r["DMS_id"], name, f"{c['spearman']:.3f}", f"{c['n']:,}"] for r in done.values()
+            for name, c in (r.get("references") or {}).items() if c.get("spearman") is not None]
+    if refs:
+        lines += ["### Published predictions the assay's CSV carries (Spearman)", "",
+                  md_table(["assay", "predictor", "spearman", "rows"], refs), ""]
     recipe_rows = [[r["DMS_id"], f"{r['recipe']['members']:,}", f"{r['recipe']['neff']:.0f}",
                     f"{r['recipe']['identity']}/{r['recipe']['split_identity']}", str(r["recipe"]["held_out"]),
                     f"{r['recipe']['steps']:,}", f"{r['best_step']:,}", f"{r['last_step']:,}",
@@ -380,6 +430,25 @@ def summary_markdown(results: list[dict], meta: dict) -> str:
         lines += ["### Failed assays", "", md_table(["assay", "error"], [[r["DMS_id"], r["error"]] for r in failed]),
                   ""]
     return "\n".join(lines)
+
+
+def _same_rows_section(done: dict[str, dict], md_table) -> list[str]:
+    """Where some scorer scores fewer rows than the others (mutants outside a region-only alignment
+    have no profile score), every scorer again on the rows all of them score."""
+    from protein_performer.variants.metrics import METRICS
+
+    lines = []
+    for dms, r in done.items():
+        if r.get("common_rows") is None or r["common_rows"] == r["rows"] - r["invalid_rows"]:
+            continue
+        common = r["scorers_common_rows"]
+        names = list(common)
+        rows = [[metric, *(("" if common[n].get(metric, {}).get("value") is None
+                            else f"{common[n][metric]['value']:.3f}") for n in names)]
+                for metric in METRICS if any(metric in common[n] for n in names)]
+        lines += [f"### {dms}: every scorer on the {r['common_rows']:,} rows all of them score "
+                  f"(of {r['rows'] - r['invalid_rows']:,})", "", md_table(["metric", *names], rows), ""]
+    return lines
 
 
 def write_summary(out: Path, results: list[dict], meta: dict) -> None:

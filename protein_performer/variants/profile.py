@@ -96,8 +96,8 @@ def column_map(family: Family, sequence: str, *, region_start: int | None = None
     query = family.query_sequence
     qname = family.ids[family.query]
     matched, how = _query_match(query, sequence, region_start)
-    if region_start is not None and (how == "aligned" or (how == "query inside the wild type"
-                                                          and matched[region_start - 1 :][:1].tolist() != [0])):
+    if region_start is not None and (how == "aligned" or (how == "equal" and region_start != 1) or (
+            how == "query inside the wild type" and matched[region_start - 1 :][:1].tolist() != [0])):
         raise ValueError(f"{family.path}: the query {qname!r} ({len(query)} residues) is not the wild type's "
                          f"residues from MSA_start {region_start} on; check MSA_start / MSA_end against target_seq "
                          "and the alignment's query")
