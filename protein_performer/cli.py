@@ -58,6 +58,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _launched_worker() -> bool:
+    """Whether this process is a worker that a distributed launcher started (Lightning's DDP sets
+    ``LOCAL_RANK`` / ``NODE_RANK`` in the processes it launches; the launcher itself has rank 0)."""
+    import os
+
+    return any(int(os.environ.get(name, "0") or 0) > 0 for name in ("LOCAL_RANK", "NODE_RANK", "RANK"))
+
+
 def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """Whether this CPU multiplies bfloat16 natively (``avx512_bf16`` or ``amx_bf16`` among the
     flags of ``cpuinfo``) and torch's oneDNN can use it. False where there is no
@@ -221,8 +229,8 @@ def lightning_cli_class() -> type:
 
         def _run_subcommand(self, subcommand: str) -> None:
             root = self.config[subcommand].trainer.get("default_root_dir")
-            if subcommand != "fit" or not root:
-                return self._run_checked(subcommand)
+            if subcommand != "fit" or not root or _launched_worker():
+                return self._run_checked(subcommand)  # a DDP worker runs under its launcher's lock
             # one fit at a time per run folder: a second would mix its checkpoints and logs into the first's
             with locked(Path(root), "--trainer.default_root_dir"):
                 return self._run_checked(subcommand)

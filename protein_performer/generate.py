@@ -152,9 +152,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--prompt", default="", help="residues every sequence starts with (default: none)")
     source.add_argument("--prompts", type=Path, help="FASTA of prompts: --num sequences for each record")
     parser.add_argument("--num", type=int, default=1, help="sequences per prompt (default 1)")
-    deprecated_alias(parser, parser.add_argument(
-        "--max-residues", type=int, default=512, metavar="N",
-        help="residues per sequence at most, the prompt's included (default 512)"), "--max-length")
+    stop = parser.add_argument("--stop-at-residues", type=int, default=512, metavar="N",
+                               help="a sequence stops at N residues, the prompt's included (default 512)")
+    deprecated_alias(parser, deprecated_alias(parser, stop, "--max-residues"), "--max-length")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=None)
     parser.add_argument("--top-p", type=float, default=None)
@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.out, "file", inputs=[args.checkpoint, *([args.prompts] if args.prompts else [])],
                  existing_ok=args.overwrite)
     sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                              max_length=args.max_residues)
+                              max_length=args.stop_at_residues)
     prompts = _read_prompts(args)
     with locked(args.out):
         return _generate(args, sampling, prompts)

@@ -442,7 +442,7 @@ def test_generate_refuses_an_empty_prompt_record(clm_ckpt, tmp_path, capsys):
     prompts.write_text(">a\nMKV\n>b empty\n>c\nMA\n")
     out = tmp_path / "gen.fasta"
     code, err = _cli(capsys, "generate", "--checkpoint", str(clm_ckpt), "--prompts", str(prompts), "--out", str(out),
-                     "--max-residues", "10", "--device", "cpu")
+                     "--stop-at-residues", "10", "--device", "cpu")
     assert code == 1 and "record 2 ('b') has no residues" in err and "--prompt ''" in err
     assert not out.exists()
 
@@ -452,7 +452,7 @@ def test_generate_offers_the_unknown_flag_its_message_names(clm_ckpt, tmp_path, 
     prompts.write_text(">a\nMKJV\n")
     out = tmp_path / "gen.fasta"
     argv = ["generate", "--checkpoint", str(clm_ckpt), "--prompts", str(prompts), "--out", str(out),
-            "--max-residues", "10", "--device", "cpu"]
+            "--stop-at-residues", "10", "--device", "cpu"]
     code, err = _cli(capsys, *argv)
     assert code == 1 and "character 'J'" in err and "--unknown=x" in err
     assert cli.main([*argv, "--unknown", "x"]) == 0
@@ -513,7 +513,7 @@ def test_sigterm_interrupts_a_command_like_ctrl_c(clm_ckpt, tmp_path, capsys, mo
 
 def test_generate_creates_its_out_folder_and_leaves_nothing_on_a_full_disk(clm_ckpt, tmp_path, capsys, monkeypatch):
     out = tmp_path / "new" / "folder" / "gen.fasta"
-    argv = ["generate", "--checkpoint", str(clm_ckpt), "--out", str(out), "--max-residues", "10", "--device", "cpu"]
+    argv = ["generate", "--checkpoint", str(clm_ckpt), "--out", str(out), "--stop-at-residues", "10", "--device", "cpu"]
     assert cli.main(argv) == 0 and out.read_text().startswith(">generated_0")
     code, err = _cli(capsys, *argv)
     assert code == 1 and "already exists; use --overwrite" in err

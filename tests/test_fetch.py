@@ -186,7 +186,7 @@ def test_cli(server, tmp_path, ecoli_fasta, capsys):
     assert cli.main(["fetch", "--proteome", "UP000000625", "--out", str(out), "--base-url", base_url(server),
                      "--backoff", "0"]) == 0
     assert out.read_bytes() == ecoli_fasta.read_bytes()
-    assert cli.main(["fetch", "--query", "organism_id:83333 AND reviewed:true", "--out", str(tmp_path / "q.fasta.gz"),
+    assert cli.main(["fetch", "--uniprot-query", "organism_id:83333 AND reviewed:true", "--out", str(tmp_path / "q.fasta.gz"),
                      "--base-url", base_url(server), "--backoff", "0"]) == 0
     assert server.behaviour.requests[-1]["params"]["query"] == ["organism_id:83333 AND reviewed:true"]
     assert cli.main(["fetch", "--proteome", "E_COLI", "--out", str(out)]) == 1

@@ -58,7 +58,7 @@ def _commands(files: dict, out) -> dict[str, tuple[list[str], list[str]]]:
                             "--fasta", str(files["wt"]), "--variants", str(files["variants"]), "--plot",
                             str(out / "dms.png"), "--out", str(out / "scored.csv"), "--device", "cpu"],
                            ["masked marginals", "log-likelihoods", "substitution matrix"]),
-        "generate": (["generate", "--checkpoint", str(files["clm"]), "--num", "2", "--max-residues", "12",
+        "generate": (["generate", "--checkpoint", str(files["clm"]), "--num", "2", "--stop-at-residues", "12",
                       "--out", str(out / "gen.fasta"), "--device", "cpu"], ["generate"]),
     }
 
@@ -106,7 +106,10 @@ RENAMED = [
     ("score-variants", "--window-tokens", "--max-length", ["128"], "tokens per window"),
     ("score-variants", "--context-tokens", "--context-length", ["1200"], "tokens in a window of homologs"),
     ("embed", "--window-residues", "--max-length", ["300"], "residues per window"),
-    ("generate", "--max-residues", "--max-length", ["30"], "residues per sequence"),
+    ("generate", "--stop-at-residues", "--max-length", ["30"], "stops at N residues"),
+    ("generate", "--stop-at-residues", "--max-residues", ["30"], "stops at N residues"),
+    ("prepare", "--input-format", "--format", ["fasta"], "input format"),
+    ("homologs", "--fasta", "--query", ["q.fasta"], "first record is the query"),
     ("attention", "--block", "--layer", ["2"], "attention block, 1..depth"),
     ("similarity", "--blocks", "--layers", ["1", "-1"], "attention blocks to analyse, 1..depth"),
 ]
@@ -116,6 +119,7 @@ REQUIRED = {
     "score-variants": ["--fasta", "wt.fasta", "--variants", "v.csv", "--out", "o.csv"],
     "embed": ["--checkpoint", "m.ckpt", "--fasta", "in.fasta", "--out", "e.h5"],
     "generate": ["--checkpoint", "m.ckpt", "--out", "g.fasta"],
+    "homologs": ["--db", "db.fasta", "--out", "h.a3m"],
     "attention": ["--checkpoint", "m.ckpt", "--fasta", "in.fasta", "--id", "p0", "--out", "a.png"],
     "similarity": ["--checkpoint", "m.ckpt", "--fasta", "in.fasta", "--out", "sim"],
 }
@@ -162,14 +166,14 @@ def test_an_old_flag_runs_the_command_end_to_end(files, tmp_path, caplog):
         assert cli.main(["attention", *common, "--block", "2", "--out", str(tmp_path / "new.png")]) == 0
         assert cli.main(["attention", *common, "--layer", "2", "--out", str(tmp_path / "old.png")]) == 0
         gen = ["generate", "--checkpoint", str(files["clm"]), "--num", "2", "--device", "cpu", "--quiet"]
-        assert cli.main([*gen, "--max-residues", "9", "--out", str(tmp_path / "new.fasta")]) == 0
+        assert cli.main([*gen, "--stop-at-residues", "9", "--out", str(tmp_path / "new.fasta")]) == 0
         assert cli.main([*gen, "--max-length", "9", "--out", str(tmp_path / "old.fasta")]) == 0
     assert (tmp_path / "new.csv").read_text() == (tmp_path / "old.csv").read_text()
     assert (tmp_path / "new.fasta").read_text() == (tmp_path / "old.fasta").read_text()
     deprecations = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
     assert len(deprecations) == 2
     assert "--layer" in deprecations[0] and "--block" in deprecations[0]
-    assert "--max-length" in deprecations[1] and "--max-residues" in deprecations[1]
+    assert "--max-length" in deprecations[1] and "--stop-at-residues" in deprecations[1]
 
 
 def test_no_command_shows_an_ambiguous_length_flag():
@@ -179,3 +183,14 @@ def test_no_command_shows_an_ambiguous_length_flag():
         shown = text.replace("[formerly --max-length, deprecated]", "").replace(
             "[formerly --context-length, deprecated]", "").replace("[formerly --min-length, deprecated]", "")
         assert "--max-length" not in shown and "--context-length" not in shown and "--min-length" not in shown, command
+
+
+def test_fetch_query_is_now_uniprot_query(caplog):
+    """``--query`` meant a FASTA file in homologs, a record id in prepare and a UniProt query in fetch:
+    fetch's is ``--uniprot-query`` now, the old name a deprecated alias."""
+    with caplog.at_level(logging.WARNING):
+        new = _parser("fetch").parse_args(["--out", "x.fasta.gz", "--uniprot-query", "organism_id:1"])
+        assert not caplog.records
+        old = _parser("fetch").parse_args(["--out", "x.fasta.gz", "--query", "organism_id:1"])
+    assert new == old and new.uniprot_query == "organism_id:1"
+    assert len(caplog.records) == 1 and "--uniprot-query" in caplog.records[0].getMessage()

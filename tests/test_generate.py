@@ -143,7 +143,7 @@ def test_generate_command_writes_fasta_and_refuses_masked_models(tmp_path, capsy
 
     causal = save_checkpoint(random_model(std=0.1), tmp_path / "clm.ckpt", "clm")
     out = tmp_path / "gen.fasta"
-    argv = ["generate", "--checkpoint", str(causal), "--prompt", "MA", "--num", "3", "--max-residues", "30",
+    argv = ["generate", "--checkpoint", str(causal), "--prompt", "MA", "--num", "3", "--stop-at-residues", "30",
             "--seed", "3", "--out", str(out), "--device", "cpu"]
     assert main(argv) == 0
     text = out.read_text()

@@ -62,7 +62,7 @@ def query_fasta(ecoli, tmp_path_factory) -> Path:
 def family(query_fasta, ecoli_fasta, tmp_path_factory) -> Path:
     """The A3M of the default command (3 iterations, E < 1e-3) against the gzip proteome."""
     out = tmp_path_factory.mktemp("family") / "ompr.a3m"
-    assert main(["homologs", "--query", str(query_fasta), "--db", str(ecoli_fasta), "--out", str(out)]) == 0
+    assert main(["homologs", "--fasta", str(query_fasta), "--db", str(ecoli_fasta), "--out", str(out)]) == 0
     return out
 
 
@@ -113,7 +113,7 @@ def test_max_seqs_keeps_the_best_hits(family, query_fasta, ecoli_fasta):
 def test_overwrite_is_needed_to_replace_the_output(family, query_fasta, ecoli_fasta, tmp_path, capsys):
     out = tmp_path / "ompr.a3m"
     out.write_text(family.read_text())
-    argv = ["homologs", "--query", str(query_fasta), "--db", str(ecoli_fasta), "--out", str(out), "--max-seqs", "3"]
+    argv = ["homologs", "--fasta", str(query_fasta), "--db", str(ecoli_fasta), "--out", str(out), "--max-seqs", "3"]
     assert main(argv) == 1
     assert "--overwrite" in capsys.readouterr().err and out.read_text() == family.read_text()
     assert main([*argv, "--overwrite", "--iterations", "1"]) == 0
@@ -125,7 +125,7 @@ def test_no_homolog_writes_the_query_alone(ecoli, query_fasta, tmp_path, caplog)
     db.write_text("".join(f">{ecoli[a].header}\n{ecoli[a].sequence}\n" for a in [QUERY, *UNRELATED]))
     out = tmp_path / "alone.a3m"
     with caplog.at_level(logging.WARNING):
-        assert main(["homologs", "--query", str(query_fasta), "--db", str(db), "--out", str(out)]) == 0
+        assert main(["homologs", "--fasta", str(query_fasta), "--db", str(db), "--out", str(out)]) == 0
     assert [h for h, _ in read_a3m(out)] == ["sp|P0AA16|OMPR_ECOLI"]
     assert "no homolog" in caplog.text
 
@@ -147,7 +147,7 @@ def test_bad_query_names_the_file(tmp_path, text, message):
 def test_bad_db_and_options_are_refused(query_fasta, tmp_path, capsys):
     empty = tmp_path / "empty.fasta.gz"
     empty.write_bytes(b"")
-    assert main(["homologs", "--query", str(query_fasta), "--db", str(empty), "--out", str(tmp_path / "x.a3m")]) == 1
+    assert main(["homologs", "--fasta", str(query_fasta), "--db", str(empty), "--out", str(tmp_path / "x.a3m")]) == 1
     assert f"{empty}: empty file" in capsys.readouterr().err
     headers_only = tmp_path / "headers.fasta"
     headers_only.write_text(">a\n>b\n")

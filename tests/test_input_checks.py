@@ -329,7 +329,7 @@ def test_fasta_with_a_byte_order_mark_is_read(tmp_path, capsys):
     db.write_bytes(b"\xef\xbb\xbf" + "".join(f">H{i}\n{h}\n" for i, h in enumerate(homologs)).encode())
     assert [(r.id, r.sequence) for r in read_records(qfile)] == [("Q1", query)]
     out = tmp_path / "q.a3m"
-    assert cli.main(["homologs", "--query", str(qfile), "--db", str(db), "--out", str(out)]) == 0
+    assert cli.main(["homologs", "--fasta", str(qfile), "--db", str(db), "--out", str(out)]) == 0
     assert out.read_text().startswith(f">Q1\n{query}\n>H")
 
 
@@ -399,7 +399,7 @@ def test_a_j_in_homologs_names_the_file_and_record(tmp_path, capsys):
 @pytest.mark.parametrize("command, new, unit", [("score", "--window-tokens", "tokens"),
                                                 ("score-variants", "--window-tokens", "tokens"),
                                                 ("embed", "--window-residues", "residues"),
-                                                ("generate", "--max-residues", "residues"),
+                                                ("generate", "--stop-at-residues", "residues"),
                                                 ("prepare", "--max-residues", "residues")])
 def test_max_length_warning_says_which_flag_and_unit_it_means(command, new, unit, caplog):
     import importlib

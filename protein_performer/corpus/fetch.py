@@ -198,7 +198,10 @@ def _validate(part: Path, url: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--proteome", help="UniProt proteome id, e.g. UP000000625 (E. coli K-12)")
-    what.add_argument("--query", help="a UniProtKB query, e.g. 'organism_id:83333 AND reviewed:true'")
+    from protein_performer.cli_args import deprecated_alias
+
+    deprecated_alias(what, what.add_argument(
+        "--uniprot-query", help="a UniProtKB query, e.g. 'organism_id:83333 AND reviewed:true'"), "--query")
     parser.add_argument("--out", type=Path, required=True, help="output file (gzip FASTA), e.g. data/raw/x.fasta.gz")
     parser.add_argument("--base-url", default=DEFAULT_BASE_URL, help="UniProt REST base URL")
     parser.add_argument("--retries", type=int, default=5, help="retries on connection errors and 5xx answers")
@@ -213,7 +216,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.proteome and not re.fullmatch(r"UP\d{9}", args.proteome):
         raise ValueError(f"--proteome {args.proteome!r} is not a UniProt proteome id (UP followed by 9 digits)")
-    query = f"proteome:{args.proteome}" if args.proteome else args.query
+    query = f"proteome:{args.proteome}" if args.proteome else args.uniprot_query
     url = stream_url(query, args.base_url)
     log.info("downloading %s", url)
     fetch(url, args.out, retries=args.retries, backoff=args.backoff, timeout=args.timeout, deadline=args.deadline,

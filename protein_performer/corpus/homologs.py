@@ -305,7 +305,11 @@ def write_a3m(path: Path, search: HomologSearch) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--query", required=True, type=Path, help="FASTA file; its first record is the query")
+    from protein_performer.cli_args import deprecated_alias
+
+    deprecated_alias(parser, parser.add_argument("--fasta", type=Path, default=None,
+                                                 help="FASTA file; its first record is the query (required)"),
+                     "--query")
     parser.add_argument("--db", required=True, type=Path,
                         help="the sequences to search: FASTA (or UniProt .dat), plain or gzip/bz2/xz")
     parser.add_argument("--out", required=True, type=Path, help="the A3M to write (query first)")
@@ -323,12 +327,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_output(args.out, "file", inputs=[args.query, args.db])
+    if args.fasta is None:
+        raise ValueError("--fasta is required: the FASTA file whose first record is the query")
+    check_output(args.out, "file", inputs=[args.fasta, args.db])
     if args.out.exists() and not args.overwrite:
         raise ValueError(f"--out {args.out} already exists; pass --overwrite to replace it or choose another --out")
     options = SearchOptions(iterations=args.iterations, evalue=args.evalue, max_seqs=args.max_seqs, cpus=args.cpus)
     policy = CleaningPolicy(unknown=args.unknown)
-    query = read_query(args.query, policy)
+    query = read_query(args.fasta, policy)
     database = read_database(args.db, policy)
     log.info("query %s: %d residues; searching %d sequences", query.id, len(query), len(database))
     search = search_homologs(query, database, options)

@@ -460,8 +460,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="FASTA or UniProt .dat files (plain, .gz, .bz2 or .xz); with --family, homolog sets, "
                              "or a `paralogs` --out-dir (or its families.tsv) for every family it lists")
     parser.add_argument("--out", type=Path, required=True, help="output directory of the prepared dataset")
-    parser.add_argument("--format", choices=("auto", "fasta", "swiss"), default="auto",
-                        help="input format (auto: sniffed from the content)")
+    deprecated_alias(parser, parser.add_argument("--input-format", choices=("auto", "fasta", "swiss"), default="auto",
+                                                 help="input format (auto: sniffed from the content)"), "--format")
     add_unknown_argument(parser)
     deprecated_alias(parser, parser.add_argument("--min-residues", type=int, default=1, metavar="N",
                                                  help="skip proteins of fewer than N residues (default 1)"),
@@ -495,7 +495,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.query or args.family_format != "auto":
         raise ValueError("--query and --family-format describe a homolog set; add --family")
     manifest = prepare(args.inputs, args.out, policy=policy, valid_fraction=args.valid_fraction,
-                       test_fraction=args.test_fraction, salt=args.split_salt, format=args.format,
+                       test_fraction=args.test_fraction, salt=args.split_salt, format=args.input_format,
                        overwrite=args.overwrite, progress=from_args(args), family=family)
     print_summary(manifest)
     return 0
