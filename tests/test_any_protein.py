@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from protein_performer.cli import main
-from protein_performer.corpus.families import column_profile, read_family
+from protein_performer.corpus.families import read_family
 from protein_performer.model import PerformerConfig, PerformerLM
 from protein_performer.variants.metrics import (
     assay_metrics,
@@ -424,7 +424,9 @@ def test_a_benchmark_stopped_after_its_fit_resumes_at_scoring(tmp_path, monkeypa
 
     a2m, fasta, ckpt, wt = _family_and_model(tmp_path)
     variants = _proteingym_csv(tmp_path / "dms.csv", wt)
-    config = _write(tmp_path / "cfg.yaml", TINY_FAMILY)
+    from test_family_inputs import TINY
+
+    config = _write(tmp_path / "cfg.yaml", TINY.replace("max_steps: 4", "max_steps: 2"))
     assay = bench.Assay("a", variants, wt, a2m)
     options = bench.Options(config=config, steps=2, contexts=1, bootstrap=0)
     real = bench._cli
@@ -447,17 +449,3 @@ def test_a_benchmark_stopped_after_its_fit_resumes_at_scoring(tmp_path, monkeypa
     assert result["status"] == "done" and result["last_step"] == 2
 
 
-TINY_FAMILY = """trainer:
-  max_steps: 2
-  val_check_interval: 1
-  limit_val_batches: 1
-  logger: false
-model:
-  config: {dim: 16, depth: 1, heads: 2, nb_features: 8, local_heads: 1, local_window: 4, restart_positions: true}
-  warmup_steps: 1
-data:
-  mode: family
-  max_length: 256
-  batch_size: 1
-  num_workers: 0
-"""

@@ -34,7 +34,6 @@ from pathlib import Path
 
 import numpy as np
 
-from protein_performer.cli import main as cli
 from protein_performer.experiments.registry import config_path
 
 log = logging.getLogger("variants")
@@ -53,16 +52,6 @@ REFERENCES = {"mutation_effect_prediction_independent": "EVmutation, independent
 def _shown(path: Path) -> str:
     """``path`` relative to the working directory (summaries carry no machine's absolute paths)."""
     return os.path.relpath(Path(path).resolve(), Path.cwd())
-
-
-def _run(*args: str) -> float:
-    """Run one CLI command in-process; its wall-clock minutes."""
-    log.info("$ protein-performer %s", " ".join(args))
-    started = time.time()
-    code = cli(list(args))
-    if code:
-        raise SystemExit(f"variants: `protein-performer {' '.join(args)}` failed with exit code {code}")
-    return (time.time() - started) / 60
 
 
 def reference_correlations(variants: Path, score_col: str, bootstrap: int) -> dict[str, dict]:
