@@ -357,15 +357,21 @@ def _hash_unit(text: str, salt: str) -> float:
     return int.from_bytes(digest, "little") / 2**64
 
 
+def check_split_fractions(valid: float, test: float, names: tuple[str, str] = ("valid fraction", "test fraction")
+                          ) -> None:
+    """Raise ``ValueError`` unless both fractions are in [0, 1) and sum to less than 1 (``names``:
+    what the message calls them, e.g. the flags that gave them)."""
+    if not (0 <= valid < 1 and 0 <= test < 1 and valid + test < 1):
+        raise ValueError(f"{names[0]} {valid} and {names[1]} {test} must be in [0, 1) and sum to less than 1")
+
+
 def similarity_splits(family: Family, *, split_identity: float = 0.8, valid_fraction: float = 0.05,
                       test_fraction: float = 0.05, salt: str = "") -> list[str]:
     """The split (``train`` / ``valid`` / ``test``) of every member: connected groups at
     ``split_identity`` (module docstring) go whole to one split, the query's to train."""
     if not 0 < split_identity <= 1:
         raise ValueError(f"split identity must be in (0, 1], got {split_identity}")
-    if not (0 <= valid_fraction < 1 and 0 <= test_fraction < 1 and valid_fraction + test_fraction < 1):
-        raise ValueError(f"valid fraction {valid_fraction} and test fraction {test_fraction} must be in [0, 1) and "
-                         "sum to less than 1")
+    check_split_fractions(valid_fraction, test_fraction)
     n = len(family)
     if family.columns is None:
         groups = np.arange(n)

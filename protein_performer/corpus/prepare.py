@@ -83,9 +83,9 @@ class SplitFractions:
     """Mixed into the hash: a different salt draws a different (still deterministic) split."""
 
     def __post_init__(self) -> None:
-        if not (0 <= self.valid < 1 and 0 <= self.test < 1 and self.valid + self.test < 1):
-            raise ValueError(f"valid fraction {self.valid} and test fraction {self.test} must be in [0, 1) "
-                             "and sum to less than 1")
+        from protein_performer.corpus.families import check_split_fractions
+
+        check_split_fractions(self.valid, self.test)
 
     def split_of(self, protein_id: str) -> str:
         """The split of ``protein_id`` by :data:`SPLIT_RULE` (integer form: no float rounding)."""

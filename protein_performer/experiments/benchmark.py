@@ -181,11 +181,10 @@ def run_assay(assay: Assay, folder: Path, options: Options) -> dict:
     """Stages 1-5 of the module docstring for one assay, each skipped when already done."""
     import yaml
 
-    from protein_performer.experiments.recipe import family_recipe, fit_overrides
+    from protein_performer.experiments.recipe import FamilyRecipe, family_recipe, fit_overrides
 
     stages = _load_stages(folder)
-    if not stages:
-        check_assay(assay)
+    family = check_assay(assay) if not stages else None
     folder.mkdir(parents=True, exist_ok=True)
 
     def done(stage: str, minutes: float, **info) -> None:
@@ -194,22 +193,18 @@ def run_assay(assay: Assay, folder: Path, options: Options) -> dict:
 
     if "recipe" not in stages:
         started = time.time()
-        recipe = family_recipe(assay.msa, query=assay.query)
+        recipe = family_recipe(assay.msa, query=assay.query, family=family)
         _save_json(folder / "recipe.json", recipe.as_dict())
         done("recipe", (time.time() - started) / 60)
     recipe_info = json.loads((folder / "recipe.json").read_text())
-    split_args = ["--identity", str(recipe_info["identity"]), "--split-identity", str(recipe_info["split_identity"]),
-                  "--valid-fraction", str(recipe_info["valid_fraction"]), "--test-fraction",
-                  str(recipe_info["test_fraction"])]
+    recipe = FamilyRecipe(**recipe_info)
+    split_args = recipe.split_args
     data_dir, run_dir = folder / "data", folder / "run"
     if "prepare" not in stages:
         query = ["--query", assay.query] if assay.query else []
         done("prepare", _cli("prepare", str(assay.msa), "--family", *query, "--out", str(data_dir), *split_args,
                              "--quiet"))
     if "fit" not in stages:
-        from protein_performer.experiments.recipe import FamilyRecipe
-
-        recipe = FamilyRecipe(**recipe_info)
         overrides = fit_overrides(recipe, _base_callbacks())
         if options.steps is not None:  # fixed steps: the user's choice, no early stopping
             overrides = {"trainer": {"max_steps": options.steps}}
@@ -242,10 +237,10 @@ def run_assay(assay: Assay, folder: Path, options: Options) -> dict:
     return result
 
 
-def check_assay(assay: Assay) -> None:
+def check_assay(assay: Assay):
     """Before any work: the wild type is the alignment's protein (and sits at ``MSA_start``), and the
     assay has scorable rows with a usable measurement or label. Raises ``ValueError`` naming the
-    files and the fix."""
+    files and the fix; returns the family it read (for the recipe, so it is read once)."""
     from protein_performer.corpus.families import read_family
     from protein_performer.variants.metrics import check_target
     from protein_performer.variants.mutants import detect_columns, read_labels, read_variants
@@ -271,6 +266,7 @@ def check_assay(assay: Assay) -> None:
     if label_col:
         check_target(read_labels(table, label_col, assay.label_fit)[scorable], binary=True,
                      source=f"{assay.variants}: {label_col!r}")
+    return family
 
 
 def _checkpoints(run_dir: Path) -> tuple[Path, Path]:
@@ -293,17 +289,13 @@ def assay_result(assay: Assay, folder: Path, stages: dict, recipe: dict, best: P
     """What ``result.json`` holds: every scorer's metrics on the rows it scores and on the rows every
     scorer scores (``common``), the published predictions the CSV carries, the recipe, minutes."""
     scored = json.loads((folder / "scored.json").read_text())
-    columns, names = {}, {}
-    for m in scored["models"]:
-        names[m["column"]] = "Performer " + m["column"].replace(best.stem, "best").replace(last.stem, "last")
+    entries = {"Performer " + m["column"].replace(best.stem, "best").replace(last.stem, "last"): m
+               for m in scored["models"]}
     if "profile" in scored:
-        names["profile"] = "profile"
-    scorers = {names[m["column"]]: m["metrics"] for m in scored["models"]}
-    if "profile" in scored:
-        scorers["profile"] = scored["profile"]["metrics"]
-    for name, b in scored["baselines"].items():
-        scorers[name] = b["metrics"]
-    common, n_common = _common_row_metrics(assay, folder, scored, names)
+        entries["profile"] = scored["profile"]
+    scorers = {name: m["metrics"] for name, m in entries.items()}
+    scorers.update({name: b["metrics"] for name, b in scored["baselines"].items()})
+    common = {name: m["metrics_common_rows"] for name, m in entries.items()}
     return {"DMS_id": assay.dms_id, "status": "done", "variants": assay.variants.name, "msa": assay.msa.name,
             "rows": scored["rows"], "invalid_rows": scored["invalid_rows"], "score_col": scored["score_col"],
             "label_col": scored["label_col"],
@@ -311,37 +303,8 @@ def assay_result(assay: Assay, folder: Path, stages: dict, recipe: dict, best: P
             "recipe": recipe, "best_step": _step(best), "last_step": _step(last),
             "stage_minutes": {k: v["minutes"] for k, v in stages.items()},
             "profile_weight": next((m.get("profile_weight") for m in scored["models"] if "profile_weight" in m), None),
-            "scorers": scorers, "common_rows": n_common, "scorers_common_rows": common,
+            "scorers": scorers, "common_rows": scored["common_rows"], "scorers_common_rows": common,
             "references": _references(assay, scored["score_col"])}
-
-
-def _common_row_metrics(assay: Assay, folder: Path, scored: dict, names: dict[str, str]) -> tuple[dict, int]:
-    """Every scorer's metrics on the rows that all of them score (a region-only alignment's profile
-    scores fewer rows than the model: compared on the same rows here)."""
-    from protein_performer.variants.command import _measured
-    from protein_performer.variants.metrics import assay_metrics
-    from protein_performer.variants.mutants import read_labels
-
-    with open(folder / "scored.csv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
-    header, body = rows[0], rows[1:]
-
-    from types import SimpleNamespace
-
-    table = SimpleNamespace(path=folder / "scored.csv", header=header, rows=body)  # as read_labels reads a table
-
-    values = {}
-    for column, name in names.items():
-        k = header.index(column)
-        values[name] = np.array([float(r[k]) if k < len(r) and r[k] else np.nan for r in body])
-    keep = np.logical_and.reduce([np.isfinite(v) for v in values.values()])
-    measured = _measured(table, scored["score_col"]) if scored["score_col"] else None
-    label = read_labels(table, scored["label_col"], assay.label_fit) if scored["label_col"] else None
-    out = {}
-    for name, v in values.items():
-        metrics = assay_metrics(np.where(keep, v, np.nan), measured, label, bootstrap=0)
-        out[name] = {k: m.as_dict() for k, m in metrics.items()}
-    return out, int(keep.sum())
 
 
 def _references(assay: Assay, score_col: str | None) -> dict:

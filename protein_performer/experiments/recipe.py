@@ -85,20 +85,19 @@ class FamilyRecipe:
         return asdict(self)
 
     @property
-    def prepare_args(self) -> list[str]:
+    def split_args(self) -> list[str]:
+        """The flags that give ``prepare --family`` and ``score-variants`` this recipe's weights and splits."""
         return ["--identity", str(self.identity), "--split-identity", str(self.split_identity),
-                "--valid-fraction", f"{self.valid_fraction:.4f}", "--test-fraction", str(self.test_fraction)]
-
-    @property
-    def score_args(self) -> list[str]:
-        return self.prepare_args
+                "--valid-fraction", str(self.valid_fraction), "--test-fraction", str(self.test_fraction)]
 
 
-def family_recipe(path: Path, *, query: str | None = None, window_tokens: int = 8192) -> FamilyRecipe:
-    """The rule of the module docstring applied to the homolog set at ``path``."""
+def family_recipe(path: Path, *, query: str | None = None, window_tokens: int = 8192, family=None) -> FamilyRecipe:
+    """The rule of the module docstring applied to the homolog set at ``path`` (``family``: that set
+    already read with :func:`read_family`'s default 0.8 identity; its weights are replaced)."""
     from protein_performer.corpus.families import read_family, sequence_weights
 
-    family = read_family(path, query=query, identity=IDENTITY_LADDER[0])
+    if family is None:
+        family = read_family(path, query=query, identity=IDENTITY_LADDER[0])
     n = len(family)
     notes = []
     identity = IDENTITY_LADDER[0]

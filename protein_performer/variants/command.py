@@ -242,9 +242,9 @@ def _targets(args: argparse.Namespace, table: VariantTable) -> _Targets:
     detected = detect_columns(table.path, table.header, table.rows)
     score_col = args.score_col or detected["score"]
     label_col = args.label_col or detected["label"]
-    for flag, name, found in (("--score-col", "score", score_col), ("--label-col", "label", label_col)):
-        if getattr(args, flag[2:].replace("-", "_")) is None and found:
-            log.info("%s: %s column %r (detected; %s names another)", table.path, name, found, flag)
+    for flag, given, found in (("--score-col", args.score_col, score_col), ("--label-col", args.label_col, label_col)):
+        if given is None and found:
+            log.info("%s: column %r detected for %s (%s names another)", table.path, found, flag, flag)
     scorable = np.array([m is not None for m in table.mutants])
     measured = _measured(table, score_col) if score_col else None
     label = read_labels(table, label_col, args.label_fit) if label_col else None
@@ -264,9 +264,9 @@ def _check_numbers(args: argparse.Namespace) -> None:
     for flag, value in (("--identity", args.identity), ("--split-identity", args.split_identity)):
         if not 0 < value <= 1:
             raise ValueError(f"{flag} must be in (0, 1], got {value}")
-    if not (0 <= args.valid_fraction < 1 and 0 <= args.test_fraction < 1
-            and args.valid_fraction + args.test_fraction < 1):
-        raise ValueError("--valid-fraction and --test-fraction must be in [0, 1) and sum to less than 1")
+    from protein_performer.corpus.families import check_split_fractions
+
+    check_split_fractions(args.valid_fraction, args.test_fraction, ("--valid-fraction", "--test-fraction"))
     if args.msa_start is not None and args.msa_start < 1:
         raise ValueError(f"--msa-start is 1-based, got {args.msa_start}")
     if not math.isfinite(args.pseudocount) or args.pseudocount <= 0:
@@ -373,6 +373,7 @@ def _write_summary(args, table: VariantTable, targets: _Targets, columns: dict[s
     }
     if profile is not None:
         summary["profile"] = {**{k: v for k, v in profile.items() if k != "scores"}, **measure(profile["scores"])}
+    _common_rows(summary, columns, profile, targets)
     text = json.dumps(_finite(summary), indent=2, allow_nan=False)
     with written_atomically(path) as tmp:
         tmp.write_text(text + "\n")
@@ -384,6 +385,21 @@ def _write_summary(args, table: VariantTable, targets: _Targets, columns: dict[s
         log.info("%s: %s (%d rows scored)", name, ", ".join(f"{k} {_fmt(v)}" for k, v in m["metrics"].items()),
                  m["scored"])
     log.info("wrote %s", path)
+
+
+def _common_rows(summary: dict, columns: dict[str, np.ndarray], profile: dict | None, targets: _Targets) -> None:
+    """Add every scorer's metrics (no interval) on the rows that all of them score: a region-only
+    alignment's profile scores fewer rows than the models, and is compared with them there."""
+    entries = [(m, columns[m["column"]]) for m in summary["models"]]
+    if profile is not None:
+        entries.append((summary["profile"], profile["scores"]))
+    if not entries:
+        return
+    keep = np.logical_and.reduce([np.isfinite(scores) for _, scores in entries])
+    summary["common_rows"] = int(keep.sum())
+    for entry, scores in entries:
+        metrics = assay_metrics(np.where(keep, scores, np.nan), targets.measured, targets.label, bootstrap=0)
+        entry["metrics_common_rows"] = {k: v.as_dict() for k, v in metrics.items()}
 
 
 def _fmt(metric: dict) -> str:
