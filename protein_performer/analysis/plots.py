@@ -27,6 +27,21 @@ def save_figure(fig: Figure, path: str | Path, formats: Sequence[str] = ("png", 
     return written
 
 
+def standardised_difference(matrix: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """(n, n) ``z(matrix) - z(reference)``, each standardised over its off-diagonal pairs (the two
+    live on different scales); the diagonal is NaN. Positive: the model calls a pair more similar
+    than the reference does."""
+    m, r = np.asarray(matrix, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    off = ~np.eye(len(m), dtype=bool)
+
+    def z(x: np.ndarray) -> np.ndarray:
+        return (x - x[off].mean()) / (x[off].std() or 1.0)
+
+    out = z(m) - z(r)
+    out[~off] = np.nan
+    return out
+
+
 def similarity_heatmaps(
     matrix: np.ndarray,
     reference: np.ndarray,
@@ -37,18 +52,21 @@ def similarity_heatmaps(
     reference_title: str = "BLOSUM62",
     subtitle: str = "",
 ) -> Figure:
-    """``matrix`` and ``reference`` (both n x n) side by side, rows and columns in ``order``
-    (the reference annotated with its integer scores); colours centred on 0."""
+    """Three heatmaps, rows and columns in ``order``: ``matrix``, ``reference`` (annotated with its
+    integer scores), both coloured around 0, and their :func:`standardised_difference`."""
     order = list(order)
     names = [labels[i] for i in order]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.8), constrained_layout=True)
-    for ax, m, name, annotate in ((axes[0], matrix, title, False), (axes[1], reference, reference_title, True)):
+    fig, axes = plt.subplots(1, 3, figsize=(19, 5.8), constrained_layout=True)
+    difference = standardised_difference(matrix, reference)
+    panels = ((axes[0], matrix, title, False), (axes[1], reference, reference_title, True),
+              (axes[2], difference, f"difference: z(left) - z({reference_title}), off-diagonal", False))
+    for ax, m, name, annotate in panels:
         m = np.asarray(m)[np.ix_(order, order)]
-        limit = float(np.abs(m).max()) or 1.0
+        limit = float(np.nanmax(np.abs(m))) or 1.0
         sns.heatmap(m, ax=ax, cmap="RdBu_r", center=0.0, vmin=-limit, vmax=limit, square=True,
                     xticklabels=names, yticklabels=names, linewidths=0.3, linecolor="white",
                     annot=annotate, fmt=".0f", annot_kws={"fontsize": 6}, cbar_kws={"shrink": 0.8})
-        ax.set_title(name, fontsize=12)
+        ax.set_title(name, fontsize=11)
         ax.tick_params(axis="both", labelsize=10, rotation=0)
     if subtitle:
         fig.suptitle(subtitle, fontsize=11)

@@ -42,22 +42,19 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal, Sequence, Sized
+from typing import Iterable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from scipy import stats
 from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.spatial.distance import squareform
-from torch import Tensor
 
 from protein_performer.alphabet import ALPHABET, STANDARD_AMINO_ACIDS
+from protein_performer.analysis.attention_counts import AttentionCounts, count_attention, protein_windows
 from protein_performer.analysis.blosum import blosum62
-from protein_performer.datasets import collate_proteins
-from protein_performer.model import PerformerLM, layer_index
-from protein_performer.progress import progress_bar
+from protein_performer.model import PerformerLM
 
 log = logging.getLogger(__name__)
 
@@ -65,29 +62,53 @@ AMINO_ACIDS = tuple(STANDARD_AMINO_ACIDS)
 LANDMARK_PAIRS = (("D", "E"), ("F", "Y"), ("I", "V"), ("K", "R"))
 """Pairs every substitution matrix calls similar: acids, aromatics, aliphatics, bases."""
 Method = Literal["pearson", "cosine"]
+Null = Literal["even", "offset"]
 
 
 @dataclass
 class AttentionProfiles:
-    """Attention mass by (layer, head) and target amino acid, summed over proteins."""
+    """Attention mass by (layer, head) and target amino acid, summed over the analysed windows."""
 
     layers: tuple[int, ...]
     """1-based blocks analysed."""
     heads: int
     mass: np.ndarray
-    """(n_layers * heads, 20): attention from residue queries to each standard amino acid."""
+    """(F, 20): attention from residue queries to each standard amino acid, F (layer, head) pairs."""
     total: np.ndarray
-    """(n_layers * heads,): attention from residue queries to any residue."""
+    """(F,): attention from residue queries to any residue."""
     counts: np.ndarray
     """(20,): how often each amino acid occurs (as a key) in the analysed proteins."""
     proteins: int = 0
+    """Windows analysed (proteins, or family windows)."""
     pair_mass: np.ndarray | None = None
-    """(n_layers * heads, 20, 20): attention from residues of type a to other residues of type b."""
+    """(F, 20, 20): attention from residues of type a to other residues of type b."""
     pair_expected: np.ndarray | None = None
-    """(n_layers * heads, 20, 20): the same mass spread evenly over the residues each query can see."""
+    """(F, 20, 20): the same mass spread evenly over the residues each query can see."""
+    names: list[str] | None = None
+    """(F,) names of the (layer, head) pairs, when a subset of the heads (default: all, in order)."""
+    pair_offset_expected: np.ndarray | None = None
+    """(F, 20, 20): the pair mass expected from each head's mean weight per offset class
+    (:mod:`protein_performer.analysis.attention_counts`)."""
+
+    @classmethod
+    def from_counts(cls, counts: AttentionCounts, weights: np.ndarray | None = None,
+                    heads: np.ndarray | None = None) -> AttentionProfiles:
+        """The sum of ``counts``' windows (each ``weights`` times: a bootstrap draw; default once),
+        for the (layer, head) pairs ``heads`` ((F,) bool; default all)."""
+        w = np.ones(len(counts.units)) if weights is None else np.asarray(weights, dtype=np.float64)
+        keep = np.ones(len(counts.kinds), dtype=bool) if heads is None else np.asarray(heads, dtype=bool)
+        names = [f"L{layer}H{h + 1}" for layer in counts.layers for h in range(counts.heads)]
+        return cls(counts.layers, counts.heads, np.tensordot(w, counts.mass, 1)[keep],
+                   np.tensordot(w, counts.total, 1)[keep], np.tensordot(w, counts.counts, 1),
+                   int(round(w.sum())), np.tensordot(w, counts.pair_mass, 1)[keep],
+                   np.tensordot(w, counts.pair_expected, 1)[keep],
+                   None if heads is None else [n for n, k in zip(names, keep) if k],
+                   np.tensordot(w, counts.pair_offset_expected, 1)[keep])
 
     @property
     def feature_names(self) -> list[str]:
+        if self.names is not None:
+            return list(self.names)
         return [f"L{layer}H{h + 1}" for layer in self.layers for h in range(self.heads)]
 
     def enrichment(self) -> np.ndarray:
@@ -98,20 +119,23 @@ class AttentionProfiles:
             return np.where(background > 0, share / background, np.nan)
 
 
-    def pair_log_odds(self) -> np.ndarray:
+    def _expected(self, null: Null) -> np.ndarray:
+        expected = self.pair_expected if null == "even" else self.pair_offset_expected
+        if self.pair_mass is None or expected is None:
+            raise ValueError(f"these profiles hold no pair masses ({null} null)")
+        return expected
+
+    def pair_log_odds(self, null: Null = "even") -> np.ndarray:
         """(20, 20) symmetric log(observed / expected) attention between amino-acid types, pooled
-        over the analysed heads (see the module docstring)."""
-        if self.pair_mass is None or self.pair_expected is None:
-            raise ValueError("these profiles hold no pair masses")
-        observed, expected = self.pair_mass.sum(0), self.pair_expected.sum(0)
+        over the analysed heads (see the module docstring); ``null``: expected from attention spread
+        evenly (``even``) or from each head's mean weight per offset class (``offset``)."""
+        observed, expected = self.pair_mass.sum(0), self._expected(null).sum(0)
         return _log_odds(observed + observed.T, expected + expected.T)
 
-    def context_similarity(self) -> np.ndarray:
+    def context_similarity(self, null: Null = "even") -> np.ndarray:
         """(20, 20) Pearson correlation of the amino acids' context profiles: per (layer, head),
         log(observed / expected) attention from each amino acid to each other one (module docstring)."""
-        if self.pair_mass is None or self.pair_expected is None:
-            raise ValueError("these profiles hold no pair masses")
-        log_odds = _log_odds(self.pair_mass, self.pair_expected)  # (F, 20 queries, 20 keys)
+        log_odds = _log_odds(self.pair_mass, self._expected(null))  # (F, 20 queries, 20 keys)
         profiles = log_odds.transpose(1, 0, 2).reshape(len(AMINO_ACIDS), -1)  # (20, F * 20)
         # Centred over the amino acids: what every residue does alike (e.g. all attend more to
         # hydrophobic neighbours) says nothing about which two are alike.
@@ -134,15 +158,6 @@ def _log_odds(observed: np.ndarray, expected: np.ndarray) -> np.ndarray:
     return np.log((observed + eps) / (expected + eps))
 
 
-def block_indices(model: PerformerLM, layers: Sequence[int] | None) -> tuple[int, ...]:
-    """1-based attention blocks; negatives count from the end (-1 = last block)."""
-    depth = model.config.depth
-    if not layers:
-        return tuple(range(1, depth + 1))
-    return tuple(dict.fromkeys(layer_index(i, depth, first=1) for i in layers))
-
-
-@torch.no_grad()
 def attention_profiles(
     model: PerformerLM,
     sequences: Iterable[str],
@@ -151,70 +166,10 @@ def attention_profiles(
     row_block: int = 256,
     progress: bool | None = False,
 ) -> AttentionProfiles:
-    """Accumulate :class:`AttentionProfiles` over ``sequences`` (each framed ``<cls> s <eos>``).
-
-    Query rows are processed ``row_block`` at a time (one forward pass per block). ``progress``:
-    a bar over the proteins on stderr (None: only on a terminal; :mod:`protein_performer.progress`).
-    """
-    model.eval()
-    device = next(model.parameters()).device
-    blocks = block_indices(model, layers)
-    H = model.config.heads
-    n_feat = len(blocks) * H
-    mass = torch.zeros(n_feat, len(AMINO_ACIDS), dtype=torch.float64)
-    total = torch.zeros(n_feat, dtype=torch.float64)
-    pair_mass = torch.zeros(n_feat, len(AMINO_ACIDS), len(AMINO_ACIDS), dtype=torch.float64)
-    pair_expected = torch.zeros_like(pair_mass)
-    counts = np.zeros(len(AMINO_ACIDS), dtype=np.int64)
-    first = ALPHABET.standard_indices[0]
-    n_proteins = 0
-    config = model.config
-    windows = [config.local_window if h < config.local_heads else None for h in range(H)]  # per head
-    n_given = len(sequences) if isinstance(sequences, Sized) else None
-    for seq in progress_bar(sequences, total=n_given, desc="similarity", unit="proteins", enabled=progress):
-        batch = collate_proteins([ALPHABET.frame(seq)])  # (1, L): <cls> residues <eos>
-        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-        residues = batch["input_ids"][0, 1:-1]  # (n,) residue ids
-        n = residues.numel()
-        standard = (residues >= first) & (residues < first + len(AMINO_ACIDS))
-        onehot = torch.zeros(n, len(AMINO_ACIDS), dtype=torch.float64)  # (n, 20); X, B, … rows stay 0
-        onehot[standard.nonzero()[:, 0], residues[standard] - first] = 1.0
-        visible = {w: _visible_composition(onehot, w, config.causal) for w in set(windows)}  # (n, 20) each
-        column_mass = torch.zeros(n_feat, n, dtype=torch.float64)  # (layers*H, n) attention received
-        for start in range(1, n + 1, row_block):
-            rows = torch.arange(start, min(start + row_block, n + 1), device=device)  # residue queries
-            out = model(ids, mask, return_attention=list(blocks), attention_rows=rows)
-            row_types = onehot[rows.cpu() - 1]  # (R, 20)
-            for k, b in enumerate(blocks):
-                w = out.attentions[b][0, :, :, 1 : n + 1].double().cpu()  # (H, R, n): residue keys only
-                column_mass[k * H : (k + 1) * H] += w.sum(dim=1)
-                w[:, torch.arange(len(rows)), rows.cpu() - 1] = 0.0  # no self-attention in pairs
-                pair_mass[k * H : (k + 1) * H] += row_types.T @ w @ onehot  # (H, 20, 20)
-                sent = w.sum(dim=-1)  # (H, R) mass each query sends to other residues
-                seen = torch.stack([visible[win][rows.cpu() - 1] for win in windows])  # (H, R, 20)
-                pair_expected[k * H : (k + 1) * H] += row_types.T @ (sent.unsqueeze(-1) * seen)  # (H, 20, 20)
-        mass += column_mass @ onehot
-        total += column_mass.sum(dim=1)
-        counts += onehot.sum(dim=0).numpy().astype(np.int64)
-        n_proteins += 1
-    if n_proteins == 0:
-        raise ValueError("no proteins to analyse")
-    return AttentionProfiles(blocks, H, mass.numpy(), total.numpy(), counts, n_proteins,
-                             pair_mass.numpy(), pair_expected.numpy())
-
-
-def _visible_composition(onehot: Tensor, window: int | None, causal: bool) -> Tensor:
-    """(n, 20) -> (n, 20): for each residue, the frequency of each amino acid among the *other*
-    residues it can attend to: all of them (window None), those within ``window`` positions,
-    and only earlier ones when causal. Residues other than the 20 (X, ...) count as seen."""
-    n = onehot.shape[0]
-    counted = torch.cat([onehot, torch.ones(n, 1, dtype=onehot.dtype)], dim=1)  # (n, 21): types, any
-    prefix = F.pad(counted.cumsum(dim=0), (0, 0, 1, 0))  # (n + 1, 21): prefix[i] = rows < i
-    i = torch.arange(n)
-    lo = torch.zeros(n, dtype=torch.long) if window is None else (i - window).clamp_min(0)
-    hi = i + 1 if causal else (torch.full((n,), n) if window is None else (i + window + 1).clamp_max(n))
-    seen = prefix[hi] - prefix[lo] - counted  # (n, 21): the window, without the residue itself
-    return seen[:, :-1] / seen[:, -1:].clamp_min(1.0)
+    """:class:`AttentionProfiles` of ``model`` over ``sequences``, each framed ``<cls> s <eos>`` and
+    read alone (:func:`~protein_performer.analysis.attention_counts.count_attention`)."""
+    return AttentionProfiles.from_counts(count_attention(model, protein_windows(sequences), layers=layers,
+                                                         row_block=row_block, progress=progress, unit="proteins"))
 
 
 def profile_similarity(profiles: np.ndarray, method: Method = "pearson") -> np.ndarray:
@@ -313,15 +268,25 @@ class SimilarityResult:
     context: np.ndarray | None = None
     """(20, 20) attention-context similarity (:meth:`AttentionProfiles.context_similarity`)."""
     context_vs_blosum: BlosumComparison | None = None
+    pairs_by_offset: np.ndarray | None = None
+    """(20, 20) attention-pair log-odds against the offset null."""
+    pairs_by_offset_vs_blosum: BlosumComparison | None = None
+    context_by_offset: np.ndarray | None = None
+    """(20, 20) attention-context similarity against the offset null."""
+    context_by_offset_vs_blosum: BlosumComparison | None = None
 
-    def frame(self, which: Literal["attention", "embedding", "pairs", "context"]) -> pd.DataFrame:
+    def frame(self, which: Literal["attention", "embedding", "pairs", "context", "pairs_by_offset",
+                                   "context_by_offset"]) -> pd.DataFrame:
         matrix = {"attention": self.attention, "embedding": self.embedding, "pairs": self.pairs,
-                  "context": self.context}[which]
+                  "context": self.context, "pairs_by_offset": self.pairs_by_offset,
+                  "context_by_offset": self.context_by_offset}[which]
         return pd.DataFrame(matrix, index=list(AMINO_ACIDS), columns=list(AMINO_ACIDS))
 
-    def save(self, out_dir: str | Path) -> dict[str, Path]:
+    def save(self, out_dir: str | Path, study=None) -> dict[str, Path]:
         """Write ``similarity.csv``, ``embedding_similarity.csv``, ``attention_profiles.csv`` and
-        ``blosum_comparison.json`` into ``out_dir``."""
+        ``blosum_comparison.json`` into ``out_dir``; with a ``study``
+        (:class:`~protein_performer.analysis.similarity_study.Study`) also ``similarity_table.csv``
+        and ``heads.csv``, and its figures in the JSON under ``"study"``."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {name: out / name for name in ("similarity.csv", "embedding_similarity.csv",
@@ -349,8 +314,36 @@ class SimilarityResult:
             summary["attention_pairs"] = asdict(self.pairs_vs_blosum)
         if self.context_vs_blosum is not None:
             summary["attention_context"] = asdict(self.context_vs_blosum)
+        for which in ("pairs_by_offset", "context_by_offset"):
+            if getattr(self, which) is not None:
+                paths[f"{which}.csv"] = out / f"{which.replace('context', 'context_similarity').replace('pairs', 'pair_similarity')}.csv"
+                self.frame(which).to_csv(paths[f"{which}.csv"], float_format="%.6f")
+                summary[f"attention_{which}"] = asdict(getattr(self, f"{which}_vs_blosum"))
+        if study is not None:
+            summary["study"] = study.to_dict()
+            paths["similarity_table.csv"] = out / "similarity_table.csv"
+            paths["heads.csv"] = out / "heads.csv"
+            study.table().to_csv(paths["similarity_table.csv"], index=False, float_format="%.6f")
+            study.heads.to_csv(paths["heads.csv"], index=False, float_format="%.6f")
         paths["blosum_comparison.json"].write_text(json.dumps(summary, indent=2) + "\n")
         return paths
+
+
+def result_of(profiles: AttentionProfiles, model: PerformerLM, *, method: Method = "pearson",
+              top: int = 10) -> SimilarityResult:
+    """Every measure of ``profiles`` and ``model``'s embeddings, compared with BLOSUM62."""
+    attention = profile_similarity(profiles.enrichment(), method)
+    embedding = embedding_similarity(model)
+    pairs = profiles.pair_log_odds()
+    context = profiles.context_similarity()
+    by_offset = {}
+    if profiles.pair_offset_expected is not None:
+        by_offset = dict(pairs_by_offset=profiles.pair_log_odds("offset"),
+                         context_by_offset=profiles.context_similarity("offset"))
+        by_offset |= {f"{k}_vs_blosum": compare_with_blosum(v, top) for k, v in list(by_offset.items())}
+    return SimilarityResult(attention, embedding, profiles, compare_with_blosum(attention, top),
+                            compare_with_blosum(embedding, top), method, pairs, compare_with_blosum(pairs, top),
+                            context, compare_with_blosum(context, top), **by_offset)
 
 
 def analyse(model: PerformerLM, sequences: Iterable[str], *, layers: Sequence[int] | None = None,
@@ -358,10 +351,4 @@ def analyse(model: PerformerLM, sequences: Iterable[str], *, layers: Sequence[in
             progress: bool | None = False) -> SimilarityResult:
     """Attention and embedding similarity of ``model`` on ``sequences``, compared with BLOSUM62."""
     profiles = attention_profiles(model, sequences, layers=layers, row_block=row_block, progress=progress)
-    attention = profile_similarity(profiles.enrichment(), method)
-    embedding = embedding_similarity(model)
-    pairs = profiles.pair_log_odds()
-    context = profiles.context_similarity()
-    return SimilarityResult(attention, embedding, profiles, compare_with_blosum(attention, top),
-                            compare_with_blosum(embedding, top), method, pairs, compare_with_blosum(pairs, top),
-                            context, compare_with_blosum(context, top))
+    return result_of(profiles, model, method=method, top=top)
