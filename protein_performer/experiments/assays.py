@@ -1,5 +1,5 @@
 """The project's own multi-assay benchmark: the shared assays, plus two derived from them that stand
-for the cases the hidden set holds (``scripts/bench_assays.py``).
+for the cases the hidden set holds (:func:`main`, ``scripts/bench_assays.py``).
 
 * ``data/benchmarks/shared_assays.csv``: TEM-1 (a DMS, a prokaryote, A3M) and P53 (ClinVar labels,
   human, EVE's A2M with query insert columns).
@@ -13,14 +13,23 @@ for the cases the hidden set holds (``scripts/bench_assays.py``).
 
 The derived alignments are written into the work folder from the shared files; nothing is copied
 into the repository. Which records and which region were fixed before any result.
+
+    python scripts/bench_assays.py [--work outputs/benchmark] [--shared ../shared/data] [--also-last]
+
+Resumable as the benchmark command is: a finished assay is not redone. Run it alone on the machine
+(the minutes per stage are measured).
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
+import json
 import logging
 import re
 from pathlib import Path
+
+from protein_performer.experiments import places
 
 log = logging.getLogger(__name__)
 
@@ -116,3 +125,36 @@ def update_doc(doc: Path, table: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     doc.write_text(text)
+
+
+def create_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=Path("outputs/benchmark"))
+    parser.add_argument("--shared", type=Path, default=places.shared_data())
+    parser.add_argument("--table", type=Path, default=Path("data/benchmarks/shared_assays.csv"),
+                        help="the shared assays' reference file")
+    parser.add_argument("--also-last", action="store_true", help="also score each run's last checkpoint")
+    parser.add_argument("--assays", nargs="+", default=None)
+    parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks/families.md"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``protein-performer benchmark`` on the shared and derived assays and put its table into
+    ``--doc``; the benchmark's exit status."""
+    from protein_performer.cli import main as cli
+    from protein_performer.experiments.benchmark import summary_markdown
+
+    args = create_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    reference = build_reference(args.table, args.shared, args.work)
+    code = cli(["benchmark", "--reference", str(reference), "--dms-dir", str(args.shared / "variants"),
+                "--msa-dir", str(args.work / "msa"), "--out", str(args.work / "run"),
+                *(["--also-last"] if args.also_last else []), *(["--assays", *args.assays] if args.assays else [])])
+    summary = json.loads((args.work / "run" / "summary.json").read_text())
+    meta = {k: v for k, v in summary.items() if k != "assays"}
+    meta["command"] = "python scripts/bench_assays.py" + (" --also-last" if args.also_last else "")
+    update_doc(args.doc, summary_markdown(summary["assays"], meta))
+    log.info("table written into %s", args.doc)
+    return code
