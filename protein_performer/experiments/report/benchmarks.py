@@ -1,21 +1,23 @@
-"""Regenerate the "Latest figures" table of ``docs/benchmarks.md`` from the JSON files that the
-benchmark scripts and the demo write, so a figure is copied by a program, not by hand.
+"""docs/benchmarks.md's table of figures, drawn from the JSON files the benchmarks and the demo write, so
+that a figure is copied by a program, not by hand (``scripts/benchmarks_table.py`` runs :func:`main`).
 
-The table sits between ``<!-- figures:begin -->`` and ``<!-- figures:end -->``. Its last column
-says where each row comes from:
+The table sits between ``<!-- figures:begin -->`` and ``<!-- figures:end -->``. Its last column says
+where each row comes from:
 
-- a row drawn from a JSON file (:data:`SOURCES`) names that file. When the file is present the row
-  is rewritten from it (measured value, status against the target defined here, run); when it is
-  absent (``outputs/`` is not in git, so a clone has none of it) the row is kept as the document has
-  it (the log says which files were absent);
-- every other row is hand-copied (its script writes no JSON the table can read) and is kept as it is.
+- a row drawn from a JSON file (:data:`SOURCES`) names that file. When the file is present the row is
+  rewritten from it (measured value, status against the target defined here, run). The files under
+  ``docs/`` are in git, so the table is a function of them (tests/test_benchmarks_table.py checks the
+  shipped document against them); ``outputs/`` is not, so a clone has none of those files and their
+  rows are kept as the document has them (the log says which files were absent);
+- every other row says ``typed from the run of DATE, no JSON``: its benchmark wrote no JSON that is
+  in git; it was copied from the run and document named in "measured by", and is kept as it is.
 
     python scripts/benchmarks_table.py                # rewrite the block of docs/benchmarks.md
     python scripts/benchmarks_table.py --check        # exit 1 if the block would change
     python scripts/benchmarks_table.py --outputs /elsewhere/outputs   # JSONs of another checkout
 
-Paths in ``SOURCES`` are relative to the repository root; ``outputs/...`` ones are looked up under
-``--outputs`` instead when it is given.
+Paths in :data:`SOURCES` are relative to the checkout's root (``--root``, default the working
+directory); ``outputs/...`` ones are looked up under ``--outputs`` instead when it is given.
 """
 
 from __future__ import annotations
@@ -23,17 +25,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from protein_performer.experiments.report.tables import md_table
 from protein_performer.outputs import repo_relative, written_atomically
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DOC = REPO_ROOT / "docs" / "benchmarks.md"
+DOC = Path("docs/benchmarks.md")
+"""The document, relative to the checkout's root."""
 BEGIN, END = "<!-- figures:begin -->", "<!-- figures:end -->"
 HEADER = ["target", "measured", "status", "measured by (command → full table)", "from"]
+TYPED = "typed from the run of "
+"""How the last column of a row with no JSON in git begins: ``typed from the run of DATE, no JSON``."""
 log = logging.getLogger("benchmarks_table")
 
 
@@ -54,6 +58,11 @@ class Source:
     path: str  # relative to the repository root
     rows: Callable[[dict], list[Figure]]
     writer: str  # the command that writes it
+
+    @property
+    def cell(self) -> str:
+        """The table's last column for this source's rows."""
+        return f"`{self.path}`" + (" (not in git)" if self.path.startswith("outputs/") else "")
 
 
 def verdict(ok: bool) -> str:
@@ -213,10 +222,46 @@ def reproduce_rows(document: dict) -> list[Figure]:
     return rows
 
 
+# --------------------------------------------------------------------------- many assays
+
+
+ASSAY_METRICS = {"spearman": "Spearman", "auc": "AUC"}
+"""The headline metric of an assay (a DMS has Spearman, clinical labels have AUC), in this order."""
+
+
+def _metric_cell(metric: dict) -> str:
+    ci = metric.get("ci95")
+    return f"{metric['value']:.3f}" + (f" {_ci(ci, 3)}" if ci else "")
+
+
+def assay_rows(summary: dict) -> list[Figure]:
+    """Per finished assay of ``protein-performer benchmark`` (docs/benchmarks/assays.json, written by
+    ``scripts/bench_assays.py``): the best Performer scorer's headline metric beside the family profile's."""
+    rows = []
+    link = "[families.md §8](benchmarks/families.md#8-many-assays-the-benchmark-command-and-a-recipe-from-the-family-issue-33)"
+    for assay in summary["assays"]:
+        if assay.get("status") != "done":
+            continue
+        scorers = assay["scorers"]
+        metric = next((m for m in ASSAY_METRICS if m in scorers.get("profile", {})), None)
+        performers = {name: s[metric] for name, s in scorers.items() if name.startswith("Performer") and metric in s}
+        if metric is None or not performers:
+            continue
+        best = max(performers, key=lambda name: performers[name]["value"])
+        profile = scorers["profile"][metric]["value"]
+        rows.append(Figure(
+            f"many assays, {assay['DMS_id']}: {ASSAY_METRICS[metric]}, best Performer scorer vs the family profile",
+            f"{_metric_cell(performers[best])} ({best}; {performers[best]['n']:,} variants)",
+            f"profile {profile:.3f}: {'above' if performers[best]['value'] > profile else 'not above'}",
+            f"`{summary['command']}`, {summary['date']} → {link}"))
+    return rows
+
+
 SOURCES: list[Source] = [
     Source("docs/benchmarks/generate.json", generation_rows, "scripts/bench_generate.py"),
     Source("outputs/demo/summary.json", demo_rows, "make demo (scripts/demo.py)"),
     Source("docs/figures/results_all.json", reproduce_rows, "make reproduce (scripts/reproduce.py)"),
+    Source("docs/benchmarks/assays.json", assay_rows, "scripts/bench_assays.py"),
 ]
 
 
@@ -252,15 +297,13 @@ def read_block(text: str) -> tuple[str, list[list[str]], str]:
 
 
 def render_rows(rows: list[list[str]]) -> str:
-    aligns = ["---", "---:", "---", "---", "---"]
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "|".join(aligns) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+    return md_table(HEADER, rows, align="lrlll")
 
 
 def updated_rows(rows: list[list[str]], loaded: dict[str, dict | None]) -> list[list[str]]:
     """The table's rows after drawing every source in ``loaded`` (path -> its JSON, or None when
     absent). A drawn row replaces the row of the same target, in place, or is appended; the rows of
-    an absent source and the hand-copied rows stay as they are."""
+    an absent source and the typed rows stay as they are."""
     out = [list(r) + [""] * (len(HEADER) - len(r)) for r in rows]
     index = {r[0]: i for i, r in enumerate(out)}
     for source in SOURCES:
@@ -268,7 +311,7 @@ def updated_rows(rows: list[list[str]], loaded: dict[str, dict | None]) -> list[
         if content is None:  # (a clone has no outputs/): its rows stay as the document has them
             continue
         for figure in source.rows(content):
-            row = [figure.target, figure.measured, figure.status, figure.by, f"`{source.path}`"]
+            row = [figure.target, figure.measured, figure.status, figure.by, source.cell]
             if figure.target in index:
                 out[index[figure.target]] = row
             else:
@@ -277,12 +320,13 @@ def updated_rows(rows: list[list[str]], loaded: dict[str, dict | None]) -> list[
     return out
 
 
-def load_sources(outputs: Path | None) -> dict[str, dict | None]:
-    """Each source's JSON, or None where the file is absent (``outputs/...`` under ``outputs``)."""
+def load_sources(root: Path, outputs: Path | None = None) -> dict[str, dict | None]:
+    """Each source's JSON under the checkout ``root``, or None where the file is absent (``outputs/...``
+    under ``outputs`` when given)."""
     loaded: dict[str, dict | None] = {}
     for source in SOURCES:
         rel = Path(source.path)
-        path = outputs / rel.relative_to("outputs") if outputs and rel.parts[0] == "outputs" else REPO_ROOT / rel
+        path = outputs / rel.relative_to("outputs") if outputs and rel.parts[0] == "outputs" else root / rel
         loaded[source.path] = json.loads(path.read_text()) if path.is_file() else None
         log.info("%s: %s", source.path, "read" if path.is_file() else f"absent ({path}); its rows are kept")
     return loaded
@@ -296,14 +340,16 @@ def regenerate(text: str, loaded: dict[str, dict | None]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--doc", type=Path, default=DOC, help="the markdown file holding the block")
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="the checkout (default: the working directory)")
+    parser.add_argument("--doc", type=Path, default=None, help="the markdown file holding the block (default: ROOT/docs/benchmarks.md)")
     parser.add_argument("--outputs", type=Path, default=None,
                         help="where the outputs/... JSON files are (default: the repository's outputs/)")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if the block would change")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args.doc = args.doc or args.root / DOC
     text = args.doc.read_text()
-    new = regenerate(text, load_sources(args.outputs))
+    new = regenerate(text, load_sources(args.root, args.outputs))
     if args.check:
         if new != text:
             log.info("%s: the figures block is out of date; run scripts/benchmarks_table.py", args.doc)
@@ -316,5 +362,3 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
