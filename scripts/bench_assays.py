@@ -1,6 +1,7 @@
 """The multi-assay benchmark: `protein-performer benchmark` on the shared assays, its table into families.md.
 
-The work is :mod:`protein_performer.experiments.assays`; ``python scripts/bench_assays.py --help`` lists the options.
+The work is :mod:`protein_performer.experiments.assays`;
+``python scripts/bench_assays.py --help`` lists the options.
 """
 
 import sys

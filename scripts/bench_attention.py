@@ -1,6 +1,7 @@
 """Attention benchmark: FAVOR+ vs exact SDPA vs performer-pytorch, forward + backward (paper Fig. 3).
 
-The work is :mod:`protein_performer.experiments.bench.attention`; ``python scripts/bench_attention.py --help`` lists the options.
+The work is :mod:`protein_performer.experiments.bench.attention`;
+``python scripts/bench_attention.py --help`` lists the options.
 """
 
 import sys

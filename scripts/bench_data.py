@@ -1,6 +1,7 @@
 """`prepare` throughput and peak memory against a plain Bio.SeqIO parse.
 
-The work is :mod:`protein_performer.experiments.bench.data`; ``python scripts/bench_data.py --help`` lists the options.
+The work is :mod:`protein_performer.experiments.bench.data`;
+``python scripts/bench_data.py --help`` lists the options.
 """
 
 import sys

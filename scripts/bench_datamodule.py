@@ -1,6 +1,7 @@
 """Throughput of ProteinDataModule: windows/s and tokens/s served to the training loop.
 
-The work is :mod:`protein_performer.experiments.bench.datamodule`; ``python scripts/bench_datamodule.py --help`` lists the options.
+The work is :mod:`protein_performer.experiments.bench.datamodule`;
+``python scripts/bench_datamodule.py --help`` lists the options.
 """
 
 import sys

@@ -1,6 +1,7 @@
 """Embedding throughput: Performer (FAVOR+ softmax) vs exact attention of the same shape.
 
-The work is :mod:`protein_performer.experiments.bench.embed`; ``python scripts/bench_embed.py --help`` lists the options.
+The work is :mod:`protein_performer.experiments.bench.embed`;
+``python scripts/bench_embed.py --help`` lists the options.
 """
 
 import sys

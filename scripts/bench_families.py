@@ -1,6 +1,7 @@
 """Families benchmark: TEM-1 variant effects from a family-trained Performer, Performer vs exact.
 
-The work is :mod:`protein_performer.experiments.bench.families`; ``python scripts/bench_families.py --help`` lists the options.
+The work is :mod:`protein_performer.experiments.bench.families`;
+``python scripts/bench_families.py --help`` lists the options.
 """
 
 import sys

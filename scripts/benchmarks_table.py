@@ -1,6 +1,7 @@
 """docs/benchmarks.md from the JSON files the benchmarks wrote.
 
-The work is :mod:`protein_performer.experiments.report.benchmarks`; ``python scripts/benchmarks_table.py --help`` lists the options.
+The work is :mod:`protein_performer.experiments.report.benchmarks`;
+``python scripts/benchmarks_table.py --help`` lists the options.
 """
 
 import sys

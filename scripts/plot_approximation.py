@@ -1,6 +1,7 @@
 """Approximation error of FAVOR+ attention vs the number of random features (paper Fig. 4).
 
-The work is :mod:`protein_performer.experiments.bench.approximation`; ``python scripts/plot_approximation.py --help`` lists the options.
+The work is :mod:`protein_performer.experiments.bench.approximation`;
+``python scripts/plot_approximation.py --help`` lists the options.
 """
 
 import sys

@@ -123,7 +123,8 @@ the demo recipe (2 x 128, 4 heads, m = 64; a cosine over the run, 30% masking, l
 
 def paper_model(attention: str, shape: dict[str, Any], hybrid_window: int) -> dict[str, Any]:
     """``model.config`` overrides of Table 2's model ``attention`` at ``shape``: one attention of
-    :data:`~protein_performer.attention.kernels.KERNELS` (``exact``, ``relu``, ``softmax``) in every head, or ``hybrid``: every head but one runs exact softmax attention
+    :data:`~protein_performer.attention.kernels.KERNELS` (``exact``, ``relu``, ``softmax``) in every head,
+    or ``hybrid``: every head but one runs exact softmax attention
     within ``hybrid_window`` residues, the last runs FAVOR+ (softmax) over the whole window."""
     if attention == "hybrid":
         return dict(shape, attention="softmax", local_heads=shape["heads"] - 1, local_window=hybrid_window)

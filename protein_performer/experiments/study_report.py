@@ -58,7 +58,8 @@ def run_table(runs: list[dict], speeds: dict[str, float] | None = None) -> str:
         body.append([
             r["variant"], f"{r['steps']:,}", f"{r['train_seconds']:.0f}", pace, f"{t['perplexity']:.3f}", rel,
             f"{t['perplexity_ratio']:.4f} {_ratio_ci(t['perplexity_ratio_ci95'])}",
-            f"{t.get('context_perplexity_ratio') or float('nan'):.4f} {_ratio_ci(t.get('context_perplexity_ratio_ci95'))}",
+            f"{t.get('context_perplexity_ratio') or float('nan'):.4f} "
+            f"{_ratio_ci(t.get('context_perplexity_ratio_ci95'))}",
             f"{100 * t['accuracy']:.2f}", f"{t['accuracy_gain']:+.2f} {_ci(t['accuracy_gain_ci95'])}",
             f"{t.get('context_accuracy_gain') or float('nan'):+.2f} {_ci(t.get('context_accuracy_gain_ci95'))}"])
     return md_table(["variant", "steps", "train s", "s/step (alone) / exact", "test ppl", "/ exact",

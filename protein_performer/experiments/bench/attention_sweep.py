@@ -1,5 +1,5 @@
-"""The measuring side of :mod:`.attention` (``scripts/bench_attention.py``): one forward + backward pass of attention per
-(implementation, L) and the interleaved sweep over lengths that skips what would not fit.
+"""The measuring side of :mod:`.attention` (``scripts/bench_attention.py``): one forward + backward pass of
+attention per (implementation, L) and the interleaved sweep over lengths that skips what would not fit.
 
 A case is q, k, v of shape (B=1, H=8, L, D=64), m=256 random features, fp32 (bf16 autocast on CUDA).
 On CPU every case runs in a fresh process of :mod:`.attention` (``--case``), so its peak

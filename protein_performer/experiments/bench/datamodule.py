@@ -89,9 +89,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.objective.upper()}, L={args.max_length}, batch {args.batch_size}; "
           f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads\n")
-    print(md_table(["num_workers", "windows/s", "tokens/s", "steady windows/s (no start-up)", "windows timed (epochs)"],
-                   [[workers, f"{r['windows/s']:,.0f}", f"{r['tokens/s'] / 1e6:,.1f} M", f"{r['steady windows/s']:,.0f}",
-                     f"{r['windows']:,} ({r['epochs']})"] for workers, r in rows], align="rrrrr"))
+    print(md_table(["num_workers", "windows/s", "tokens/s", "steady windows/s (no start-up)",
+                    "windows timed (epochs)"],
+                   [[workers, f"{r['windows/s']:,.0f}", f"{r['tokens/s'] / 1e6:,.1f} M",
+                     f"{r['steady windows/s']:,.0f}", f"{r['windows']:,} ({r['epochs']})"] for workers, r in rows],
+                   align="rrrrr"))
     return 0
 
 

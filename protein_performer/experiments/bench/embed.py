@@ -224,35 +224,37 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _length_table(perf: Timing, exact: Timing, config: PerformerConfig, bin_lengths: dict[str, list[int]]) -> str:
-    """Embedding residues/s by protein length (the bins of :data:`BINS`), with the FLOP bound."""
-    rows = []
+def _by_bin(performer: Timing, exact: Timing, config: PerformerConfig, sizes: dict[str, list[int]],
+            tokens: int) -> list[tuple[str, float, float, float, float]]:
+    """Per length bin of :data:`BINS` that was timed: (bin, median size, Performer residues/s, exact
+    residues/s, FLOP bound at the median size + ``tokens``)."""
+    out = []
     for lo, hi in BINS:
         name = bin_name(lo, hi)
-        if name in perf.by_bin:
-            p, e = perf.bin_rate(name), exact.bin_rate(name)
-            median = float(np.median(bin_lengths[name]))
-            rows.append([name, f"{median:.0f}", f"{p:,.0f}", f"{e:,.0f}", f"{p / e:.2f}",
-                         f"{flop_bound(config, median + 2):.2f}"])
-    return md_table(["length", "median", "Performer residues/s", "exact residues/s", "ratio", "FLOP bound"], rows,
-                    align="lrrrrr")
+        if name in performer.by_bin:
+            median = float(np.median(sizes[name]))
+            out.append((name, median, performer.bin_rate(name), exact.bin_rate(name),
+                        flop_bound(config, median + tokens)))
+    return out
+
+
+def _length_table(perf: Timing, exact: Timing, config: PerformerConfig, bin_lengths: dict[str, list[int]]) -> str:
+    """Embedding residues/s by protein length, with the FLOP bound (``<cls>`` and ``<eos>`` added)."""
+    return md_table(["length", "median", "Performer residues/s", "exact residues/s", "ratio", "FLOP bound"],
+                    [[name, f"{median:.0f}", f"{p:,.0f}", f"{e:,.0f}", f"{p / e:.2f}", f"{bound:.2f}"]
+                     for name, median, p, e, bound in _by_bin(perf, exact, config, bin_lengths, 2)], align="lrrrrr")
 
 
 def _score_table(scores: dict[str, Timing], timings: dict[str, Timing], config: PerformerConfig,
                  bin_windows: dict[str, list[int]]) -> str:
     """``score_windows`` residues/s by protein length, with the FLOP bound and the ratio to embedding."""
-    sp, se, perf, exact = scores["softmax"], scores["exact"], timings["softmax"], timings["exact"]
-    rows = []
-    for lo, hi in BINS:
-        name = bin_name(lo, hi)
-        if name in sp.by_bin:
-            p, e = sp.bin_rate(name), se.bin_rate(name)
-            window = float(np.median(bin_windows[name]))
-            rows.append([name, f"{window:.0f}", f"{p:,.0f}", f"{e:,.0f}", f"{p / e:.2f}",
-                         f"{flop_bound(config, window):.2f}", f"{p / perf.bin_rate(name):.2f}",
-                         f"{e / exact.bin_rate(name):.2f}"])
+    perf, exact = timings["softmax"], timings["exact"]
     return md_table(["length", "window", "Performer residues/s", "exact residues/s", "ratio", "FLOP bound",
-                     "Performer score / embed", "exact score / embed"], rows, align="lrrrrrrr")
+                     "Performer score / embed", "exact score / embed"],
+                    [[name, f"{window:.0f}", f"{p:,.0f}", f"{e:,.0f}", f"{p / e:.2f}", f"{bound:.2f}",
+                      f"{p / perf.bin_rate(name):.2f}", f"{e / exact.bin_rate(name):.2f}"]
+                     for name, window, p, e, bound in _by_bin(scores["softmax"], scores["exact"], config,
+                                                              bin_windows, 0)], align="lrrrrrrr")
 
 
 def _long_table(long_rows: list[dict], config: PerformerConfig, *, scored: bool) -> str:

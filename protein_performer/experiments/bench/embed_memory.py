@@ -64,8 +64,9 @@ def render(rows: list[dict], nb_features: int, machine: str) -> str:
              "during the embedding minus resident memory before it. " f"Machine: {machine}.", "",
              md_table(["residues", "increment (MiB)", f"increment / increment at {base['length']:,}",
                        "process peak (MiB)", "seconds"],
-                      [[f"{r['length']:,}", f"{r['increment_mib']:.0f}", f"{r['increment_mib'] / base['increment_mib']:.2f}",
-                        f"{r['peak_mib']:.0f}", f"{r['seconds']:.1f}"] for r in rows], align="rrrrr")]
+                      [[f"{r['length']:,}", f"{r['increment_mib']:.0f}",
+                        f"{r['increment_mib'] / base['increment_mib']:.2f}", f"{r['peak_mib']:.0f}",
+                        f"{r['seconds']:.1f}"] for r in rows], align="rrrrr")]
     ratio = {r["length"]: r["increment_mib"] / base["increment_mib"] for r in rows}
     if 16384 in ratio and base["length"] == 2048:
         verdict = "met" if ratio[16384] <= 9 else "not met"
@@ -86,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     rows = []
     for length in (int(x) for x in args.lengths.split(",")):
-        out = subprocess.run([sys.executable, "-m", MODULE, "--one", str(length), "--nb-features", str(args.nb_features)],
+        out = subprocess.run([sys.executable, "-m", MODULE, "--one", str(length),
+                              "--nb-features", str(args.nb_features)],
                              check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         log.info("%s", rows[-1])

@@ -88,8 +88,8 @@ def precision_report(results: list[dict], args: argparse.Namespace, command: str
     for r in results:
         fp32, bf16 = r["seconds"]["32-true"], r["seconds"]["bf16-mixed"]
         ratio = statistics.median(a / b for a, b in zip(fp32, bf16))
-        body.append([r["config"], f"{r['batch_size']} x {r['length']}", f"{statistics.median(fp32):.3g} (n={len(fp32)})",
-                     f"{statistics.median(bf16):.3g}", f"{ratio:.2f}x"])
+        body.append([r["config"], f"{r['batch_size']} x {r['length']}",
+                     f"{statistics.median(fp32):.3g} (n={len(fp32)})", f"{statistics.median(bf16):.3g}", f"{ratio:.2f}x"])
     lines.append(md_table(["config", "batch x L", "fp32 s/step (median)", "bf16-mixed s/step (median)", "fp32 / bf16"],
                           body, align="lrrrr"))
     return "\n".join(lines)

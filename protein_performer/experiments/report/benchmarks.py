@@ -238,7 +238,8 @@ def assay_rows(summary: dict) -> list[Figure]:
     """Per finished assay of ``protein-performer benchmark`` (docs/benchmarks/assays.json, written by
     ``scripts/bench_assays.py``): the best Performer scorer's headline metric beside the family profile's."""
     rows = []
-    link = "[families.md §8](benchmarks/families.md#8-many-assays-the-benchmark-command-and-a-recipe-from-the-family-issue-33)"
+    link = ("[families.md §8]"
+            "(benchmarks/families.md#8-many-assays-the-benchmark-command-and-a-recipe-from-the-family-issue-33)")
     for assay in summary["assays"]:
         if assay.get("status") != "done":
             continue
@@ -341,7 +342,8 @@ def regenerate(text: str, loaded: dict[str, dict | None]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="the checkout (default: the working directory)")
-    parser.add_argument("--doc", type=Path, default=None, help="the markdown file holding the block (default: ROOT/docs/benchmarks.md)")
+    parser.add_argument("--doc", type=Path, default=None,
+                        help="the markdown file holding the block (default: ROOT/docs/benchmarks.md)")
     parser.add_argument("--outputs", type=Path, default=None,
                         help="where the outputs/... JSON files are (default: the repository's outputs/)")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if the block would change")
