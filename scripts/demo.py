@@ -1,6 +1,7 @@
 """`make demo`: the main job end to end on the E. coli proteome (or a FASTA you name).
 
-The work is :mod:`protein_performer.experiments.demo`; ``python scripts/demo.py --help`` lists the options.
+The work is :mod:`protein_performer.experiments.demo`;
+``python scripts/demo.py --help`` lists the options.
 """
 
 import sys

@@ -1,6 +1,7 @@
 """`make reproduce`: the Performer paper's protein experiments on E. coli, written to docs/RESULTS.md.
 
-The work is :mod:`protein_performer.experiments.reproduce`; ``python scripts/reproduce.py --help`` lists the options.
+The work is :mod:`protein_performer.experiments.reproduce`;
+``python scripts/reproduce.py --help`` lists the options.
 """
 
 import sys

@@ -1,6 +1,7 @@
 """What FAVOR+ learns per step and per CPU-second, against exact attention (the learning study).
 
-The work is :mod:`protein_performer.experiments.study`; ``python scripts/study_learning.py --help`` lists the options.
+The work is :mod:`protein_performer.experiments.study`;
+``python scripts/study_learning.py --help`` lists the options.
 """
 
 import sys

@@ -1,27 +1,23 @@
-"""scripts/benchmarks_table.py: the figures table of docs/benchmarks.md as a function of the JSON
-files the scripts write, on synthetic results, and the shipped table as it stands."""
+"""The figures table of docs/benchmarks.md (:mod:`protein_performer.experiments.report.benchmarks`,
+``scripts/benchmarks_table.py``) as a function of the JSON files the benchmarks write, on synthetic
+results, and the shipped table against the shipped JSON files."""
 
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from protein_performer.experiments.report import benchmarks
+
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "benchmarks_table.py"
 
 
 @pytest.fixture(scope="module")
 def table():
-    spec = importlib.util.spec_from_file_location("benchmarks_table", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["benchmarks_table"] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
+    return benchmarks
 
 
 def generate_json(flat: float = 1.1, speedup: float = 20.0) -> dict:
@@ -83,7 +79,8 @@ def test_a_present_source_redraws_its_rows_in_place_and_the_rest_stays(table):
         f"| {target} | 9.99x | ≤1.2x MISS | old run | `docs/benchmarks/generate.json` |",
         "| demo: held-out masked perplexity / unigram | 0.9 | kept | old demo | `outputs/demo/summary.json` |",
         table.END, "after", ""])
-    loaded = {"docs/benchmarks/generate.json": generate_json(), "outputs/demo/summary.json": None}
+    loaded = {"docs/benchmarks/generate.json": generate_json(), "outputs/demo/summary.json": None,
+              "docs/figures/results_all.json": None, "docs/benchmarks/assays.json": None}
     new = table.regenerate(text, loaded)
     head, rows, tail = table.read_block(new)
     assert head == "intro\n" and tail == "\nafter\n"
@@ -96,10 +93,36 @@ def test_a_present_source_redraws_its_rows_in_place_and_the_rest_stays(table):
         table.regenerate("no block", loaded)
 
 
-def test_the_shipped_table_is_up_to_date_with_the_shipped_results(table, tmp_path):
-    """The rows drawn from JSON files in git (docs/...) are what the script writes; the outputs/ ones
-    are whatever the last regeneration found (a clone has none, so they stay)."""
-    doc = REPO / "docs" / "benchmarks.md"
-    assert table.main(["--doc", str(doc), "--outputs", str(tmp_path / "none"), "--check"]) == 0
-    rows = table.read_block(doc.read_text())[1]
-    assert all(r[-1] == "hand-copied" or r[-1] in {f"`{s.path}`" for s in table.SOURCES} for r in rows)
+def assays_summary(performer: float = 0.8, profile: float = 0.7) -> dict:
+    """The benchmark's summary: one DMS (Spearman), one clinical assay (AUC), one failed assay."""
+    def metric(value: float) -> dict:
+        return {"value": value, "ci95": [value - 0.01, value + 0.01], "n": 100}
+
+    return {"command": "python scripts/bench_assays.py", "date": "2026-01-03", "assays": [
+        {"DMS_id": "A_DMS", "status": "done", "rows": 100,
+         "scorers": {"Performer best": {"spearman": metric(performer)}, "Performer last": {"spearman": metric(0.1)},
+                     "profile": {"spearman": metric(profile)}, "blosum62": {"spearman": metric(0.9)}}},
+        {"DMS_id": "B_ClinVar", "status": "done", "rows": 100,
+         "scorers": {"Performer best": {"auc": metric(0.6)}, "profile": {"auc": metric(profile)}}},
+        {"DMS_id": "C", "status": "failed", "error": "no family"}]}
+
+
+def test_assay_rows_set_the_best_performer_beside_the_profile(table):
+    rows = {r.target.split(", ")[1].split(":")[0]: r for r in table.assay_rows(assays_summary())}
+    assert set(rows) == {"A_DMS", "B_ClinVar"}  # the failed assay has no row
+    assert rows["A_DMS"].measured.startswith("0.800 [0.790, 0.810] (Performer best; 100 variants)")
+    assert rows["A_DMS"].status == "profile 0.700: above"  # BLOSUM62's 0.9 is not a Performer
+    assert "AUC" in rows["B_ClinVar"].target and rows["B_ClinVar"].status == "profile 0.700: not above"
+
+
+def test_the_shipped_table_is_what_the_shipped_results_give(table, tmp_path):
+    """Regenerated from the JSON files in git (docs/...), the shipped table does not change; the rows of
+    outputs/ files (not in git) and the typed rows stay, and every row says where it comes from."""
+    assert table.main(["--root", str(REPO), "--outputs", str(tmp_path / "none"), "--check"]) == 0
+    rows = table.read_block((REPO / "docs" / "benchmarks.md").read_text())[1]
+    cells = {s.cell for s in table.SOURCES}
+    assert all(r[-1] in cells or r[-1].endswith(", no JSON") for r in rows), [r[-1] for r in rows]
+    in_git = [s for s in table.SOURCES if not s.path.startswith("outputs/")]
+    assert all((REPO / s.path).is_file() for s in in_git)
+    drawn = {r[-1] for r in rows}
+    assert all(s.cell in drawn for s in in_git)  # every JSON in git gives rows

@@ -1,20 +1,19 @@
 """Parts 4 and 5 of the reproduction: the amino-acid similarity of trained models against BLOSUM62,
-and the attention benchmark with the approximation error (``scripts/bench_attention.py`` and
-``scripts/plot_approximation.py`` of the checkout, run as commands)."""
+and the attention benchmark with the approximation error (:mod:`.bench.attention` and
+:mod:`.bench.approximation`, ``scripts/bench_attention.py`` and ``scripts/plot_approximation.py``,
+called in this process)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from protein_performer.experiments.registry import CHECKOUT
+from protein_performer.experiments import places
 from protein_performer.experiments.report.rules import control_of
 from protein_performer.experiments.results import Plan, Results
 from protein_performer.experiments.runs import Run
@@ -115,27 +114,30 @@ def _record_similarity(res: Results, figures: Path, label: str, stem_label: str,
 
 
 def benchmarks(res: Results, plan: Plan, figures: Path, skip: bool) -> None:
-    """Part 5: ``scripts/bench_attention.py`` at :data:`BENCH_LENGTHS` (one repeat; not with ``plan.tiny``)
-    and ``scripts/plot_approximation.py``, their commands and table recorded in ``res.benchmark``."""
+    """Part 5: the attention benchmark at :data:`BENCH_LENGTHS` (one repeat; not with ``plan.tiny``) and
+    the approximation error, their commands and table recorded in ``res.benchmark``. The full table is
+    docs/benchmarks/attention.md of the working directory (the checkout's root)."""
     import torch
 
-    full_table = CHECKOUT / "docs/benchmarks/attention.md"
-    res.benchmark = {"existing_md": str(full_table.relative_to(CHECKOUT)) if full_table.is_file() else None}
+    from protein_performer.experiments.bench import approximation, attention
+
+    full_table = Path("docs/benchmarks/attention.md")
+    res.benchmark = {"existing_md": str(full_table) if (places.workdir() / full_table).is_file() else None}
     if skip:
         return
     block = Path(tempfile.mkdtemp()) / "attention.md"
-    bench = ["scripts/bench_attention.py", "--lengths", BENCH_LENGTHS, "--repeats", "1", "--out-md", str(block),
+    bench = ["--lengths", BENCH_LENGTHS, "--repeats", "1", "--out-md", str(block),
              "--out-png", str(figures / "results_attention_time.png"),
              "--out-json", str(figures / "results_attention.json")]
-    approx = ["scripts/plot_approximation.py",
-              "--out-csv", str(figures / "results_approximation_error.csv"),
+    approx = ["--out-csv", str(figures / "results_approximation_error.csv"),
               "--out-png", str(figures / "results_approximation_error.png"), "--threads", str(torch.get_num_threads())]
     approx += ["--length", "64", "--features", "8,16", "--draws", "2"] if plan.tiny else ["--draws", "8"]
-    commands = [] if plan.tiny else [bench]  # the benchmark measures peak memory per process: its own workers
-    commands.append(approx)
-    for command in commands:
-        log.info("$ python %s", " ".join(command))
-        subprocess.run([sys.executable, *command], cwd=CHECKOUT, check=True)
-    res.benchmark["commands"] = [" ".join(["python", *command]) for command in commands]
+    # the benchmark measures peak memory per process: each cell in a fresh worker process of its own
+    commands = [] if plan.tiny else [("scripts/bench_attention.py", attention.main, bench)]
+    commands.append(("scripts/plot_approximation.py", approximation.main, approx))
+    for script, main, argv in commands:
+        log.info("$ python %s %s", script, " ".join(argv))
+        main(argv)
+    res.benchmark["commands"] = [" ".join(["python", script, *argv]) for script, _, argv in commands]
     if block.is_file():
         res.benchmark["block"] = block.read_text()

@@ -1,6 +1,7 @@
 """`make demo` (``scripts/demo.py``): the main job end to end on the E. coli proteome (or a FASTA you name).
 
-1. data: ``--fasta FILE``; else ../shared/data/UP000000625_83333.fasta.gz where it exists; else
+1. data: ``--fasta FILE``; else ../shared/data/UP000000625_83333.fasta.gz where it exists
+   (``$PROTEIN_PERFORMER_SHARED_DATA``: :mod:`~protein_performer.experiments.places`); else
    data/raw/UP000000625.fasta.gz, downloaded once with `protein-performer fetch` and reused;
 2. prepare it into data/prepared/<name>;
 3. train configs/demo.yaml (a small hybrid Performer MLM) for its 4,000 steps, about 3 minutes on
@@ -11,7 +12,8 @@
    minutes of this run) into ``--out``: copy the README's demo figures from there.
 
 Every step is the project's own CLI, called in-process; the commands are logged so you can rerun
-any of them by hand.
+any of them by hand. Paths (data/, runs/demo, outputs/demo) are relative to the working directory:
+run it from the checkout's root, as ``make demo`` does.
 """
 
 from __future__ import annotations
@@ -28,35 +30,31 @@ from pathlib import Path
 
 import torch
 
-from protein_performer.cli import main as cli
 from protein_performer.corpus.fasta import read_records
 from protein_performer.corpus.shards import open_split
-from protein_performer.experiments.registry import CHECKOUT, config_path
+from protein_performer.experiments import places
+from protein_performer.experiments.registry import config_path
+from protein_performer.experiments.report.tables import md_table
+from protein_performer.experiments.runs import CommandFailed, cli_command
 
 log = logging.getLogger("demo")
-SHARED_ECOLI = CHECKOUT.parent / "shared" / "data" / "UP000000625_83333.fasta.gz"
-FETCHED_ECOLI = CHECKOUT / "data" / "raw" / "UP000000625.fasta.gz"
-
-
-def _run(*args: str) -> None:
-    log.info("$ protein-performer %s", " ".join(args))
-    code = cli(list(args))
-    if code:
-        raise SystemExit(f"demo: `protein-performer {' '.join(args)}` failed with exit code {code}")
 
 
 def find_data(fasta: Path | None) -> Path:
+    """``fasta`` when given; else the shared E. coli proteome; else data/raw/UP000000625.fasta.gz,
+    fetched once."""
     if fasta is not None:
         if not fasta.is_file():
             raise SystemExit(f"demo: --fasta {fasta}: no such file")
         return fasta
-    if SHARED_ECOLI.is_file():
-        return SHARED_ECOLI
-    if not FETCHED_ECOLI.is_file():
-        log.info("no local E. coli proteome; downloading it once into %s", FETCHED_ECOLI)
-        FETCHED_ECOLI.parent.mkdir(parents=True, exist_ok=True)
-        _run("fetch", "--proteome", "UP000000625", "--out", str(FETCHED_ECOLI))
-    return FETCHED_ECOLI
+    if places.ecoli().is_file():
+        return places.ecoli()
+    fetched = places.workdir() / "data" / "raw" / "UP000000625.fasta.gz"
+    if not fetched.is_file():
+        log.info("no local E. coli proteome; downloading it once into %s", fetched)
+        fetched.parent.mkdir(parents=True, exist_ok=True)
+        cli_command("fetch", "--proteome", "UP000000625", "--out", str(fetched))
+    return fetched
 
 
 def write_held_out(fasta: Path, data_dir: Path, out: Path) -> int:
@@ -121,9 +119,7 @@ def summary_markdown(summary: dict) -> str:
         f"{summary['cpus']} CPUs; the checkpoint best on validation, at step {summary['steps']:,}); held-out test split, {s['tokens']:,} hidden "
         f"residues over {s['passes']} masks.",
         "",
-        "| | demo model | unigram | neighbour n-gram |",
-        "|---|---:|---:|---:|",
-        *[f"| {name} | {model} | {unigram} | {context} |" for name, model, unigram, context in rows],
+        md_table(["", "demo model", "unigram", "neighbour n-gram"], rows, align="lrrr"),
         "",
         f"- vs unigram: accuracy {s['accuracy_gain']:+.2f} points {_ci(s['accuracy_gain_ci95'], 2, '+')}, perplexity "
         f"ratio {s['perplexity_ratio']:.3f} {_ci(s['perplexity_ratio_ci95'], 3)} (95% paired bootstrap intervals).",
@@ -137,49 +133,49 @@ def summary_markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def create_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fasta", type=Path, help="your own FASTA (default: the E. coli proteome)")
-    parser.add_argument("--out", type=Path, default=CHECKOUT / "outputs" / "demo", help="where results go")
+    parser.add_argument("--out", type=Path, default=places.workdir() / "outputs" / "demo", help="where results go")
     parser.add_argument("--steps", type=int, default=None,
                         help="training steps (default: configs/demo.yaml's 4,000, about 3 minutes on 2 cores in bf16); the "
                              "learning-rate schedule spans them, so more steps learn more")
-    args = parser.parse_args(argv)
-    if args.steps is not None and args.steps < 1:
-        parser.error(f"--steps must be a positive number of training steps, got {args.steps}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    return parser
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> None:
+    """The demo's steps (module docstring) with parsed ``args``; ``argv`` is recorded as the command."""
     started = time.time()
     fasta = find_data(args.fasta)
     name = fasta.name.split(".")[0]
-    data_dir = CHECKOUT / "data" / "prepared" / name
+    data_dir = places.workdir() / "data" / "prepared" / name
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
 
-    _run("prepare", str(fasta), "--out", str(data_dir))
+    cli_command("prepare", str(fasta), "--out", str(data_dir))
 
-    run_dir = CHECKOUT / "runs" / "demo"
+    run_dir = places.workdir() / "runs" / "demo"  # configs/demo.yaml's trainer.default_root_dir
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # this demo's checkpoints only
     # A fixed number of steps, never a wall-clock cap: on a busy machine the demo is slower, not worse.
     steps = [] if args.steps is None else ["--trainer.max_steps", str(args.steps)]
-    _run("fit", "--config", str(config_path("demo")), "--data.data_dir", str(data_dir), *steps)
+    cli_command("fit", "--config", str(config_path("demo")), "--data.data_dir", str(data_dir), *steps)
     best = sorted((run_dir / "checkpoints").glob("best-*.ckpt"))
     checkpoint = best[-1] if best else run_dir / "checkpoints" / "last.ckpt"
 
-    _run("score", "--checkpoint", str(checkpoint), "--data-dir", str(data_dir), "--split", "test",
-         "--window-tokens", "512", "--batch-size", "8", "--passes", "5", "--out", str(out / "score_test.json"))
+    cli_command("score", "--checkpoint", str(checkpoint), "--data-dir", str(data_dir), "--split", "test",
+                "--window-tokens", "512", "--batch-size", "8", "--passes", "5", "--out", str(out / "score_test.json"))
     score = json.loads((out / "score_test.json").read_text())
 
     held_out = out / "test_proteins.fasta"
     log.info("wrote the %d held-out test proteins to %s", write_held_out(fasta, data_dir, held_out), held_out)
     (out / "embeddings.h5").unlink(missing_ok=True)  # a new model: embed resumes only with the same weights
-    _run("embed", "--checkpoint", str(checkpoint), "--fasta", str(held_out), "--out", str(out / "embeddings.h5"))
-    _run("similarity", "--checkpoint", str(checkpoint), "--fasta", str(fasta), "--out", str(out / "similarity"),
-         "--max-proteins", "300")
+    cli_command("embed", "--checkpoint", str(checkpoint), "--fasta", str(held_out), "--out", str(out / "embeddings.h5"))
+    cli_command("similarity", "--checkpoint", str(checkpoint), "--fasta", str(fasta), "--out", str(out / "similarity"),
+                "--max-proteins", "300")
     comparison = json.loads((out / "similarity" / "blosum_comparison.json").read_text())
 
     summary = {"date": datetime.date.today().isoformat(), "minutes": (time.time() - started) / 60,
-               "command": " ".join(["python scripts/demo.py", *(sys.argv[1:] if argv is None else argv)]),
+               "command": " ".join(["python scripts/demo.py", *argv]),
                "steps": int(torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"]),
                "cpus": os.cpu_count(), "fasta": str(fasta), "data_dir": str(data_dir), "checkpoint": str(checkpoint),
                "run_dir": str(run_dir), "out": str(out), "score": score, "similarity": comparison}
@@ -187,5 +183,18 @@ def main(argv: list[str] | None = None) -> int:
     (out / "summary.md").write_text(summary_markdown(summary))
     log.info("\n%s", "\n".join(summary_lines(summary)))
     log.info("summary: %s, %s", out / "summary.md", out / "summary.json")
-    return 0
 
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = create_parser()
+    args = parser.parse_args(argv)
+    if args.steps is not None and args.steps < 1:
+        parser.error(f"--steps must be a positive number of training steps, got {args.steps}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    try:
+        run(args, argv)
+    except CommandFailed as error:
+        raise SystemExit(f"demo: {error}") from None
+    return 0

@@ -19,7 +19,8 @@ A finished run is reported again, not redone (``--redo`` runs it again, replacin
 files); an interrupted one resumes (``fit`` from its ``last.ckpt``). Defaults are the shared TEM-1
 files (../shared/data/families and ../shared/data/variants); give your own with ``--homologs``,
 ``--fasta``, ``--variants``, ``--offset-idx`` and ``--score-col``. Every step is the project's CLI,
-called in-process and logged, so each can be rerun by hand.
+called in-process and logged, so each can be rerun by hand. Outputs go under the working directory
+(``make variants`` runs in the checkout's root).
 """
 from __future__ import annotations
 
@@ -34,16 +35,27 @@ from pathlib import Path
 
 import numpy as np
 
+from protein_performer.experiments import places
 from protein_performer.experiments.registry import config_path
+from protein_performer.experiments.report.tables import md_table
 
 log = logging.getLogger("variants")
-REPO = Path.cwd()
-"""Outputs go under the working directory (``make variants`` runs in the repository)."""
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-TEM1 = {"homologs": SHARED / "families" / "BLAT_ECOLX_ColabFold_2202.a3m",
-        "fasta": SHARED / "variants" / "BLAT_ECOLX_Ranganathan2015.fasta",
-        "variants": SHARED / "variants" / "BLAT_ECOLX_Ranganathan2015.csv",
-        "offset_idx": 24, "score_col": "2500"}
+
+
+def tem1() -> dict:
+    """The shared TEM-1 files (in :func:`~protein_performer.experiments.places.shared_data`) and the
+    scan's settings: ``homologs``, ``fasta``, ``variants``, ``offset_idx``, ``score_col``."""
+    shared = places.shared_data()
+    return {"homologs": shared / "families" / "BLAT_ECOLX_ColabFold_2202.a3m",
+            "fasta": shared / "variants" / "BLAT_ECOLX_Ranganathan2015.fasta",
+            "variants": shared / "variants" / "BLAT_ECOLX_Ranganathan2015.csv",
+            "offset_idx": 24, "score_col": "2500"}
+
+
+def spearman_cell(c: dict) -> str:
+    """A correlation as a table cell: ``0.637 [0.620, 0.655]`` (the interval when there is one)."""
+    ci = c.get("ci95")
+    return f"{c['spearman']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 REFERENCES = {"mutation_effect_prediction_independent": "EVmutation, independent (CSV column)",
               "mutation_effect_prediction_pairwise": "EVmutation, pairwise (CSV column)",
               "mutation_effect_prediction_vae_ensemble": "DeepSequence, ensemble (CSV column)"}
@@ -96,20 +108,13 @@ def scorer_rows(summary: dict) -> list[tuple[str, dict]]:
 
 def summary_markdown(summary: dict) -> str:
     """The table of ``summary.md``: every scorer's Spearman with its interval, and where it came from."""
-    def fmt(c: dict) -> str:
-        ci = c.get("ci95")
-        return f"{c['spearman']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
-
+    scorers = [*scorer_rows(summary["scored"]), *summary["references"].items()]
     lines = [f"Measured by `{summary['command']}` on {summary['date']} ({summary['minutes']:.1f} minutes in all, "
              f"{summary['cpus']} CPUs). Variants: `{summary['variants']}` ({summary['scored']['rows']:,} rows, "
              f"score column `{summary['scored']['score_col']}`); homologs: `{summary['homologs']}`.",
              "",
-             "| scorer | Spearman [95% CI] | rows |",
-             "|---|---:|---:|"]
-    for name, c in scorer_rows(summary["scored"]):
-        lines.append(f"| {name} | {fmt(c)} | {c['n']:,} |")
-    for name, c in summary["references"].items():
-        lines.append(f"| {name} | {fmt(c)} | {c['n']:,} |")
+             md_table(["scorer", "Spearman [95% CI]", "rows"],
+                      [[name, spearman_cell(c), f"{c['n']:,}"] for name, c in scorers], align="lrr")]
     lines += ["", "Minutes per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["stage_minutes"].items()),
               f"Checkpoint: `{summary['checkpoint']}` ({summary.get('checkpoint_kind', 'best on the held-out homologs')}"
               f", step {summary['steps']:,}"
@@ -127,17 +132,18 @@ def main(argv: list[str] | None = None) -> int:
     from protein_performer.corpus.fasta import read_records
     from protein_performer.experiments.benchmark import OWN_FILES, Assay, Options, _forget, run_assay
 
+    files = tem1()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--homologs", type=Path, default=TEM1["homologs"])
-    parser.add_argument("--fasta", type=Path, default=TEM1["fasta"], help="the assay's wild type")
-    parser.add_argument("--variants", type=Path, default=TEM1["variants"])
-    parser.add_argument("--offset-idx", type=int, default=TEM1["offset_idx"])
-    parser.add_argument("--score-col", default=TEM1["score_col"])
+    parser.add_argument("--homologs", type=Path, default=files["homologs"])
+    parser.add_argument("--fasta", type=Path, default=files["fasta"], help="the assay's wild type")
+    parser.add_argument("--variants", type=Path, default=files["variants"])
+    parser.add_argument("--offset-idx", type=int, default=files["offset_idx"])
+    parser.add_argument("--score-col", default=files["score_col"])
     parser.add_argument("--config", type=Path, default=config_path("family_mlm"))
     parser.add_argument("--steps", type=int, default=None,
                         help="fixed training steps, no early stopping (default: the family's recipe)")
     parser.add_argument("--contexts", type=int, default=4, help="context draws for the homolog-conditioned score")
-    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "variants")
+    parser.add_argument("--out", type=Path, default=places.workdir() / "outputs" / "variants")
     parser.add_argument("--bootstrap", type=int, default=2000)
     parser.add_argument("--redo", action="store_true", help="run again from the start (replaces only this "
                                                             "workflow's own files in --out)")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from protein_performer.experiments.registry import CHECKOUT, Variant, paper_model
+from protein_performer.experiments.registry import Variant, paper_model
 from protein_performer.experiments.report.rules import learned
 from protein_performer.experiments.results import LongRow, Plan, Probe, Results
 from protein_performer.experiments.runs import (
@@ -27,14 +27,15 @@ from protein_performer.experiments.runs import (
 )
 
 log = logging.getLogger(__name__)
+MODULE = "protein_performer.experiments.long_windows"  # what a memory probe's fresh process runs
 
 
 def probe(config: dict, length: int) -> Probe:
     """Peak resident memory above the model (``peak_bytes``) and seconds of one MLM training step
     (``step_s``) at ``length``, measured in a fresh process so that the peak is this configuration's
     own; ``{"error": ...}`` when the process failed (out of memory, killed)."""
-    cmd = [sys.executable, "-m", __name__, json.dumps({"config": config, "length": length})]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=CHECKOUT)
+    cmd = [sys.executable, "-m", MODULE, json.dumps({"config": config, "length": length})]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if done.returncode:
         log.warning("memory probe of %s at L=%d failed (exit %d)", config, length, done.returncode)
         return {"error": f"exit {done.returncode}: {done.stderr[-500:]}"}

@@ -1,5 +1,5 @@
 """The machine an experiment ran on and the memory of this process (Linux ``/proc``), and marked
-blocks of generated markdown: shared by the experiments and the benchmark scripts (``scripts/bench_common.py``)."""
+blocks of generated markdown: shared by the experiments and the benchmarks (:mod:`.bench`)."""
 
 from __future__ import annotations
 

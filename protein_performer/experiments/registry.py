@@ -22,10 +22,8 @@ from typing import Any
 
 import yaml
 
+from protein_performer.attention.kernels import KERNELS
 from protein_performer.cli import BASE_CONFIG
-
-CHECKOUT = Path(__file__).resolve().parents[2]
-"""The checkout the package runs from: its scripts/ run the benchmarks, its docs/ and runs/ take outputs."""
 
 
 def config_path(name: str) -> Path:
@@ -124,11 +122,13 @@ the demo recipe (2 x 128, 4 heads, m = 64; a cosine over the run, 30% masking, l
 
 
 def paper_model(attention: str, shape: dict[str, Any], hybrid_window: int) -> dict[str, Any]:
-    """``model.config`` overrides of Table 2's model ``attention`` at ``shape``: ``exact``, ``relu`` or
-    ``softmax`` attention in every head, or ``hybrid``: every head but one runs exact softmax attention
+    """``model.config`` overrides of Table 2's model ``attention`` at ``shape``: one attention of
+    :data:`~protein_performer.attention.kernels.KERNELS` (``exact``, ``relu``, ``softmax``) in every head,
+    or ``hybrid``: every head but one runs exact softmax attention
     within ``hybrid_window`` residues, the last runs FAVOR+ (softmax) over the whole window."""
     if attention == "hybrid":
         return dict(shape, attention="softmax", local_heads=shape["heads"] - 1, local_window=hybrid_window)
-    if attention not in ("exact", "relu", "softmax"):
-        raise ValueError(f"unknown Table 2 model {attention!r}; expected exact, relu, softmax or hybrid")
+    kinds = sorted({kind for kind, _ in KERNELS})  # PerformerConfig.attention's values
+    if attention not in kinds:
+        raise ValueError(f"unknown Table 2 model {attention!r}; expected {', '.join(kinds)} or hybrid")
     return dict(shape, attention=attention, local_heads=0)

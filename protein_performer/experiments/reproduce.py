@@ -14,7 +14,7 @@ writes ``docs/RESULTS.md`` with every table and figure (``docs/figures/results_*
 3. transfer: Performer-Softmax and the hybrid initialised from the exact model's checkpoint, zero-shot
    and fine-tuned for equal wall clock;
 4. amino-acid similarity (attention, embeddings) vs BLOSUM62, trained model and untrained control;
-5. the attention benchmark (``scripts/bench_attention.py`` at L = 1024, 4096, 8192, one repeat) and the
+5. the attention benchmark (:mod:`.bench.attention` at L = 1024, 4096, 8192, one repeat) and the
    approximation error (:mod:`.analyses`).
 
 Every model is configs/demo.yaml's recipe (read after configs/base.yaml) with its attention changed,
@@ -25,7 +25,9 @@ trained through the CLI's own path (:func:`~.runs.train_run`).
 ``--budget-minutes`` is training time only (split 50/30/20 between parts 1/2/3, and part 3's share
 equally between its transfer targets); evaluation,
 similarity and benchmarks come on top. ``--tiny`` runs a minutes-free smoke version (tests);
-``--report-only`` redraws RESULTS.md and its figures from a saved ``results_all.json``.
+``--report-only`` redraws RESULTS.md and its figures from a saved ``results_all.json``. The default
+paths (docs/, runs/reproduce, ../shared/data) are relative to the working directory
+(:mod:`.places`): run it from the checkout's root.
 """
 
 from __future__ import annotations
@@ -43,12 +45,8 @@ import numpy as np
 
 from protein_performer.experiments.analyses import benchmarks, similarity
 from protein_performer.experiments.long_windows import long_windows
-from protein_performer.experiments.registry import (
-    CHECKOUT,
-    Variant,
-    paper_model,
-    recipe,
-)
+from protein_performer.experiments import places
+from protein_performer.experiments.registry import Variant, paper_model, recipe
 from protein_performer.experiments.report import write_report
 from protein_performer.experiments.report.rules import (
     ATTENTIONS,
@@ -66,7 +64,6 @@ from protein_performer.experiments.runs import (
 )
 
 log = logging.getLogger(__name__)
-ECOLI = CHECKOUT.parent / "shared" / "data" / "UP000000625_83333.fasta.gz"
 SHARES = (0.5, 0.3, 0.2)
 """Shares of --budget-minutes for Table 2, long windows and the transfer fine-tune."""
 LONG_MODELS = 3
@@ -205,13 +202,13 @@ def environment(argv: list[str], started: float) -> Environment:
 def create_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reproduce.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget-minutes", type=float, default=60.0, help="training wall clock in all (default 60)")
-    parser.add_argument("--out", type=Path, default=CHECKOUT / "docs",
+    parser.add_argument("--out", type=Path, default=places.workdir() / "docs",
                         help="RESULTS.md goes here, figures in OUT/figures")
     parser.add_argument("--seeds", type=int, default=None,
                         help="seeds of Table 2 (default: as many as the budget allows)")
     parser.add_argument("--skip-benchmarks", action="store_true", help="do not rerun the attention benchmarks")
-    parser.add_argument("--fasta", type=Path, default=ECOLI, help="proteome (default: the shared E. coli K-12)")
-    parser.add_argument("--work-dir", type=Path, default=CHECKOUT / "runs" / "reproduce", help="data and checkpoints")
+    parser.add_argument("--fasta", type=Path, default=places.ecoli(), help="proteome (default: the shared E. coli K-12)")
+    parser.add_argument("--work-dir", type=Path, default=places.workdir() / "runs" / "reproduce", help="data and checkpoints")
     parser.add_argument("--tiny", action="store_true", help="tiny shapes and 3 steps per run (smoke test)")
     parser.add_argument("--report-only", action="store_true",
                         help="redraw the figures and RESULTS.md from OUT/figures/results_all.json")
@@ -230,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     started = time.perf_counter()
     if args.report_only:
-        write_report(Results.load(args.out / "figures" / "results_all.json"), args.out, CHECKOUT)
+        write_report(Results.load(args.out / "figures" / "results_all.json"), args.out, places.workdir())
         return 0
     from protein_performer.corpus.prepare import prepare
     from protein_performer.corpus.shards import open_split
@@ -259,6 +256,6 @@ def main(argv: list[str] | None = None) -> int:
     res.environment.train_proteins = manifest["splits"]["train"]["proteins"]
     res.environment.train_residues = manifest["splits"]["train"]["residues"]
     saved = Results.from_json(res.save(figures / "results_all.json"))  # exactly what results_all.json holds
-    path = write_report(saved, args.out, CHECKOUT)
+    path = write_report(saved, args.out, places.workdir())
     log.info("wrote %s in %.1f minutes", path, res.environment.wall_minutes)
     return 0

@@ -8,6 +8,9 @@ then the variant's config, then a YAML file of the run's overrides (written into
 what an experiment needs over a user's run (:data:`EXPERIMENT_TRAINER`): float32 on one CPU, no
 progress bar or checkpoint callback, and the callbacks :class:`~protein_performer.callbacks.WallClock`
 and, for a wall-clock budget, :class:`~protein_performer.callbacks.Deadline`.
+
+:func:`cli_command` runs any ``protein-performer`` command in this process and times it: the one way
+the workflows (the demo, ``make variants``, the family benchmarks) call the command line.
 """
 
 from __future__ import annotations
@@ -156,6 +159,27 @@ def validate_run(variant: Variant, run_dir: Path, val_batches: int) -> float:
     the step-0 point of a fine-tune curve."""
     prepared = prepare_run(run_dir.name, variant, run_dir, max_steps=1, val_batches=val_batches)
     return float(prepared.trainer.validate(prepared.model, prepared.datamodule, verbose=False)[0]["val/acc"])
+
+
+# --------------------------------------------------------------------------- commands
+
+
+class CommandFailed(RuntimeError):
+    """A ``protein-performer`` command run by :func:`cli_command` exited with an error (its own message
+    was logged above)."""
+
+
+def cli_command(*args: str) -> float:
+    """Run ``protein-performer ARGS`` in this process, logged as the command a user would type; returns
+    its wall-clock seconds. Raises :class:`CommandFailed` when it exits with a non-zero status."""
+    from protein_performer.cli import main as cli
+
+    log.info("$ protein-performer %s", " ".join(args))
+    started = time.perf_counter()
+    code = cli(list(args))
+    if code:
+        raise CommandFailed(f"`protein-performer {' '.join(args)}` failed with exit code {code} (its message is above)")
+    return time.perf_counter() - started
 
 
 # --------------------------------------------------------------------------- scoring

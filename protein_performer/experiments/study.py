@@ -22,7 +22,8 @@ neighbour-context n-gram, with paired 95% bootstrap intervals over windows (as `
     python scripts/study_learning.py report
 
 Runs are saved as ``outputs/study/<tag>/<variant>.json`` (and the trained weights as ``.pt``),
-so the report can be redrawn without training again. Run it alone on the machine: the seconds are
+so the report can be redrawn without training again. ``--out`` (default outputs/study) and
+``--data-dir`` (default data/prepared/UP000000625_83333) are relative to the working directory. Run it alone on the machine: the seconds are
 only comparable between runs made under the same conditions.
 """
 
@@ -37,7 +38,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from protein_performer.experiments.registry import CHECKOUT, VARIANTS, Variant
+from protein_performer.experiments import places
+from protein_performer.experiments.registry import VARIANTS, Variant
 from protein_performer.experiments.runs import Run, fit, prepare_run, train_run
 from protein_performer.experiments.study_report import (
     approximation_study,
@@ -48,8 +50,6 @@ from protein_performer.experiments.study_report import (
 )
 
 log = logging.getLogger(__name__)
-DEFAULT_DATA = CHECKOUT / "data" / "prepared" / "UP000000625_83333"
-OUT = CHECKOUT / "outputs" / "study"
 
 
 def study_variant(variant: str, args: argparse.Namespace) -> Variant:
@@ -60,7 +60,7 @@ def study_variant(variant: str, args: argparse.Namespace) -> Variant:
 
 def _fit(variant: str, args: argparse.Namespace, steps: int, *, eval_every: int | None) -> Run:
     """Train ``variant`` for ``steps`` (validation every ``eval_every`` steps; none when None)."""
-    return train_run(variant, study_variant(variant, args), OUT / "runs" / f"{variant}-L{args.length}",
+    return train_run(variant, study_variant(variant, args), args.out / "runs" / f"{variant}-L{args.length}",
                      save=False, seed=args.seed, max_steps=steps, val_every=eval_every or steps,
                      val_batches=args.val_batches if eval_every else 0)
 
@@ -113,7 +113,7 @@ def speed(args: argparse.Namespace) -> Path:
     result = {"length": args.length, "batch_size": args.batch_size, "threads": torch.get_num_threads(),
               "rounds": args.rounds, "probe_steps": args.probe_steps,
               "seconds_per_step": {v: float(np.median(t)) for v, t in times.items()}, "all": times}
-    path = OUT / f"speed-L{args.length}.json"
+    path = args.out / f"speed-L{args.length}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")
     log.info("seconds per step: %s", result["seconds_per_step"])
@@ -135,7 +135,7 @@ def run_variant(variant: str, args: argparse.Namespace) -> dict:
     module, clock = run.module, run.clock
     train_seconds = clock.train_seconds
     score = score_model(module.model, module.objective, module.train_token_counts, args)
-    out_dir = OUT / args.tag
+    out_dir = args.out / args.tag
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.save({"performer_config": module.config.to_dict(), "state_dict": module.model.state_dict(),
                 "train_token_counts": module.train_token_counts}, out_dir / f"{variant}.pt")
@@ -202,17 +202,21 @@ def transfer(args: argparse.Namespace) -> Path:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    from protein_performer.allocator import keep_freed_memory
+def _parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The options several commands share: ``--data-dir``, and ``--out`` (the study's folder)."""
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument("--data-dir", type=Path, default=places.workdir() / "data" / "prepared" / "UP000000625_83333")
+    out = argparse.ArgumentParser(add_help=False)
+    out.add_argument("--out", type=Path, default=places.workdir() / "outputs" / "study",
+                     help="the study's folder: runs, speeds and results (default outputs/study)")
+    return data, out
 
-    keep_freed_memory()  # as every protein-performer command does
-    parser = argparse.ArgumentParser(prog="study_learning.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="train and score variants")
+
+def _add_training(sub, data: argparse.ArgumentParser, out: argparse.ArgumentParser) -> None:
+    """The commands that train: ``run`` and ``speed``."""
+    run = sub.add_parser("run", parents=[data, out], help="train and score variants")
     run.add_argument("--variants", nargs="+", required=True, choices=sorted(VARIANTS))
-    run.add_argument("--tag", required=True, help="outputs/study/TAG/ holds the runs")
-    run.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    run.add_argument("--tag", required=True, help="OUT/TAG/ holds the runs")
     run.add_argument("--steps", type=int, default=1600, help="optimizer steps (equal-steps runs)")
     run.add_argument("--budget-seconds", type=float, default=0.0,
                      help="equal wall clock: steps = budget / the variant's measured seconds per step")
@@ -227,9 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--val-batches", type=int, default=20)
     run.add_argument("--passes", type=int, default=5)
     run.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    fast = sub.add_parser("speed", help="seconds per step of variants, interleaved (run it alone)")
+    fast = sub.add_parser("speed", parents=[data, out], help="seconds per step of variants, interleaved (run it alone)")
     fast.add_argument("--variants", nargs="+", required=True, choices=sorted(VARIANTS))
-    fast.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     fast.add_argument("--length", type=int, default=512)
     fast.add_argument("--batch-size", type=int, default=8)
     fast.add_argument("--seed", type=int, default=0)
@@ -237,26 +240,29 @@ def main(argv: list[str] | None = None) -> int:
     fast.add_argument("--probe-steps", type=int, default=30)
     fast.add_argument("--rounds", type=int, default=3)
     fast.add_argument("--threads", type=int, default=0)
-    local = sub.add_parser("locality", help="attention mass near the query, per layer and head")
+
+
+def _add_analyses(sub, data: argparse.ArgumentParser, out: argparse.ArgumentParser) -> None:
+    """The commands that read trained weights or saved runs."""
+    local = sub.add_parser("locality", parents=[data], help="attention mass near the query, per layer and head")
     local.add_argument("--weights", type=Path, nargs="+", required=True)
-    local.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
-    sim = sub.add_parser("similarity", help="attention/embedding similarity vs BLOSUM62, trained and untrained")
+    sim = sub.add_parser("similarity", parents=[data],
+                         help="attention/embedding similarity vs BLOSUM62, trained and untrained")
     sim.add_argument("--weights", type=Path, nargs="+", required=True)
-    sim.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     sim.add_argument("--max-proteins", type=int, default=197)
-    again = sub.add_parser("rescore", help="score saved runs again (outputs/study/TAG/VARIANT.json)")
+    again = sub.add_parser("rescore", parents=[data], help="score saved runs again (outputs/study/TAG/VARIANT.json)")
     again.add_argument("runs", nargs="+", type=Path)
-    again.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     again.add_argument("--passes", type=int, default=5)
-    sub.add_parser("report", help="write docs/benchmarks/learning.md and figures from saved runs")
-    approx = sub.add_parser("approx", help="FAVOR+ estimate of a trained exact model's attention")
+    report = sub.add_parser("report", parents=[out],
+                            help="write docs/benchmarks/learning.md and figures from saved runs")
+    report.add_argument("--docs", type=Path, default=places.workdir() / "docs",
+                        help="the docs folder: benchmarks/learning.md and figures/learning_*.png go there")
+    approx = sub.add_parser("approx", parents=[data], help="FAVOR+ estimate of a trained exact model's attention")
     approx.add_argument("--weights", type=Path, required=True, help="outputs/study/TAG/exact.pt")
-    approx.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     approx.add_argument("--features", type=int, nargs="+", default=[64, 256, 1024])
-    move = sub.add_parser("transfer", help="a trained exact model's weights in other variants, zero-shot and "
-                                           "fine-tuned at equal steps")
+    move = sub.add_parser("transfer", parents=[data], help="a trained exact model's weights in other variants, "
+                                                          "zero-shot and fine-tuned at equal steps")
     move.add_argument("--weights", type=Path, required=True, help="outputs/study/TAG/exact.pt")
-    move.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     move.add_argument("--split", default="valid", choices=("valid", "test"))
     move.add_argument("--passes", type=int, default=1)
     move.add_argument("--max-proteins", type=int, default=0, help="score only the split's first N (0: all)")
@@ -266,31 +272,41 @@ def main(argv: list[str] | None = None) -> int:
     move.add_argument("--steps", type=int, default=1000)
     move.add_argument("--lr", type=float, default=2.5e-4, help="reproduce's transfer lr (its lr / 4)")
     move.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+
+
+def create_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="study_learning.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    data, out = _parents()
+    _add_training(sub, data, out)
+    _add_analyses(sub, data, out)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.command == "speed":
+        speed(args)
+        return
+    for variant in args.variants:
+        run_variant(variant, args)
+
+
+COMMANDS = {"run": _train, "speed": _train, "locality": locality_study, "similarity": similarity_study,
+            "rescore": lambda args: [rescore(path, args) for path in args.runs], "transfer": transfer,
+            "approx": approximation_study, "report": lambda args: write_report(args.out, args.docs)}
+"""What each command of :func:`main` runs, given the parsed arguments."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    from protein_performer.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as every protein-performer command does
+    args = create_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
-    if args.command == "run":
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        for variant in args.variants:
-            run_variant(variant, args)
-    elif args.command == "speed":
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        speed(args)
-    elif args.command == "rescore":
-        for path in args.runs:
-            rescore(path, args)
-    elif args.command == "locality":
-        locality_study(args)
-    elif args.command == "similarity":
-        similarity_study(args)
-    elif args.command == "transfer":
-        transfer(args)
-    elif args.command == "approx":
-        approximation_study(args)
-    else:
-        write_report(OUT, CHECKOUT / "docs")
+    COMMANDS[args.command](args)
     return 0
-

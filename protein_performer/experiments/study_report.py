@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from protein_performer.experiments.report.tables import md_table
+
 log = logging.getLogger(__name__)
 
 TAG_TITLES = {
@@ -47,22 +49,22 @@ def run_table(runs: list[dict], speeds: dict[str, float] | None = None) -> str:
     ``speeds``: seconds per step measured alone (``study_learning.py speed``), else the run's own."""
     exact = next((r for r in runs if r["variant"] == "exact"), None)
     speeds = speeds or {}
-    head = ("| variant | steps | train s | s/step (alone) / exact | test ppl | / exact | / unigram [95% CI] "
-            "| / n-gram [95% CI] | acc. % | gain vs unigram, points [CI] | gain vs n-gram, points [CI] |")
-    lines = [head, "|---|---:|---:|---:|---:|---:|---|---|---:|---|---|"]
+    body = []
     for r in runs:
         t = r["test"]
         rel = f"{t['perplexity'] / exact['test']['perplexity']:.4f}" if exact else ""
         own = speeds.get(r["variant"])
         pace = f"{own / speeds['exact']:.2f}" if own and speeds.get("exact") else ""
-        lines.append(
-            f"| {r['variant']} | {r['steps']:,} | {r['train_seconds']:.0f} | {pace} "
-            f"| {t['perplexity']:.3f} | {rel} | {t['perplexity_ratio']:.4f} {_ratio_ci(t['perplexity_ratio_ci95'])} "
-            f"| {t.get('context_perplexity_ratio') or float('nan'):.4f} {_ratio_ci(t.get('context_perplexity_ratio_ci95'))} "
-            f"| {100 * t['accuracy']:.2f} | {t['accuracy_gain']:+.2f} {_ci(t['accuracy_gain_ci95'])} "
-            f"| {t.get('context_accuracy_gain') or float('nan'):+.2f} {_ci(t.get('context_accuracy_gain_ci95'))} |"
-        )
-    return "\n".join(lines)
+        body.append([
+            r["variant"], f"{r['steps']:,}", f"{r['train_seconds']:.0f}", pace, f"{t['perplexity']:.3f}", rel,
+            f"{t['perplexity_ratio']:.4f} {_ratio_ci(t['perplexity_ratio_ci95'])}",
+            f"{t.get('context_perplexity_ratio') or float('nan'):.4f} "
+            f"{_ratio_ci(t.get('context_perplexity_ratio_ci95'))}",
+            f"{100 * t['accuracy']:.2f}", f"{t['accuracy_gain']:+.2f} {_ci(t['accuracy_gain_ci95'])}",
+            f"{t.get('context_accuracy_gain') or float('nan'):+.2f} {_ci(t.get('context_accuracy_gain_ci95'))}"])
+    return md_table(["variant", "steps", "train s", "s/step (alone) / exact", "test ppl", "/ exact",
+                     "/ unigram [95% CI]", "/ n-gram [95% CI]", "acc. %", "gain vs unigram, points [CI]",
+                     "gain vs n-gram, points [CI]"], body, align="lrrrrrllrll")
 
 
 def baselines_line(runs: list[dict]) -> str:
@@ -106,33 +108,29 @@ def curve_figure(runs: list[dict], path: Path, title: str) -> Path:
 
 def approximation_table(path: Path) -> str:
     rows = json.loads(path.read_text())
-    head = ("| layer | m | mean TV distance, all rows | sharp rows (max weight > 0.3): share | TV | mass within ±3, "
-            "exact | FAVOR+ |")
-    lines = [head, "|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['layer']} | {r['m']} | {r['tv_all']:.3f} | {r['sharp_share']:.2%} | {r['tv_sharp']:.3f} "
-                     f"| {r['local_exact']:.3f} | {r['local_favor']:.3f} |")
-    return "\n".join(lines)
+    return md_table(["layer", "m", "mean TV distance, all rows", "sharp rows (max weight > 0.3): share", "TV",
+                     "mass within ±3, exact", "FAVOR+"],
+                    [[r["layer"], r["m"], f"{r['tv_all']:.3f}", f"{r['sharp_share']:.2%}", f"{r['tv_sharp']:.3f}",
+                      f"{r['local_exact']:.3f}", f"{r['local_favor']:.3f}"] for r in rows], align="rrrrrrr")
 
 
 def transfer_table(path: Path) -> str:
     saved = json.loads(path.read_text())
     source = saved["rows"][0]["zero_shot"]["perplexity"]
-    lines = ["| variant | zero-shot perplexity | vs exact | fine-tuned perplexity | vs exact | share of the loss "
-             "recovered |", "|---|---:|---:|---:|---:|---:|"]
+    body = []
     for r in saved["rows"]:
         z = r["zero_shot"]["perplexity"]
-        row = f"| {r['variant']} | {z:.3f} | {z / source - 1:+.1%} |"
+        row = [r["variant"], f"{z:.3f}", f"{z / source - 1:+.1%}", "", "", ""]
         if "fine_tuned" in r:
             a = r["fine_tuned"]["perplexity"]
             share = f"{(z - a) / (z - source):.0%}" if z > source else "n/a"
-            row += f" {a:.3f} ({r['steps']} steps) | {a / source - 1:+.1%} | {share} |"
-        else:
-            row += " | | |"
-        lines.append(row)
+            row[3:] = [f"{a:.3f} ({r['steps']} steps)", f"{a / source - 1:+.1%}", share]
+        body.append(row)
+    table = md_table(["variant", "zero-shot perplexity", "vs exact", "fine-tuned perplexity", "vs exact",
+                      "share of the loss recovered"], body, align="lrrrrr")
     return (f"`{saved['weights']}` (the equal-steps exact model), scored on the {saved['split']} split "
             f"({saved['passes']} mask{'s' if saved['passes'] > 1 else ''}). Fine-tuning: lr "
-            f"{next((r['lr'] for r in saved['rows'] if 'lr' in r), float('nan')):g}, no warm-up, a cosine over the steps.\n\n" + "\n".join(lines))
+            f"{next((r['lr'] for r in saved['rows'] if 'lr' in r), float('nan')):g}, no warm-up, a cosine over the steps.\n\n" + table)
 
 
 def write_report(root: Path, docs: Path) -> Path:
@@ -257,21 +255,19 @@ def similarity_study(args) -> Path:
 
 def similarity_table(path: Path) -> str:
     rows = json.loads(path.read_text())
-    lines = ["| model | weights | attention profiles (Vig et al.) | attention pairs (log-odds) "
-             "| attention contexts | token embeddings | top pairs (contexts) | ranks of D-E F-Y I-V K-R (contexts, of 190) |",
-             "|---|---|---:|---:|---:|---:|---|---|"]
-    lines += [f"| {r['model']} | {r['state']} | {r['profiles']:.3f} | {r['pairs']:.3f} | {r['context']:.3f} "
-              f"| {r['embedding']:.3f} | {' '.join(r['context_top'])} "
-              f"| {' '.join(str(v) for v in r['context_landmark_ranks'].values())} |" for r in rows]
-    return "\n".join(lines)
+    return md_table(["model", "weights", "attention profiles (Vig et al.)", "attention pairs (log-odds)",
+                     "attention contexts", "token embeddings", "top pairs (contexts)",
+                     "ranks of D-E F-Y I-V K-R (contexts, of 190)"],
+                    [[r["model"], r["state"], f"{r['profiles']:.3f}", f"{r['pairs']:.3f}", f"{r['context']:.3f}",
+                      f"{r['embedding']:.3f}", " ".join(r["context_top"]),
+                      " ".join(str(v) for v in r["context_landmark_ranks"].values())] for r in rows], align="llrrrrll")
 
 
 def locality_table(path: Path) -> str:
     rows = json.loads(path.read_text())
-    lines = ["| model | layer | head | kind | mass within ±3 | mean distance |", "|---|---:|---:|---|---:|---:|"]
-    lines += [f"| {r['model']} | {r['layer']} | {r['head']} | {r['kind']} | {r['mass_within_3']:.3f} "
-              f"| {r['mean_distance']:.1f} |" for r in rows]
-    return "\n".join(lines)
+    return md_table(["model", "layer", "head", "kind", "mass within ±3", "mean distance"],
+                    [[r["model"], r["layer"], r["head"], r["kind"], f"{r['mass_within_3']:.3f}",
+                      f"{r['mean_distance']:.1f}"] for r in rows], align="lrrlrr")
 
 
 @torch.no_grad()

@@ -22,6 +22,7 @@ from protein_performer.experiments.report.rules import (
     long_lengths,
     perplexity,
 )
+from protein_performer.experiments.report.tables import md_table
 from protein_performer.experiments.results import Results
 from protein_performer.outputs import repo_relative
 
@@ -30,11 +31,6 @@ def fmt(values, scale: float = 1.0, digits: int = 2) -> str:
     """``mean ± sd`` over seeds (the mean alone for one value)."""
     mean, spread = rules.mean_spread([v * scale for v in values])
     return f"{mean:.{digits}f}" if math.isnan(spread) else f"{mean:.{digits}f} ± {spread:.{digits}f}"
-
-
-def md_table(header: list[str], body: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in body])
 
 
 def ci(pair, scale: float = 1.0, digits: int = 2) -> str:

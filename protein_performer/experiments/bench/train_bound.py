@@ -1,4 +1,4 @@
-"""``scripts/bench_train.py --bound``: the training step against the paper's bound on any attention.
+"""``scripts/bench_train.py --bound`` (:mod:`.train`): the training step against the paper's bound on any attention.
 
 Performer-Softmax, masked and causal, against the same model whose attention returns V
 (:class:`ValueOnlyAttention`). Per L one fresh process (``--bound-case``, :func:`run_bound`) holds the
@@ -19,8 +19,11 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 
 import torch
-from bench_common import PeakMemory, machine_description, time_call, write_marked_block
-from bench_train_common import (
+from torch import Tensor, nn
+
+from protein_performer.attention import FavorAttention
+from protein_performer.experiments.bench.common import PeakMemory, targets_table, time_call
+from protein_performer.experiments.bench.train_common import (
     CASES,
     TARGET_L,
     WARMUP_LENGTH,
@@ -33,9 +36,8 @@ from bench_train_common import (
     spawn,
     training_step,
 )
-from torch import Tensor, nn
-
-from protein_performer.attention import FavorAttention
+from protein_performer.experiments.machine import machine_description, write_marked_block
+from protein_performer.experiments.report.tables import md_table
 from protein_performer.model import PerformerLM
 
 log = logging.getLogger("bench_train")
@@ -161,29 +163,29 @@ def bound_sweep(args: argparse.Namespace) -> list[BoundRow]:
 
 
 def bound_table(rows: list[BoundRow]) -> str:
-    lines = ["| L | ckpt | model | step s (median; rounds) | time / bound | step peak GiB | memory / bound |",
-             "|---:|---|---|---:|---:|---:|---:|"]
+    body = []
     for row in rows:
         if row.skipped:
-            lines.append(f"| {row.length} | | | {row.skipped} | | | |")
+            body.append([row.length, "", "", row.skipped, "", "", ""])
             continue
         for case in BOUND_CASES:
             label = BOUND_LABEL if case == "bound" else CASES[case][0]
             ratio, mem = row.time_ratio(case), row.memory_ratio(case)
-            lines.append(f"| {row.length} | {'yes' if row.checkpointing else 'no'} | {label} | "
-                         f"{statistics.median(row.seconds[case]):.3g} (n={len(row.seconds[case])}) | {ratio:.2f}x | "
-                         f"{fmt_gib(row.peak(case))} | {'n/a' if mem is None else f'{mem:.2f}x'} |")
-    return "\n".join(lines)
+            body.append([row.length, "yes" if row.checkpointing else "no", label,
+                         f"{statistics.median(row.seconds[case]):.3g} (n={len(row.seconds[case])})", f"{ratio:.2f}x",
+                         fmt_gib(row.peak(case)), "n/a" if mem is None else f"{mem:.2f}x"])
+    return md_table(["L", "ckpt", "model", "step s (median; rounds)", "time / bound", "step peak GiB",
+                     "memory / bound"], body, align="rllrrrr")
 
 
 def bound_targets_table(rows: list[BoundRow], target: int) -> str:
     row = next((r for r in rows if r.length == target and not r.skipped), None)
-    lines = ["| criterion | measured | target | status |", "|---|---:|---:|---|"]
+    out = []
     for case in ("softmax", "softmax_causal"):
         ratio = row.time_ratio(case) if row else None
         shown, status = ("n/a", "n/a") if ratio is None else (f"{ratio:.2f}x", "PASS" if ratio <= BOUND_TARGET else "MISS")
-        lines.append(f"| {CASES[case][0]} / bound step time @{target} | {shown} | <= {BOUND_TARGET:g}x | {status} |")
-    return "\n".join(lines)
+        out.append((f"{CASES[case][0]} / bound step time @{target}", shown, f"<= {BOUND_TARGET:g}x", status))
+    return targets_table(out)
 
 
 def bound_report(rows: list[BoundRow], args: argparse.Namespace, command: str) -> str:

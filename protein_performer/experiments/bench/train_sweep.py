@@ -1,4 +1,4 @@
-"""The default mode of ``scripts/bench_train.py``: tokens/s and peak memory of one training step of
+"""The default mode of ``scripts/bench_train.py`` (:mod:`.train`): tokens/s and peak memory of one training step of
 the full protein LM, Performer vs exact, at every (model, L), then the longest length that fits.
 
 Models are the default :class:`PerformerConfig` (dim 512, depth 6, heads 8, ff_mult 4, m=256,
@@ -29,15 +29,9 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import torch
-from bench_common import (
-    BestOfRepeats,
-    PeakMemory,
-    machine_description,
-    peak_rss_bytes,
-    time_call,
-    write_marked_block,
-)
-from bench_train_common import (
+
+from protein_performer.experiments.bench.common import BestOfRepeats, PeakMemory, targets_table, time_call
+from protein_performer.experiments.bench.train_common import (
     CASES,
     GIB,
     TARGET_L,
@@ -50,6 +44,8 @@ from bench_train_common import (
     spawn,
     training_step,
 )
+from protein_performer.experiments.machine import machine_description, peak_rss_bytes, write_marked_block
+from protein_performer.experiments.report.tables import md_table
 
 log = logging.getLogger("bench_train")
 
@@ -209,21 +205,20 @@ def probe(args: argparse.Namespace, cells: list[Cell], case: str, force_ckpt: bo
 
 
 def results_table(cells: list[Cell], lengths: list[int]) -> str:
-    lines = ["| model | L | ckpt | tokens/s | step s (min / median) | step peak GiB | process peak GiB | note |",
-             "|---|---:|---|---:|---:|---:|---:|---|"]
+    body = []
     for length in lengths:
         for case in CASES:
             c = next((c for c in cells if c.case == case and c.length == length), None)
             if c is None:
                 continue
             if c.time is None:
-                lines.append(f"| {CASES[case][0]} | {length} | | {c.skipped} | | | | {c.note} |")
+                body.append([CASES[case][0], length, "", c.skipped, "", "", "", c.note])
                 continue
             times = f"{c.time:.2f} / {statistics.median(c.seconds):.2f} (n={len(c.seconds)})"
-            lines.append(f"| {CASES[case][0]} | {length} | {'yes' if c.checkpointing else 'no'} | "
-                         f"{c.tokens_per_s:,.0f} | {times} | {fmt_gib(c.step_peak_bytes)} | "
-                         f"{fmt_gib(c.process_peak_bytes)} | {c.note} |")
-    return "\n".join(lines)
+            body.append([CASES[case][0], length, "yes" if c.checkpointing else "no", f"{c.tokens_per_s:,.0f}", times,
+                         fmt_gib(c.step_peak_bytes), fmt_gib(c.process_peak_bytes), c.note])
+    return md_table(["model", "L", "ckpt", "tokens/s", "step s (min / median)", "step peak GiB", "process peak GiB",
+                     "note"], body, align="lrlrrrrl")
 
 
 def targets_table(cells: list[Cell], target: int) -> str:
@@ -237,30 +232,29 @@ def targets_table(cells: list[Cell], target: int) -> str:
         (f"Performer-Softmax causal / masked tokens/s @{target}", tps("softmax_causal"), tps("softmax"), 0.7),
         (f"(info) Performer-Softmax causal / exact causal @{target}", tps("softmax_causal"), tps("exact_causal"), None),
     ]
-    lines = ["| criterion | measured | target | status |", "|---|---:|---:|---|"]
+    out = []
     for name, a, b, goal in rows:
+        wanted = f">= {goal:g}x" if goal else ""
         if a is None or not b:
-            lines.append(f"| {name} | n/a | {f'>= {goal:g}x' if goal else ''} | n/a |")
+            out.append((name, "n/a", wanted, "n/a"))
             continue
         r = a / b
-        status = "" if goal is None else ("PASS" if r >= goal else "MISS")
-        lines.append(f"| {name} | {r:.2f}x | {f'>= {goal:g}x' if goal else ''} | {status} |")
-    return "\n".join(lines)
+        out.append((name, f"{r:.2f}x", wanted, "" if goal is None else ("PASS" if r >= goal else "MISS")))
+    return targets_table(out)
 
 
 def probe_table(probes: dict[str, list[Cell]], args: argparse.Namespace) -> str:
-    lines = ["| model | L | ckpt | fwd+bwd s | step peak GiB | process peak GiB | result |",
-             "|---|---:|---|---:|---:|---:|---|"]
+    body = []
     for case, cells in probes.items():
         for c in cells:
             if c.time is None:
-                lines.append(f"| {CASES[case][0]} | {c.length} | | | | | {c.skipped} {c.note} |")
+                body.append([CASES[case][0], c.length, "", "", "", "", f"{c.skipped} {c.note}"])
             else:
                 result = "fits" if not c.skipped else c.skipped
-                lines.append(f"| {CASES[case][0]} | {c.length} | {'yes' if c.checkpointing else 'no'} | "
-                             f"{c.time:.1f} | {fmt_gib(c.step_peak_bytes)} | {fmt_gib(c.process_peak_bytes)} | "
-                             f"{result} {c.note} |")
-    return "\n".join(lines)
+                body.append([CASES[case][0], c.length, "yes" if c.checkpointing else "no", f"{c.time:.1f}",
+                             fmt_gib(c.step_peak_bytes), fmt_gib(c.process_peak_bytes), f"{result} {c.note}"])
+    return md_table(["model", "L", "ckpt", "fwd+bwd s", "step peak GiB", "process peak GiB", "result"], body,
+                    align="lrlrrrl")
 
 
 def longest_fit(cells: list[Cell], probes: list[Cell], case: str, cap_s: float) -> str:

@@ -1,8 +1,8 @@
-"""The measuring side of ``scripts/bench_attention.py``: one forward + backward pass of attention per
-(implementation, L) and the interleaved sweep over lengths that skips what would not fit.
+"""The measuring side of :mod:`.attention` (``scripts/bench_attention.py``): one forward + backward pass of
+attention per (implementation, L) and the interleaved sweep over lengths that skips what would not fit.
 
 A case is q, k, v of shape (B=1, H=8, L, D=64), m=256 random features, fp32 (bf16 autocast on CUDA).
-On CPU every case runs in a fresh process of ``scripts/bench_attention.py`` (``--case``), so its peak
+On CPU every case runs in a fresh process of :mod:`.attention` (``--case``), so its peak
 memory is its own: ``VmHWM - VmRSS`` after creating the inputs. On CUDA the cases run in this
 process, the device synchronised around each timer, and the peak is ``torch.cuda.max_memory_allocated``
 minus the inputs. For each L, each repeat runs every implementation once (in rotating order) and the
@@ -22,12 +22,10 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
-from bench_common import BestOfRepeats, PeakMemory, autocast, time_call
+from protein_performer.experiments.bench.common import BestOfRepeats, PeakMemory, autocast, time_call
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-ENTRY_POINT = Path(__file__).resolve().with_name("bench_attention.py")  # what a worker process runs
+ENTRY_POINT = "protein_performer.experiments.bench.attention"  # the module a worker process runs
 B, H, D, M = 1, 8, 64, 256
 MATMUL_N = 4096
 TARGET_L, LONG_L = 8192, 65536
@@ -159,14 +157,14 @@ def run_in_process(impl: str, length: int, args: argparse.Namespace) -> dict:
 
 
 def spawn(args: argparse.Namespace, case: str, length: int, timeout_s: float) -> dict:
-    """Run ``--case`` of ``scripts/bench_attention.py`` in a fresh interpreter (on CUDA: in this
+    """Run ``--case`` of :mod:`.attention` in a fresh interpreter (on CUDA: in this
     process); returns its JSON, or ``{"error": ...}``."""
     if args.device == "cuda":
         return run_in_process(case, length, args)
-    cmd = [sys.executable, str(ENTRY_POINT), "--case", case, "--case-length", str(length),
+    cmd = [sys.executable, "-m", ENTRY_POINT, "--case", case, "--case-length", str(length),
            "--device", args.device, "--threads", str(args.threads), "--timed", str(args.timed)]
     try:
-        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout_s, cwd=REPO_ROOT)
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         return {"error": f"timeout >{timeout_s:.0f} s"}
     if proc.returncode != 0:

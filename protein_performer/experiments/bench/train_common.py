@@ -1,4 +1,4 @@
-"""What the modes of ``scripts/bench_train.py`` share: the models, the random batches and the
+"""What the modes of ``scripts/bench_train.py`` (:mod:`.train`) share: the models, the random batches and the
 training step they time, the fresh worker process a cell runs in, and the lines of the reports
 that describe a run.
 
@@ -15,19 +15,17 @@ import logging
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
-from bench_common import autocast
 from torch import Tensor
 
 from protein_performer.alphabet import ALPHABET
 from protein_performer.datasets import IGNORE_INDEX
+from protein_performer.experiments.bench.common import autocast
 from protein_performer.lit import lm_metrics
 from protein_performer.model import PerformerConfig, PerformerLM
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-ENTRY_POINT = Path(__file__).resolve().with_name("bench_train.py")  # what a worker process runs
+ENTRY_POINT = "protein_performer.experiments.bench.train"  # the module a worker process runs
 TARGET_L = 8192
 MLM_FRACTION = 0.15
 GIB = 2**30
@@ -93,14 +91,14 @@ def training_step(model: PerformerLM, device: str, *, probe: bool = False,
 
 def spawn(args: argparse.Namespace, case: str, length: int, *, ckpt: bool, timed: int, probe: bool,
           timeout_s: float) -> dict:
-    """Run ``--case`` (``case == "bound"``: ``--bound-case``) of ``scripts/bench_train.py`` in a fresh
+    """Run ``--case`` (``case == "bound"``: ``--bound-case``) of :mod:`.train` in a fresh
     interpreter; returns its JSON, ``{"oom": True}`` or ``{"error": ...}``."""
-    cmd = [sys.executable, str(ENTRY_POINT), "--case-length", str(length), "--device", args.device,
+    cmd = [sys.executable, "-m", ENTRY_POINT, "--case-length", str(length), "--device", args.device,
            "--threads", str(args.threads), "--timed", str(timed), "--mem-cap-gib", str(args.mem_cap_gib)]
     cmd += ["--bound-case"] if case == "bound" else ["--case", case]
     cmd += ["--case-ckpt"] * ckpt + ["--probe"] * probe + ["--quick"] * args.quick
     try:
-        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout_s, cwd=REPO_ROOT)
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         return {"error": f"> {timeout_s:.0f} s (killed)"}
     if proc.returncode in (-9, 137):

@@ -1,6 +1,6 @@
-"""Helpers shared by the benchmark scripts: timing and peak memory on CPU or CUDA, and the
-best-of-repeats time of a cell. The machine description, process memory (Linux ``/proc``) and marked markdown blocks are
-:mod:`protein_performer.experiments.machine`'s, re-exported here for the scripts."""
+"""What the benchmarks share: timing and peak memory on CPU or CUDA, and the best-of-repeats time of a
+cell. The machine description, process memory (Linux ``/proc``) and marked markdown blocks are
+:mod:`protein_performer.experiments.machine`'s."""
 
 from __future__ import annotations
 
@@ -10,15 +10,8 @@ import gc
 import logging
 import time
 
-from protein_performer.experiments.machine import (  # noqa: F401  (re-exported for the scripts)
-    cpu_name,
-    machine_description,
-    peak_rss_bytes,
-    proc_status_kib,
-    reset_peak_rss,
-    rss_bytes,
-    write_marked_block,
-)
+from protein_performer.experiments.machine import peak_rss_bytes, reset_peak_rss, rss_bytes
+from protein_performer.experiments.report.tables import md_table
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +26,11 @@ class BestOfRepeats:
     def time(self) -> float | None:
         """The fastest repeat in seconds; None when the cell was not run."""
         return min(self.seconds) if self.seconds else None
+
+
+def targets_table(rows: list[tuple[str, str, str, str]]) -> str:
+    """The benchmarks' targets as a markdown table: (criterion, measured, target, PASS/MISS/n/a) rows."""
+    return md_table(["criterion", "measured", "target", "status"], [list(row) for row in rows], align="lrrl")
 
 
 # ----------------------------------------------------------------------------- devices

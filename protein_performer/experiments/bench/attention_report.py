@@ -1,4 +1,4 @@
-"""The reporting side of ``scripts/bench_attention.py``: the markdown block (results table, the
+"""The reporting side of :mod:`.attention` (``scripts/bench_attention.py``): the markdown block (results table, the
 targets at L = 8192 and 65536, notes), the log-log plots of time and peak memory against L (cf.
 Fig. 3 of the paper), and the raw cells as JSON, which ``--from-json`` renders again."""
 
@@ -12,8 +12,10 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from bench_attention_sweep import IMPLS, LONG_L, TARGET_L, B, Cell, D, H, M
-from bench_common import machine_description
+from protein_performer.experiments.bench.common import targets_table
+from protein_performer.experiments.bench.attention_sweep import IMPLS, LONG_L, TARGET_L, B, Cell, D, H, M
+from protein_performer.experiments.machine import machine_description
+from protein_performer.experiments.report.tables import md_table
 
 log = logging.getLogger("bench_attention")
 
@@ -35,10 +37,9 @@ def _fmt_cell(cell: Cell | None) -> str:
 
 def results_table(cells: dict[tuple[str, int], Cell], impls: list[str], lengths: list[int]) -> str:
     """Markdown: one row per L, one column per implementation (time / peak memory)."""
-    lines = ["| L | " + " | ".join(IMPLS[i] for i in impls) + " |", "|---:|" + "---:|" * len(impls)]
-    for length in lengths:
-        lines.append(f"| {length} | " + " | ".join(_fmt_cell(cells.get((i, length))) for i in impls) + " |")
-    return "\n".join(lines)
+    return md_table(["L", *(IMPLS[i] for i in impls)],
+                    [[length, *(_fmt_cell(cells.get((i, length))) for i in impls)] for length in lengths],
+                    align="r" * (len(impls) + 1))
 
 
 def targets(cells: dict[tuple[str, int], Cell], matmul: list[float]) -> list[tuple[str, str, str, str]]:
@@ -98,12 +99,6 @@ def targets(cells: dict[tuple[str, int], Cell], matmul: list[float]) -> list[tup
     if gflops is not None and best_matmul is not None:
         out.append(("(FAVOR+ bid. achieved / matmul GFLOP/s)", f"{gflops:.1f} / {best_matmul:.1f}", "", ""))
     return out
-
-
-def targets_table(rows: list[tuple[str, str, str, str]]) -> str:
-    lines = ["| criterion | measured | target | status |", "|---|---:|---:|---|"]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-    return "\n".join(lines)
 
 
 def notes(cells: dict[tuple[str, int], Cell]) -> list[str]:

@@ -1,4 +1,4 @@
-"""``scripts/bench_train.py --precision``: the training step in float32 against ``bf16-mixed``.
+"""``scripts/bench_train.py --precision`` (:mod:`.train`): the training step in float32 against ``bf16-mixed``.
 
 ``bf16-mixed`` is autocast to bfloat16, as Lightning runs it (FAVOR+ inside in float32). The shapes
 are those of ``configs/demo.yaml`` and ``configs/performer_softmax_mlm.yaml`` (``--configs``: model,
@@ -20,11 +20,13 @@ from functools import partial
 
 import torch
 import yaml
-from bench_common import machine_description, time_call, write_marked_block
-from bench_train_common import MLM_FRACTION, TARGET_L, make_batch, training_step
 
 from protein_performer.allocator import keep_freed_memory
 from protein_performer.cli import BASE_CONFIG, CONFIG_DIR
+from protein_performer.experiments.bench.common import time_call
+from protein_performer.experiments.bench.train_common import MLM_FRACTION, TARGET_L, make_batch, training_step
+from protein_performer.experiments.machine import machine_description, write_marked_block
+from protein_performer.experiments.report.tables import md_table
 from protein_performer.model import PerformerConfig, PerformerLM
 
 log = logging.getLogger("bench_train")
@@ -81,14 +83,15 @@ def precision_report(results: list[dict], args: argparse.Namespace, command: str
         "",
         f"Command: `{command}`",
         "",
-        "| config | batch x L | fp32 s/step (median) | bf16-mixed s/step (median) | fp32 / bf16 |",
-        "|---|---:|---:|---:|---:|",
     ]
+    body = []
     for r in results:
         fp32, bf16 = r["seconds"]["32-true"], r["seconds"]["bf16-mixed"]
         ratio = statistics.median(a / b for a, b in zip(fp32, bf16))
-        lines.append(f"| {r['config']} | {r['batch_size']} x {r['length']} | {statistics.median(fp32):.3g} "
-                     f"(n={len(fp32)}) | {statistics.median(bf16):.3g} | {ratio:.2f}x |")
+        body.append([r["config"], f"{r['batch_size']} x {r['length']}",
+                     f"{statistics.median(fp32):.3g} (n={len(fp32)})", f"{statistics.median(bf16):.3g}", f"{ratio:.2f}x"])
+    lines.append(md_table(["config", "batch x L", "fp32 s/step (median)", "bf16-mixed s/step (median)", "fp32 / bf16"],
+                          body, align="lrrrr"))
     return "\n".join(lines)
 
 
