@@ -221,6 +221,12 @@ def test_similarity_homologs_writes_every_source_measure_and_interval(tmp_path):
     assert list(heads.kind) == ["local", "local", "column", "global"] * 2
     image = mpimg.imread(out / "context_similarity.png")
     assert image.shape[1] > 2.5 * image.shape[0]  # model, BLOSUM62 and their difference side by side
+    from protein_performer.experiments.demo import similarity_rows  # the demo's summary of the same JSON
+
+    rows = {r[0]: r for r in similarity_rows(summary)}
+    assert set(rows) == {"profiles", "pairs", "contexts", "pairs by offset", "contexts by offset", "embedding"}
+    contexts = trained[(trained.measure == "contexts") & (trained.heads == "all")].iloc[0]
+    assert rows["contexts"][1].startswith(f"{contexts.pearson:.3f} [") and rows["embedding"][3] == "n/a"
 
 
 def test_similarity_homologs_refuses_unaligned_homologs_for_an_aligned_model(tmp_path, capsys):

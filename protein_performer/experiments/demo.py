@@ -7,7 +7,8 @@
 3. train configs/demo.yaml (a small hybrid Performer MLM) for its 4,000 steps, about 3 minutes on
    2 cores (``--steps N``: longer, with the cosine schedule spanning N steps; it learns more);
 4. score the best checkpoint on the held-out test split next to the unigram baseline;
-5. embed the held-out test proteins and derive the amino-acid similarity heatmap vs BLOSUM62;
+5. embed the held-out test proteins and derive the amino-acid similarity heatmaps vs BLOSUM62 from
+   them, beside an untrained model of the same shape and the model on shuffled proteins;
 6. write ``summary.json`` and ``summary.md`` (the held-out figures, with the date, command and
    minutes of this run) into ``--out``: copy the README's demo figures from there.
 
@@ -101,10 +102,32 @@ def summary_lines(summary: dict) -> list[str]:
         f"  embeddings      {out / 'embeddings.h5'}",
         f"  similarity      {out / 'similarity'} (heatmaps PNG/SVG, similarity.csv, blosum_comparison.json)",
     ]
-    for key, value in summary["similarity"].items():
-        if isinstance(value, dict) and "pearson" in value:
-            lines.append(f"    {key}: Pearson {value['pearson']:.3f}, Spearman {value.get('spearman', float('nan')):.3f} vs BLOSUM62")
+    lines.append("    Pearson with BLOSUM62 (190 pairs; trained [95% bootstrap over proteins], then its controls):")
+    for measure, trained, untrained, shuffled, above in similarity_rows(summary["similarity"]):
+        lines.append(f"    {measure:<32} {trained:<24} untrained {untrained:>6}  shuffled {shuffled:>6}  "
+                     f"above controls {above}")
     return lines
+
+
+def similarity_rows(comparison: dict) -> list[tuple[str, str, str, str, str]]:
+    """(measure, trained [CI], untrained, shuffled, above controls) for every measure on all heads,
+    from ``similarity``'s blosum_comparison.json."""
+    figures = comparison.get("study", {}).get("figures", [])
+
+    def find(source: str, measure: str) -> dict | None:
+        return next((f for f in figures if f["source"] == source and f["measure"] == measure
+                     and f["heads"] in ("all", "-")), None)
+
+    rows = []
+    for f in figures:
+        if f["source"] != "trained" or f["heads"] not in ("all", "-"):
+            continue
+        ci = f" {_ci(f['ci'], 3)}" if f.get("ci") else ""
+        others = [find(source, f["measure"]) for source in ("untrained", "shuffled")]
+        rows.append((f["measure"].replace("_", " "), f"{f['pearson']:.3f}{ci}",
+                     *("n/a" if o is None else f"{o['pearson']:.3f}" for o in others),
+                     "n/a" if f.get("above_controls") is None else f"{f['above_controls']:+.3f}"))
+    return rows
 
 
 def summary_markdown(summary: dict) -> str:
@@ -127,9 +150,10 @@ def summary_markdown(summary: dict) -> str:
         f"{_ci(s['context_accuracy_gain_ci95'], 2, '+')}, perplexity ratio {s['context_perplexity_ratio']:.3f} "
         f"{_ci(s['context_perplexity_ratio_ci95'], 3)}.",
     ]
-    for key, value in summary["similarity"].items():
-        if isinstance(value, dict) and "pearson" in value:
-            lines.append(f"- similarity vs BLOSUM62, {key}: Pearson {value['pearson']:.3f}")
+    lines += ["", f"Amino-acid similarity vs BLOSUM62 on the {summary['similarity'].get('proteins', '')} held-out "
+              "test proteins (Pearson over 190 pairs; `outputs/demo/similarity/`, one heatmap per measure):", "",
+              md_table(["measure", "trained [95% CI]", "untrained", "shuffled residues", "above controls"],
+                       [list(r) for r in similarity_rows(summary["similarity"])], align="lrrrr")]
     return "\n".join(lines) + "\n"
 
 
@@ -170,8 +194,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
     log.info("wrote the %d held-out test proteins to %s", write_held_out(fasta, data_dir, held_out), held_out)
     (out / "embeddings.h5").unlink(missing_ok=True)  # a new model: embed resumes only with the same weights
     cli_command("embed", "--checkpoint", str(checkpoint), "--fasta", str(held_out), "--out", str(out / "embeddings.h5"))
-    cli_command("similarity", "--checkpoint", str(checkpoint), "--fasta", str(fasta), "--out", str(out / "similarity"),
-                "--max-proteins", "300")
+    cli_command("similarity", "--checkpoint", str(checkpoint), "--fasta", str(held_out), "--out", str(out / "similarity"),
+                "--max-proteins", "300", "--row-block", "512", "--overwrite")
     comparison = json.loads((out / "similarity" / "blosum_comparison.json").read_text())
 
     summary = {"date": datetime.date.today().isoformat(), "minutes": (time.time() - started) / 60,

@@ -13,7 +13,7 @@ rule of ``scripts/bench_multi_family.py`` at ``fraction``, and ``limit``, the fi
 relative to the plan's ``root`` (default: the current folder). A model whose checkpoint is missing
 is reported as not run; one already analysed is not redone (``--redo``: it is).
 
-Writes ``--out``/NAME/ (each analysis), ``--out``/similarity_bench.json, a copy of that JSON beside
+Writes ``--out``/SLUG/ (each analysis; :func:`slug` of its name), ``--out``/similarity_bench.json, a copy of that JSON beside
 the doc (``similarity.json``), and the doc's tables between its markers. Run it alone on the
 machine (the minutes per analysis are measured).
 """
@@ -25,6 +25,7 @@ import csv
 import datetime
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -59,6 +60,11 @@ def family_files(spec: dict, root: Path) -> list[Path]:
     return [folder / f for f in files[: spec.get("limit") or len(files)]]
 
 
+def slug(name: str) -> str:
+    """A model's folder name: its name in lower case, runs of other characters as one '_'."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
 def command(entry: dict, root: Path, out: Path) -> list[str]:
     """The ``similarity`` command line of one plan entry."""
     args = ["similarity", "--checkpoint", str(root / entry["checkpoint"]), "--out", str(out), "--quiet", "--overwrite"]
@@ -77,7 +83,7 @@ def analyse(entry: dict, root: Path, out: Path, redo: bool) -> dict:
     from protein_performer.cli import main as cli
 
     record = {k: entry.get(k) for k in ("name", "kind", "trained", "checkpoint")}
-    target = out / entry["name"]
+    target = out / slug(entry["name"])
     summary = target / "blosum_comparison.json"
     if not (root / entry["checkpoint"]).is_file():
         log.warning("%s: no checkpoint at %s; not analysed", entry["name"], root / entry["checkpoint"])
@@ -158,9 +164,8 @@ def heads_table(models: list[dict]) -> str:
 
 def runs_table(models: list[dict]) -> str:
     body = [[m["name"], m["kind"], m.get("trained") or "", m.get("study", {}).get("units", ""),
-             m.get("study", {}).get("unit", ""), "" if m.get("minutes") is None else f"{m['minutes']:.1f}"]
-            for m in models]
-    return md_table(["model", "kind", "trained", "units", "bootstrap unit", "analysis minutes"], body)
+             m.get("study", {}).get("unit", ""), m.get("status", "not run")] for m in models]
+    return md_table(["model", "kind", "trained", "units", "bootstrap unit", "status"], body)
 
 
 def put_block(text: str, name: str, block: str) -> str:
