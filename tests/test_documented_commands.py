@@ -124,4 +124,5 @@ def test_code_blocks_become_commands_with_their_optional_flags(tmp_path):
     assert documented("protein-performer", ["doc.md"], tmp_path) == [
         ("doc.md", ["embed", "--out", "e.h5", "--layers", "-1", "-2", "--format", "h5", "|", "npz"]),
         ("doc.md", ["fit", "--config", "configs/demo.yaml", "--trainer.max_steps", "10"])]
-    assert _flags(["--out", "x", "--config=a.yaml", "-1", "--data.data_dir"]) == ["--out", "--config", "--data.data_dir"]
+    flags = _flags(["--out", "x", "--config=a.yaml", "-1", "--data.data_dir"])
+    assert flags == ["--out", "--config", "--data.data_dir"]
