@@ -50,9 +50,13 @@ def first_paragraph(docstring: str | None) -> str:
     """The docstring's first paragraph on one line, its reST roles and double backticks as markdown."""
     paragraph = (docstring or "").strip().split("\n\n")[0]
     text = " ".join(line.strip() for line in paragraph.splitlines())
-    text = _ROLE.sub(lambda m: f"`{m.group(2).rsplit('.', 1)[-1] if m.group(1) else m.group(2).lstrip('.')}`",
-                     text)
-    return text.replace("``", "`")
+    return _ROLE.sub(_role_as_code, text).replace("``", "`")
+
+
+def _role_as_code(match: re.Match) -> str:
+    """``:class:`~a.b.C``` -> `C` (Sphinx's short form), ``:mod:`.x``` -> `x`, else the target as written."""
+    short, target = match.groups()
+    return f"`{target.rsplit('.', 1)[-1] if short else target.lstrip('.')}`"
 
 
 def _resolve(target: str, known: set[str]) -> str | None:
@@ -83,7 +87,8 @@ def _imports(tree: ast.Module, name: str, is_package: bool, known: set[str]) -> 
 
 def read_modules(package: Path = PACKAGE) -> dict[str, Module]:
     """Every module under ``package`` by dotted name, from its source alone (nothing is imported)."""
-    root = package.name
+    if not (package / "__init__.py").is_file():
+        raise ValueError(f"{package}: not a package (no __init__.py)")
     paths = {}
     for path in sorted(package.rglob("*.py")):
         parts = path.relative_to(package.parent).with_suffix("").parts
@@ -97,14 +102,13 @@ def read_modules(package: Path = PACKAGE) -> dict[str, Module]:
         tree = ast.parse(path.read_text(), filename=str(path))
         modules[name] = Module(name, first_paragraph(ast.get_docstring(tree)),
                                _imports(tree, name, is_package, known), is_package)
-    assert root in modules, f"{package}: not a package (no __init__.py)"
     return modules
 
 
 def cycles(graph: Mapping[str, set[str]]) -> list[list[str]]:
-    """The strongly connected components of ``graph`` (Tarjan), each sorted; a node alone is one
-    unless it points to itself. Every node of a component reaches every other: its imports run in
-    a cycle."""
+    """The strongly connected components of ``graph`` (Tarjan), each sorted, every component after
+    those it points to; a node in no cycle is a component of its own. Every node of a larger
+    component reaches every other: their imports run in a cycle."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -155,8 +159,8 @@ def room_graph(modules: Mapping[str, Module], package: str) -> dict[str, set[str
     graph: dict[str, set[str]] = {name: set() for name in modules if room(name) == name}
     for name, module in modules.items():
         source = room(name)
-        if source is not None:
-            graph[source].update(t for t in map(room, module.imports) if t is not None and t != source)
+        if source in graph:  # (a folder without __init__.py is no room)
+            graph[source].update(t for t in map(room, module.imports) if t in graph and t != source)
     return graph
 
 
