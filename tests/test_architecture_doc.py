@@ -13,14 +13,20 @@ from protein_performer.experiments.report.architecture import (
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_the_architecture_document_is_what_the_generator_writes_now():
+@pytest.fixture(scope="module")
+def package():
+    """The package as the generator reads it (parsed once for this file's tests)."""
+    return read_modules()
+
+
+def test_the_architecture_document_is_what_the_generator_writes_now(package):
     written = (REPO / DOCUMENT).read_text()
-    assert written == render(read_modules()), (
+    assert written == render(package), (
         f"{DOCUMENT} is out of date with the module docstrings or imports: run `{COMMAND}`")
 
 
-def test_every_module_of_the_package_has_a_docstring_the_document_can_show():
-    missing = [name for name, module in read_modules().items() if not module.summary
+def test_every_module_of_the_package_has_a_docstring_the_document_can_show(package):
+    missing = [name for name, module in package.items() if not module.summary
                and name != "protein_performer"]  # the top-level __init__ is empty on purpose
     assert not missing, f"modules without a docstring: {missing}"
 
@@ -72,7 +78,7 @@ def test_render_lists_rooms_floor_by_floor_with_each_subpackage_beneath_it(tmp_p
     assert positions == sorted(positions) and "More detail" not in text
 
 
-def test_main_writes_the_document(tmp_path):
+def test_main_writes_the_document(tmp_path, package):
     out = tmp_path / "architecture.md"
     assert main(["--out", str(out)]) == 0
-    assert out.read_text() == render(read_modules())
+    assert out.read_text() == render(package)
