@@ -8,7 +8,7 @@ tables generated from that JSON.
 The plan (YAML) lists models: ``name``, ``kind`` (single proteins, long windows, one family, many
 families), ``trained`` (how, in words), ``checkpoint``, and the inputs: ``fasta``, or ``homologs``
 (files), or ``families`` (a ``paralogs`` folder: ``dir``, ``split``: train or held-out by the hash
-rule of ``scripts/bench_multi_family.py`` at ``fraction``, and ``limit``, the first N by file name);
+rule of :mod:`~protein_performer.experiments.bench.multi_family` at ``fraction``, and ``limit``, the first N by file name);
 ``options``: extra flags of ``similarity`` (``{windows: 2}`` is ``--windows 2``). Paths are
 relative to the plan's ``root`` (default: the current folder). A model whose checkpoint is missing
 is reported as not run; one already analysed is not redone (``--redo``: it is).
@@ -43,15 +43,10 @@ MEASURE_NAMES = {
 LANDMARKS = ("D-E", "F-Y", "I-V", "K-R")
 
 
-def held_out(query: str, fraction: float) -> bool:
-    """``scripts/bench_multi_family.py``'s rule: blake2b(query accession) / 2**64 < fraction."""
-    from protein_performer.corpus.families import _hash_unit
-
-    return _hash_unit(query, "") < fraction
-
-
 def family_files(spec: dict, root: Path) -> list[Path]:
     """The ``families`` entry of a plan: files of a ``paralogs`` folder, by split and limit."""
+    from protein_performer.experiments.bench.multi_family import held_out
+
     folder = root / spec["dir"]
     with open(folder / "families.tsv", newline="") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
