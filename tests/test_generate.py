@@ -43,7 +43,7 @@ def random_model(seed: int = 0, std: float = 0.2, **config) -> PerformerLM:
             if "norm" not in name:
                 p.normal_(0.0, std)
         for block in model.blocks:
-            if block.attn.feature_map == "favor++":
+            if block.attn.options.feature_map == "favor++":
                 block.attn.favorpp_rho.fill_(0.7)  # A != 0: FAVOR++ proper
     return model
 
