@@ -136,7 +136,7 @@ def time_score(model: PerformerLM, arrays: list[np.ndarray], args: argparse.Name
 
     def score() -> None:
         with autocast(args.device):
-            score_windows(model, "mlm", arrays, max_length=args.score_max_length,
+            score_windows(model, "mlm", arrays, window_tokens=args.score_max_length,
                           batch_size=args.score_batch_size, passes=1)
 
     return time_call(score, args.device)
