@@ -173,7 +173,8 @@ class ProteinDataModule(pl.LightningDataModule):
             return ConcatWindowDataset(shard, self.window_tokens, seed=self.seed, random_offset=train, limit=limit)
         if self.mode == "family":
             return FamilyWindowDataset(shard, self.window_tokens, seed=self.seed, random=train, limit=limit)
-        return ProteinDataset(shard, self.window_tokens, crop="random" if train else "start", seed=self.seed, limit=limit)
+        crop = "random" if train else "start"
+        return ProteinDataset(shard, self.window_tokens, crop=crop, seed=self.seed, limit=limit)
 
     def check(self, stage: str | None = None) -> None:
         """Open the splits ``stage`` needs (sizes, token range and sha256, each file hashed once per

@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
         for kind in KINDS:
             e = embedders[kind]
             e.token_budget = max(e.token_budget, n + 2)
-            e.max_length = max(e.max_length, n)
+            e.window_residues = max(e.window_residues, n)
             row[kind] = n / time_embed(e, [ProteinInput(f"long{n}", seq)])
             if args.score:
                 row[f"score_{kind}"] = n / time_score(e.model, [ALPHABET.encode(seq)], args)

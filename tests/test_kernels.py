@@ -39,7 +39,8 @@ def _make(name: str, causal: bool) -> AttentionKernel:
         return make_kernel(H, replace(options, local_heads=H))
     key, _, local = name.partition(" with ")
     attention, feature_map = key.split("/")
-    return make_kernel(H, replace(options, attention=attention, feature_map=feature_map, local_heads=1 if local else 0))
+    options = replace(options, attention=attention, feature_map=feature_map, local_heads=1 if local else 0)
+    return make_kernel(H, options)
 
 
 NAMES = [f"{a}/{f}{suffix}" for a, f in KERNELS for suffix in ("", " with local")] + ["local"]

@@ -285,4 +285,5 @@ class FavorAttention(nn.Module):
 
     def extra_repr(self) -> str:
         o = self.options
-        return f"dim={self.dim}, heads={self.heads}, nb_features={o.nb_features}, causal={o.causal}, conv_width={o.conv_width}"
+        return (f"dim={self.dim}, heads={self.heads}, nb_features={o.nb_features}, causal={o.causal}, "
+                f"conv_width={o.conv_width}")
