@@ -70,7 +70,7 @@ class ContextBaseline:
 
     @classmethod
     def fit(cls, objective: str, token_arrays: Sequence[np.ndarray], unigram: np.ndarray, *,
-            max_length: int = 512, passes: int = 3, seed: int = 1_000_003, alpha: float = 5.0,
+            window_tokens: int = 512, passes: int = 3, seed: int = 1_000_003, alpha: float = 5.0,
             batch_size: int = 64) -> "ContextBaseline":
         """Count (context, target) triples over training proteins under the scoring definition.
 
@@ -79,7 +79,7 @@ class ContextBaseline:
         """
         V = len(ALPHABET)
         counts = np.zeros((V, V, V))
-        windows = windows_from_sequences(list(token_arrays), max_length)
+        windows = windows_from_sequences(list(token_arrays), window_tokens)
         for k in range(passes if objective == "mlm" else 1):
             collate = scoring_collator(objective, seed + k)
             for start in range(0, len(windows), batch_size):
@@ -93,13 +93,13 @@ class ContextBaseline:
 
     @classmethod
     def from_split(cls, objective: str, data_dir: str | Path, unigram: np.ndarray | None = None, *,
-                   max_length: int = 512) -> "ContextBaseline":
+                   window_tokens: int = 512) -> "ContextBaseline":
         """Fit on the train split of a prepared dataset; ``unigram`` defaults to that split's counts."""
         train = open_split(data_dir, "train")
         if unigram is None:
             unigram = unigram_probabilities(np.bincount(np.asarray(train.tokens), minlength=len(ALPHABET)))
         proteins = [np.asarray(train.protein(i)) for i in range(len(train))]
-        return cls.fit(objective, proteins, unigram, max_length=max_length)
+        return cls.fit(objective, proteins, unigram, window_tokens=window_tokens)
 
     def log_probs(self, input_ids: np.ndarray) -> np.ndarray:
         """(B, L) input ids as the model sees them -> (B, L, V) log-probabilities of the target."""

@@ -143,39 +143,102 @@ def _lightning_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def _topmost_missing(path: Path) -> Path:
+    """The highest folder of ``path`` that does not exist yet (what a run would create)."""
+    while not path.parent.exists():
+        path = path.parent
+    return path
+
+
+def _under_root(root: str | None, path: str | None) -> str | None:
+    """A relative ``path`` placed under ``root`` (``trainer.default_root_dir``); others unchanged."""
+    return str(Path(root) / path) if root and path and not Path(path).is_absolute() else path
+
+
+def _place_outputs(trainer) -> None:
+    """In the parsed ``trainer`` section: relative ``save_dir`` of loggers and ``dirpath`` of
+    checkpoint callbacks under ``default_root_dir``; a ``WandbLogger`` without a name named after
+    its last folder."""
+    root = trainer.get("default_root_dir")
+    for logger in trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]:
+        if getattr(logger, "init_args", None) is None:
+            continue
+        if "save_dir" in logger.init_args:
+            logger.init_args.save_dir = _under_root(root, logger.init_args.save_dir)
+        if str(logger.class_path).endswith("WandbLogger") and root and not logger.init_args.get("name"):
+            logger.init_args.name = Path(root).name
+    for callback in trainer.get("callbacks") or []:
+        if str(getattr(callback, "class_path", "")).endswith(("ModelCheckpoint", "LastStepCheckpoint")):
+            callback.init_args.dirpath = _under_root(root, callback.init_args.get("dirpath"))
+
+
+def _add_progress_bar(trainer) -> None:
+    """:class:`~protein_performer.callbacks.StepProgressBar` among the parsed ``trainer`` section's
+    callbacks, unless the bar is off or the callbacks name a progress bar."""
+    from jsonargparse import Namespace
+
+    callbacks = trainer.get("callbacks") or []
+    if trainer.get("enable_progress_bar") is not False and not any(
+            str(getattr(c, "class_path", "")).endswith("ProgressBar") for c in callbacks):
+        trainer.callbacks = [*callbacks, Namespace(class_path="protein_performer.callbacks.StepProgressBar",
+                                                   init_args=Namespace())]
+
+
+def _complete_settings(config, subcommand: str | None) -> None:
+    """What :class:`ProteinCLI` settles in the parsed ``config`` of ``subcommand`` before the model,
+    data and trainer are built: former ``data`` keys renamed, the precision resolved (and logged),
+    the run folder checked (``fit``), output folders placed under it, the progress bar, and
+    ``weights_only`` loading of ``--ckpt_path`` by default."""
+    from protein_performer.datamodule import rename_former_keys
+    from protein_performer.outputs import check_output
+
+    rename_former_keys(config.data)
+    trainer = config.trainer
+    training = subcommand in (None, "fit")
+    trainer.precision, why = resolve_precision(trainer.get("precision"), trainer.get("accelerator", "auto"),
+                                               training=training, cpu_bf16=cpu_has_bf16())
+    logging.getLogger(__name__).info("precision %s: %s", trainer.precision, why)
+    root = trainer.get("default_root_dir")
+    if root and training:  # before the model and data are built
+        check_output(Path(root), "dir", flag="--trainer.default_root_dir")
+    _place_outputs(trainer)
+    _add_progress_bar(trainer)
+    if "weights_only" in config and config.weights_only is None:
+        config.weights_only = True  # unpickle only tensors and plain types from --ckpt_path
+
+
+def _output_dirs(trainer) -> list[Path]:
+    """The folders a built ``trainer`` writes to: its root, its loggers' and its checkpoints'."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    dirs = [trainer.default_root_dir, *(lg.save_dir for lg in trainer.loggers if lg.save_dir)]
+    dirs += [cb.dirpath for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath]
+    return [Path(d) for d in dirs]
+
+
 @functools.cache
 def lightning_cli_class() -> type:
     """:class:`ProteinCLI`, protein_performer's ``LightningCLI``. It is built on first use so that the
     other commands (and ``--help``) never import Lightning, which takes seconds."""
     import shutil
 
-    from jsonargparse import Namespace
-    from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.cli import LightningCLI
 
     from protein_performer.checkpoint import read_checkpoint_file
-    from protein_performer.outputs import check_output, locked
-
-    def topmost_missing(path: Path) -> Path:
-        """The highest folder of ``path`` that does not exist yet (what a run would create)."""
-        while not path.parent.exists():
-            path = path.parent
-        return path
-
-    def under_root(root: str | None, path: str | None) -> str | None:
-        return str(Path(root) / path) if root and path and not Path(path).is_absolute() else path
+    from protein_performer.outputs import locked
 
     class ProteinCLI(LightningCLI):
         """``fit``, ``validate`` and ``test`` of a :class:`~protein_performer.lit.ProteinLM`.
 
-        Settings start from :data:`BASE_CONFIG`. The data's objective follows the model's. An unset
-        ``trainer.precision`` is resolved by :func:`resolve_precision` (logged). The progress bar is
-        :class:`~protein_performer.callbacks.StepProgressBar` unless the callbacks name one. Relative
-        ``save_dir`` of loggers and ``dirpath`` of checkpoint callbacks are placed under
-        ``trainer.default_root_dir``, and a ``WandbLogger`` without a name is named after its last folder. The data and
-        ``--ckpt_path`` are checked before anything is written, checkpoints given by
-        ``--ckpt_path`` are read with ``weights_only`` unless ``--weights_only false``, and a run
-        that fails before its first optimizer step removes the output folders it created.
+        Settings start from :data:`BASE_CONFIG`. The data's objective follows the model's, and a
+        ``data`` key under a former name (``data.max_length``) sets its new one, with a warning. An
+        unset ``trainer.precision`` is resolved by :func:`resolve_precision` (logged). The progress
+        bar is :class:`~protein_performer.callbacks.StepProgressBar` unless the callbacks name one.
+        Relative ``save_dir`` of loggers and ``dirpath`` of checkpoint callbacks are placed under
+        ``trainer.default_root_dir``, and a ``WandbLogger`` without a name is named after its last
+        folder. The data and ``--ckpt_path`` are checked before anything is written, checkpoints
+        given by ``--ckpt_path`` are read with ``weights_only`` unless ``--weights_only false``, and
+        a run that fails before its first optimizer step removes the output folders it created.
         """
 
         @staticmethod
@@ -187,37 +250,7 @@ def lightning_cli_class() -> type:
             parser.link_arguments("model.objective", "data.objective", apply_on="instantiate")
 
         def before_instantiate_classes(self) -> None:
-            config = self.config[self.subcommand] if self.subcommand else self.config
-            trainer = config.trainer
-            trainer.precision, why = resolve_precision(trainer.get("precision"), trainer.get("accelerator", "auto"),
-                                                       training=self.subcommand in (None, "fit"),
-                                                       cpu_bf16=cpu_has_bf16())
-            logging.getLogger(__name__).info("precision %s: %s", trainer.precision, why)
-            root = trainer.get("default_root_dir")
-            if root and self.subcommand in (None, "fit"):  # before the model and data are built
-                check_output(Path(root), "dir", flag="--trainer.default_root_dir")
-            for logger in trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]:
-                if getattr(logger, "init_args", None) is None:
-                    continue
-                if "save_dir" in logger.init_args:
-                    logger.init_args.save_dir = under_root(root, logger.init_args.save_dir)
-                if str(logger.class_path).endswith("WandbLogger") and root and not logger.init_args.get("name"):
-                    logger.init_args.name = Path(root).name
-            for callback in trainer.get("callbacks") or []:
-                if str(getattr(callback, "class_path", "")).endswith(("ModelCheckpoint", "LastStepCheckpoint")):
-                    callback.init_args.dirpath = under_root(root, callback.init_args.get("dirpath"))
-            callbacks = trainer.get("callbacks") or []
-            if trainer.get("enable_progress_bar") is not False and not any(
-                    str(getattr(c, "class_path", "")).endswith("ProgressBar") for c in callbacks):
-                trainer.callbacks = [*callbacks, Namespace(class_path="protein_performer.callbacks.StepProgressBar",
-                                                           init_args=Namespace())]
-            if "weights_only" in config and config.weights_only is None:
-                config.weights_only = True  # unpickle only tensors and plain types from --ckpt_path
-
-        def _output_dirs(self) -> list[Path]:
-            dirs = [self.trainer.default_root_dir, *(lg.save_dir for lg in self.trainer.loggers if lg.save_dir)]
-            dirs += [cb.dirpath for cb in self.trainer.callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath]
-            return [Path(d) for d in dirs]
+            _complete_settings(self.config[self.subcommand] if self.subcommand else self.config, self.subcommand)
 
         def _parse_ckpt_path(self) -> None:
             # Lightning reads --ckpt_path first: check it (file named, safe loading) before it does.
@@ -237,7 +270,7 @@ def lightning_cli_class() -> type:
 
         def _run_checked(self, subcommand: str) -> None:
             self.datamodule.check(subcommand)  # before loggers or callbacks write anything
-            fresh = {topmost_missing(d) for d in self._output_dirs() if not d.exists()}
+            fresh = {_topmost_missing(d) for d in _output_dirs(self.trainer) if not d.exists()}
             try:
                 super()._run_subcommand(subcommand)
             except BaseException:

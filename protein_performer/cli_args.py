@@ -3,7 +3,8 @@
 Flags are named by their unit (``--window-tokens``, ``--max-residues``, ``--block``; the table is
 in README.md, "Command line"). An old name is added with :func:`deprecated_alias`: it sets the same
 value as the new flag, is hidden from ``--help`` (the new flag's help names it), and each use logs
-one line naming the new flag.
+one line naming the new flag (:func:`deprecation_message`, which also words the warning for a
+renamed config key, such as ``data.max_length``: ``datamodule.FORMER_NAMES``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def deprecation_message(prog: str, old: str, new: str, values=None) -> str:
     """The warning for one use of ``old``: in this command (``prog``) it is ``new``, in the unit
     ``new`` is named after (``--max-length`` means tokens in ``score``, residues in ``embed``),
     and the flag to type instead, with the value given."""
-    unit = next((u for u in UNITS if new.endswith(f"-{u}")), None)
+    unit = next((u for u in UNITS if new.endswith((f"-{u}", f"_{u}"))), None)  # a flag, or a config key
     meaning = f"in {prog} it is {new}" + (f", counted in {unit}" if unit else "")
     given = " ".join(map(str, values)) if isinstance(values, (list, tuple)) else ("" if values is None else str(values))
     return f"{old} is deprecated and will be removed in the next release; {meaning}: use {new} {given}".rstrip()

@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
 from protein_performer.alphabet import ALPHABET
+from protein_performer.cli_args import deprecation_message
 from protein_performer.corpus.shards import MANIFEST, SPLITS, open_split, read_manifest
 from protein_performer.datasets import (
     CLMCollator,
@@ -40,6 +41,9 @@ from protein_performer.datasets import (
 log = logging.getLogger(__name__)
 
 MODES = ("concat", "protein", "family")
+FORMER_NAMES = {"max_length": "window_tokens"}
+"""Former names of :class:`ProteinDataModule` arguments (``data.*`` keys of older runs' configs and
+checkpoints) -> their names now. A former name still sets the value, with a warning."""
 _STAGE_SPLITS = {"fit": ("train", "valid"), "validate": ("valid",), "test": ("test",), "predict": ("test",)}
 
 
@@ -63,11 +67,12 @@ class ProteinDataModule(pl.LightningDataModule):
         data_dir: Directory written by ``protein-performer prepare`` (holds ``manifest.json`` and
             the ``train``/``valid``/``test`` splits).
         objective: ``"mlm"`` (masked LM) or ``"clm"`` (causal LM, shifted labels).
-        mode: ``"concat"``: proteins joined by ``<eos>`` and cut into windows of ``max_length``;
-            ``"protein"``: one ``<cls> protein <eos>`` per sample, cropped to ``max_length``;
+        mode: ``"concat"``: proteins joined by ``<eos>`` and cut into windows of ``window_tokens``;
+            ``"protein"``: one ``<cls> protein <eos>`` per sample, cropped to ``window_tokens``;
             ``"family"``: a family dataset's members drawn by sequence weight into windows of
-            ``max_length`` (:class:`~protein_performer.datasets.FamilyWindowDataset`).
-        max_length: Tokens per window (concat) or the longest sample (protein).
+            ``window_tokens`` (:class:`~protein_performer.datasets.FamilyWindowDataset`).
+        window_tokens: Tokens per window, special tokens included (concat, family) or of the
+            longest sample (protein).
         batch_size: Samples per batch (ignored when ``token_budget`` is set).
         token_budget: Protein mode only: batch proteins sorted by length so that
             ``longest * count <= token_budget`` (ESM-style); None uses ``batch_size``.
@@ -79,6 +84,8 @@ class ProteinDataModule(pl.LightningDataModule):
         seed: Seed of window offsets, crops, masks, shuffling and workers.
         limit_windows: Cap on training and validation samples per epoch (quick runs); None: all.
             The test split is always served whole.
+        max_length: Deprecated: the former name of ``window_tokens`` (configs and checkpoints of
+            older runs); when set, it is used instead of ``window_tokens``, with a warning.
     """
 
     def __init__(
@@ -86,7 +93,7 @@ class ProteinDataModule(pl.LightningDataModule):
         data_dir: str,
         objective: str = "mlm",
         mode: str = "concat",
-        max_length: int = 8192,
+        window_tokens: int = 8192,
         batch_size: int = 1,
         token_budget: int | None = None,
         mask_prob: float = 0.15,
@@ -95,21 +102,24 @@ class ProteinDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         limit_windows: int | None = None,
+        max_length: int | None = None,
     ) -> None:
         super().__init__()
+        if max_length is not None:  # an older run's checkpoint (the CLI renames it in configs: rename_former_keys)
+            window_tokens = _renamed("max_length", max_length)  # before save_hyperparameters records it
         check_objective(objective)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if max_length < (3 if mode == "protein" else 2):
-            raise ValueError(f"max_length must be >= {3 if mode == 'protein' else 2}, got {max_length}")
+        if window_tokens < (3 if mode == "protein" else 2):
+            raise ValueError(f"window_tokens must be >= {3 if mode == 'protein' else 2}, got {window_tokens}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if token_budget is not None:
             if mode != "protein":
                 raise ValueError("token_budget batches whole proteins: use it with mode='protein' "
-                                 "(concat windows all have max_length tokens; set batch_size instead)")
-            if token_budget < max_length:
-                raise ValueError(f"token_budget ({token_budget}) must be >= max_length ({max_length}) "
+                                 "(concat windows all have window_tokens tokens; set batch_size instead)")
+            if token_budget < window_tokens:
+                raise ValueError(f"token_budget ({token_budget}) must be >= window_tokens ({window_tokens}) "
                                  "so that the longest (cropped) protein fits in a batch")
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
@@ -117,9 +127,9 @@ class ProteinDataModule(pl.LightningDataModule):
             raise ValueError(f"limit_windows must be >= 1 or null, got {limit_windows}")
         if objective == "mlm":  # checks the probabilities now rather than at the first batch
             MLMCollator(mask_prob, mask_token_prob, random_token_prob, seed=seed)
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["max_length"])
         self.data_dir = Path(data_dir)
-        self.objective, self.mode, self.max_length = objective, mode, max_length
+        self.objective, self.mode, self.window_tokens = objective, mode, window_tokens
         self.batch_size, self.token_budget, self.num_workers = batch_size, token_budget, num_workers
         self.mask_prob, self.mask_token_prob, self.random_token_prob = mask_prob, mask_token_prob, random_token_prob
         self.seed, self.limit_windows = seed, limit_windows
@@ -160,10 +170,11 @@ class ProteinDataModule(pl.LightningDataModule):
         train = split == "train"
         limit = None if split == "test" else self.limit_windows
         if self.mode == "concat":
-            return ConcatWindowDataset(shard, self.max_length, seed=self.seed, random_offset=train, limit=limit)
+            return ConcatWindowDataset(shard, self.window_tokens, seed=self.seed, random_offset=train, limit=limit)
         if self.mode == "family":
-            return FamilyWindowDataset(shard, self.max_length, seed=self.seed, random=train, limit=limit)
-        return ProteinDataset(shard, self.max_length, crop="random" if train else "start", seed=self.seed, limit=limit)
+            return FamilyWindowDataset(shard, self.window_tokens, seed=self.seed, random=train, limit=limit)
+        crop = "random" if train else "start"
+        return ProteinDataset(shard, self.window_tokens, crop=crop, seed=self.seed, limit=limit)
 
     def check(self, stage: str | None = None) -> None:
         """Open the splits ``stage`` needs (sizes, token range and sha256, each file hashed once per
@@ -177,7 +188,7 @@ class ProteinDataModule(pl.LightningDataModule):
         self._check_data_dir()
         for split in _STAGE_SPLITS.get(stage or "", SPLITS):
             size = len(self.dataset(split))  # type: ignore[arg-type]
-            log.info("%s: %d samples (%s, max_length %d)", split, size, self.mode, self.max_length)
+            log.info("%s: %d samples (%s, window_tokens %d)", split, size, self.mode, self.window_tokens)
 
     def dataset(self, split: str) -> Dataset:
         """The dataset of ``split`` (``train``/``valid``/``test``), opened on first use."""
@@ -249,6 +260,23 @@ class ProteinDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
+
+
+def _renamed(old: str, value: object) -> object:
+    """``value``, given under the former name ``old``; logs that ``data.{old}`` is deprecated."""
+    log.warning("%s", deprecation_message("protein-performer fit, validate and test", f"data.{old}",
+                                          f"data.{FORMER_NAMES[old]}", value))
+    return value
+
+
+def rename_former_keys(data) -> None:
+    """Move values set under a former name (:data:`FORMER_NAMES`) in the ``data`` section of a parsed
+    config (a ``dict`` or jsonargparse ``Namespace``) to their names now, before the data module is
+    built, so that its saved hyper-parameters and the run's config hold the new name. The value set
+    under the former name wins: base.yaml always sets the new one."""
+    for old, new in FORMER_NAMES.items():
+        if data.get(old) is not None:
+            data[new], data[old] = _renamed(old, data[old]), None
 
 
 def _served_lengths(dataset: Dataset) -> np.ndarray:

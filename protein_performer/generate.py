@@ -40,8 +40,8 @@ class SamplingConfig:
     """Keep only the k most likely tokens (None: all)."""
     top_p: float | None = None
     """Keep the smallest set of tokens whose probability reaches p (nucleus sampling; None: all)."""
-    max_length: int = 512
-    """Residues per sequence at most, prompt included."""
+    max_residues: int = 512
+    """Residues per sequence at most, prompt included (``--stop-at-residues``)."""
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
@@ -50,8 +50,8 @@ class SamplingConfig:
             raise ValueError(f"--top-k must be >= 1, got {self.top_k}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise ValueError(f"--top-p must be in (0, 1], got {self.top_p}")
-        if self.max_length < 1:
-            raise ValueError(f"--max-residues must be >= 1, got {self.max_length}")
+        if self.max_residues < 1:
+            raise ValueError(f"--stop-at-residues must be >= 1, got {self.max_residues}")
 
 
 @dataclass
@@ -63,7 +63,7 @@ class Generated:
     mean_log_likelihood: float
     """Mean log p(token | prefix) over the residues and the final ``<eos>`` (if any), in nats."""
     ended: bool
-    """True if the model emitted ``<eos>``; False if ``max_length`` stopped it."""
+    """True if the model emitted ``<eos>``; False if ``max_residues`` stopped it."""
     prompt_length: int
 
 
@@ -100,8 +100,9 @@ def generate(model: PerformerLM, prompt: str, num: int, sampling: SamplingConfig
     model.eval()
     device = next(model.parameters()).device
     framed = ALPHABET.frame(prompt)[:-1]  # <cls> + prompt residues, no <eos>
-    if len(framed) - 1 > sampling.max_length:
-        raise ValueError(f"the prompt has {len(framed) - 1} residues, more than --max-residues {sampling.max_length}")
+    if len(framed) - 1 > sampling.max_residues:
+        raise ValueError(f"the prompt has {len(framed) - 1} residues, more than --stop-at-residues "
+                         f"{sampling.max_residues}")
     state = model.init_state(num)
     tokens = torch.tensor(framed, dtype=torch.long, device=device)
     log_lik = torch.zeros(num, dtype=torch.float64, device=device)
@@ -113,7 +114,7 @@ def generate(model: PerformerLM, prompt: str, num: int, sampling: SamplingConfig
     out = [tokens[1:].tolist() for _ in range(num)]  # token ids after <cls>, per row
     scored = torch.full((num,), len(framed) - 1, dtype=torch.long, device=device)  # tokens in log_lik
     running = torch.ones(num, dtype=torch.bool, device=device)
-    steps = sampling.max_length - (len(framed) - 1)  # one draw per residue still allowed
+    steps = sampling.max_residues - (len(framed) - 1)  # one draw per residue still allowed
     for _ in progress_bar(range(steps), desc=desc, unit="residues", enabled=progress, leave=False):
         nxt = sample_next(logits, sampling, generator)  # (num,)
         lp = logits.float().log_softmax(-1).gather(-1, nxt[:, None])[:, 0].double()  # (num,)
@@ -136,7 +137,7 @@ def generate(model: PerformerLM, prompt: str, num: int, sampling: SamplingConfig
 
 def format_record(name: str, item: Generated) -> str:
     """One FASTA record; the header carries the mean log-likelihood and why sampling stopped."""
-    stop = "eos" if item.ended else "max_length"
+    stop = "eos" if item.ended else "max_length"  # the header's word for max_residues, as files always had it
     header = (f">{name} mean_log_likelihood={item.mean_log_likelihood:.4f} length={len(item.sequence)} "
               f"prompt_length={item.prompt_length} stop={stop}")
     lines = [item.sequence[i : i + 60] for i in range(0, len(item.sequence), 60)]
@@ -173,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.out, "file", inputs=[args.checkpoint, *([args.prompts] if args.prompts else [])],
                  existing_ok=args.overwrite)
     sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                              max_length=args.stop_at_residues)
+                              max_residues=args.stop_at_residues)
     prompts = _read_prompts(args)
     with locked(args.out):
         return _generate(args, sampling, prompts)

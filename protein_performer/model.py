@@ -18,6 +18,7 @@ from protein_performer.alphabet import ALPHABET
 from protein_performer.attention import (
     KERNELS,
     AttentionKind,
+    AttentionOptions,
     FavorAttention,
     FeatureMap,
     RotaryEmbedding,
@@ -192,13 +193,7 @@ class Block(nn.Module):
     def __init__(self, config: PerformerConfig, generator: torch.Generator) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(config.dim, eps=config.norm_eps)
-        self.attn = FavorAttention(
-            config.dim, config.heads, kernel=config.attention, nb_features=config.nb_features,
-            causal=config.causal, feature_scaling=config.feature_scaling,
-            chunk_size=config.chunk_size, dropout=config.dropout, local_heads=config.local_heads,
-            local_window=config.local_window, conv_width=config.conv_width,
-            feature_map=config.feature_map, generator=generator, column_heads=config.column_heads,
-        )
+        self.attn = FavorAttention(config.dim, config.heads, AttentionOptions.from_config(config), generator=generator)
         self.norm2 = nn.LayerNorm(config.dim, eps=config.norm_eps)
         self.ff = FeedForward(config.dim, config.ff_mult * config.dim, config.dropout)
 

@@ -94,7 +94,7 @@ def score_windows(
     objective: str,
     token_arrays: Sequence[np.ndarray],
     *,
-    max_length: int = 8192,
+    window_tokens: int = 8192,
     batch_size: int = 1,
     seed: int = 0,
     unigram: np.ndarray | None = None,
@@ -114,7 +114,7 @@ def score_windows(
         passes = 1  # every residue is already scored once; more passes would repeat it
     model.eval()
     device = next(model.parameters()).device
-    windows = windows_from_sequences(list(token_arrays), max_length)
+    windows = windows_from_sequences(list(token_arrays), window_tokens)
     if context is not None and context.objective != objective:
         raise ValueError(f"the context baseline was fitted for {context.objective!r}, not {objective!r}")
     # Per-window tallies, summed over passes: count, correct, nll, unigram correct, unigram nll,
@@ -247,11 +247,11 @@ def _run(args: argparse.Namespace) -> int:
     if context_dir is not None:
         # unigram None (a checkpoint saved before training started): from_split counts the split itself
         context = ContextBaseline.from_split(loaded.objective, context_dir, unigram,
-                                             max_length=min(args.window_tokens, 512))
+                                             window_tokens=min(args.window_tokens, 512))
         log.info("context baseline fitted on %s:train", context_dir)
     log.info("scoring %d proteins from %s (%s, windows of %d tokens)", len(proteins), source, loaded.objective,
              args.window_tokens)
-    result = score_windows(model, loaded.objective, proteins, max_length=args.window_tokens,
+    result = score_windows(model, loaded.objective, proteins, window_tokens=args.window_tokens,
                            batch_size=args.batch_size, seed=args.seed, passes=args.passes,
                            bootstrap=args.bootstrap, unigram=unigram, context=context, progress=from_args(args))
     if not math.isfinite(result.loss):

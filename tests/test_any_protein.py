@@ -350,7 +350,7 @@ TINY_CONFIG = """trainer:
 model:
   config: {dim: 16, depth: 1, heads: 2, nb_features: 8, local_heads: 1, local_window: 4}
 data:
-  max_length: 256
+  window_tokens: 256
 """
 
 

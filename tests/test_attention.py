@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from protein_performer.attention import (
+    AttentionOptions,
     FavorAttention,
     exact_attention,
     favor_attention,
@@ -263,7 +264,7 @@ def test_causal_rows_whose_key_scale_rises_inside_a_chunk(dtype):
 
 
 def test_layer_projection_is_a_buffer_redrawn_only_on_request():
-    layer = FavorAttention(32, 4, nb_features=16, generator=torch.Generator().manual_seed(0))
+    layer = FavorAttention(32, 4, AttentionOptions(nb_features=16), generator=torch.Generator().manual_seed(0))
     assert "projection" in layer.state_dict()
     before = layer.projection.clone()
     x = torch.randn(2, 10, 32)
@@ -280,7 +281,7 @@ def test_layer_projection_is_a_buffer_redrawn_only_on_request():
 @pytest.mark.parametrize("kind", ["softmax", "relu", "exact"])
 def test_layer_weights_reproduce_outputs(kind):
     torch.manual_seed(0)
-    layer = FavorAttention(16, 2, kernel=kind, nb_features=32, causal=True).double()
+    layer = FavorAttention(16, 2, AttentionOptions(kind, nb_features=32, causal=True)).double()
     x = torch.randn(1, 12, 16, dtype=torch.float64)
     y, a = layer(x, need_weights=True)
     assert a.shape == (1, 2, 12, 12)
@@ -290,8 +291,8 @@ def test_layer_weights_reproduce_outputs(kind):
 
 def test_exact_checkpoint_loads_into_performer():
     torch.manual_seed(0)
-    exact = FavorAttention(16, 2, kernel="exact", nb_features=1024).double()
-    perf = FavorAttention(16, 2, kernel="softmax", nb_features=1024).double()
+    exact = FavorAttention(16, 2, AttentionOptions("exact", nb_features=1024)).double()
+    perf = FavorAttention(16, 2, AttentionOptions("softmax", nb_features=1024)).double()
     perf.load_state_dict(exact.state_dict())  # same keys, strict
     for name, weight in exact.named_parameters():
         assert torch.equal(dict(perf.named_parameters())[name], weight), name
@@ -299,7 +300,7 @@ def test_exact_checkpoint_loads_into_performer():
     x = torch.randn(1, 24, 16, dtype=torch.float64)
     with torch.no_grad():
         ref, out = exact(x)[0], perf(x)[0]
-        other = FavorAttention(16, 2, kernel="softmax", nb_features=1024).double()(x)[0]
+        other = FavorAttention(16, 2, AttentionOptions("softmax", nb_features=1024)).double()(x)[0]
     err = float((out - ref).abs().max())
     assert err < 0.25 * float((other - ref).abs().max())  # ~0.08 vs ~0.7 for unrelated weights
 

@@ -5,12 +5,19 @@ padding, gradients."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from protein_performer.attention import FavorAttention, exact_attention, favor_attention, gaussian_orthogonal_matrix
+from protein_performer.attention import (
+    AttentionOptions,
+    FavorAttention,
+    exact_attention,
+    favor_attention,
+    gaussian_orthogonal_matrix,
+)
 from protein_performer.attention.features import favorpp_coefficient, softmax_log_terms
 from protein_performer.attention.local import local_attention, local_attention_weights
 from protein_performer.model import PerformerConfig, PerformerLM
@@ -69,7 +76,8 @@ def test_local_attention_gradcheck():
 
 def _layer(**kw) -> FavorAttention:
     torch.manual_seed(0)
-    return FavorAttention(16, 4, nb_features=32, generator=torch.Generator().manual_seed(0), **kw).double()
+    options = AttentionOptions(nb_features=32, **kw)
+    return FavorAttention(16, 4, options, generator=torch.Generator().manual_seed(0)).double()
 
 
 def test_hybrid_heads_are_local_exact_then_favor():
@@ -500,8 +508,9 @@ def test_column_heads_equal_local_heads_over_the_window_sorted_by_position():
     from protein_performer.model import column_permutation
 
     torch.manual_seed(0)
-    plain = FavorAttention(16, 4, nb_features=8, local_heads=2, local_window=2).double()
-    column = FavorAttention(16, 4, nb_features=8, local_heads=2, local_window=2, column_heads=2).double()
+    options = AttentionOptions(nb_features=8, local_heads=2, local_window=2)
+    plain = FavorAttention(16, 4, options).double()
+    column = FavorAttention(16, 4, replace(options, column_heads=2)).double()
     column.load_state_dict(plain.state_dict())
     _, positions = _aligned_window()
     L = positions.shape[1]

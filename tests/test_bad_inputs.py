@@ -94,7 +94,7 @@ def test_truncated_train_split_stops_fit_setup_with_one_line(small_fasta, tmp_pa
     from protein_performer.datamodule import ProteinDataModule
 
     with pytest.raises(DamagedDataset, match="offsets.i64"):
-        ProteinDataModule(str(out), max_length=32).setup("fit")
+        ProteinDataModule(str(out), window_tokens=32).setup("fit")
 
 
 # ------------------------------------------------------------------ 4. one character, one X
@@ -287,7 +287,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_FIT = ["--model.config.dim", "16", "--model.config.depth", "1", "--model.config.heads", "2",
             "--model.config.local_heads", "1",  # the demo is a hybrid: 1 of the 2 tiny heads local
             "--model.config.column_heads", "0",  # (multi_family_mlm's column heads: tests/test_training.py)
-            "--model.config.nb_features", "8", "--data.max_length", "64", "--data.batch_size", "2",
+            "--model.config.nb_features", "8", "--data.window_tokens", "64", "--data.batch_size", "2",
             "--trainer.enable_progress_bar", "false", "--trainer.max_time", "null", "--trainer.limit_val_batches", "1"]
 
 
@@ -424,7 +424,7 @@ def test_corrupted_token_bytes_are_refused_when_a_split_opens(small_fasta, tmp_p
     from protein_performer.datamodule import ProteinDataModule
 
     with pytest.raises(DamagedDataset, match="train/tokens.u8"):  # fit stops in setup, not in the embedding
-        ProteinDataModule(str(out), max_length=32).setup("fit")
+        ProteinDataModule(str(out), window_tokens=32).setup("fit")
 
 
 # ------------------------------------------------------------------ issue 24, 7 and 11. generate's prompts

@@ -315,7 +315,7 @@ def test_fit_init_from_a_converted_model(hf_dir, small_prepared, tmp_path, objec
     demo = CONFIG_DIR / "demo.yaml"
     extra = ["--model.objective", "clm", "--model.config.causal", "true"] if objective == "clm" else []
     args = ["fit", "--config", str(demo), "--config", str(out.with_suffix(".yaml")), *extra,
-            "--data.data_dir", str(small_prepared), "--data.max_length", "64", "--data.batch_size", "2",
+            "--data.data_dir", str(small_prepared), "--data.window_tokens", "64", "--data.batch_size", "2",
             "--data.num_workers", "0", "--trainer.max_steps", "3", "--trainer.limit_val_batches", "1",
             "--trainer.val_check_interval", "null", "--trainer.max_time", "null", "--data.limit_windows", "6",
             "--trainer.logger", "false",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from types import SimpleNamespace
 
 import numpy as np
@@ -33,11 +34,11 @@ def ecoli_dir(ecoli_fasta, tmp_path_factory):
     return write_prepared_dataset(tmp_path_factory.mktemp("ecoli"), split_proteins(proteins, seed=0))
 
 
-def check_contract(batch: dict, max_length: int) -> None:
+def check_contract(batch: dict, window_tokens: int) -> None:
     assert set(batch) == {"input_ids", "labels", "attention_mask"}
     ids, labels, attn = batch["input_ids"], batch["labels"], batch["attention_mask"]
     assert ids.dtype == torch.long and labels.dtype == torch.long and attn.dtype == torch.bool
-    assert ids.ndim == 2 and ids.shape == labels.shape == attn.shape and ids.shape[1] <= max_length
+    assert ids.ndim == 2 and ids.shape == labels.shape == attn.shape and ids.shape[1] <= window_tokens
     assert torch.equal(attn, ids != ALPHABET.pad_idx)
     assert (labels[~attn] == IGNORE_INDEX).all(), "no loss on padding"
     assert ((labels == IGNORE_INDEX) | (labels >= ALPHABET.eos_idx)).all()
@@ -48,7 +49,7 @@ def check_contract(batch: dict, max_length: int) -> None:
 @pytest.mark.parametrize("mode,kwargs", [("concat", {"batch_size": 2}), ("protein", {"batch_size": 4}),
                                          ("protein", {"token_budget": 1024})])
 def test_batches_follow_the_contract(data_dir, objective, mode, kwargs):
-    dm = ProteinDataModule(str(data_dir), objective=objective, mode=mode, max_length=512, **kwargs)
+    dm = ProteinDataModule(str(data_dir), objective=objective, mode=mode, window_tokens=512, **kwargs)
     dm.setup("fit")
     for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader()):
         n = 0
@@ -69,7 +70,7 @@ def test_batches_follow_the_contract(data_dir, objective, mode, kwargs):
 
 def test_validation_is_deterministic_and_uses_the_score_setting(data_dir):
     def first_val(seed):
-        dm = ProteinDataModule(str(data_dir), max_length=256, seed=seed)
+        dm = ProteinDataModule(str(data_dir), window_tokens=256, seed=seed)
         return next(iter(dm.val_dataloader()))
 
     a, b = first_val(0), first_val(0)
@@ -77,13 +78,13 @@ def test_validation_is_deterministic_and_uses_the_score_setting(data_dir):
     selected = a["labels"] != IGNORE_INDEX
     assert (a["input_ids"][selected] == ALPHABET.mask_idx).all()
     assert not torch.equal(a["labels"], first_val(1)["labels"])
-    dm = ProteinDataModule(str(data_dir), max_length=256)
+    dm = ProteinDataModule(str(data_dir), window_tokens=256)
     assert dm.dataset("valid").offset == 0 and dm.dataset("test").offset == 0
 
 
 def test_epoch_reaches_workers(data_dir):
     """Lightning's set_epoch on the train sampler moves windows, also inside worker processes."""
-    dm = ProteinDataModule(str(data_dir), objective="clm", max_length=256, batch_size=4, num_workers=2, seed=3)
+    dm = ProteinDataModule(str(data_dir), objective="clm", window_tokens=256, batch_size=4, num_workers=2, seed=3)
     loader = dm.train_dataloader()
     assert isinstance(loader.sampler, EpochSampler)
     for epoch in (0, 1):
@@ -113,7 +114,7 @@ class _Recorder(pl.LightningModule):
 
 
 def test_windows_move_between_epochs_under_trainer(data_dir):
-    dm = ProteinDataModule(str(data_dir), objective="clm", max_length=128, batch_size=8, seed=1, limit_windows=16)
+    dm = ProteinDataModule(str(data_dir), objective="clm", window_tokens=128, batch_size=8, seed=1, limit_windows=16)
     model = _Recorder()
     trainer = pl.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
@@ -123,11 +124,11 @@ def test_windows_move_between_epochs_under_trainer(data_dir):
         reference = ConcatWindowDataset(shard, 128, seed=1, epoch=epoch, limit=16)
         assert model.seen[epoch] == {bytes(reference[i].tokens) for i in range(16)}
     assert model.seen[0] != model.seen[1]
-    assert dm.hparams["max_length"] == 128 and dm.hparams["data_dir"] == str(data_dir)
+    assert dm.hparams["window_tokens"] == 128 and dm.hparams["data_dir"] == str(data_dir)
 
 
 def test_limit_windows_caps_proteins_in_protein_mode(data_dir):
-    dm = ProteinDataModule(str(data_dir), mode="protein", max_length=128, token_budget=512, limit_windows=50)
+    dm = ProteinDataModule(str(data_dir), mode="protein", window_tokens=128, token_budget=512, limit_windows=50)
     train, test = dm.dataset("train"), dm.dataset("test")
     assert len(train) == 50 and len(test) == 40  # the test split is always served whole
     served = sorted(i for batch in dm.train_dataloader().batch_sampler for i in batch)
@@ -141,11 +142,38 @@ def test_argument_errors(tmp_path, data_dir):
         dm.setup("fit")
     for kwargs, match in [({"objective": "mlmx"}, "objective"), ({"mode": "window"}, "mode"),
                           ({"token_budget": 4096}, "mode='protein'"),
-                          ({"mode": "protein", "token_budget": 100, "max_length": 512}, "token_budget"),
+                          ({"mode": "protein", "token_budget": 100, "window_tokens": 512}, "token_budget"),
                           ({"mask_prob": 1.5}, "mask_prob"), ({"batch_size": 0}, "batch_size"),
                           ({"limit_windows": 0}, "limit_windows")]:
         with pytest.raises(ValueError, match=match):
             ProteinDataModule(str(data_dir), **kwargs)
+
+
+DEPRECATED = "data.max_length is deprecated and will be removed in the next release"
+
+
+def test_the_former_name_max_length_still_sets_window_tokens_with_a_warning(data_dir, caplog):
+    with caplog.at_level(logging.WARNING, logger="protein_performer.datamodule"):
+        dm = ProteinDataModule(str(data_dir), max_length=128)
+    assert dm.window_tokens == 128 and len(dm.dataset("train")[0].tokens) == 128
+    assert dm.hparams["window_tokens"] == 128 and "max_length" not in dm.hparams  # checkpoints record the new name
+    assert (f"{DEPRECATED}; in protein-performer fit, validate and test it is data.window_tokens, counted in tokens: "
+            "use data.window_tokens 128") in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="protein_performer.datamodule"):
+        assert ProteinDataModule(str(data_dir), window_tokens=128).window_tokens == 128
+    assert DEPRECATED not in caplog.text
+
+
+def test_a_checkpoint_with_the_former_hyper_parameter_name_loads(data_dir, tmp_path, caplog):
+    """Checkpoints of older runs hold ``max_length`` among the datamodule's hyper-parameters."""
+    old = {"data_dir": str(data_dir), "objective": "clm", "mode": "concat", "max_length": 96, "batch_size": 3}
+    path = tmp_path / "old.ckpt"
+    torch.save({"pytorch-lightning_version": pl.__version__, "datamodule_hyper_parameters": old}, path)
+    with caplog.at_level(logging.WARNING, logger="protein_performer.datamodule"):
+        dm = ProteinDataModule.load_from_checkpoint(path, weights_only=True)
+    assert (dm.window_tokens, dm.objective, dm.batch_size) == (96, "clm", 3) and DEPRECATED in caplog.text
+    assert dm.hparams["window_tokens"] == 96 and "max_length" not in dm.hparams
 
 
 def test_token_counts(data_dir):
@@ -158,7 +186,7 @@ def test_token_counts(data_dir):
 
 
 def test_ecoli_through_the_datamodule(ecoli_dir):
-    dm = ProteinDataModule(str(ecoli_dir), max_length=8192, seed=0)
+    dm = ProteinDataModule(str(ecoli_dir), window_tokens=8192, seed=0)
     dm.setup("fit")
     train = dm.dataset("train")
     shard = train.shard
@@ -189,8 +217,8 @@ def _rank_loader(data_dir, rank: int, **kwargs):
     return loader
 
 
-@pytest.mark.parametrize("kwargs", [{"max_length": 256, "batch_size": 2},
-                                    {"mode": "protein", "max_length": 128, "token_budget": 512}])
+@pytest.mark.parametrize("kwargs", [{"window_tokens": 256, "batch_size": 2},
+                                    {"mode": "protein", "window_tokens": 128, "token_budget": 512}])
 def test_ranks_see_disjoint_samples(data_dir, kwargs):
     seen = []
     for rank in range(2):

@@ -47,21 +47,21 @@ def eos_stream(proteins: list[np.ndarray]) -> np.ndarray:
 
 
 def all_windows(ds: ConcatWindowDataset) -> np.ndarray:
-    return np.stack([ds[i].tokens for i in range(len(ds))])  # (num_windows, max_length)
+    return np.stack([ds[i].tokens for i in range(len(ds))])  # (num_windows, window_tokens)
 
 
 # --------------------------------------------------------------------------- concatenated windows
 
 
-@pytest.mark.parametrize("max_length", [1, 37, 1000, 8192])
+@pytest.mark.parametrize("window_tokens", [1, 37, 1000, 8192])
 @pytest.mark.parametrize("epoch", [0, 1, 5])
-def test_windows_equal_rotated_stream_slices(shard, proteins, max_length, epoch):
+def test_windows_equal_rotated_stream_slices(shard, proteins, window_tokens, epoch):
     stream = eos_stream(proteins)
-    ds = ConcatWindowDataset(shard, max_length, seed=3, epoch=epoch)
+    ds = ConcatWindowDataset(shard, window_tokens, seed=3, epoch=epoch)
     assert ds.stream_length == len(stream)
     rotated = np.roll(stream, -ds.offset)  # the epoch's stream, starting at its offset
     windows = all_windows(ds)
-    padded = np.full(len(ds) * max_length, PAD, dtype=np.uint8)
+    padded = np.full(len(ds) * window_tokens, PAD, dtype=np.uint8)
     padded[: len(stream)] = rotated
     np.testing.assert_array_equal(windows.reshape(-1), padded)
 
@@ -92,18 +92,18 @@ def test_offsets_move_between_epochs_and_repeat_with_seed(shard):
     assert fixed.offset == 0
 
 
-@pytest.mark.parametrize("max_length", [16384, 32768, 65536])
-def test_long_windows(tmp_path, max_length):
+@pytest.mark.parametrize("window_tokens", [16384, 32768, 65536])
+def test_long_windows(tmp_path, window_tokens):
     proteins = random_proteins(np.random.default_rng(1), 400, min_len=50, max_len=600)
     shard = open_split(write_prepared_dataset(tmp_path, {"train": proteins}), "train")
     stream = eos_stream(proteins)
-    ds = ConcatWindowDataset(shard, max_length, seed=0, epoch=1)
-    assert len(ds) == -(-len(stream) // max_length)
+    ds = ConcatWindowDataset(shard, window_tokens, seed=0, epoch=1)
+    assert len(ds) == -(-len(stream) // window_tokens)
     rotated = np.roll(stream, -ds.offset)
     for i in range(len(ds)):
         window = ds[i].tokens
-        assert window.shape == (max_length,) and window.dtype == np.uint8
-        chunk = rotated[i * max_length : (i + 1) * max_length]
+        assert window.shape == (window_tokens,) and window.dtype == np.uint8
+        chunk = rotated[i * window_tokens : (i + 1) * window_tokens]
         np.testing.assert_array_equal(window[: len(chunk)], chunk)
         assert (window[len(chunk):] == PAD).all()
 

@@ -90,7 +90,7 @@ def test_windows_are_stitched_and_marked(model):
     exactly; with attention on, they stay finite and close."""
     seq = random_sequences(1, 300, 300, seed=5)[0]
     whole = Embedder(model, per_residue=True).embed([("p", seq)])["p"]
-    windows = Embedder(model, per_residue=True, max_length=64, window_overlap=16).embed([("p", seq)])["p"]
+    windows = Embedder(model, per_residue=True, window_residues=64, window_overlap=16).embed([("p", seq)])["p"]
     assert windows.windowed and not whole.windowed
     assert windows.per_residue[2].shape == (300, 16) and np.isfinite(windows.per_residue[2]).all()
     cos = whole.mean[2] @ windows.mean[2] / np.linalg.norm(whole.mean[2]) / np.linalg.norm(windows.mean[2])
@@ -103,7 +103,7 @@ def test_windows_are_stitched_and_marked(model):
             block.attn.out.weight.zero_()
             block.attn.out.bias.zero_()
     exact = Embedder(local, per_residue=True).embed([("p", seq)])["p"]
-    stitched = Embedder(local, per_residue=True, max_length=64, window_overlap=16).embed([("p", seq)])["p"]
+    stitched = Embedder(local, per_residue=True, window_residues=64, window_overlap=16).embed([("p", seq)])["p"]
     np.testing.assert_allclose(stitched.per_residue[2], exact.per_residue[2], rtol=1e-5, atol=1e-5)
 
 

@@ -34,7 +34,7 @@ def test_config_path_names_the_configs_and_refuses_unknown_ones():
 
 def test_recipe_reads_base_then_config_then_overrides():
     demo = recipe(Variant("demo"))
-    assert demo["data"]["max_length"] == 512 and demo["model"]["config"]["local_heads"] == 3  # demo.yaml
+    assert demo["data"]["window_tokens"] == 512 and demo["model"]["config"]["local_heads"] == 3  # demo.yaml
     assert demo["model"]["config"]["ff_mult"] == 4 and demo["model"]["weight_decay"] == 0.01  # base.yaml
     exact = recipe(VARIANTS["exact"])
     assert exact["model"]["config"]["attention"] == "exact" and exact["model"]["config"]["local_heads"] == 0
@@ -61,7 +61,7 @@ def test_every_variant_instantiates_through_the_cli_as_the_registry_reads_it(nam
     assert {k: config[k] for k in expected["model"]["config"]} == expected["model"]["config"]
     assert run.model.hparams.lr == expected["model"]["lr"]
     assert run.model.hparams.redraw_interval == expected["model"]["redraw_interval"]
-    assert run.datamodule.max_length == expected["data"]["max_length"] and run.datamodule.seed == 3
+    assert run.datamodule.window_tokens == expected["data"]["window_tokens"] and run.datamodule.seed == 3
     assert run.trainer.max_steps == 7 and run.trainer.precision == "32-true" and run.trainer.logger is None
     kinds = {type(cb) for cb in run.trainer.callbacks}
     assert {NonFiniteGuard, EpochReseed, WallClock} <= kinds and Deadline not in kinds  # the base's, replaced

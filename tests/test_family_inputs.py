@@ -81,7 +81,7 @@ model:
   warmup_steps: 1
 data:
   mode: family
-  max_length: 256
+  window_tokens: 256
   batch_size: 1
   num_workers: 0
 """

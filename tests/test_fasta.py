@@ -129,11 +129,11 @@ def test_bad_char_skipped():
 
 
 def test_length_filters():
-    records, counts = read(MALFORMED / "lengths.fasta", min_length=5, max_length=8)
+    records, counts = read(MALFORMED / "lengths.fasta", min_residues=5, max_residues=8)
     assert [r.id for r in records] == ["len5", "len8"]
     assert counts.skipped == {"too_short": 1, "too_long": 1}
     with pytest.raises(ValueError, match="length"):
-        CleaningPolicy(min_length=10, max_length=5)
+        CleaningPolicy(min_residues=10, max_residues=5)
 
 
 def test_not_fasta_names_the_file():

@@ -88,7 +88,7 @@ def test_library_functions_draw_no_bar_unless_asked(capsys, monkeypatch):
     from protein_performer.variants.scoring import substitution_matrix
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # even on a terminal
-    generate(_model(True), "MK", 2, SamplingConfig(max_length=8), torch.Generator().manual_seed(0))
+    generate(_model(True), "MK", 2, SamplingConfig(max_residues=8), torch.Generator().manual_seed(0))
     substitution_matrix(_model(False), "MKTAYIAK")
     assert capsys.readouterr().err == ""
     substitution_matrix(_model(False), "MKTAYIAK", progress=None)  # None: on a terminal, as the commands

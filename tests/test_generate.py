@@ -43,7 +43,7 @@ def random_model(seed: int = 0, std: float = 0.2, **config) -> PerformerLM:
             if "norm" not in name:
                 p.normal_(0.0, std)
         for block in model.blocks:
-            if block.attn.feature_map == "favor++":
+            if block.attn.options.feature_map == "favor++":
                 block.attn.favorpp_rho.fill_(0.7)  # A != 0: FAVOR++ proper
     return model
 
@@ -114,9 +114,9 @@ def _full_mean_log_likelihood(model: PerformerLM, sequence: str, ended: bool) ->
 
 def test_generation_is_reproducible_and_reports_its_mean_log_likelihood():
     model = random_model(std=0.1)
-    with torch.no_grad():  # make <eos> likely enough that some sequences end before max_length
+    with torch.no_grad():  # make <eos> likely enough that some sequences end before max_residues
         model.lm_head.bias[ALPHABET.eos_idx] = -0.5
-    sampling = SamplingConfig(max_length=40, temperature=1.0)
+    sampling = SamplingConfig(max_residues=40, temperature=1.0)
     first = generate(model, "MK", 6, sampling, torch.Generator().manual_seed(7))
     again = generate(model, "MK", 6, sampling, torch.Generator().manual_seed(7))
     other = generate(model, "MK", 6, sampling, torch.Generator().manual_seed(8))

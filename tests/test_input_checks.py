@@ -274,7 +274,7 @@ def test_damaged_bytes_of_the_right_size_are_refused_on_open(family_dataset, nam
     with pytest.raises(DamagedDataset, match=rf"train/{name}: damaged prepared dataset \(its sha256 differs"):
         open_split(family_dataset, "train")
     with pytest.raises(DamagedDataset, match=name):  # what `fit` runs before it writes anything
-        ProteinDataModule(str(family_dataset), max_length=64, mode="family").check("fit")
+        ProteinDataModule(str(family_dataset), window_tokens=64, mode="family").check("fit")
 
 
 def test_damaged_split_stops_score_with_one_line(family_dataset, ckpt, capsys):

@@ -5,7 +5,7 @@ plugs in through the registry alone."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from itertools import pairwise
 from typing import get_args
 
@@ -17,9 +17,9 @@ from protein_performer.attention import (
     KERNELS,
     AttentionKernel,
     AttentionKind,
+    AttentionOptions,
     FavorAttention,
     FeatureMap,
-    KernelOptions,
     RandomFeatures,
     gaussian_orthogonal_matrix,
     make_kernel,
@@ -34,12 +34,13 @@ WINDOW, CHUNK = 5, 8
 
 def _make(name: str, causal: bool) -> AttentionKernel:
     """``"attention/feature_map"``, optionally ``" with local"`` (the first head local), or ``"local"``."""
-    options = KernelOptions(causal=causal, chunk_size=CHUNK, window=WINDOW)
+    options = AttentionOptions(causal=causal, chunk_size=CHUNK, local_window=WINDOW)
     if name == "local":  # every head local: a Hybrid whose global kernel serves no head
-        return make_kernel("softmax", "favor+", H, local_heads=H, options=options)
+        return make_kernel(H, replace(options, local_heads=H))
     key, _, local = name.partition(" with ")
     attention, feature_map = key.split("/")
-    return make_kernel(attention, feature_map, H, local_heads=1 if local else 0, options=options)
+    options = replace(options, attention=attention, feature_map=feature_map, local_heads=1 if local else 0)
+    return make_kernel(H, options)
 
 
 NAMES = [f"{a}/{f}{suffix}" for a, f in KERNELS for suffix in ("", " with local")] + ["local"]
@@ -146,7 +147,7 @@ def test_weights_reproduce_attend(name, causal):
 
 def test_the_exact_kernels_weights_are_softmax_of_the_scores():
     q, k, v = _qkv(12)
-    kernel = ExactSoftmax(H, KernelOptions(causal=True))
+    kernel = ExactSoftmax(H, AttentionOptions(causal=True))
     features = _features(kernel)
     scores = (q @ k.transpose(-2, -1)) / D**0.5
     want = scores.masked_fill(torch.ones(12, 12, dtype=torch.bool).triu(1), float("-inf")).softmax(-1)
@@ -155,13 +156,13 @@ def test_the_exact_kernels_weights_are_softmax_of_the_scores():
 
 
 def test_make_kernel_chooses_the_registered_class_and_joins_local_heads_first():
-    options = KernelOptions(causal=True, window=WINDOW)
-    for key, cls in KERNELS.items():
-        assert type(make_kernel(*key, H, options=options)) is cls
-        hybrid = make_kernel(*key, H, local_heads=1, options=options)
+    for (attention, feature_map), cls in KERNELS.items():
+        options = AttentionOptions(attention, feature_map, causal=True, local_window=WINDOW)
+        assert type(make_kernel(H, options)) is cls
+        hybrid = make_kernel(H, replace(options, local_heads=1))
         assert isinstance(hybrid, Hybrid) and isinstance(hybrid.local, LocalSoftmax)
         assert (hybrid.local.heads, hybrid.global_.heads, hybrid.heads) == (1, H - 1, H)
-        assert type(hybrid.global_) is cls and hybrid.local.window == WINDOW
+        assert type(hybrid.global_) is cls and hybrid.local.local_window == WINDOW
 
 
 def test_the_config_literals_name_exactly_the_registered_kernels():
@@ -185,6 +186,18 @@ def test_every_registered_combination_is_a_valid_config_and_keeps_its_checkpoint
         want |= {"favorpp_rho"} if key[1] == "favor++" else set()
         assert set(attn.state_dict()) == want  # the names checkpoints were saved with
         assert not attn.kernel.state_dict()  # the kernels here keep nothing of their own
+
+
+def test_a_layer_receives_the_configs_attention_settings_whole():
+    config = PerformerConfig(**TINY, attention="relu", causal=True, local_heads=1, local_window=7, conv_width=3,
+                             chunk_size=4, feature_scaling="sqrt_d")
+    options = PerformerLM(config).blocks[0].attn.options
+    assert options == AttentionOptions.from_config(config)
+    assert {f: getattr(options, f) for f in ("attention", "causal", "local_heads", "local_window", "conv_width",
+                                             "chunk_size", "feature_scaling", "nb_features", "dropout")} == {
+        "attention": "relu", "causal": True, "local_heads": 1, "local_window": 7, "conv_width": 3, "chunk_size": 4,
+        "feature_scaling": "sqrt_d", "nb_features": 8, "dropout": 0.0}
+    assert {f.name for f in fields(AttentionOptions)} <= {f.name for f in fields(PerformerConfig)}  # same names
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -264,7 +277,7 @@ def test_a_kernel_registered_from_outside_serves_forward_and_step(monkeypatch):
 
 def test_a_layer_without_global_heads_steps_through_its_local_kernel():
     torch.manual_seed(0)
-    layer = FavorAttention(16, 2, nb_features=8, causal=True, local_heads=2, local_window=3).double()
+    layer = FavorAttention(16, 2, AttentionOptions(nb_features=8, causal=True, local_heads=2, local_window=3)).double()
     x = torch.randn(1, 12, 16, dtype=torch.float64)
     with torch.no_grad():
         full, _ = layer(x)

@@ -423,9 +423,9 @@ def test_score_and_prepare_family_draw_progress(tmp_path, model, capsys):
 
     tokens = [prep.ALPHABET.encode(s) for s in random_sequences(4, 20, 30)]
     capsys.readouterr()
-    score_windows(model, "mlm", tokens, max_length=16, passes=3, bootstrap=0, progress=True)
+    score_windows(model, "mlm", tokens, window_tokens=16, passes=3, bootstrap=0, progress=True)
     assert "score" in capsys.readouterr().err
-    score_windows(model, "mlm", tokens, max_length=16, passes=3, bootstrap=0, progress=False)
+    score_windows(model, "mlm", tokens, window_tokens=16, passes=3, bootstrap=0, progress=False)
     assert capsys.readouterr().err == ""
     family = write_fasta(tmp_path / "fam.fasta", [(f"m{i}", s) for i, s in enumerate(random_sequences(6, 30, 30))])
     writers = {split: prep.SplitWriter(tmp_path / "ds" / split) for split in ("train", "valid", "test")}

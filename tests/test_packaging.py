@@ -20,7 +20,7 @@ from protein_performer.cli import BASE_CONFIG, CONFIG_DIR, packaged_config, reso
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_FIT = ["--model.config.dim", "16", "--model.config.depth", "1", "--model.config.heads", "2",
-            "--model.config.local_heads", "1", "--model.config.nb_features", "8", "--data.max_length", "64",
+            "--model.config.local_heads", "1", "--model.config.nb_features", "8", "--data.window_tokens", "64",
             "--data.batch_size", "2", "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
             "--trainer.limit_val_batches", "1"]
 

@@ -117,7 +117,7 @@ def test_interrupted_run_leaves_no_dataset(tmp_path, ecoli_fasta, monkeypatch):
 def test_overwrite_replaces_dataset(tmp_path):
     out = tmp_path / "ds"
     first = prep.prepare([MALFORMED / "lengths.fasta"], out)
-    second = prep.prepare([MALFORMED / "lengths.fasta"], out, policy=CleaningPolicy(min_length=5), overwrite=True)
+    second = prep.prepare([MALFORMED / "lengths.fasta"], out, policy=CleaningPolicy(min_residues=5), overwrite=True)
     assert first["counts"]["kept"] == 4 and second["counts"]["kept"] == 3
     assert second["counts"]["skipped"] == {"too_short": 1}
     assert read_manifest(out) == second

@@ -40,7 +40,7 @@ def unigram(prepared_ecoli):
 
 
 def test_the_unigram_model_ties_the_baseline_exactly(test_proteins, unigram):
-    r = score_windows(UnigramModel(unigram), "mlm", test_proteins, max_length=256, batch_size=4,
+    r = score_windows(UnigramModel(unigram), "mlm", test_proteins, window_tokens=256, batch_size=4,
                       unigram=unigram, passes=2, bootstrap=200)
     assert r.accuracy == pytest.approx(r.unigram_accuracy, abs=1e-12)
     assert r.perplexity == pytest.approx(r.unigram_perplexity, rel=1e-6)  # logits scored in fp32
@@ -55,7 +55,7 @@ def test_passes_are_independent_masks_that_add_up(test_proteins, unigram):
     noisy = UnigramModel(unigram)
     with torch.no_grad():
         noisy.log_probs.add_(torch.randn_like(noisy.log_probs))
-    kw = dict(max_length=256, batch_size=4, unigram=unigram, bootstrap=0)
+    kw = dict(window_tokens=256, batch_size=4, unigram=unigram, bootstrap=0)
     singles = [score_windows(noisy, "mlm", test_proteins, seed=s, **kw) for s in (5, 6, 7)]
     three = score_windows(noisy, "mlm", test_proteins, seed=5, passes=3, **kw)
     assert three.passes == 3 and three.tokens == sum(s.tokens for s in singles)
@@ -66,7 +66,7 @@ def test_passes_are_independent_masks_that_add_up(test_proteins, unigram):
 
 
 def test_causal_scoring_ignores_passes(test_proteins, unigram):
-    kw = dict(max_length=256, unigram=unigram, bootstrap=0)
+    kw = dict(window_tokens=256, unigram=unigram, bootstrap=0)
     r = score_windows(UnigramModel(unigram), "clm", test_proteins, passes=4, **kw)
     once = score_windows(UnigramModel(unigram), "clm", test_proteins, passes=1, **kw)
     assert r.passes == 1
@@ -76,7 +76,7 @@ def test_causal_scoring_ignores_passes(test_proteins, unigram):
 
 
 def test_validation_hides_15_percent_whatever_the_training_share(prepared_ecoli):
-    dm = ProteinDataModule(str(prepared_ecoli), max_length=512, batch_size=8, mask_prob=0.4, seed=0)
+    dm = ProteinDataModule(str(prepared_ecoli), window_tokens=512, batch_size=8, mask_prob=0.4, seed=0)
     val = next(iter(dm.val_dataloader()))
     train = next(iter(dm.train_dataloader()))
     share = lambda b: float((b["labels"] != IGNORE_INDEX).float().mean())  # noqa: E731
@@ -99,19 +99,19 @@ def test_context_baseline_learns_neighbour_rules_and_counts_every_target(objecti
 
     train, test = _periodic(30, 200, 0), _periodic(10, 200, 1)
     unigram = unigram_probabilities(np.bincount(np.concatenate(train), minlength=30))
-    context = ContextBaseline.fit(objective, train, unigram, max_length=128, passes=2)
+    context = ContextBaseline.fit(objective, train, unigram, window_tokens=128, passes=2)
     targets = sum(len(p) for p in train)
     if objective == "clm":  # every residue but the first of each window is a target (no window starts at <eos> here)
         windows = -(-(sum(len(p) + 1 for p in train)) // 128)
         assert context.counts.sum() == targets - windows
-    r = score_windows(UnigramModel(unigram), objective, test, max_length=128, unigram=unigram,
+    r = score_windows(UnigramModel(unigram), objective, test, window_tokens=128, unigram=unigram,
                       context=context, bootstrap=0)
     assert r.unigram_accuracy < 0.15
     # Masked: wrong only where both neighbours are hidden or outside the window.
     assert r.context_accuracy > (0.95 if objective == "clm" else 0.9)
     assert r.context_perplexity < 1.5 < r.unigram_perplexity
     # The paired comparison with the n-gram: the unigram model loses to it, by exactly the difference.
-    r = score_windows(UnigramModel(unigram), objective, test, max_length=128, unigram=unigram,
+    r = score_windows(UnigramModel(unigram), objective, test, window_tokens=128, unigram=unigram,
                       context=context, bootstrap=300)
     assert r.context_accuracy_gain == pytest.approx(100 * (r.accuracy - r.context_accuracy), abs=1e-9)
     assert r.context_perplexity_ratio == pytest.approx(r.perplexity / r.context_perplexity, rel=1e-6)

@@ -25,7 +25,7 @@ from protein_performer.model import PerformerConfig, PerformerLM
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(c for c in CONFIG_DIR.glob("*.yaml") if c != BASE_CONFIG)
 TINY = ["--model.config.dim", "16", "--model.config.depth", "1", "--model.config.heads", "2",
-        "--model.config.nb_features", "8", "--data.max_length", "64", "--data.batch_size", "2",
+        "--model.config.nb_features", "8", "--data.window_tokens", "64", "--data.batch_size", "2",
         "--data.num_workers", "0"]
 
 
@@ -50,7 +50,7 @@ def test_mission_configs_are_shipped(tmp_path, monkeypatch):
     for c in CONFIGS:  # as the CLI reads them: configs/base.yaml, then the config; full size, validated
         cli = run_lightning_cli(["--config", str(c), "--trainer.logger", "false"], run=False)
         if c.stem != "demo":
-            assert cli.datamodule.max_length >= 8192, c
+            assert cli.datamodule.window_tokens >= 8192, c
         assert cli.model.config.causal == (cli.model.objective == "clm") == (c.stem.endswith("clm")), c
         assert cli.datamodule.objective == cli.model.objective, c
         assert cli.trainer.default_root_dir.endswith(f"runs/{c.stem}"), c
@@ -284,6 +284,21 @@ def test_the_cli_resolves_an_unset_precision_says_why_and_an_explicit_one_wins(d
     config = tmp_path / "precision.yaml"
     config.write_text(f"trainer:\n  precision: {other}\n")
     assert run_lightning_cli([*args, "--config", str(config)], run=False).trainer.precision == other
+
+
+def test_the_former_data_max_length_still_works_from_a_config_and_the_command_line(tmp_path, monkeypatch, caplog):
+    """Configs and command lines of older runs set ``data.max_length``: it is ``data.window_tokens``."""
+    monkeypatch.chdir(tmp_path)
+    old = tmp_path / "old.yaml"
+    old.write_text("data:\n  max_length: 256\n")
+    args = ["--config", str(REPO / "configs" / "demo.yaml"), "--trainer.logger", "false"]
+    for extra in (["--config", str(old)], ["--data.max_length", "256"]):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="protein_performer.datamodule"):
+            cli = run_lightning_cli([*args, *extra], run=False)
+        assert cli.datamodule.window_tokens == 256 and cli.datamodule.hparams["window_tokens"] == 256, extra
+        assert "data.max_length is deprecated" in caplog.text and "use data.window_tokens 256" in caplog.text, extra
+    assert run_lightning_cli(args, run=False).datamodule.window_tokens == 512  # demo.yaml's window_tokens
 
 
 def test_objective_and_causal_follow_one_another():

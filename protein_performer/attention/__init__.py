@@ -15,8 +15,8 @@ from protein_performer.attention.kernels import (
     KERNELS,
     AttentionKernel,
     AttentionKind,
+    AttentionOptions,
     FeatureMap,
-    KernelOptions,
     RandomFeatures,
     make_kernel,
 )
@@ -31,8 +31,8 @@ from protein_performer.attention.recurrent import DecodeState, LayerState
 from protein_performer.attention.rotary import RotaryEmbedding, apply_rotary
 
 __all__ = [
-    "KERNELS", "AttentionKernel", "AttentionKind", "DecodeState", "FavorAttention", "FeatureMap",
-    "KernelOptions", "LayerState", "RandomFeatures", "RotaryEmbedding", "Segments", "apply_rotary",
+    "KERNELS", "AttentionKernel", "AttentionKind", "AttentionOptions", "DecodeState", "FavorAttention",
+    "FeatureMap", "LayerState", "RandomFeatures", "RotaryEmbedding", "Segments", "apply_rotary",
     "exact_attention", "exact_attention_weights", "favor_attention", "favor_attention_weights",
     "favor_step", "favorpp_coefficient", "gaussian_orthogonal_matrix", "iid_gaussian_matrix",
     "local_attention", "local_attention_weights", "make_kernel", "protein_segments",

@@ -3,7 +3,8 @@
 A kernel turns per-head queries, keys and values into outputs. :class:`~.layer.FavorAttention`
 keeps everything else (q/k/v and output projections, the q/k/v convolution, rotary positions,
 per-protein segments, and the buffers saved in checkpoints) and calls its kernel, chosen once by
-:func:`make_kernel`, through four methods::
+:func:`make_kernel` from the layer's :class:`AttentionOptions` (PerformerConfig's attention
+settings, built by :meth:`AttentionOptions.from_config`), through four methods::
 
     attend(q, k, v, mask, features=)          (B, H, L, D) -> (B, H, L, D): the forward, bidirectional
                                               or causal, for training and inference
@@ -40,7 +41,7 @@ Adding a kernel touches this file and its tests. A learned feature map, phi(x) =
 with W trained (its state: :class:`~.recurrent.FavorState` without ``log_ref``), for instance::
 
     class LearnedFeatures(AttentionKernel):
-        def __init__(self, heads: int, options: KernelOptions) -> None:
+        def __init__(self, heads: int, options: AttentionOptions) -> None:
             super().__init__(heads, options)
             self.map = nn.Linear(64, 64)  # trained with the model; checkpoint keys under attn.kernel
         def attend(self, q, k, v, key_padding_mask=None, *, features): ...  # linear attention of phi
@@ -60,7 +61,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import ClassVar, Literal, NamedTuple
 
 import torch
@@ -68,7 +69,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from protein_performer.attention.exact import exact_attention, exact_attention_weights
-from protein_performer.attention.features import favorpp_coefficient, favorpp_statistic
+from protein_performer.attention.features import Scaling, favorpp_coefficient, favorpp_statistic
 from protein_performer.attention.linear import (
     DEFAULT_CHUNK_SIZE,
     Kernel,
@@ -105,15 +106,42 @@ class RandomFeatures(NamedTuple):
 
 
 @dataclass(frozen=True)
-class KernelOptions:
-    """What kernels are built from besides their number of heads (a slice of PerformerConfig)."""
+class AttentionOptions:
+    """How a layer attends: the attention settings of PerformerConfig, under the same names.
 
+    Built from the config in one place, :meth:`from_config`, and passed whole from the model to
+    :class:`~.layer.FavorAttention` and on to its kernels, each of which reads what it needs.
+    PerformerConfig validates the values (this class does not).
+    """
+
+    attention: AttentionKind = "softmax"
+    """Kernel of the global heads: the first half of a :data:`KERNELS` key."""
+    feature_map: FeatureMap = "favor+"
+    """Softmax random features: the second half of a :data:`KERNELS` key."""
+    nb_features: int = 256
+    """Random features m per head (the layer's projection buffer, (m, head_dim))."""
+    feature_scaling: Scaling = "gaussian"
+    """Row norms of the orthogonal projection: chi-distributed or all sqrt(head_dim)."""
     causal: bool = False
     """Position t attends to s <= t only."""
     chunk_size: int = DEFAULT_CHUNK_SIZE
     """Block length of causal FAVOR+ prefix sums."""
-    window: int = 16
+    local_heads: int = 0
+    """The first ``local_heads`` heads attend exactly within ``local_window`` (a :class:`Hybrid`)."""
+    local_window: int = 16
     """Largest |t - s| a local head attends to."""
+    column_heads: int = 0
+    """The last ``column_heads`` of the local heads attend in column order (the layer's option)."""
+    conv_width: int = 0
+    """Width of the depthwise convolution over q, k and v (the layer's option; 0: none)."""
+    dropout: float = 0.0
+    """Dropout on the layer's output."""
+
+    @classmethod
+    def from_config(cls, config: object) -> AttentionOptions:
+        """The options of a :class:`~protein_performer.model.PerformerConfig` (any object with
+        attributes of these names): every field is the config's setting of the same name."""
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
 
 
 class AttentionKernel(nn.Module, ABC):
@@ -121,7 +149,7 @@ class AttentionKernel(nn.Module, ABC):
     the layer's ``train()`` / ``eval()``; the kernels here own none (the checkpoint keys are the
     layer's)."""
 
-    def __init__(self, heads: int, options: KernelOptions) -> None:
+    def __init__(self, heads: int, options: AttentionOptions) -> None:
         super().__init__()
         self.heads, self.causal = heads, options.causal
 
@@ -193,7 +221,7 @@ class _Favor(AttentionKernel):
     log_scaled: ClassVar[bool]
     """Whether keys carry a log-scale (softmax features), so the decoding state tracks its maximum."""
 
-    def __init__(self, heads: int, options: KernelOptions) -> None:
+    def __init__(self, heads: int, options: AttentionOptions) -> None:
         super().__init__(heads, options)
         self.chunk_size = options.chunk_size
 
@@ -251,7 +279,7 @@ class FavorPlusPlus(FavorSoftmax):
     step: a frozen statistic, so no output depends on the future.
     """
 
-    def __init__(self, heads: int, options: KernelOptions) -> None:
+    def __init__(self, heads: int, options: AttentionOptions) -> None:
         super().__init__(heads, options)
         self._pending: Tensor | None = None
 
@@ -277,21 +305,21 @@ class FavorPlusPlus(FavorSoftmax):
 
 
 class LocalSoftmax(AttentionKernel):
-    """Exact softmax attention within ``window`` positions; decoding keeps a ring buffer."""
+    """Exact softmax attention within ``local_window`` positions; decoding keeps a ring buffer."""
 
-    def __init__(self, heads: int, options: KernelOptions) -> None:
+    def __init__(self, heads: int, options: AttentionOptions) -> None:
         super().__init__(heads, options)
-        self.window = options.window
+        self.local_window = options.local_window
 
     def attend(self, q, k, v, key_padding_mask=None, *, features):
-        return local_attention(q, k, v, self.window, causal=self.causal, key_padding_mask=key_padding_mask)
+        return local_attention(q, k, v, self.local_window, causal=self.causal, key_padding_mask=key_padding_mask)
 
     def weights(self, q, k, key_padding_mask=None, *, features, rows=None):
-        return local_attention_weights(q, k, self.window, causal=self.causal, rows=rows,
+        return local_attention_weights(q, k, self.local_window, causal=self.causal, rows=rows,
                                        key_padding_mask=key_padding_mask)
 
     def init_state(self, batch_size, head_dim, *, features, device, dtype):
-        size = self.window + 1
+        size = self.local_window + 1
         keys, values = (torch.zeros(batch_size, self.heads, size, head_dim, device=device, dtype=dtype)
                         for _ in range(2))
         return WindowState(keys, values, torch.full((size,), -1, dtype=torch.long, device=device))
@@ -311,15 +339,15 @@ class LocalSoftmax(AttentionKernel):
         return scores.softmax(dim=-1) @ state.values  # (B, H, 1, D)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, window={self.window}"
+        return f"{super().extra_repr()}, local_window={self.local_window}"
 
 
 class Hybrid(AttentionKernel):
     """Hybrid heads: ``local`` on the first heads, ``global_`` (over the whole sequence) on the
     others, outputs joined in head order. ``global_`` may serve no head (every head local)."""
 
-    def __init__(self, local: LocalSoftmax, global_: AttentionKernel) -> None:
-        super().__init__(local.heads + global_.heads, KernelOptions(causal=local.causal))
+    def __init__(self, local: LocalSoftmax, global_: AttentionKernel, options: AttentionOptions) -> None:
+        super().__init__(local.heads + global_.heads, options)
         self.local, self.global_ = local, global_
 
     def attend(self, q, k, v, key_padding_mask=None, *, features):
@@ -362,7 +390,7 @@ class Hybrid(AttentionKernel):
         self.global_.commit_statistic(statistic)
 
 
-KERNELS: dict[tuple[str, str], Callable[[int, KernelOptions], AttentionKernel]] = {
+KERNELS: dict[tuple[str, str], Callable[[int, AttentionOptions], AttentionKernel]] = {
     ("exact", "favor+"): ExactSoftmax,
     ("softmax", "favor+"): FavorSoftmax,
     ("softmax", "favor++"): FavorPlusPlus,
@@ -371,9 +399,9 @@ KERNELS: dict[tuple[str, str], Callable[[int, KernelOptions], AttentionKernel]] 
 """(``attention``, ``feature_map``) of PerformerConfig -> the kernel of the global heads."""
 
 
-def make_kernel(attention: str, feature_map: str, heads: int, *, local_heads: int = 0,
-                options: KernelOptions = KernelOptions()) -> AttentionKernel:
-    """The kernel of a layer with ``heads`` heads, the first ``local_heads`` of them local
-    (PerformerConfig has validated the combination)."""
-    global_ = KERNELS[attention, feature_map](heads - local_heads, options)
-    return Hybrid(LocalSoftmax(local_heads, options), global_) if local_heads else global_
+def make_kernel(heads: int, options: AttentionOptions = AttentionOptions()) -> AttentionKernel:
+    """The kernel of a layer with ``heads`` heads: ``KERNELS[options.attention, options.feature_map]``,
+    joined by local heads first when ``options.local_heads`` (PerformerConfig has validated them)."""
+    local_heads = options.local_heads
+    global_ = KERNELS[options.attention, options.feature_map](heads - local_heads, options)
+    return Hybrid(LocalSoftmax(local_heads, options), global_, options) if local_heads else global_

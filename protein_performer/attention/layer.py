@@ -21,15 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from protein_performer.attention.features import Scaling, gaussian_orthogonal_matrix
-from protein_performer.attention.kernels import (
-    AttentionKind,
-    FeatureMap,
-    KernelOptions,
-    RandomFeatures,
-    make_kernel,
-)
-from protein_performer.attention.linear import DEFAULT_CHUNK_SIZE
+from protein_performer.attention.features import gaussian_orthogonal_matrix
+from protein_performer.attention.kernels import AttentionOptions, RandomFeatures, make_kernel
 from protein_performer.attention.recurrent import LayerState
 from protein_performer.attention.rotary import apply_rotary
 
@@ -121,51 +114,35 @@ class FavorAttention(nn.Module):
     """Multi-head self-attention: ``(B, L, dim) -> (B, L, dim)``.
 
     The layer holds the projections (``qkv``, ``out``, the optional q/k/v convolution) and the
-    buffers saved in checkpoints; how heads mix positions is its ``kernel``
-    (:mod:`.kernels`), chosen once from ``kernel`` (``"softmax"``: Performer-Softmax, FAVOR+;
-    ``"relu"``: Performer-ReLU; ``"exact"``: softmax attention via SDPA), ``feature_map`` and
-    ``local_heads``. The (nb_features, head_dim) random projection is a buffer: saved in
+    buffers saved in checkpoints; how heads mix positions is its ``kernel`` (:mod:`.kernels`),
+    chosen once from ``options`` (:class:`~.kernels.AttentionOptions`, the model's attention
+    settings: ``attention`` ``"softmax"``: Performer-Softmax, FAVOR+; ``"relu"``: Performer-ReLU;
+    ``"exact"``: softmax attention via SDPA; ``feature_map`` and ``local_heads``), which the
+    kernel receives whole. The (nb_features, head_dim) random projection is a buffer: saved in
     checkpoints, shared by all heads of the layer, and changed only by :meth:`redraw_features`
-    with an explicit generator. Arguments are validated by ``PerformerConfig``.
+    with an explicit generator. The options are validated by ``PerformerConfig``.
     """
 
-    def __init__(
-        self,
-        dim: int,
-        heads: int,
-        *,
-        kernel: AttentionKind = "softmax",
-        nb_features: int = 256,
-        causal: bool = False,
-        feature_scaling: Scaling = "gaussian",
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        dropout: float = 0.0,
-        local_heads: int = 0,
-        local_window: int = 16,
-        conv_width: int = 0,
-        feature_map: FeatureMap = "favor+",
-        generator: torch.Generator | None = None,
-        column_heads: int = 0,
-    ) -> None:
+    def __init__(self, dim: int, heads: int, options: AttentionOptions = AttentionOptions(), *,
+                 generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.dim, self.heads, self.head_dim = dim, heads, dim // heads
-        self.columns = slice(local_heads - column_heads, local_heads)  # heads served in column order
-        self.causal, self.feature_map = causal, feature_map
-        self.nb_features, self.feature_scaling, self.conv_width = nb_features, feature_scaling, conv_width
+        self.options = options
+        self.columns = slice(options.local_heads - options.column_heads, options.local_heads)  # column-order heads
         self.qkv = nn.Linear(dim, 3 * dim)
         # Depthwise filter over the 3 * dim channels of q, k, v, (3 dim, width); tap j reads position
         # t + j - left. It starts as the identity (1 at tap `left`), i.e. as the model without it.
-        self.conv_left = conv_width - 1 if causal else (conv_width - 1) // 2
+        width = options.conv_width
+        self.conv_left = width - 1 if options.causal else (width - 1) // 2
         self.conv_weight = None
-        if conv_width:
-            identity = torch.zeros(3 * dim, conv_width)
+        if width:
+            identity = torch.zeros(3 * dim, width)
             identity[:, self.conv_left] = 1.0
             self.conv_weight = nn.Parameter(identity)
         self.out = nn.Linear(dim, dim)
-        self.dropout = nn.Dropout(dropout)
-        self.register_buffer("projection", torch.empty(nb_features, self.head_dim))
-        options = KernelOptions(causal=causal, chunk_size=chunk_size, window=local_window)
-        self.kernel = make_kernel(kernel, feature_map, heads, local_heads=local_heads, options=options)
+        self.dropout = nn.Dropout(options.dropout)
+        self.register_buffer("projection", torch.empty(options.nb_features, self.head_dim))
+        self.kernel = make_kernel(heads, options)
         statistic = self.kernel.initial_statistic()
         if statistic is not None:  # FAVOR++'s rho per global head, a running statistic of training batches
             self.register_buffer("favorpp_rho", statistic)
@@ -175,7 +152,7 @@ class FavorAttention(nn.Module):
     def redraw_features(self, generator: torch.Generator | None = None) -> None:
         """Draw a new orthogonal projection (in place, same device and dtype)."""
         new = gaussian_orthogonal_matrix(
-            self.nb_features, self.head_dim, scaling=self.feature_scaling, generator=generator
+            self.options.nb_features, self.head_dim, scaling=self.options.feature_scaling, generator=generator
         )
         self.projection.copy_(new)
 
@@ -249,7 +226,7 @@ class FavorAttention(nn.Module):
         causal model pads on the left only, so position t sees t - width + 1 .. t."""
         if key_padding_mask is not None:
             qkv = qkv.masked_fill(~key_padding_mask.unsqueeze(-1), 0.0)
-        L, w = qkv.shape[1], self.conv_width
+        L, w = qkv.shape[1], self.options.conv_width
         x = F.pad(qkv, (0, 0, self.conv_left, w - 1 - self.conv_left))  # (B, L + w - 1, 3 dim)
         out = x[:, :L] * self.conv_weight[:, 0]
         for j in range(1, w):  # a few shifted multiply-adds: cheaper than a grouped Conv1d on CPU
@@ -258,13 +235,13 @@ class FavorAttention(nn.Module):
 
     def init_state(self, batch_size: int, *, device: torch.device, dtype: torch.dtype) -> LayerState:
         """The empty decoding state of this (causal) layer for ``batch_size`` rows (:meth:`step`)."""
-        if not self.causal:
+        if not self.options.causal:
             raise ValueError("recurrent attention needs a causal layer (PerformerConfig.causal=True)")
         kernel = self.kernel.init_state(batch_size, self.head_dim, features=self.features(), device=device,
                                         dtype=dtype)
         conv = None
         if self.conv_weight is not None:
-            conv = torch.zeros(batch_size, self.conv_width - 1, 3 * self.dim, device=device, dtype=dtype)
+            conv = torch.zeros(batch_size, self.options.conv_width - 1, 3 * self.dim, device=device, dtype=dtype)
         return LayerState(kernel, conv)
 
     def step(
@@ -302,10 +279,11 @@ class FavorAttention(nn.Module):
         window = torch.cat([state.conv, qkv.unsqueeze(1)], dim=1)  # (B, width, 3 dim), oldest first
         state.conv = window[:, 1:]
         out = window[:, 0] * self.conv_weight[:, 0]
-        for j in range(1, self.conv_width):  # the forward's order of multiply-adds
+        for j in range(1, self.options.conv_width):  # the forward's order of multiply-adds
             out = out + window[:, j] * self.conv_weight[:, j]
         return out
 
     def extra_repr(self) -> str:
-        return (f"dim={self.dim}, heads={self.heads}, nb_features={self.nb_features}, causal={self.causal}, "
-                f"conv_width={self.conv_width}")
+        o = self.options
+        return (f"dim={self.dim}, heads={self.heads}, nb_features={o.nb_features}, causal={o.causal}, "
+                f"conv_width={o.conv_width}")

@@ -1,12 +1,12 @@
 """Exact softmax attention inside a sliding window, computed in blocks (linear in L).
 
-Each query t attends to the keys s with ``|t - s| <= window`` (and ``s <= t`` when causal)::
+Each query t attends to the keys s with ``|t - s| <= local_window`` (and ``s <= t`` when causal)::
 
     out_t = sum_s softmax_s(q_t . k_s / sqrt(D) over the window) v_s
 
-The sequence is cut into blocks of ``window`` positions; a query block sees its own block and its
+The sequence is cut into blocks of ``local_window`` positions; a query block sees its own block and its
 neighbours (previous and next; previous only when causal), so time and memory are
-O(L * window * D), never O(L^2). Used by the hybrid local + global heads of
+O(L * local_window * D), never O(L^2). Used by the hybrid local + global heads of
 :class:`~protein_performer.attention.layer.FavorAttention`: sharp, short-range patterns exactly,
 the whole window through FAVOR+.
 
@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def _check_window(window: int) -> None:
-    if window < 1:
-        raise ValueError(f"local attention window must be >= 1, got {window}")
+def _check_window(local_window: int) -> None:
+    if local_window < 1:
+        raise ValueError(f"local_window must be >= 1, got {local_window}")
 
 
 def _neighbours(blocks: Tensor, causal: bool) -> Tensor:
@@ -41,16 +41,16 @@ def local_attention(
     q: Tensor,
     k: Tensor,
     v: Tensor,
-    window: int,
+    local_window: int,
     *,
     causal: bool = False,
     key_padding_mask: Tensor | None = None,
 ) -> Tensor:
-    """Exact softmax attention over keys within ``window`` positions of each query.
+    """Exact softmax attention over keys within ``local_window`` positions of each query.
 
     Args:
         q, k, v: (B, H, L, D).
-        window: largest ``|t - s|`` a query t may attend to (>= 1).
+        local_window: largest ``|t - s|`` a query t may attend to (>= 1).
         causal: only keys ``s <= t``.
         key_padding_mask: (B, L) bool, True at real tokens; padded keys get weight 0 (a padded
             query still sees itself, so no row is empty; its output is unspecified).
@@ -58,9 +58,9 @@ def local_attention(
     Returns:
         (B, H, L, D) in the dtype of ``v`` (q and k are cast to it).
     """
-    _check_window(window)
+    _check_window(local_window)
     B, H, L, D = q.shape
-    W = min(window, L)
+    W = min(local_window, L)
     pad = (-L) % W
     N = (L + pad) // W
     # Under autocast rotary hands over q and k in float32 and v in bf16; the products would round q
@@ -73,7 +73,7 @@ def local_attention(
     t = torch.arange(N * W, device=q.device).view(N, W, 1)  # query positions
     s = (torch.arange(N, device=q.device) * W - W).view(N, 1, 1) + torch.arange(kW, device=q.device)  # (N, 1, kW)
     rel = s - t  # (N, W, kW)
-    allowed = (rel.abs() <= window) & (s >= 0) & (s < L)
+    allowed = (rel.abs() <= local_window) & (s >= 0) & (s < L)
     if causal:
         allowed &= rel <= 0
     if key_padding_mask is not None:
@@ -88,7 +88,7 @@ def local_attention(
 def local_attention_weights(
     q: Tensor,
     k: Tensor,
-    window: int,
+    local_window: int,
     *,
     causal: bool = False,
     rows: Tensor | None = None,
@@ -98,12 +98,12 @@ def local_attention_weights(
 
     For analysis: each returned row is a full length-L row (zeros outside the window) summing to 1.
     """
-    _check_window(window)
+    _check_window(local_window)
     L = q.shape[-2]
     rows = torch.arange(L, device=q.device) if rows is None else rows.to(q.device)
     positions = torch.arange(L, device=q.device)
     rel = positions[None, :] - rows[:, None]  # (R, L)
-    allowed = rel.abs() <= window
+    allowed = rel.abs() <= local_window
     if causal:
         allowed &= rel <= 0
     scores = (q[:, :, rows] @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, H, R, L)

@@ -88,14 +88,14 @@ class CacheState(State):
 
 @dataclass
 class WindowState(State):
-    """Local heads: a ring buffer of the last ``window + 1`` keys and values."""
+    """Local heads: a ring buffer of the last ``local_window + 1`` keys and values."""
 
     keys: Tensor
-    """(B, H, window + 1, D): slot = step % (window + 1)."""
+    """(B, H, local_window + 1, D): slot = step % (local_window + 1)."""
     values: Tensor
-    """(B, H, window + 1, D): values, same slots."""
+    """(B, H, local_window + 1, D): values, same slots."""
     held: Tensor
-    """(window + 1,) long: the step held in each slot (-1: empty); the same for every row."""
+    """(local_window + 1,) long: the step held in each slot (-1: empty); the same for every row."""
     shared: ClassVar[tuple[str, ...]] = ("held",)
 
 

@@ -185,7 +185,7 @@ def read_fasta(path: Path, policy: CleaningPolicy = CleaningPolicy(), counts: Re
     path = Path(path)
     counts = ReadCounts() if counts is None else counts
     seen = counts.seen_ids
-    min_length, max_length = policy.min_length, policy.max_length or sys.maxsize
+    min_residues, max_residues = policy.min_residues, policy.max_residues or sys.maxsize
     number = 0
     for block in _raw_fasta(path, counts):
         for raw in block:
@@ -206,10 +206,10 @@ def read_fasta(path: Path, policy: CleaningPolicy = CleaningPolicy(), counts: Re
                     counts.skip(skip.reason, number, rid)
                     continue
             n = len(tokens)
-            if n < min_length:
+            if n < min_residues:
                 counts.skip("too_short", number, rid)
                 continue
-            if n > max_length:
+            if n > max_residues:
                 counts.skip("too_long", number, rid)
                 continue
             if rid in seen:

@@ -212,7 +212,7 @@ def prepare(inputs: list[Path], out: Path, *, policy: CleaningPolicy = CleaningP
         formats = [sniff_format(p) if format == "auto" else format for p in inputs]
     input_info = [{"path": str(p), "bytes": p.stat().st_size, "sha256": sha256_of(p), "format": f}
                   for p, f in zip(inputs, formats)]
-    options = {**asdict(policy), "valid_fraction": valid_fraction, "test_fraction": test_fraction, "salt": salt}
+    options = {**policy.manifest_options(), "valid_fraction": valid_fraction, "test_fraction": test_fraction, "salt": salt}
     if family is not None:
         options["family"] = {**asdict(family), "layout": FAMILY_LAYOUT}
 
@@ -414,7 +414,7 @@ def _tokenise_family(path: Path, options: FamilyOptions, policy: CleaningPolicy,
         raise ValueError(f"{path}: {fam.columns.shape[1]:,} aligned columns; at most 65,535 are supported")
     for k, (name, seq, split) in enumerate(zip(fam.ids, fam.sequences, splits)):
         counts.records_read += 1
-        if len(seq) < policy.min_length or (policy.max_length is not None and len(seq) > policy.max_length):
+        if len(seq) < policy.min_residues or (policy.max_residues is not None and len(seq) > policy.max_residues):
             counts.skipped["length filter"] += 1
             continue
         if split == "train" and seq in held_out:
@@ -487,7 +487,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    policy = CleaningPolicy(unknown=args.unknown, min_length=args.min_residues, max_length=args.max_residues)
+    policy = CleaningPolicy(unknown=args.unknown, min_residues=args.min_residues, max_residues=args.max_residues)
     family = None
     if args.family:
         family = FamilyOptions(query=args.query, format=args.family_format, identity=args.identity,

@@ -44,17 +44,22 @@ class CleaningPolicy:
     unknown: UnknownPolicy = DEFAULT_UNKNOWN
     """A character that is no amino-acid code: ``error`` (stop, naming file, record and
     position), ``x`` (map it to ``X``) or ``skip`` (skip the record)."""
-    min_length: int = 1
-    """Skip records shorter than this (after cleaning)."""
-    max_length: int | None = None
-    """Skip records longer than this (after cleaning); ``None``: no limit."""
+    min_residues: int = 1
+    """Skip records of fewer residues than this (after cleaning)."""
+    max_residues: int | None = None
+    """Skip records of more residues than this (after cleaning); ``None``: no limit."""
 
     def __post_init__(self) -> None:
         if self.unknown not in ("error", "x", "skip"):
             raise ValueError(f"unknown={self.unknown!r}; expected 'error', 'x' or 'skip'")
-        if self.min_length < 1 or (self.max_length is not None and self.max_length < self.min_length):
-            raise ValueError(f"bad length limits min_length={self.min_length} max_length={self.max_length}; "
-                             "need 1 <= min_length <= max_length")
+        if self.min_residues < 1 or (self.max_residues is not None and self.max_residues < self.min_residues):
+            raise ValueError(f"bad length limits min_residues={self.min_residues} max_residues={self.max_residues}; "
+                             "need 1 <= min_residues <= max_residues")
+
+    def manifest_options(self) -> dict:
+        """The policy as a prepared dataset's manifest records it (``options``), under the keys that
+        manifests have always used, so that a dataset prepared before the rename is still reused."""
+        return {"unknown": self.unknown, "min_length": self.min_residues, "max_length": self.max_residues}
 
 
 @dataclass
@@ -255,10 +260,10 @@ def _one_byte_per_character(seq: bytes) -> tuple[bytes, list[str]]:
 def accept_record(record: ProteinRecord, policy: CleaningPolicy, counts: ReadCounts) -> bool:
     """Length filters and duplicate counting; updates ``counts``."""
     n = len(record.tokens)
-    if n < policy.min_length:
+    if n < policy.min_residues:
         counts.skip("too_short", record.number, record.id)
         return False
-    if policy.max_length is not None and n > policy.max_length:
+    if policy.max_residues is not None and n > policy.max_residues:
         counts.skip("too_long", record.number, record.id)
         return False
     if record.id in counts.seen_ids:

@@ -3,7 +3,7 @@
 Three ways to serve a split (:class:`~protein_performer.corpus.shards.Shard`):
 
 * :class:`ConcatWindowDataset` (:mod:`.stream`) — the Performer paper's setting: proteins joined
-  by ``<eos>`` into one stream, cut into non-overlapping windows of ``max_length`` tokens
+  by ``<eos>`` into one stream, cut into non-overlapping windows of ``window_tokens``
   (:class:`~protein_performer.windows.WindowPlan`). Each epoch starts the cut at a fresh random
   offset, so window boundaries move between epochs.
 * :class:`ProteinDataset` (:mod:`.proteins`) — one protein per sample, framed ``<cls> seq <eos>``
@@ -12,7 +12,7 @@ Three ways to serve a split (:class:`~protein_performer.corpus.shards.Shard`):
   budget, the one batcher :func:`token_budget_batches` that ``embed`` uses too).
 * :class:`FamilyWindowDataset` (:mod:`.family_windows`) — one protein family (``prepare --family``):
   members drawn by sequence weight, each framed ``<cls> seq <eos>``, joined into windows of
-  ``max_length``.
+  ``window_tokens``.
 
 Collators (:mod:`.collate`: :class:`MLMCollator`, :class:`CLMCollator`) pad samples and return the
 batch contract::

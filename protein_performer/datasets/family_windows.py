@@ -1,5 +1,5 @@
 """Windows of one protein family (``prepare --family``): members drawn by sequence weight, each framed
-``<cls> seq <eos>``, joined to ``max_length`` tokens. ``score-variants --homologs`` draws its contexts
+``<cls> seq <eos>``, joined to ``window_tokens``. ``score-variants --homologs`` draws its contexts
 with the same :func:`weighted_order` and :func:`framed_positions`."""
 
 from __future__ import annotations
@@ -36,19 +36,19 @@ def framed_positions(residue_positions: np.ndarray) -> np.ndarray:
     return np.concatenate([[max(first - 1, 0)], p, [last + 1]])
 
 
-def family_window(proteins: Sequence[np.ndarray], order: np.ndarray, max_length: int,
+def family_window(proteins: Sequence[np.ndarray], order: np.ndarray, window_tokens: int,
                   positions: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Members in ``order``, each framed ``<cls> residues <eos>``, joined until ``max_length`` tokens;
-    the last member is cut at the window's end: ((n,) ``uint8`` tokens, n <= max_length, and with
+    """Members in ``order``, each framed ``<cls> residues <eos>``, joined until ``window_tokens``;
+    the last member is cut at the window's end: ((n,) ``uint8`` tokens, n <= window_tokens, and with
     ``positions`` (each member's residue positions) the (n,) positions of the tokens, else None)."""
     parts, where, used = [], [], 0
     for k in order:
         framed = ALPHABET.frame(proteins[int(k)])
-        parts.append(framed[: max_length - used])
+        parts.append(framed[: window_tokens - used])
         if positions is not None:
-            where.append(framed_positions(positions[int(k)])[: max_length - used])
+            where.append(framed_positions(positions[int(k)])[: window_tokens - used])
         used += len(parts[-1])
-        if used >= max_length:
+        if used >= window_tokens:
             break
     if not parts:
         return np.zeros(0, dtype=np.uint8), None if positions is None else np.zeros(0, dtype=np.int64)
@@ -57,30 +57,30 @@ def family_window(proteins: Sequence[np.ndarray], order: np.ndarray, max_length:
 
 class FamilyWindowDataset(Dataset):
     """Windows of protein families: members drawn by sequence weight, shuffled, each framed
-    ``<cls> ... <eos>``, joined to ``max_length`` tokens (the last member cut at the end).
+    ``<cls> ... <eos>``, joined to ``window_tokens`` (the last member cut at the end).
 
     Attention crosses members, so a residue can look at the same site in its homologs; models
     for these windows count positions from each member's start (``restart_positions``). A family
-    of ``t`` framed tokens in the split serves ``ceil(t / max_length)`` windows an epoch, so an
+    of ``t`` framed tokens in the split serves ``ceil(t / window_tokens)`` windows an epoch, so an
     epoch reads about as many tokens as the split holds. A dataset of several homolog sets
     (``prepare --family A B ...``, :attr:`Shard.families`) keeps every window within one set, and a
-    set smaller than ``max_length`` fills a shorter window: the model must read the family from
+    set smaller than ``window_tokens`` fills a shorter window: the model must read the family from
     the window, not from its weights. Which set window ``index`` holds is fixed by ``seed`` (a
     seeded shuffle of the windows of every set, so a ``limit`` samples sets evenly); the members
     are a function of ``(seed, epoch, index)`` (training) or of ``(seed, index)`` (evaluation:
     the same windows every time). Members without weights (a plain corpus) weigh 1.
     """
 
-    def __init__(self, shard: Shard, max_length: int = 8192, *, seed: int = 0, epoch: int = 0,
+    def __init__(self, shard: Shard, window_tokens: int = 8192, *, seed: int = 0, epoch: int = 0,
                  random: bool = True, limit: int | None = None) -> None:
-        if max_length < 3:
-            raise ValueError(f"max_length must be >= 3 (<cls>, a residue, <eos>), got {max_length}")
+        if window_tokens < 3:
+            raise ValueError(f"window_tokens must be >= 3 (<cls>, a residue, <eos>), got {window_tokens}")
         if len(shard) == 0:
             raise ValueError(f"{shard.path}: split holds no members; prepare the family with more homologs or "
                              "smaller --valid-fraction / --test-fraction")
         if limit is not None and limit < 1:
             raise ValueError(f"limit must be >= 1 or None, got {limit}")
-        self.shard, self.max_length, self.seed, self.epoch = shard, max_length, seed, epoch
+        self.shard, self.window_tokens, self.seed, self.epoch = shard, window_tokens, seed, epoch
         self.random, self.limit = random, limit
         weights = shard.weights
         self.weights = np.ones(len(shard)) if weights is None else weights
@@ -92,7 +92,7 @@ class FamilyWindowDataset(Dataset):
         framed = shard.lengths + 2
         self.members = [np.flatnonzero(families == f) for f in np.unique(families)]
         self.members = [m for m in self.members if self.weights[m].sum() > 0]
-        per_family = [max(1, math.ceil(int(framed[m].sum()) / max_length)) for m in self.members]
+        per_family = [max(1, math.ceil(int(framed[m].sum()) / window_tokens)) for m in self.members]
         self.window_family = np.repeat(np.arange(len(self.members)), per_family)  # (num_windows,)
         self.window_family = seeded_rng(seed, FAMILY_ORDER_STREAM).permutation(self.window_family)
         self.num_windows = len(self.window_family)
@@ -111,7 +111,7 @@ class FamilyWindowDataset(Dataset):
         members = self.members[int(self.window_family[index])]
         order = members[weighted_order(self.weights[members], rng)]
         positions = _LazyPositions(self.shard) if self.shard.positions is not None else None
-        tokens, where = family_window(_LazyProteins(self.shard), order, self.max_length, positions)
+        tokens, where = family_window(_LazyProteins(self.shard), order, self.window_tokens, positions)
         return Sample(tokens, index, self.epoch, where)
 
     def __getstate__(self) -> dict:

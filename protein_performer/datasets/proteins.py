@@ -11,9 +11,9 @@ from protein_performer.datasets.samples import CROP_STREAM, Sample, seeded_rng
 
 
 class ProteinDataset(Dataset):
-    """One protein per sample, served as ``<cls> seq <eos>`` (at most ``max_length`` tokens).
+    """One protein per sample, served as ``<cls> seq <eos>`` (at most ``window_tokens``).
 
-    Proteins longer than ``max_length - 2`` residues are cropped: a random window drawn from
+    Proteins longer than ``window_tokens - 2`` residues are cropped: a random window drawn from
     ``(seed, epoch, index)`` with ``crop="random"`` (training), the first residues with
     ``crop="start"`` (evaluation). ``<cls>`` and ``<eos>`` are always added. Padding is the
     collator's job. ``limit`` serves only the first proteins (quick runs); None: all.
@@ -22,7 +22,7 @@ class ProteinDataset(Dataset):
     def __init__(
         self,
         shard: Shard,
-        max_length: int = 1024,
+        window_tokens: int = 1024,
         *,
         crop: str = "random",
         seed: int = 0,
@@ -31,11 +31,11 @@ class ProteinDataset(Dataset):
     ) -> None:
         if crop not in ("random", "start"):
             raise ValueError(f"crop must be 'random' or 'start', got {crop!r}")
-        if max_length < 3:
-            raise ValueError(f"max_length must be >= 3 (<cls>, a residue, <eos>), got {max_length}")
+        if window_tokens < 3:
+            raise ValueError(f"window_tokens must be >= 3 (<cls>, a residue, <eos>), got {window_tokens}")
         if limit is not None and limit < 1:
             raise ValueError(f"limit must be >= 1 or None, got {limit}")
-        self.shard, self.max_length, self.crop, self.seed, self.epoch = shard, max_length, crop, seed, epoch
+        self.shard, self.window_tokens, self.crop, self.seed, self.epoch = shard, window_tokens, crop, seed, epoch
         self.limit = limit
 
     def set_epoch(self, epoch: int) -> None:
@@ -47,12 +47,12 @@ class ProteinDataset(Dataset):
 
     @property
     def served_lengths(self) -> np.ndarray:
-        """Tokens served per protein (residues + 2, capped at ``max_length``): for token budgets."""
-        return np.minimum(self.shard.lengths[: len(self)] + 2, self.max_length)
+        """Tokens served per protein (residues + 2, capped at ``window_tokens``): for token budgets."""
+        return np.minimum(self.shard.lengths[: len(self)] + 2, self.window_tokens)
 
     def __getitem__(self, index: int) -> Sample:
         residues = self.shard.protein(index)
-        keep = self.max_length - 2
+        keep = self.window_tokens - 2
         if len(residues) > keep:
             start = 0
             if self.crop == "random":

@@ -71,7 +71,7 @@ def token_budget_batches(
     if oversize == "error" and lengths.size and int(lengths.max()) > max_tokens:
         raise ValueError(
             f"a sample of {int(lengths.max())} tokens exceeds the token budget {max_tokens}; "
-            "raise the budget (token_budget) or lower max_length"
+            "raise the budget (token_budget) or lower window_tokens"
         )
     ranked = np.argsort(lengths if order == "shortest_first" else -lengths, kind="stable")
     batches: list[list[int]] = []

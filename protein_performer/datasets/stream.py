@@ -46,7 +46,7 @@ class _Stream:
 
 
 class ConcatWindowDataset(Dataset):
-    """Non-overlapping windows of ``max_length`` tokens over the ``<eos>``-joined stream of a shard.
+    """Non-overlapping windows of ``window_tokens`` over the ``<eos>``-joined stream of a shard.
 
     The stream is read as a circle: an epoch's windows start at ``offset`` and wrap around the
     end, so they cover the whole stream exactly once; every window is full except the last,
@@ -55,7 +55,7 @@ class ConcatWindowDataset(Dataset):
 
     Args:
         shard: the split to serve.
-        max_length: tokens per window (8192 by default; 16384 .. 65536 work the same way).
+        window_tokens: tokens per window (8192 by default; 16384 .. 65536 work the same way).
         seed: seed of the per-epoch offsets.
         epoch: initial epoch; change it with :meth:`set_epoch`.
         random_offset: draw a fresh start offset each epoch; False: offset 0.
@@ -65,23 +65,23 @@ class ConcatWindowDataset(Dataset):
     def __init__(
         self,
         shard: Shard,
-        max_length: int = 8192,
+        window_tokens: int = 8192,
         *,
         seed: int = 0,
         epoch: int = 0,
         random_offset: bool = True,
         limit: int | None = None,
     ) -> None:
-        if max_length < 1:
-            raise ValueError(f"max_length must be >= 1, got {max_length}")
+        if window_tokens < 1:
+            raise ValueError(f"window_tokens must be >= 1, got {window_tokens}")
         if limit is not None and limit < 1:
             raise ValueError(f"limit must be >= 1 or None, got {limit}")
-        self.shard, self.max_length, self.seed = shard, max_length, seed
+        self.shard, self.window_tokens, self.seed = shard, window_tokens, seed
         self.random_offset, self.limit = random_offset, limit
         self._stream = _Stream(shard.tokens, shard.offsets)
         if self._stream.length == 0:
             raise ValueError(f"{shard.path}: split holds no proteins; prepare it again with more data")
-        self.plan = WindowPlan(self._stream.length, max_length)  # over the stream rotated by `offset`
+        self.plan = WindowPlan(self._stream.length, window_tokens)  # over the stream rotated by `offset`
         self.num_windows = len(self.plan)
         self.set_epoch(epoch)
 
@@ -104,14 +104,14 @@ class ConcatWindowDataset(Dataset):
     def __getitem__(self, index: int) -> Sample:
         if not 0 <= index < len(self):
             raise IndexError(f"window {index} out of range for {len(self)} windows")
-        n, size = self._stream.length, self.max_length
+        n, size = self._stream.length, self.window_tokens
         window = self.plan[index]  # positions in the rotated stream
         a, b = (self.offset + window.start) % n, (self.offset + window.stop) % n  # positions in the stream
         if a < b:
             parts = [self._stream.slice(a, b)]
         else:  # wraps past the end of the stream
             parts = [self._stream.slice(a, n), self._stream.slice(0, b)]
-        tokens = np.full(size, ALPHABET.pad_idx, dtype=np.uint8)  # (max_length,)
+        tokens = np.full(size, ALPHABET.pad_idx, dtype=np.uint8)  # (window_tokens,)
         filled = np.concatenate(parts) if len(parts) > 1 else parts[0]
         tokens[: len(filled)] = filled
         return Sample(tokens, index, self.epoch)
@@ -128,17 +128,17 @@ class ConcatWindowDataset(Dataset):
         self._stream = _Stream(self.shard.tokens, self.shard.offsets)
 
 
-def windows_from_sequences(token_arrays: Sequence[np.ndarray], max_length: int) -> list[np.ndarray]:
+def windows_from_sequences(token_arrays: Sequence[np.ndarray], window_tokens: int) -> list[np.ndarray]:
     """Join proteins with ``<eos>`` (one after each) and cut non-overlapping windows from offset 0.
 
     The windows equal those of ``ConcatWindowDataset(..., random_offset=False)`` over the same
     proteins, except that the last one is returned unpadded (the collators pad).
     """
-    if max_length < 1:
-        raise ValueError(f"max_length must be >= 1, got {max_length}")
+    if window_tokens < 1:
+        raise ValueError(f"window_tokens must be >= 1, got {window_tokens}")
     if not token_arrays:
         return []
     lengths = np.array([len(a) for a in token_arrays], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])  # (n + 1,)
     stream = _Stream(np.concatenate([np.asarray(a, dtype=np.uint8) for a in token_arrays]), offsets)
-    return [stream.slice(w.start, w.stop) for w in WindowPlan(stream.length, max_length)]
+    return [stream.slice(w.start, w.stop) for w in WindowPlan(stream.length, window_tokens)]

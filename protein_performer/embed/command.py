@@ -125,12 +125,12 @@ def _embed(args: argparse.Namespace, fasta: Path) -> int:
 
     loaded = load_checkpoint(args.checkpoint)
     embedder = Embedder(loaded.model, layers=args.layers, per_residue=args.per_residue,
-                        token_budget=args.token_budget, max_length=args.window_residues,
+                        token_budget=args.token_budget, window_residues=args.window_residues,
                         window_overlap=args.window_overlap, device=args.device)
     created = not args.out.exists()
     writer = open_writer(args.out, args.format, meta={
         "checkpoint": str(args.checkpoint), "layers": list(embedder.layers),
-        "per_residue": embedder.per_residue, "max_length": embedder.max_length,
+        "per_residue": embedder.per_residue, "max_length": embedder.window_residues,  # key of older outputs
         "window_overlap": embedder.window_overlap, "dim": loaded.config.dim,
         "weights": weights_fingerprint(loaded.model),  # a resumed output must come from the same model
     })

@@ -5,8 +5,8 @@ its embedding at a hidden layer is the mean over its residues (the two special t
 excluded). Proteins are sorted by length and packed, longest first, into batches of at most
 ``token_budget`` padded tokens (:func:`~protein_performer.datasets.token_budget_batches`, as ESM's
 ``extract.py``) and padded by :func:`~protein_performer.datasets.collate_proteins`. A protein
-longer than ``max_length`` residues (default: whatever fits one batch, ``token_budget - 2``) is
-embedded in overlapping windows of ``max_length`` residues (:func:`residue_windows`, planned by
+longer than ``window_residues`` residues (default: whatever fits one batch, ``token_budget - 2``) is
+embedded in overlapping windows of ``window_residues`` residues (:func:`residue_windows`, planned by
 :class:`~protein_performer.windows.WindowPlan`), each framed ``<cls> … <eos>``; per-residue states
 are averaged over every window that reads a residue (no single window owns it), and the protein
 is marked ``windowed``. Nothing is truncated.
@@ -46,7 +46,7 @@ class ProteinEmbedding:
     per_residue: dict[int, np.ndarray] | None = None
     """Layer -> (L, dim), when asked for."""
     windowed: bool = False
-    """True when the protein was embedded in overlapping windows (longer than max_length)."""
+    """True when the protein was embedded in overlapping windows (longer than window_residues)."""
 
     def __len__(self) -> int:
         return len(self.sequence)
@@ -109,9 +109,9 @@ class Embedder:
         layers: hidden layers to return (0 = embeddings, negatives from the end; default final).
         per_residue: also return (L, dim) states.
         token_budget: padded tokens per batch.
-        max_length: longest protein (residues) embedded whole; default ``token_budget - 2``.
+        window_residues: longest protein (residues) embedded whole; default ``token_budget - 2``.
         window_overlap: residues shared by consecutive windows of a longer protein
-            (default ``min(128, max_length // 4)``).
+            (default ``min(128, window_residues // 4)``).
     """
 
     def __init__(
@@ -121,7 +121,7 @@ class Embedder:
         layers: Sequence[int] = (-1,),
         per_residue: bool = False,
         token_budget: int = DEFAULT_TOKEN_BUDGET,
-        max_length: int | None = None,
+        window_residues: int | None = None,
         window_overlap: int | None = None,
         device: str | torch.device | None = None,
     ) -> None:
@@ -133,20 +133,20 @@ class Embedder:
             raise ValueError("no layers asked for; pass e.g. --layers -1")
         self.per_residue = per_residue
         self.token_budget = int(token_budget)
-        self.max_length = int(max_length) if max_length else self.token_budget - 2
+        self.window_residues = int(window_residues) if window_residues else self.token_budget - 2
         if window_overlap is None:
-            window_overlap = min(DEFAULT_WINDOW_OVERLAP, self.max_length // 4)
+            window_overlap = min(DEFAULT_WINDOW_OVERLAP, self.window_residues // 4)
         self.window_overlap = int(window_overlap)
-        if self.token_budget < 3 or self.max_length < 1:
-            raise ValueError(f"--token-budget {token_budget} / --window-residues {max_length} too small")
-        if not 0 <= self.window_overlap < self.max_length:
+        if self.token_budget < 3 or self.window_residues < 1:
+            raise ValueError(f"--token-budget {token_budget} / --window-residues {window_residues} too small")
+        if not 0 <= self.window_overlap < self.window_residues:
             raise ValueError(f"--window-overlap {window_overlap} must be in [0, --window-residues "
-                             f"{self.max_length})")
-        if self.max_length + 2 > model.config.max_position and model.config.position == "learned":
-            raise ValueError(f"--window-residues {self.max_length} exceeds the model's max_position "
+                             f"{self.window_residues})")
+        if self.window_residues + 2 > model.config.max_position and model.config.position == "learned":
+            raise ValueError(f"--window-residues {self.window_residues} exceeds the model's max_position "
                              f"{model.config.max_position}; pass --window-residues {model.config.max_position - 2}")
-        log.debug("embedder: layers %s of %d, budget %d, max length %d", self.layers, depth,
-                  self.token_budget, self.max_length)
+        log.debug("embedder: layers %s of %d, budget %d, window residues %d", self.layers, depth,
+                  self.token_budget, self.window_residues)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs) -> "Embedder":
@@ -192,7 +192,7 @@ class Embedder:
                 raise ValueError(f"protein {item.id!r}: {err}; use --unknown x to map it to X") from err
             if residues.size == 0:
                 raise ValueError(f"protein {item.id!r}: empty sequence")
-            for w in residue_windows(residues.size, self.max_length, self.window_overlap):
+            for w in residue_windows(residues.size, self.window_residues, self.window_overlap):
                 pieces.append(_Piece(i, w.start, ALPHABET.frame(residues[w.start : w.stop])))
         pending = {i: sum(p.protein == i for p in pieces) for i in range(len(chunk))}
         # Per-residue sums and coverage counts of proteins whose windows are not all done yet.
@@ -233,5 +233,5 @@ class Embedder:
             id=item.id, header=item.header or item.id, sequence=item.sequence,
             mean={layer: states[k].mean(axis=0) for k, layer in enumerate(self.layers)},
             per_residue={layer: states[k] for k, layer in enumerate(self.layers)} if self.per_residue else None,
-            windowed=len(item.sequence) > self.max_length,
+            windowed=len(item.sequence) > self.window_residues,
         )

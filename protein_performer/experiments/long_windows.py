@@ -131,7 +131,7 @@ def long_windows(res: Results, plan: Plan, recipe: Variant, work: Path, test: li
             attention = "hybrid" if label == "hybrid" else config["attention"]
             name = f"long{length}_{attention}_d{config['depth']}h{config['heads']}"
             variant = recipe.with_overrides(**{f"model__config__{k}": v for k, v in config.items()},
-                                            data__max_length=length, data__batch_size=1)
+                                            data__window_tokens=length, data__batch_size=1)
             run = train_run(name, variant, work / name, seed=0, max_steps=plan.max_steps,
                             seconds=plan.long_minutes * 60, val_every=max(1, int(expected_steps // 6)),
                             val_batches=plan.val_batches, probe_steps=int(min(50, max(3, expected_steps // 5))),

@@ -38,7 +38,7 @@ def config_path(name: str) -> Path:
 
 @dataclass(frozen=True)
 class Variant:
-    """``configs/<config>.yaml`` with ``overrides`` (dotted keys: ``model.lr``, ``data.max_length``)."""
+    """``configs/<config>.yaml`` with ``overrides`` (dotted keys: ``model.lr``, ``data.window_tokens``)."""
 
     config: str = "demo"
     overrides: dict[str, Any] = field(default_factory=dict)
@@ -73,7 +73,7 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 def recipe(variant: Variant) -> dict[str, Any]:
     """configs/base.yaml, then the variant's config, then its overrides, as one nested dict (to read a
-    setting: ``recipe(v)["data"]["max_length"]``)."""
+    setting: ``recipe(v)["data"]["window_tokens"]``)."""
     merged = yaml.safe_load(BASE_CONFIG.read_text())
     for layer in (yaml.safe_load(config_path(variant.config).read_text()) or {}, nest(variant.overrides)):
         merged = _merge(merged, layer)

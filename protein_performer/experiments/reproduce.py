@@ -91,7 +91,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     runs_per_seed = len(ATTENTIONS) * len(OBJECTIVES)
     seeds = args.seeds or max(1, min(3, int(budget * SHARES[0] / (runs_per_seed * MIN_RUN_MINUTES))))
     lengths = [8192] + ([16384] if budget >= 120 else [])
-    return Plan(shape, window=data["max_length"], batch_size=data["batch_size"], lr=model["lr"],
+    return Plan(shape, window=data["window_tokens"], batch_size=data["batch_size"], lr=model["lr"],
                 warmup_steps=WARMUP_STEPS, seeds=list(range(seeds)),
                 table_minutes=budget * SHARES[0] / (runs_per_seed * seeds),
                 long_lengths=lengths, long_minutes=budget * SHARES[1] / (LONG_MODELS * len(lengths)),
@@ -106,7 +106,7 @@ def plan_recipe(plan: Plan, data_dir: Path) -> Variant:
     overrides.update({"model.config.local_heads": 0, "model.lr": plan.lr, "model.warmup_steps": plan.warmup_steps,
                       "model.schedule": "cosine", "model.redraw_interval": plan.redraw_interval,
                       "trainer.gradient_clip_val": plan.gradient_clip, "data.data_dir": str(data_dir),
-                      "data.mode": "concat", "data.max_length": plan.window, "data.batch_size": plan.batch_size,
+                      "data.mode": "concat", "data.window_tokens": plan.window, "data.batch_size": plan.batch_size,
                       "data.mask_prob": plan.mask_prob})
     return Variant("demo", overrides)
 
@@ -120,7 +120,7 @@ def context_baselines(data_dir: Path, window: int) -> dict:
     """The neighbour-context n-gram baseline of each objective, fitted on the train split."""
     from protein_performer.baselines import ContextBaseline
 
-    return {o: ContextBaseline.from_split(o, data_dir, max_length=window) for o in OBJECTIVES}
+    return {o: ContextBaseline.from_split(o, data_dir, window_tokens=window) for o in OBJECTIVES}
 
 
 def table2(res: Results, plan: Plan, base: Variant, data_dir: Path, work: Path,

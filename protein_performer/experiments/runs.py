@@ -190,7 +190,7 @@ def score(model, objective: str, proteins: list[np.ndarray], unigram, window: in
     """:func:`protein_performer.score.score_windows` of ``model`` on ``proteins`` (seed 0), as a dict."""
     from protein_performer.score import score_windows
 
-    result = score_windows(model, objective, proteins, max_length=window, batch_size=batch_size, seed=0,
+    result = score_windows(model, objective, proteins, window_tokens=window, batch_size=batch_size, seed=0,
                            unigram=unigram, passes=passes, context=context)
     return dataclasses.asdict(result)
 

@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 def study_variant(variant: str, args: argparse.Namespace) -> Variant:
     """The registry's ``variant`` on ``--data-dir`` with windows of ``--length`` and ``--batch-size``."""
-    return VARIANTS[variant].with_overrides(data__data_dir=str(args.data_dir), data__max_length=args.length,
+    return VARIANTS[variant].with_overrides(data__data_dir=str(args.data_dir), data__window_tokens=args.length,
                                             data__batch_size=args.batch_size)
 
 
@@ -79,8 +79,8 @@ def score_model(model, objective: str, train_token_counts, args: argparse.Namesp
     test = open_split(args.data_dir, "test")
     proteins = [np.asarray(test.protein(i)) for i in range(len(test))]
     unigram = unigram_probabilities(train_token_counts)
-    context = ContextBaseline.from_split(objective, args.data_dir, unigram, max_length=512)
-    return asdict(score_windows(model, objective, proteins, max_length=args.length,
+    context = ContextBaseline.from_split(objective, args.data_dir, unigram, window_tokens=512)
+    return asdict(score_windows(model, objective, proteins, window_tokens=args.length,
                                 batch_size=max(1, 4096 // args.length), passes=args.passes, unigram=unigram,
                                 context=context))
 
@@ -156,7 +156,7 @@ def run_variant(variant: str, args: argparse.Namespace) -> dict:
 def _split_score(model, proteins: list[np.ndarray], passes: int) -> dict:
     from protein_performer.score import score_windows
 
-    result = score_windows(model.eval(), "mlm", proteins, max_length=512, batch_size=8, seed=0, passes=passes)
+    result = score_windows(model.eval(), "mlm", proteins, window_tokens=512, batch_size=8, seed=0, passes=passes)
     return {"perplexity": result.perplexity, "accuracy": result.accuracy, "tokens": result.tokens}
 
 

@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         prepare_data(args.fasta, data_dir)
         rows = []
         for workers in args.workers:
-            dm = ProteinDataModule(str(data_dir), objective=args.objective, max_length=args.max_length,
+            dm = ProteinDataModule(str(data_dir), objective=args.objective, window_tokens=args.max_length,
                                    batch_size=args.batch_size, num_workers=workers, seed=0)
             dm.setup("fit")
             log.info("measuring num_workers=%d (%d windows per epoch)", workers, len(dm.dataset("train")))

@@ -137,7 +137,7 @@ def time_score(model: PerformerLM, arrays: list[np.ndarray], args: argparse.Name
 
     def score() -> None:
         with autocast(args.device):
-            score_windows(model, "mlm", arrays, max_length=args.score_max_length,
+            score_windows(model, "mlm", arrays, window_tokens=args.score_max_length,
                           batch_size=args.score_batch_size, passes=1)
 
     return time_call(score, args.device)
@@ -212,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
         for kind in KINDS:
             e = embedders[kind]
             e.token_budget = max(e.token_budget, n + 2)
-            e.max_length = max(e.max_length, n)
+            e.window_residues = max(e.window_residues, n)
             row[kind] = n / time_embed(e, [ProteinInput(f"long{n}", seq)])
             if args.score:
                 row[f"score_{kind}"] = n / time_score(e.model, [ALPHABET.encode(seq)], args)

@@ -42,7 +42,7 @@ def config_shape(name: str) -> tuple[PerformerConfig, int, int, float]:
         config = yaml.safe_load(path.read_text())
         model.update((config.get("model") or {}).get("config") or {})
         data.update(config.get("data") or {})
-    return PerformerConfig(**model), data["batch_size"], data["max_length"], data.get("mask_prob", MLM_FRACTION)
+    return PerformerConfig(**model), data["batch_size"], data["window_tokens"], data.get("mask_prob", MLM_FRACTION)
 
 
 def run_precision(name: str, *, rounds: int, profile_rows: int, device: str) -> dict:
