@@ -110,9 +110,11 @@ def test_results_round_trip_and_read_older_files():
     assert res.to_json() == saved  # the schema holds every field RESULTS.md was drawn from
     assert res.plan.window == saved["plan"]["window"] and res.environment.cpus == saved["environment"]["cpus"]
     older = json.loads(json.dumps(saved))
-    for key in ("redraw_interval", "probe_steps", "gradient_clip", "hybrid_window"):
+    for key in ("redraw_interval", "probe_steps", "gradient_clip", "local_window"):
         del older["plan"][key]
     plan = Results.from_json(older).plan
-    assert (plan.redraw_interval, plan.probe_steps, plan.gradient_clip, plan.hybrid_window) == (None,) * 4
+    assert (plan.redraw_interval, plan.probe_steps, plan.gradient_clip, plan.local_window) == (None,) * 4
+    older["plan"]["hybrid_window"] = 16  # the field's former name
+    assert Results.from_json(older).plan.local_window == 16
     with pytest.raises(ValueError, match=r"unknown sections \['tables'\]"):
         Results.from_json({**saved, "tables": []})

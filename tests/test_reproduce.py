@@ -109,7 +109,7 @@ def test_wall_clock_runs_end_their_cosine_with_the_budget(prepared_ecoli, tmp_pa
 
     args = reproduce.create_parser().parse_args(["--tiny", "--budget-minutes", "1"])
     plan = dataclasses.replace(reproduce.make_plan(args), max_steps=None)  # budgeted, not step-capped
-    softmax = paper_model("softmax", plan.shape, plan.hybrid_window)
+    softmax = paper_model("softmax", plan.shape, plan.local_window)
     variant = reproduce.plan_recipe(plan, prepared_ecoli).with_overrides(**reproduce.model_overrides(softmax))
     assert (plan.window, plan.batch_size) == (64, 4)
     run = train_run("deadline", variant, tmp_path / "deadline", seed=0, seconds=0.1 * 60, val_every=10**6,

@@ -109,7 +109,7 @@ def _models(plan: Plan, length: int) -> tuple[list[tuple[str, dict, Probe]], flo
     else:
         log.warning("no exact model fits in %.0f MiB at L=%d and the smallest failed its probe; training the "
                     "Performer only", cap / 2**20, length)
-    hybrid = paper_model("hybrid", plan.shape, plan.hybrid_window)  # Table 2's best, beside the paper's two
+    hybrid = paper_model("hybrid", plan.shape, plan.local_window)  # Table 2's best, beside the paper's two
     hybrid_probe = probe(hybrid, length)
     if "error" in hybrid_probe:
         log.warning("memory probe of the hybrid at L=%d failed (%s); not training it", length,

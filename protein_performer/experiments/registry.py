@@ -121,13 +121,13 @@ VARIANTS: dict[str, Variant] = {
 the demo recipe (2 x 128, 4 heads, m = 64; a cosine over the run, 30% masking, lr 1e-3)."""
 
 
-def paper_model(attention: str, shape: dict[str, Any], hybrid_window: int) -> dict[str, Any]:
+def paper_model(attention: str, shape: dict[str, Any], local_window: int) -> dict[str, Any]:
     """``model.config`` overrides of Table 2's model ``attention`` at ``shape``: one attention of
     :data:`~protein_performer.attention.kernels.KERNELS` (``exact``, ``relu``, ``softmax``) in every head,
     or ``hybrid``: every head but one runs exact softmax attention
-    within ``hybrid_window`` residues, the last runs FAVOR+ (softmax) over the whole window."""
+    within ``local_window`` residues, the last runs FAVOR+ (softmax) over the whole window."""
     if attention == "hybrid":
-        return dict(shape, attention="softmax", local_heads=shape["heads"] - 1, local_window=hybrid_window)
+        return dict(shape, attention="softmax", local_heads=shape["heads"] - 1, local_window=local_window)
     kinds = sorted({kind for kind, _ in KERNELS})  # PerformerConfig.attention's values
     if attention not in kinds:
         raise ValueError(f"unknown Table 2 model {attention!r}; expected {', '.join(kinds)} or hybrid")

@@ -97,7 +97,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
                 long_lengths=lengths, long_minutes=budget * SHARES[1] / (LONG_MODELS * len(lengths)),
                 transfer_minutes=budget * SHARES[2] / len(TRANSFER_TARGETS), max_steps=None, val_batches=4,
                 similarity_proteins=100, mask_prob=data["mask_prob"], redraw_interval=model["redraw_interval"],
-                gradient_clip=demo["trainer"]["gradient_clip_val"], hybrid_window=model["config"]["local_window"])
+                gradient_clip=demo["trainer"]["gradient_clip_val"], local_window=model["config"]["local_window"])
 
 
 def plan_recipe(plan: Plan, data_dir: Path) -> Variant:
@@ -132,7 +132,7 @@ def table2(res: Results, plan: Plan, base: Variant, data_dir: Path, work: Path,
         for objective in OBJECTIVES:
             for attention in ATTENTIONS:
                 name = f"table2_{attention}_{objective}_s{seed}"
-                config = paper_model(attention, plan.shape, plan.hybrid_window)
+                config = paper_model(attention, plan.shape, plan.local_window)
                 run = train_run(name, base.with_overrides(**model_overrides(config, objective)), work / name,
                                 seed=seed, max_steps=plan.max_steps, seconds=plan.table_minutes * 60,
                                 probe_steps=plan.probe_steps, val_every=25 if not plan.tiny else 2,
@@ -157,7 +157,7 @@ def transfer(res: Results, plan: Plan, base: Variant, work: Path, test: list[np.
     exact_test = next(r for r in res.table if r["attention"] == "exact" and r["objective"] == "mlm" and r["seed"] == 0)
     zero_shot = {}
     for attention in ("relu", *TRANSFER_TARGETS):
-        lit = ProteinLM(config=paper_model(attention, source.config, plan.hybrid_window), objective="mlm",
+        lit = ProteinLM(config=paper_model(attention, source.config, plan.local_window), objective="mlm",
                         init_from=source.checkpoint)
         unigram = unigram_probabilities(np.zeros(lit.config.vocab_size))  # baseline is in Table 2
         zero_shot[attention] = score(lit.model, "mlm", test, unigram, plan.window, plan.batch_size, plan.score_passes)
@@ -166,7 +166,7 @@ def transfer(res: Results, plan: Plan, base: Variant, work: Path, test: list[np.
                              plan.val_batches)
     lr, targets = plan.lr / 4, {}
     for target in TRANSFER_TARGETS:
-        variant = from_source.with_overrides(**model_overrides(paper_model(target, source.config, plan.hybrid_window)))
+        variant = from_source.with_overrides(**model_overrides(paper_model(target, source.config, plan.local_window)))
         start_acc = validate_run(variant, work / f"validate_{target}", plan.val_batches)
         scratch = runs[(target, "mlm", 0)]
         steps_per_minute = scratch.steps / max(scratch.seconds / 60, 1e-6)

@@ -53,15 +53,19 @@ class Plan:
     probe_steps: int | None = 50
     """Steps after which a budgeted run fixes its length from the measured rate (fewer for long windows)."""
     gradient_clip: float | None = 1.0
-    hybrid_window: int | None = 16
+    local_window: int | None = 16
     """The hybrid's local heads attend within this many residues (as configs/demo.yaml)."""
 
     RECORDED_LATER = ("tiny", "mask_prob", "score_passes", "redraw_interval", "probe_steps", "gradient_clip",
-                      "hybrid_window")
+                      "local_window")
     """Fields that results saved before them lack: read as None, so the report leaves them out."""
+
+    FORMER_NAMES = {"hybrid_window": "local_window"}
+    """Keys of results saved under a former name."""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Plan:
+        data = {cls.FORMER_NAMES.get(k, k): v for k, v in data.items()}
         return cls(**{**{name: None for name in cls.RECORDED_LATER}, **data})
 
 

@@ -178,7 +178,7 @@ def long_section(res: Results) -> tuple[str, str]:
         hybrid = ""
         if c.hybrid is not None:
             h = c.hybrid
-            hybrid = (f" The hybrid (every head but one exact within {res.plan.hybrid_window} residues, "
+            hybrid = (f" The hybrid (every head but one exact within {res.plan.local_window} residues, "
                       f"one FAVOR+ head; {h['peak_mib']:.0f} MiB) made {h['steps']} steps in the same time: test "
                       f"perplexity {h['perplexity']:.3f}, accuracy {h['accuracy'] * 100:.2f}%.")
         best = rules.best_performer_ratio(c)
