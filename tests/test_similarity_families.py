@@ -238,3 +238,24 @@ def test_similarity_homologs_refuses_unaligned_homologs_for_an_aligned_model(tmp
     err = capsys.readouterr().err
     assert code == 1 and "not aligned" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_sampled_query_rows_count_only_those_queries(tmp_path):
+    """`query_rows` counts a seeded sample of each window's queries: the same as counting all rows
+    and keeping those queries' contributions (brute force on a tiny float64 model)."""
+    torch.manual_seed(0)
+    model = PerformerLM(PerformerConfig(dim=12, depth=1, heads=3, nb_features=8, local_heads=2, local_window=3,
+                                        restart_positions=True, dropout=0.0)).double().eval()
+    family = read_family(_a3m(tmp_path / "f.a3m", n=6, length=14))
+    window = family_windows(family, window_tokens=60, windows=1, aligned=False)[0]
+    sampled = count_attention(model, [window], row_block=5, query_rows=11, seed=4)
+    n_res = int((window.tokens >= ALPHABET.amino_acid_indices[0]).sum())
+    queries = np.sort(np.random.default_rng(np.random.SeedSequence([4, 0])).choice(n_res, size=11, replace=False))
+    from protein_performer.analysis.attention_counts import count_window
+
+    direct = count_window(model, window, (1,), sampled.kinds, row_block=64, queries=queries)
+    for got, want in zip((sampled.mass, sampled.total, sampled.counts, sampled.pair_mass, sampled.pair_expected,
+                          sampled.pair_offset_expected), direct):
+        np.testing.assert_allclose(got[0], want, rtol=1e-12, atol=1e-12)
+    full = count_attention(model, [window], row_block=64)
+    assert sampled.pair_mass.sum() < full.pair_mass.sum() and np.array_equal(sampled.counts, full.counts)

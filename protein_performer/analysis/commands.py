@@ -63,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     family.add_argument("--windows", type=int, default=16, help="family windows per homolog set (default 16)")
     family.add_argument("--window-tokens", type=int, default=8192,
                         help="tokens per family window, as the model trained (default 8192)")
+    parser.add_argument("--query-rows", type=int, default=None,
+                        help="analyse this many residue queries of each protein / window, drawn at random "
+                             "(default: all; 2048 makes an 8,192-token family window a few forward passes)")
     parser.add_argument("--controls", nargs="*", choices=("untrained", "shuffled"), default=["untrained", "shuffled"],
                         help="controls to analyse beside the model (default both; none: `--controls` alone): an "
                              "untrained model of the same shape, and the model on shuffled inputs (columns "
@@ -91,7 +94,7 @@ def check_outputs(args: argparse.Namespace) -> None:
     from protein_performer.outputs import check_at_least, check_output
 
     check_at_least(args, {"--max-proteins": 0, "--row-block": 1, "--top": 1, "--windows": 1,
-                          "--window-tokens": 3, "--bootstrap": 0, "--seed": 0})
+                          "--window-tokens": 3, "--bootstrap": 0, "--seed": 0, "--query-rows": 1})
     inputs = [args.checkpoint, *([args.fasta] if args.fasta else args.homologs)]
     check_output(args.out, "dir", inputs=inputs)
     for name in OUTPUT_FILES:
@@ -189,7 +192,8 @@ def run(args: argparse.Namespace) -> int:
         model = loaded.model.to(args.device or default_device())
         counts = ReadCounts()
         windows, shuffled, families, unit = read_inputs(args, model, counts)
-        options = dict(layers=args.blocks, row_block=args.row_block, progress=from_args(args))
+        options = dict(layers=args.blocks, row_block=args.row_block, query_rows=args.query_rows, seed=args.seed,
+                       progress=from_args(args))
         sources = {"trained": count_attention(model, windows, desc="similarity: trained", **options)}
         models = {"trained": model}
         if "untrained" in args.controls:
