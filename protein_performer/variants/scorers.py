@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Mapping, Protocol, Sequence
+from typing import Literal, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -84,6 +84,7 @@ class ScoringContext:
         return next(s for s in self.earlier if s.kind == "profile")
 
 
+@runtime_checkable
 class Scorer(Protocol):
     """One scorer of ``score-variants`` (module docstring)."""
 
