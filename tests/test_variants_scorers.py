@@ -77,7 +77,7 @@ def test_scorers_read_the_context_and_the_results_before_them_and_never_write_th
         np.testing.assert_array_equal(a.scores, b.scores)
         np.testing.assert_array_equal(a.scores, before)  # no later scorer changed an earlier one's scores
     # a scorer sees only the results before it: the mix alone has no model to mix
-    with pytest.raises(StopIteration):
+    with pytest.raises(LookupError, match="no earlier homologs or model result of .*m.ckpt"):
         scorers_module.MixScorer(options.checkpoints[0]).score(context)
 
 

@@ -40,7 +40,6 @@ reading the run's context and the results before it; then the heatmap, the metri
 (:mod:`.report`).
 """
 
-
 from __future__ import annotations
 
 import argparse
@@ -48,6 +47,7 @@ import logging
 from pathlib import Path
 
 from protein_performer.cli_args import deprecated_alias
+from protein_performer.corpus.families import Family, read_family
 from protein_performer.variants.metrics import Targets, read_targets
 from protein_performer.variants.mutants import VariantTable, check_mutated_sequences, detect_columns, read_variants
 from protein_performer.variants.options import HomologOptions, ModelOptions, ScoreVariantsOptions
@@ -205,12 +205,10 @@ def _targets(options: ScoreVariantsOptions, table: VariantTable) -> Targets:
     return read_targets(table, score_col, label_col, options.label_fit)
 
 
-def _read_family(options: HomologOptions):
+def _read_family(options: HomologOptions) -> Family | None:
     """The wild type's family (``--homologs``), None without one."""
     if options.path is None:
         return None
-    from protein_performer.corpus.families import read_family
-
     family = read_family(options.path, query=options.query, format=options.format, identity=options.identity)
     log.info("%s: %d homologs (%s), Neff %.1f", options.path, len(family), family.format, family.neff)
     return family

@@ -75,13 +75,14 @@ class ScoringContext:
             out, k = f"{wanted}_{k}", k + 1
         return out
 
-    def last_of(self, checkpoint: Path, kinds: Sequence[Kind]) -> Scored:
-        """The latest earlier result of ``checkpoint`` of one of ``kinds``."""
-        return next(s for s in reversed(self.earlier) if s.checkpoint == checkpoint and s.kind in kinds)
-
-    @property
-    def profile(self) -> Scored:
-        return next(s for s in self.earlier if s.kind == "profile")
+    def last_of(self, checkpoint: Path | None, kinds: Sequence[Kind]) -> Scored:
+        """The latest earlier result of one of ``kinds`` (of ``checkpoint``; None: of no checkpoint).
+        Raises ``LookupError`` when there is none (a scorer run before the ones it reads)."""
+        found = next((s for s in reversed(self.earlier) if s.checkpoint == checkpoint and s.kind in kinds), None)
+        if found is None:
+            raise LookupError(f"no earlier {' or '.join(kinds)} result{f' of {checkpoint}' if checkpoint else ''}; "
+                              "run the scorers in build_scorers' order")
+        return found
 
 
 @runtime_checkable
@@ -206,6 +207,7 @@ class MixScorer:
         from protein_performer.variants.mixing import choose_profile_weight, mix_scores
 
         base = context.last_of(self.checkpoint, ("homologs", "model"))
+        profile = context.last_of(None, ("profile",))
         family = context.options.family
         weight, rule = family.fixed_weight, {"rule": "--profile-weight"}
         if weight is None:
@@ -222,7 +224,7 @@ class MixScorer:
         info = {"column": column, "checkpoint": base.info["checkpoint"], "objective": base.info["objective"],
                 "strategy": f"(1 - w) {base.column} + w profile", "profile_weight": weight,
                 "profile_weight_choice": rule}
-        return Scored(column, mix_scores(base.scores, context.profile.scores, weight), "mix", info, self.checkpoint)
+        return Scored(column, mix_scores(base.scores, profile.scores, weight), "mix", info, self.checkpoint)
 
 
 @dataclass(frozen=True)
