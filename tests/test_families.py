@@ -295,14 +295,14 @@ def tem1_family(families_dir, variants_dir):
 
 def test_the_profile_scores_tem1_variants_far_above_blosum62(tem1_family):
     from protein_performer.variants import blosum62_scores, read_variants, spearman
-    from protein_performer.variants.command import _measured, _read_wild_type
+    from protein_performer.variants import read_measurements, read_wild_type
     from protein_performer.variants.profile import profile_log_probs, profile_scores, wild_type_columns
 
-    wt = _read_wild_type(TEM1_FASTA)
+    wt = read_wild_type(TEM1_FASTA)
     table = read_variants(TEM1_CSV, wt, offset=24)
     columns = wild_type_columns(tem1_family, wt)
     assert columns.tolist() == list(range(23, 23 + len(wt)))  # residue 24 onward of the query
-    measured = _measured(table, "2500")
+    measured = read_measurements(table, "2500")
     prof = spearman(profile_scores(profile_log_probs(tem1_family), columns, table.mutants), measured, bootstrap=0)
     blosum = spearman(blosum62_scores(table.mutants), measured, bootstrap=0)
     assert prof.n == 4996 and prof.spearman > blosum.spearman + 0.2

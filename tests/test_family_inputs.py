@@ -129,7 +129,8 @@ def test_make_variants_keeps_an_earlier_run_and_names_its_checkpoint_truthfully(
 
 
 def test_overlapping_homolog_sets_never_train_on_each_others_held_out_members(tmp_path):
-    from protein_performer.corpus.prepare import FamilyOptions, SplitFractions, _read_split_family, prepare
+    from protein_performer.corpus.prepare import FamilyOptions, SplitFractions, prepare
+    from protein_performer.corpus.prepare_family import read_split_family
     from protein_performer.corpus.shards import open_split
 
     rng = np.random.default_rng(2)
@@ -150,7 +151,7 @@ def test_overlapping_homolog_sets_never_train_on_each_others_held_out_members(tm
     b = _write(tmp_path / "b.a3m", f">qb\n{core[::-1]}\n" + "".join(f">b{k}\n{s}\n" for k, s in enumerate(shared)))
     options, fractions = FamilyOptions(), SplitFractions(valid=0.2, test=0.1)
     held = {s for path in (a, b) for s, split in zip(*(lambda f, sp: (f.sequences, sp))(
-        *_read_split_family(path, options, fractions))) if split != "train"}
+        *read_split_family(path, options, fractions))) if split != "train"}
     assert held  # the ids differ, so the two sets hold out different members
     prepare([a, b], tmp_path / "p", family=options, valid_fraction=0.2, test_fraction=0.1)
     train = open_split(tmp_path / "p", "train")

@@ -170,3 +170,32 @@ def test_out_is_a_file(tmp_path):
     out.write_text("x")
     with pytest.raises(ValueError, match="is a file"):
         prep.prepare([MALFORMED / "lengths.fasta"], out)
+
+
+def test_one_split_rule_for_proteins_and_families():
+    """``split_rule`` is the one home of the hash-to-[0, 1) rule: the formula the manifest states,
+    exact in integers for prepare, the same splits in floats for a family's groups (the two forms
+    agree unless ``u`` is within 2**-53 of a threshold)."""
+    import hashlib
+
+    from protein_performer.corpus import families, prepare_inputs, split_rule
+
+    assert prep.SplitFractions is split_rule.SplitFractions and prep.SPLIT_RULE == split_rule.SPLIT_RULE
+    assert prepare_inputs.SplitFractions is split_rule.SplitFractions
+    assert families.hash_unit is split_rule.hash_unit
+    ids = [f"P{k:05d}" for k in range(3000)]
+    for pid in ids[:50]:
+        digest = hashlib.blake2b(("salt" + pid).encode(), digest_size=8).digest()
+        assert split_rule.hash_bits(pid, "salt") == int.from_bytes(digest, "little")
+        assert split_rule.hash_unit(pid, "salt") == int.from_bytes(digest, "little") / 2**64
+    fractions = split_rule.SplitFractions(valid=0.1, test=0.2, salt="s")
+    by_bits = [fractions.split_of(pid) for pid in ids]
+    by_unit = [split_rule.split_below(split_rule.hash_unit(pid, "s"), 0.2, 0.3) for pid in ids]
+    assert by_bits == by_unit
+    assert {s: by_bits.count(s) / len(ids) for s in SPLITS} == pytest.approx({"train": 0.7, "valid": 0.1,
+                                                                               "test": 0.2}, abs=0.03)
+    # an unaligned family is split member by member with the same rule, in floats
+    fam = families.Family(path=Path("f.fasta"), ids=ids[:200], sequences=["MKV"] * 200, query=0, columns=None,
+                          weights=np.ones(200), format="fasta")
+    got = families.similarity_splits(fam, valid_fraction=0.1, test_fraction=0.2, salt="s")
+    assert got[1:] == by_unit[1:200] and got[0] == "train"  # the query's group is always in train

@@ -33,9 +33,9 @@ SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQFEVVHSL
 
 @pytest.fixture(scope="module")
 def tem1(variants_dir) -> tuple[str, Path]:
-    from protein_performer.variants import _read_wild_type
+    from protein_performer.variants import read_wild_type
 
-    return _read_wild_type(TEM1_FASTA), TEM1_CSV
+    return read_wild_type(TEM1_FASTA), TEM1_CSV
 
 
 def tiny(causal: bool, seed: int = 0, **config) -> PerformerLM:
@@ -137,9 +137,20 @@ def test_windowed_scores_equal_whole_sequence_scores_for_a_short_range_model(cau
                                                  mut(200, "P"), mut(len(SEQ), "A"))]
     strategies = ["masked-marginals"] if causal else ["masked-marginals", "wt-marginals"]
     for strategy in strategies:
-        whole = score_mutants(model, SEQ, mutants, causal=causal, strategy=strategy, max_length=1024)
-        windowed = score_mutants(model, SEQ, mutants, causal=causal, strategy=strategy, max_length=32)
+        whole = score_mutants(model, SEQ, mutants, causal=causal, strategy=strategy, window_tokens=1024)
+        windowed = score_mutants(model, SEQ, mutants, causal=causal, strategy=strategy, window_tokens=32)
         np.testing.assert_allclose(windowed, whole, rtol=0, atol=1e-4)
+
+
+def test_the_old_keyword_max_length_still_gives_window_tokens_and_warns():
+    model = tiny(False, local_heads=2, local_window=2)
+    mutants = [parse_mutant(f"{SEQ[57]}58C", SEQ, 1)]
+    want = score_mutants(model, SEQ, mutants, causal=False, window_tokens=32)
+    with pytest.warns(DeprecationWarning, match=r"score_mutants\(max_length=...\) is deprecated.*window_tokens"):
+        got = score_mutants(model, SEQ, mutants, causal=False, max_length=32)
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(TypeError, match="give window_tokens"):
+        score_mutants(model, SEQ, mutants, causal=False, max_length=32, window_tokens=32)
 
 
 def _log_probs(model, tokens):

@@ -23,14 +23,13 @@ Sequence weights (EVcouplings / DeepSequence): ``w_i = 1 / |{j : id(i, j) >= ide
 and a member counts itself). ``Neff = sum(w)``.
 
 Similarity splits: members are joined when ``max(id(i, j), id(j, i)) >= split_identity``; each
-connected group goes, whole, to one split by a hash of its first member's id (the query's group is
-always in train). So every held-out member is below ``split_identity`` to every training member,
-and held-out perplexity is not inflated by near copies.
+connected group goes, whole, to one split by the hash of its first member's id
+(:mod:`.split_rule`; the query's group is always in train). So every held-out member is below
+``split_identity`` to every training member, and held-out perplexity is not inflated by near copies.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ import numpy as np
 
 from protein_performer.alphabet import STANDARD_AMINO_ACIDS
 from protein_performer.corpus.fasta import open_binary
+from protein_performer.corpus.split_rule import check_split_fractions, hash_unit, split_below
 
 log = logging.getLogger(__name__)
 
@@ -352,19 +352,6 @@ def sequence_weights(family: Family, identity: float = 0.8) -> np.ndarray:
     return 1.0 / np.maximum(neighbours, 1)
 
 
-def _hash_unit(text: str, salt: str) -> float:
-    digest = hashlib.blake2b((salt + text).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") / 2**64
-
-
-def check_split_fractions(valid: float, test: float, names: tuple[str, str] = ("valid fraction", "test fraction")
-                          ) -> None:
-    """Raise ``ValueError`` unless both fractions are in [0, 1) and sum to less than 1 (``names``:
-    what the message calls them, e.g. the flags that gave them)."""
-    if not (0 <= valid < 1 and 0 <= test < 1 and valid + test < 1):
-        raise ValueError(f"{names[0]} {valid} and {names[1]} {test} must be in [0, 1) and sum to less than 1")
-
-
 def similarity_splits(family: Family, *, split_identity: float = 0.8, valid_fraction: float = 0.05,
                       test_fraction: float = 0.05, salt: str = "") -> list[str]:
     """The split (``train`` / ``valid`` / ``test``) of every member: connected groups at
@@ -396,8 +383,8 @@ def similarity_splits(family: Family, *, split_identity: float = 0.8, valid_frac
         if int(g) == query_group:
             splits.append("train")
             continue
-        u = _hash_unit(family.ids[first_member[int(g)]], salt)
-        splits.append("test" if u < test_fraction else "valid" if u < test_fraction + valid_fraction else "train")
+        u = hash_unit(family.ids[first_member[int(g)]], salt)
+        splits.append(split_below(u, test_fraction, test_fraction + valid_fraction))
     return splits
 
 

@@ -22,12 +22,15 @@ stage (``fit`` from its ``last.ckpt``). A failing assay is reported in the table
 the others go on. The summary (``summary.md``, ``summary.json``, and one ProteinGym-layout CSV per
 metric, ``<metric>_DMS_level.csv``: a row per assay, a column per scorer) is rewritten after each
 assay. ``make variants`` is the one-assay case (:mod:`protein_performer.experiments.families`).
+
+The reference file and the checks of each assay before any work are :mod:`.benchmark_assays` (the
+targets are checked by ``score-variants``' own rule, :func:`protein_performer.variants.metrics.read_targets`);
+the table is :mod:`.benchmark_report`.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import json
 import logging
@@ -37,92 +40,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+from protein_performer.experiments.benchmark_assays import REQUIRED, Assay, check_assay, read_reference
+from protein_performer.experiments.benchmark_report import (
+    best_performer,
+    save_json,
+    summary_markdown,
+    summary_tables,
+    write_summary,
+)
 
 log = logging.getLogger(__name__)
 
-REQUIRED = ("DMS_id", "DMS_filename", "target_seq", "MSA_filename")
 STAGES = ("recipe", "prepare", "fit", "score-variants")
-
-
-@dataclass(frozen=True)
-class Assay:
-    """One row of the reference file, its files resolved."""
-
-    dms_id: str
-    variants: Path
-    target_seq: str
-    msa: Path
-    msa_start: int | None = None
-    msa_end: int | None = None
-    offset_idx: int = 1
-    score_col: str | None = None
-    label_col: str | None = None
-    label_fit: str = "auto"
-    mutant_col: str | None = None
-    query: str | None = None
-
-
-def _int_or_none(text: str | None, where: str) -> int | None:
-    text = (text or "").strip()
-    if not text:
-        return None
-    try:
-        return int(float(text))
-    except ValueError:
-        raise ValueError(f"{where}: {text!r} is not a residue number; fix the row") from None
-
-
-def read_reference(path: Path, dms_dir: Path, msa_dir: Path, only: list[str] | None = None) -> list[Assay]:
-    """The assays of a ProteinGym-layout reference CSV; raises ``ValueError`` naming the file, the row
-    and the fix for a missing column, a missing file, a bad wild type or a region outside it."""
-    from protein_performer.alphabet import STANDARD_AMINO_ACIDS
-
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows:
-        raise ValueError(f"{path}: no assays; give a CSV with a header ({', '.join(REQUIRED)}) and one row per assay")
-    missing = [c for c in REQUIRED if c not in rows[0]]
-    if missing:
-        raise ValueError(f"{path}: no column {', '.join(missing)}; a reference file in ProteinGym's layout has "
-                         f"{', '.join(REQUIRED)}, MSA_start, MSA_end")
-    assays, seen = [], set()
-    for number, row in enumerate(rows, start=1):
-        where = f"{path}: row {number} ({row['DMS_id'] or 'no DMS_id'})"
-        dms_id = row["DMS_id"].strip()
-        if not dms_id or dms_id in seen or "/" in dms_id or dms_id.startswith("."):
-            raise ValueError(f"{where}: DMS_id must be a unique, non-empty name without '/' or a leading '.'")
-        seen.add(dms_id)
-        if only and dms_id not in only:
-            continue
-        variants, msa = dms_dir / row["DMS_filename"].strip(), msa_dir / row["MSA_filename"].strip()
-        for flag, file in (("--dms-dir", variants), ("--msa-dir", msa)):
-            if not file.is_file():
-                raise ValueError(f"{where}: {file} does not exist; check the file name in the row and {flag}")
-        target = row["target_seq"].strip().upper()
-        bad = sorted(set(target) - set(STANDARD_AMINO_ACIDS))
-        if not target or bad:
-            raise ValueError(f"{where}: target_seq {'is empty' if not target else 'has ' + ', '.join(bad)}; give the "
-                             "assay's wild type in the 20 standard one-letter codes")
-        start = _int_or_none(row.get("MSA_start"), f"{where}: MSA_start")
-        end = _int_or_none(row.get("MSA_end"), f"{where}: MSA_end")
-        if (start is not None and not 1 <= start <= len(target)) or (
-                end is not None and not (start or 1) <= end <= len(target)):
-            raise ValueError(f"{where}: MSA_start {start} / MSA_end {end} do not fit target_seq ({len(target)} "
-                             "residues); give 1-based residues of target_seq with start <= end")
-        assays.append(Assay(dms_id=dms_id, variants=variants, target_seq=target, msa=msa, msa_start=start, msa_end=end,
-                            offset_idx=_int_or_none(row.get("offset_idx"), f"{where}: offset_idx") or 1,
-                            score_col=(row.get("DMS_score_column") or "").strip() or None,
-                            label_col=(row.get("DMS_binary_column") or "").strip() or None,
-                            label_fit=(row.get("DMS_binary_fit") or "").strip() or "auto",
-                            mutant_col=(row.get("mutant_column") or "").strip() or None,
-                            query=(row.get("MSA_query") or "").strip() or None))
-    if only:
-        unknown = sorted(set(only) - {a.dms_id for a in assays})
-        if unknown:
-            raise ValueError(f"{path}: no assay {', '.join(unknown)} for --assays; the file has "
-                             f"{', '.join(sorted(seen)[:10])}")
-    return assays
 
 
 # --------------------------------------------------------------------------- one assay
@@ -162,13 +91,6 @@ def _load_stages(folder: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _save_json(path: Path, value: dict) -> None:
-    from protein_performer.outputs import written_atomically
-
-    with written_atomically(path) as tmp:
-        tmp.write_text(json.dumps(value, indent=1, allow_nan=False) + "\n")
-
-
 def _base_callbacks() -> list[dict]:
     import yaml
 
@@ -189,12 +111,12 @@ def run_assay(assay: Assay, folder: Path, options: Options) -> dict:
 
     def done(stage: str, minutes: float, **info) -> None:
         stages[stage] = {"minutes": round(minutes, 3), **info}
-        _save_json(_stage_file(folder), stages)
+        save_json(_stage_file(folder), stages)
 
     if "recipe" not in stages:
         started = time.time()
         recipe = family_recipe(assay.msa, query=assay.query, family=family)
-        _save_json(folder / "recipe.json", recipe.as_dict())
+        save_json(folder / "recipe.json", recipe.as_dict())
         done("recipe", (time.time() - started) / 60)
     recipe_info = json.loads((folder / "recipe.json").read_text())
     recipe = FamilyRecipe(**recipe_info)
@@ -233,40 +155,8 @@ def run_assay(assay: Assay, folder: Path, options: Options) -> dict:
             "--homologs", str(assay.msa), *split_args, "--contexts", str(options.contexts), "--bootstrap",
             str(options.bootstrap), "--out", str(folder / "scored.csv"), "--overwrite", "--quiet"))
     result = assay_result(assay, folder, stages, recipe_info, best, last)
-    _save_json(folder / "result.json", result)
+    save_json(folder / "result.json", result)
     return result
-
-
-def check_assay(assay: Assay):
-    """Before any work: the wild type is the alignment's protein (and sits at ``MSA_start``), and the
-    assay has scorable rows with a usable measurement or label. Raises ``ValueError`` naming the
-    files and the fix; returns the family it read (for the recipe, so it is read once)."""
-    from protein_performer.corpus.families import read_family
-    from protein_performer.variants.metrics import check_target
-    from protein_performer.variants.mutants import detect_columns, read_labels, read_variants
-    from protein_performer.variants.profile import column_map
-
-    family = read_family(assay.msa, query=assay.query)
-    column_map(family, assay.target_seq, region_start=assay.msa_start, source=f"target_seq of {assay.dms_id}")
-    try:
-        table = read_variants(assay.variants, assay.target_seq, mutation_col=assay.mutant_col,
-                              offset=assay.offset_idx, skip_invalid=True)
-    except ValueError as err:
-        raise ValueError(f"{assay.dms_id}: {err} (against target_seq with offset_idx {assay.offset_idx})") from None
-    found = detect_columns(assay.variants, table.header, table.rows)
-    score_col, label_col = assay.score_col or found["score"], assay.label_col or found["label"]
-    if not score_col and not label_col:
-        raise ValueError(f"{assay.variants}: no DMS_score, DMS_score_bin or clinical label column; name one with "
-                         "DMS_score_column or DMS_binary_column in the reference row")
-    scorable = np.array([m is not None for m in table.mutants])
-    if score_col:
-        from protein_performer.variants.command import _measured
-
-        check_target(_measured(table, score_col)[scorable], binary=False, source=f"{assay.variants}: {score_col!r}")
-    if label_col:
-        check_target(read_labels(table, label_col, assay.label_fit)[scorable], binary=True,
-                     source=f"{assay.variants}: {label_col!r}")
-    return family
 
 
 def _checkpoints(run_dir: Path) -> tuple[Path, Path]:
@@ -314,117 +204,6 @@ def _references(assay: Assay, score_col: str | None) -> dict:
     from protein_performer.experiments.families import reference_correlations
 
     return reference_correlations(assay.variants, score_col, bootstrap=0)
-
-
-# --------------------------------------------------------------------------- the table
-
-
-def best_performer(result: dict, metric: str) -> tuple[str, float] | None:
-    """The best-scoring Performer scorer of an assay on ``metric`` (None if none has it)."""
-    found = [(name, m[metric]["value"]) for name, m in result.get("scorers", {}).items()
-             if name.startswith("Performer") and metric in m and m[metric]["value"] is not None]
-    return max(found, key=lambda x: x[1]) if found else None
-
-
-def summary_tables(results: list[dict]) -> dict[str, list[list]]:
-    """One table per metric: a row per assay (and the mean over assays), a column per scorer."""
-    from protein_performer.variants.metrics import METRICS
-
-    done = [r for r in results if r.get("status") == "done"]
-    scorers: list[str] = []
-    for r in done:
-        scorers += [s for s in r["scorers"] if s not in scorers]
-    tables = {}
-    for metric in METRICS:
-        cols = [s for s in scorers if any(metric in r["scorers"].get(s, {}) for r in done)]
-        if not cols:
-            continue
-        rows = []
-        for r in done:
-            if any(metric in r["scorers"].get(s, {}) for s in cols):
-                rows.append([r["DMS_id"], *(r["scorers"].get(s, {}).get(metric, {}).get("value") for s in cols)])
-        means = []
-        for k in range(len(cols)):
-            values = [row[k + 1] for row in rows if row[k + 1] is not None]
-            means.append(float(np.mean(values)) if values else None)
-        tables[metric] = [["DMS_id", *cols], *rows, ["Average", *means]]
-    return tables
-
-
-def summary_markdown(results: list[dict], meta: dict) -> str:
-    """``summary.md``: per metric, the assays by scorers (values with 95% intervals), then the recipe
-    each assay got, minutes per stage, and failed assays with their errors."""
-    from protein_performer.experiments.report.markdown import md_table
-
-    def cell(r: dict, scorer: str, metric: str) -> str:
-        m = r["scorers"].get(scorer, {}).get(metric)
-        if not m or m["value"] is None:
-            return ""
-        ci = m.get("ci95")
-        return f"{m['value']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
-
-    done = {r["DMS_id"]: r for r in results if r.get("status") == "done"}
-    lines = [f"Measured by `{meta['command']}` on {meta['date']} ({meta['cpus']} CPUs). Metrics as ProteinGym "
-             "defines them (`protein_performer.variants.metrics`); 95% bootstrap intervals over variants.", ""]
-    for metric, table in summary_tables(results).items():
-        header = table[0]
-        rows = [[dms, *(cell(done[dms], s, metric) for s in header[1:])] for dms, *_ in table[1:-1]]
-        rows.append(["**Average**", *("" if v is None else f"{v:.3f}" for v in table[-1][1:])])
-        lines += [f"### {metric}", "", md_table(header, rows), ""]
-    lines += _same_rows_section(done, md_table)
-    refs = [[r["DMS_id"], name, f"{c['spearman']:.3f}", f"{c['n']:,}"] for r in done.values()
-            for name, c in (r.get("references") or {}).items() if c.get("spearman") is not None]
-    if refs:
-        lines += ["### Published predictions the assay's CSV carries (Spearman)", "",
-                  md_table(["assay", "predictor", "spearman", "rows"], refs), ""]
-    recipe_rows = [[r["DMS_id"], f"{r['recipe']['members']:,}", f"{r['recipe']['neff']:.0f}",
-                    f"{r['recipe']['identity']}/{r['recipe']['split_identity']}", str(r["recipe"]["held_out"]),
-                    f"{r['recipe']['steps']:,}", f"{r['best_step']:,}", f"{r['last_step']:,}",
-                    "" if r["profile_weight"] is None else f"{r['profile_weight']:.2f}",
-                    str(r.get("mutants_outside_columns") or 0),
-                    ", ".join(f"{k} {v:.1f}" for k, v in r["stage_minutes"].items())] for r in done.values()]
-    if recipe_rows:
-        lines += ["### What the recipe chose", "",
-                  md_table(["assay", "members", "Neff", "identity (weights/split)", "held out", "max steps",
-                            "best step", "last step", "profile weight", "mutants outside columns",
-                            "minutes per stage"], recipe_rows), ""]
-    failed = [r for r in results if r.get("status") != "done"]
-    if failed:
-        lines += ["### Failed assays", "", md_table(["assay", "error"], [[r["DMS_id"], r["error"]] for r in failed]),
-                  ""]
-    return "\n".join(lines)
-
-
-def _same_rows_section(done: dict[str, dict], md_table) -> list[str]:
-    """Where some scorer scores fewer rows than the others (mutants outside a region-only alignment
-    have no profile score), every scorer again on the rows all of them score."""
-    from protein_performer.variants.metrics import METRICS
-
-    lines = []
-    for dms, r in done.items():
-        if r.get("common_rows") is None or r["common_rows"] == r["rows"] - r["invalid_rows"]:
-            continue
-        common = r["scorers_common_rows"]
-        names = list(common)
-        rows = [[metric, *(("" if common[n].get(metric, {}).get("value") is None
-                            else f"{common[n][metric]['value']:.3f}") for n in names)]
-                for metric in METRICS if any(metric in common[n] for n in names)]
-        lines += [f"### {dms}: every scorer on the {r['common_rows']:,} rows all of them score "
-                  f"(of {r['rows'] - r['invalid_rows']:,})", "", md_table(["metric", *names], rows), ""]
-    return lines
-
-
-def write_summary(out: Path, results: list[dict], meta: dict) -> None:
-    from protein_performer.outputs import written_atomically
-
-    for metric, table in summary_tables(results).items():
-        with written_atomically(out / f"{metric}_DMS_level.csv") as tmp, open(tmp, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            for row in table:
-                writer.writerow(["" if v is None else (f"{v:.4f}" if isinstance(v, float) else v) for v in row])
-    _save_json(out / "summary.json", {**meta, "assays": results})
-    with written_atomically(out / "summary.md") as tmp:
-        tmp.write_text(summary_markdown(results, meta))
 
 
 # --------------------------------------------------------------------------- command line
@@ -523,5 +302,5 @@ def _forget(folder: Path) -> None:
             shutil.rmtree(folder / sub)
 
 
-__all__ = ["Assay", "Options", "read_reference", "run_assay", "summary_markdown", "summary_tables", "write_summary",
-           "add_arguments", "run"]
+__all__ = ["REQUIRED", "Assay", "Options", "best_performer", "check_assay", "read_reference", "run_assay",
+           "summary_markdown", "summary_tables", "write_summary", "add_arguments", "run"]

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from protein_performer.stats import bootstrap_draws, interval95
+from protein_performer.variants.mutants import VariantTable, read_labels, read_measurements
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,46 @@ def check_target(values: np.ndarray, *, binary: bool, source: str) -> None:
     if not binary and len(distinct) < 2:
         raise ValueError(f"{source}: the measurements take {len(distinct)} distinct value(s) over the scorable rows; "
                          "a correlation needs at least two: name the column of measured scores")
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What the scores are measured against: a continuous column, a binary label, or both."""
+
+    score_col: str | None
+    label_col: str | None
+    measured: np.ndarray | None
+    """(rows,) the measurement, higher = fitter (NaN where missing)."""
+    label: np.ndarray | None
+    """(rows,) 1.0 = fit / benign, 0.0 = unfit / pathogenic (NaN where missing)."""
+
+    @property
+    def any(self) -> bool:
+        return self.measured is not None or self.label is not None
+
+
+def read_targets(table: VariantTable, score_col: str | None, label_col: str | None, label_fit: str = "auto", *,
+                 flags: tuple[str, str] | None = ("--score-col", "--label-col")) -> Targets:
+    """The measurement of ``score_col`` and the binary label of ``label_col`` (either may be None),
+    refused before any work where no metric can use them (:func:`check_target`, over the scorable
+    rows). ``flags``: how the messages name the two columns' options (None: by the column alone)."""
+    scorable = np.array([m is not None for m in table.mutants])
+    measured = read_measurements(table, score_col) if score_col else None
+    label = read_labels(table, label_col, label_fit) if label_col else None
+    score_flag, label_flag = (f"{f} " for f in flags) if flags else ("", "")
+    if measured is not None:
+        check_target(measured[scorable], binary=False, source=f"{table.path}: {score_flag}{score_col!r}")
+    if label is not None:
+        check_target(label[scorable], binary=True, source=f"{table.path}: {label_flag}{label_col!r}")
+    return Targets(score_col, label_col, measured, label)
+
+
+def format_metric(metric: dict, undefined: str = "undefined") -> str:
+    """A metric of :meth:`Metric.as_dict` as text: ``0.512 [0.401, 0.598]`` (``undefined`` for none)."""
+    if metric["value"] is None:
+        return undefined
+    ci = metric.get("ci95")
+    return f"{metric['value']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
 
 def mean_over_assays(per_assay: list[dict[str, dict]]) -> dict[str, dict]:

@@ -136,6 +136,33 @@ def read_labels(table: "VariantTable", column: str, fit: str = "auto") -> "np.nd
     return out
 
 
+def read_measurements(table: "VariantTable", column: str) -> "np.ndarray":
+    """(rows,) the measured scores of ``column`` (higher = fitter), NaN where empty or not a number
+    (counted in a warning). Raises ``ValueError`` for a missing column or one with no number at all."""
+    import math
+
+    import numpy as np
+
+    if column not in table.header:
+        raise ValueError(f"{table.path}: no column {column!r} for --score-col; columns: {', '.join(table.header[:12])}")
+    col = table.header.index(column)
+    values, bad = [], []
+    for number, row in enumerate(table.rows, start=1):
+        text = row[col].strip() if col < len(row) else ""
+        try:
+            values.append(float(text) if text else math.nan)
+        except ValueError:
+            values.append(math.nan)
+            bad.append((number, text))
+    if bad and not np.isfinite(values).any():
+        raise ValueError(f"{table.path}: --score-col {column!r} is not numeric (row {bad[0][0]}: {bad[0][1]!r}); "
+                         "name the column of measured scores")
+    if bad:
+        log.warning("%s: %d rows of --score-col %r are not numbers (first: row %d, %r); they are left out of the "
+                    "correlations", table.path, len(bad), column, bad[0][0], bad[0][1])
+    return np.asarray(values)
+
+
 def _same_number(a: str, b: str) -> bool:
     try:
         return float(a) == float(b)

@@ -1,9 +1,11 @@
 """Model scores of mutants: masked marginals, wild-type marginals, pseudo-perplexity, and the causal
 log-likelihood ratio, read in overlapping windows; BLOSUM62 and unigram baselines; the DMS matrix.
 
-Proteins longer than ``max_length`` tokens are cut into overlapping windows (stride half a window)
-and every position is read from the window that gives it the most context (masked: the one it is
-nearest the centre of; causal: the one with the longest prefix), never truncated.
+Proteins longer than ``window_tokens`` tokens (``<cls>`` and ``<eos>`` included: ``--window-tokens``)
+are cut into overlapping windows (stride half a window) and every position is read from the window
+that gives it the most context (masked: the one it is nearest the centre of; causal: the one with
+the longest prefix), never truncated. The keyword was ``max_length`` before; that name still works,
+with a ``DeprecationWarning``.
 
 Functions that run many forwards take ``progress``: a bar on stderr (None: only on a terminal;
 :mod:`protein_performer.progress`), off by default.
@@ -11,7 +13,9 @@ Functions that run many forwards take ``progress``: a bar on stderr (None: only 
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+import functools
+import warnings
+from typing import Callable, Literal, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -25,6 +29,24 @@ from protein_performer.windows import WindowPlan
 
 Strategy = Literal["masked-marginals", "wt-marginals", "pseudo-ppl"]
 STRATEGIES: tuple[str, ...] = ("masked-marginals", "wt-marginals", "pseudo-ppl")
+_F = TypeVar("_F", bound=Callable)
+
+
+def _renamed_window_tokens(fn: _F) -> _F:
+    """Let ``fn`` still take ``max_length=`` (its tokens per window, the old name) for
+    ``window_tokens=``, with a ``DeprecationWarning``."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if "max_length" in kwargs:
+            if "window_tokens" in kwargs:
+                raise TypeError(f"{fn.__name__}() got window_tokens and its old name max_length; give window_tokens")
+            warnings.warn(f"{fn.__name__}(max_length=...) is deprecated: it counts tokens per window, now "
+                          "window_tokens=...", DeprecationWarning, stacklevel=2)
+            kwargs["window_tokens"] = kwargs.pop("max_length")
+        return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 # --------------------------------------------------------------------------- windows
 
@@ -60,12 +82,13 @@ def _window_positions(positions: np.ndarray | None, start: int, stop: int) -> np
     return None if positions is None else np.asarray(positions[start:stop], dtype=np.int64)
 
 
-def masked_log_probs(model: PerformerLM, tokens: np.ndarray, targets: Sequence[int], *, max_length: int,
+@_renamed_window_tokens
+def masked_log_probs(model: PerformerLM, tokens: np.ndarray, targets: Sequence[int], *, window_tokens: int,
                      batch_size: int = 8, progress: bool | None = False,
                      desc: str = "masked marginals", positions: np.ndarray | None = None) -> dict[int, torch.Tensor]:
     """For each token index in ``targets``: (V,) log-probs with that token masked (in its window).
     ``positions``: (len(tokens),) each token's position (:func:`score_mutants`), None: counted."""
-    plan = token_windows(len(tokens), max_length, causal=False)
+    plan = token_windows(len(tokens), window_tokens, causal=False)
     owner = plan.owners()
     inputs, where, spans = [], [], []
     for i in targets:
@@ -90,18 +113,20 @@ def masked_log_probs(model: PerformerLM, tokens: np.ndarray, targets: Sequence[i
     return out
 
 
-def unmasked_log_probs(model: PerformerLM, tokens: np.ndarray, *, max_length: int,
+@_renamed_window_tokens
+def unmasked_log_probs(model: PerformerLM, tokens: np.ndarray, *, window_tokens: int,
                        positions: np.ndarray | None = None) -> torch.Tensor:
     """(n, V) log-probs of every token index of a masked model, one unmasked pass per window."""
     out = torch.zeros(len(tokens), len(ALPHABET), dtype=torch.float64)
-    for w in token_windows(len(tokens), max_length, causal=False):
+    for w in token_windows(len(tokens), window_tokens, causal=False):
         lp = _log_probs(model, [tokens[w.start : w.stop]], _window_positions(positions, w.start, w.stop))[0]  # (L, V)
         mine = np.arange(w.own_start, w.own_stop)
         out[mine] = lp[mine - w.start]
     return out
 
 
-def causal_log_likelihoods(model: PerformerLM, sequences: Sequence[np.ndarray], *, max_length: int,
+@_renamed_window_tokens
+def causal_log_likelihoods(model: PerformerLM, sequences: Sequence[np.ndarray], *, window_tokens: int,
                            batch_size: int = 8, progress: bool | None = False,
                            positions: np.ndarray | None = None) -> np.ndarray:
     """log p(sequence) of framed sequences (all tokens after ``<cls>``), windows as above.
@@ -110,7 +135,7 @@ def causal_log_likelihoods(model: PerformerLM, sequences: Sequence[np.ndarray], 
     by_length: dict[int, list[int]] = {}
     for k, s in enumerate(sequences):
         by_length.setdefault(len(s), []).append(k)
-    plans = {n: token_windows(n, max_length, causal=True) for n in by_length}
+    plans = {n: token_windows(n, window_tokens, causal=True) for n in by_length}
     total = sum(len(members) * len(plans[n]) for n, members in by_length.items())
     with progress_bar(total=total, desc="log-likelihoods", unit="windows", enabled=progress) as bar:
         for n, members in by_length.items():
@@ -130,7 +155,8 @@ def causal_log_likelihoods(model: PerformerLM, sequences: Sequence[np.ndarray], 
     return out
 
 
-def pseudo_log_likelihoods(model: PerformerLM, sequences: Sequence[np.ndarray], *, max_length: int,
+@_renamed_window_tokens
+def pseudo_log_likelihoods(model: PerformerLM, sequences: Sequence[np.ndarray], *, window_tokens: int,
                            batch_size: int = 8, progress: bool | None = False,
                            positions: np.ndarray | None = None) -> np.ndarray:
     """Sum over residues of log p(residue | the rest, residue masked) of framed sequences."""
@@ -138,7 +164,7 @@ def pseudo_log_likelihoods(model: PerformerLM, sequences: Sequence[np.ndarray], 
     for k, tokens in enumerate(progress_bar(sequences, desc="pseudo-log-likelihoods", unit="sequences",
                                             enabled=progress)):
         targets = list(range(1, len(tokens) - 1))
-        lp = masked_log_probs(model, tokens, targets, max_length=max_length, batch_size=batch_size,
+        lp = masked_log_probs(model, tokens, targets, window_tokens=window_tokens, batch_size=batch_size,
                               positions=positions)
         out[k] = sum(float(lp[i][tokens[i]]) for i in targets)
     return out
@@ -148,8 +174,9 @@ def _id(letter: str) -> int:
     return int(ALPHABET.encode(letter)[0])
 
 
+@_renamed_window_tokens
 def score_mutants(model: PerformerLM, sequence: str, mutants: Sequence[tuple[Substitution, ...] | None], *,
-                  causal: bool, strategy: Strategy = "masked-marginals", max_length: int = 1024,
+                  causal: bool, strategy: Strategy = "masked-marginals", window_tokens: int = 1024,
                   batch_size: int = 8, progress: bool | None = False, positions: np.ndarray | None = None
                   ) -> np.ndarray:
     """One score per mutant (NaN where the mutant is None), as in the module docstring.
@@ -166,15 +193,15 @@ def score_mutants(model: PerformerLM, sequence: str, mutants: Sequence[tuple[Sub
     if causal or strategy == "pseudo-ppl":
         seqs = [wt] + [ALPHABET.frame(apply_mutant(sequence, mutants[k])) for k in valid]
         fn = causal_log_likelihoods if causal else pseudo_log_likelihoods
-        ll = fn(model, seqs, max_length=max_length, batch_size=batch_size, progress=progress, positions=positions)
+        ll = fn(model, seqs, window_tokens=window_tokens, batch_size=batch_size, progress=progress, positions=positions)
         scores[valid] = ll[1:] - ll[0]
         return scores
     if strategy == "masked-marginals":
         targets = sorted({s.index + 1 for k in valid for s in mutants[k]})
-        lp = masked_log_probs(model, wt, targets, max_length=max_length, batch_size=batch_size, progress=progress,
+        lp = masked_log_probs(model, wt, targets, window_tokens=window_tokens, batch_size=batch_size, progress=progress,
                               positions=positions)
     else:
-        table = unmasked_log_probs(model, wt, max_length=max_length, positions=positions)
+        table = unmasked_log_probs(model, wt, window_tokens=window_tokens, positions=positions)
         lp = {i: table[i] for i in range(len(wt))}
     for k in valid:
         scores[k] = sum(float(lp[s.index + 1][_id(s.mt)] - lp[s.index + 1][_id(s.wt)]) for s in mutants[k])
@@ -198,13 +225,14 @@ def unigram_scores(mutants: Sequence[tuple[Substitution, ...] | None], probs: np
                      for m in mutants])
 
 
-def substitution_matrix(model: PerformerLM, sequence: str, *, max_length: int = 1024,
+@_renamed_window_tokens
+def substitution_matrix(model: PerformerLM, sequence: str, *, window_tokens: int = 1024,
                         batch_size: int = 8, progress: bool | None = False,
                         positions: np.ndarray | None = None) -> np.ndarray:
     """(n, 20) masked marginals ``log p(aa) - log p(wt)`` at every position, all 19 substitutions
     (columns in ``STANDARD_AMINO_ACIDS`` order; 0 at the wild type): the standard DMS heatmap."""
     wt = ALPHABET.frame(sequence)
-    lp = masked_log_probs(model, wt, list(range(1, len(wt) - 1)), max_length=max_length, batch_size=batch_size,
+    lp = masked_log_probs(model, wt, list(range(1, len(wt) - 1)), window_tokens=window_tokens, batch_size=batch_size,
                           progress=progress, desc="substitution matrix", positions=positions)
     aa = list(ALPHABET.standard_indices)
     return np.stack([(lp[i][aa] - lp[i][wt[i]]).numpy() for i in range(1, len(wt) - 1)])
