@@ -33,8 +33,10 @@ def demo_summary(gain: float = 1.6, ratio_ci: tuple[float, float] = (0.94, 0.96)
     score = {"perplexity_ratio": sum(ratio_ci) / 2, "perplexity_ratio_ci95": list(ratio_ci), "passes": 5,
              "accuracy_gain": gain, "accuracy_gain_ci95": [gain - 0.4, gain + 0.4], "accuracy": 0.1204,
              "unigram_accuracy": 0.1077, "context_accuracy_gain": 0.6, "context_accuracy_gain_ci95": [-0.1, 1.3]}
-    similarity = {"proteins": 300, "attention": {"pearson": -0.05}, "attention_pairs": {"pearson": 0.31},
-                  "attention_context": {"pearson": 0.33}}
+    figures = [{"source": source, "measure": measure, "heads": "all", "pearson": r}
+               for source, measure, r in (("trained", "contexts", 0.36), ("untrained", "contexts", 0.02),
+                                          ("shuffled", "contexts", 0.1), ("trained", "contexts_by_offset", 0.2))]
+    similarity = {"proteins": 197, "attention": {"pearson": -0.05}, "study": {"figures": figures}}
     return {"command": "python scripts/demo.py", "steps": 1300, "minutes": 4.7, "date": "2026-01-02",
             "score": score, "similarity": similarity}
 
@@ -53,8 +55,8 @@ def test_demo_rows_follow_the_targets(table):
     assert rows["held-out masked accuracy gain over the unigram"].measured.startswith("+1.60 points [+1.20, +2.00]")
     assert rows["held-out masked accuracy gain over the unigram"].status.endswith("PASS")
     assert rows["held-out masked accuracy gain over the neighbour n-gram"].status.endswith("MISS")  # interval below 0
-    assert rows["contexts"].measured == "0.330" and rows["contexts"].status.endswith("PASS")
-    assert rows["Vig profiles / pooled pairs"].status.startswith("≥ 0.3: MISS / PASS")
+    assert rows["contexts"].measured == "0.360 (untrained 0.020)" and rows["contexts"].status == "≥ 0.35: PASS"
+    assert rows["contexts, offset null"].measured == "0.200" and rows["contexts, offset null"].status.endswith("MISS")
     worse = {r.target: r.status for r in table.demo_rows(demo_summary(1.0, (0.97, 1.01)))}
     assert worse["demo: held-out masked perplexity / unigram"].endswith("MISS")
     assert worse["demo: held-out masked accuracy gain over the unigram"].endswith("MISS")

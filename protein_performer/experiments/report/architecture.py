@@ -22,11 +22,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import protein_performer
 from protein_performer.outputs import written_atomically
 
 log = logging.getLogger("protein_performer")
 
-PACKAGE = Path(__file__).resolve().parents[2]
+PACKAGE = Path(protein_performer.__file__).resolve().parent
 """The ``protein_performer`` package folder this module belongs to."""
 DOCUMENT = Path("docs") / "architecture.md"
 """Where the document lives, relative to a checkout's root."""
