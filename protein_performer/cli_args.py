@@ -1,7 +1,7 @@
 """Renamed command-line flags: the old name keeps working for one release, with a warning.
 
 Flags are named by their unit (``--window-tokens``, ``--max-residues``, ``--block``; the table is
-in README.md, "Command line"). An old name is added with :func:`deprecated_alias`: it sets the same
+in docs/cli.md, "Flags"). An old name is added with :func:`deprecated_alias`: it sets the same
 value as the new flag, is hidden from ``--help`` (the new flag's help names it), and each use logs
 one line naming the new flag (:func:`deprecation_message`, which also words the warning for a
 renamed config key, such as ``data.max_length``: ``datamodule.FORMER_NAMES``).
