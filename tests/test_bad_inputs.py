@@ -178,18 +178,20 @@ def test_non_ascii_letter_is_one_x_in_embed_score_and_similarity(tmp_path, ckpt,
                      "--bootstrap", "0"]) == 0
     assert json.loads(capsys.readouterr().out)["unknown_to_x"] == 1
     assert "1 characters that are not amino-acid codes were scored as X" in caplog.text
-    from protein_performer.analysis import similarity
+    from protein_performer.analysis import similarity_inputs
 
-    seen = []
-    original = similarity.analyse
+    calls = []
+    original = similarity_inputs.protein_windows
 
-    def spy(model, sequences, **kwargs):
-        seen.extend(sequences := list(sequences))
-        return original(model, sequences, **kwargs)
+    def spy(sequences):
+        calls.append(sequences := list(sequences))
+        return original(sequences)
 
-    monkeypatch.setattr(similarity, "analyse", spy)
+    monkeypatch.setattr(similarity_inputs, "protein_windows", spy)
     assert cli.main(["similarity", "--checkpoint", str(ckpt), "--fasta", str(fasta), "--out",
-                     str(tmp_path / "sim"), "--unknown", "x", "--device", "cpu"]) == 0
+                     str(tmp_path / "sim"), "--unknown", "x", "--device", "cpu", "--bootstrap", "0"]) == 0
+    seen = calls[0]  # the proteins as read (the second call is the shuffled control's)
+    assert sorted(calls[1][0]) == sorted("MKVXLA")
     assert seen == ["MKVXLA", "ACDEFGHIKLMNPQRSTVWY"]
 
 
