@@ -202,7 +202,8 @@ def write_doc(doc: Path, result: dict) -> None:
     ``make reproduce``'s results beside the doc's folder (docs/figures/results_all.json)."""
     text = doc.read_text() if doc.exists() else "# Amino-acid similarity from attention\n"
     models = result["models"]
-    text = put_block(text, "similarity-runs", runs_table(models) + f"\n\n*{result['date']}; `{result['command']}`*")
+    text = put_block(text, "similarity-runs", runs_table(models) + f"\n\n*Last run {result['date']}: `{result['command']}` "
+                     "(a model analysed before is kept; each model's `similarity` command is in similarity.json).*")
     text = put_block(text, "similarity-main", main_table(models))
     text = put_block(text, "similarity-heads", heads_table(models))
     reproduce = doc.parent.parent / "figures" / "results_all.json"

@@ -176,7 +176,7 @@ def similarity_rows(result: dict) -> list[Figure]:
                                " / ".join(cells),
                                f"≥ {SIMILARITY_MIN:g} and ≥ {SIMILARITY_ABOVE_MIN:g} above controls: "
                                + " / ".join(verdict(x) for x in ok),
-                               f"`{result['command']}`, {result['date']} → {link}"))
+                               f"`python scripts/bench_similarity.py`, {result['date']} → {link}"))
     return rows
 
 
