@@ -23,9 +23,9 @@ from typing import Sequence
 
 import numpy as np
 
-from protein_performer.alphabet import STANDARD_AMINO_ACIDS
 from protein_performer.analysis.attention_counts import Window, protein_windows
-from protein_performer.corpus.families import Family, read_family
+from protein_performer.corpus.families import _CODE, Family, read_family
+from protein_performer.corpus.homologs import match_states
 from protein_performer.datasets.family_windows import family_window, weighted_order
 
 __all__ = ["family_windows", "protein_windows", "read_families", "shuffle_columns", "shuffle_residues"]
@@ -63,8 +63,7 @@ def shuffle_columns(family: Family, rng: np.random.Generator) -> Family:
     (module docstring). The rows, sequences and columns change; ids, weights and gaps stay."""
     if family.rows is None or family.columns is None:
         raise ValueError(f"{family.path}: the shuffled-column control needs aligned homologs")
-    match = [[c for c in row if c == "-" or c.isupper()] for row in family.rows]  # (N, C) match states
-    grid = np.array(match, dtype="<U1")
+    grid = np.array([list(match_states(row)) for row in family.rows], dtype="<U1")  # (N, C) match states
     for c in range(grid.shape[1]):
         present = np.flatnonzero(grid[:, c] != "-")
         grid[present, c] = grid[rng.permutation(present), c]
@@ -74,17 +73,8 @@ def shuffle_columns(family: Family, rng: np.random.Generator) -> Family:
         new = "".join(next(letters) if (c == "-" or c.isupper()) else c for c in row)
         rows.append(new)
         sequences.append("".join(c.upper() for c in new if c != "-"))
-    columns = family.columns.copy()
-    for c in range(grid.shape[1]):
-        present = np.flatnonzero(grid[:, c] != "-")
-        columns[present, c] = [_code(a) for a in grid[present, c]]
+    columns = _CODE[np.frombuffer("".join(grid.ravel()).encode(), dtype=np.uint8)].reshape(grid.shape)  # (N, C)
     return replace(family, rows=rows, sequences=sequences, columns=columns)
-
-
-def _code(letter: str) -> int:
-    """A residue's column code (0..19 for the standard amino acids, 20 otherwise), as families.py."""
-    i = STANDARD_AMINO_ACIDS.find(letter)
-    return i if i >= 0 else len(STANDARD_AMINO_ACIDS)
 
 
 def shuffle_residues(sequences: Sequence[str], rng: np.random.Generator) -> list[str]:

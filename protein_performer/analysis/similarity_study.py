@@ -79,6 +79,13 @@ class MeasureFigure:
                    dict(c.landmark_ranks))
 
 
+def find_figure(study: dict, source: str, measure: str, heads: str = "all") -> dict | None:
+    """One figure of a saved study (:meth:`Study.to_dict`, as in blosum_comparison.json's ``study``),
+    or None; ``heads`` "all" also finds a measure that has no head groups (embeddings: "-")."""
+    return next((f for f in study.get("figures", []) if f["source"] == source and f["measure"] == measure
+                 and (f["heads"] == heads or (heads == "all" and f["heads"] == "-"))), None)
+
+
 def untrained_like(model, seed: int = 0):
     """A model of ``model``'s shape (config), freshly initialised with torch seed ``seed``."""
     from protein_performer.model import PerformerLM

@@ -112,18 +112,15 @@ def summary_lines(summary: dict) -> list[str]:
 def similarity_rows(comparison: dict) -> list[tuple[str, str, str, str, str]]:
     """(measure, trained [CI], untrained, shuffled, above controls) for every measure on all heads,
     from ``similarity``'s blosum_comparison.json."""
-    figures = comparison.get("study", {}).get("figures", [])
+    from protein_performer.analysis.similarity_study import find_figure
 
-    def find(source: str, measure: str) -> dict | None:
-        return next((f for f in figures if f["source"] == source and f["measure"] == measure
-                     and f["heads"] in ("all", "-")), None)
-
+    study = comparison.get("study", {})
     rows = []
-    for f in figures:
+    for f in study.get("figures", []):
         if f["source"] != "trained" or f["heads"] not in ("all", "-"):
             continue
         ci = f" {_ci(f['ci'], 3)}" if f.get("ci") else ""
-        others = [find(source, f["measure"]) for source in ("untrained", "shuffled")]
+        others = [find_figure(study, source, f["measure"]) for source in ("untrained", "shuffled")]
         rows.append((f["measure"].replace("_", " "), f"{f['pearson']:.3f}{ci}",
                      *("n/a" if o is None else f"{o['pearson']:.3f}" for o in others),
                      "n/a" if f.get("above_controls") is None else f"{f['above_controls']:+.3f}"))

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import yaml
 
+from protein_performer.analysis.similarity_study import find_figure
 from protein_performer.experiments.report.markdown import md_table, portable
 
 log = logging.getLogger("bench_similarity")
@@ -100,11 +101,6 @@ def analyse(entry: dict, root: Path, out: Path, redo: bool) -> dict:
     return record | {"status": "done", "minutes": minutes, "study": result["study"]}
 
 
-def _figure(study: dict, source: str, measure: str, heads: str) -> dict | None:
-    return next((f for f in study["figures"] if f["source"] == source and f["measure"] == measure
-                 and f["heads"] == heads), None)
-
-
 def _value(f: dict | None, interval: bool = False) -> str:
     if f is None:
         return "n/a"
@@ -124,14 +120,14 @@ def main_table(models: list[dict]) -> str:
         for measure in (*MEASURE_NAMES, ):
             heads = "-" if measure in ("embedding", "log-odds") else "all"
             source = "alignment" if measure == "log-odds" else "trained"
-            f = _figure(study, source, measure, heads)
+            f = find_figure(study, source, measure, heads)
             if f is None:
                 continue
             above = "" if f.get("above_controls") is None else f"{f['above_controls']:+.3f}"
             ranks = " ".join(str(f["landmark_ranks"][k]) for k in LANDMARKS)
             body.append([m["name"], m["kind"], MEASURE_NAMES[measure], _value(f, True),
-                         _value(_figure(study, "untrained", measure, heads)),
-                         _value(_figure(study, "shuffled", measure, heads)), above, ranks, " ".join(f["top_pairs"][:5])])
+                         _value(find_figure(study, "untrained", measure, heads)),
+                         _value(find_figure(study, "shuffled", measure, heads)), above, ranks, " ".join(f["top_pairs"][:5])])
     return md_table(["model", "kind", "measure", "trained [95% CI]", "untrained", "shuffled", "above controls",
                      "ranks D-E F-Y I-V K-R", "top 5 pairs"], body)
 
@@ -145,13 +141,13 @@ def heads_table(models: list[dict]) -> str:
         groups = sorted({f["heads"] for f in m["study"]["figures"]} - {"all", "-"}, key=("local", "column", "global").index)
         for heads in groups:
             for measure in ("contexts", "pairs_by_offset", "contexts_by_offset"):
-                f = _figure(m["study"], "trained", measure, heads)
+                f = find_figure(m["study"], "trained", measure, heads)
                 if f is None:
                     continue
                 above = "" if f.get("above_controls") is None else f"{f['above_controls']:+.3f}"
                 body.append([m["name"], heads, MEASURE_NAMES[measure], _value(f, True),
-                             _value(_figure(m["study"], "untrained", measure, heads)),
-                             _value(_figure(m["study"], "shuffled", measure, heads)), above,
+                             _value(find_figure(m["study"], "untrained", measure, heads)),
+                             _value(find_figure(m["study"], "shuffled", measure, heads)), above,
                              " ".join(str(f["landmark_ranks"][k]) for k in LANDMARKS)])
     return md_table(["model", "heads", "measure", "trained [95% CI]", "untrained", "shuffled", "above controls",
                      "ranks D-E F-Y I-V K-R"], body)

@@ -148,10 +148,11 @@ def demo_rows(summary: dict) -> list[Figure]:
     return rows
 
 
-def _study_figure(comparison: dict, source: str, measure: str, heads: str = "all") -> dict | None:
-    """One figure of ``similarity``'s study (blosum_comparison.json ``study``), or None."""
-    return next((f for f in comparison.get("study", {}).get("figures", []) if f["source"] == source
-                 and f["measure"] == measure and f["heads"] == heads), None)
+def _study_figure(comparison: dict, source: str, measure: str) -> dict | None:
+    """One all-heads figure of ``similarity``'s study (blosum_comparison.json ``study``), or None."""
+    from protein_performer.analysis.similarity_study import find_figure  # torch: only when a study is drawn
+
+    return find_figure(comparison.get("study", {}), source, measure)
 
 
 def similarity_rows(result: dict) -> list[Figure]:
